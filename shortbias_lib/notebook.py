@@ -1,0 +1,40 @@
+"""What every chapter does first: check its parameters and say what produced it."""
+
+from dataclasses import dataclass
+
+from .profiles import check_profile
+from .runs import resolve_device, results_dir
+
+
+@dataclass(frozen=True)
+class Context:
+    """A chapter's run settings, after validation."""
+
+    profile: str
+    device: object
+    seed: int
+    data_root: object
+    results_dir: object
+
+
+def setup(profile, device="auto", seed=0, data_root=None, results=None, show=True):
+    """Validate a chapter's papermill parameters, seed torch, and show a banner.
+
+    The banner names the profile and device, so every executed notebook and
+    every HTML page says what produced it.
+    """
+    import torch
+
+    check_profile(profile)
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    torch.manual_seed(seed)
+    context = Context(profile, resolve_device(device), seed, data_root, results_dir(results))
+    if show:
+        from IPython.display import Markdown, display
+
+        display(Markdown(
+            f"```{{note}}\nThis page was executed with the **`{profile}`** profile on "
+            f"**{context.device}** (seed {seed}). See the introduction for how to "
+            "rerun it with another profile.\n```"))
+    return context

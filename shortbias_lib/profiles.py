@@ -1,0 +1,30 @@
+"""Run profiles: one code path, three sizes.
+
+``smoke`` runs each notebook in seconds (the test suite), ``quick`` is the
+default for the book (all of it within 30 minutes on 2 CPU cores) and
+``paper`` is the paper's full scale, meant for one GPU.
+"""
+
+PROFILES = ("smoke", "quick", "paper")
+DEFAULT_PROFILE = "quick"
+
+
+def check_profile(profile):
+    """Return ``profile`` if it names a known profile, else raise ``ValueError``."""
+    if profile not in PROFILES:
+        raise ValueError(
+            f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+    return profile
+
+
+def pick(profile, sizes):
+    """Return ``sizes[profile]`` from a mapping with one entry per profile.
+
+    >>> pick("smoke", {"smoke": 10, "quick": 100, "paper": 1000})
+    10
+    """
+    check_profile(profile)
+    missing = [p for p in PROFILES if p not in sizes]
+    if missing:
+        raise KeyError(f"sizes lack an entry for profile(s) {missing}")
+    return sizes[profile]
