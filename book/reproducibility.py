@@ -14,7 +14,9 @@
 # %% [markdown]
 # # Reproducibility
 #
-# PLACEHOLDER.
+# This page collects, from the result files written by the chapters of this run, each
+# number the paper reports next to ours, and says how close we get. Nothing here is
+# typed in: the table and the figure are read from the results folder.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -27,3 +29,25 @@ results = None
 from shortbias_lib.notebook import setup
 
 context = setup(profile, device, seed, data_root, results)
+
+# %%
+# %matplotlib inline
+from shortbias_lib import report
+
+comparisons = report.collect(context.results_dir, profile)
+report.comparison_table(comparisons)
+
+# %% [markdown]
+# The figure shows the same comparison on a logarithmic scale: each bar pair is one
+# reported number, ours against the paper's.
+
+# %% mystnb={"figure": {"caption": "Each reproduced number next to the paper's (log scale). Bars come from the result files of this run.", "name": "fig-reproducibility"}}
+if comparisons:
+    report.comparison_figure(comparisons)
+
+# %% [markdown]
+# Where each number came from: the provenance recorded in every result file (git commit,
+# profile, device, seed and time of the run).
+
+# %% tags=["remove-input"]
+report.provenance_widget(context.results_dir, profile)

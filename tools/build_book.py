@@ -50,6 +50,18 @@ def execute(source, root, parameters):
             kernel_name="python3", cwd=str(root), progress_bar=False, log_output=False)
     finally:
         unexecuted.unlink(missing_ok=True)
+    hide_injected_parameters(source.with_suffix(".ipynb"))
+
+
+def hide_injected_parameters(path):
+    """Hide papermill's parameters cell in the HTML (it holds local paths); the
+    banner each chapter shows under it already names the profile, device and seed."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(notebook, path)
 
 
 def build_html(root):
