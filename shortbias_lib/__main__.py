@@ -16,6 +16,14 @@ from .profiles import DEFAULT_PROFILE, check_profile
 # run(profile, *, device, seed, data_root, results, resume) described in CONTRIBUTING.md.
 EXPERIMENTS = {
     "data": ("shortbias_lib.data", "run_check", "load MNIST and CIFAR-10 and report their sources"),
+    "figure3": ("shortbias_lib.noisy_quadratic", "run_figure3",
+                "greedy, fixed and optimized schedules on the noisy quadratic (Figure 3)"),
+    "offline_mnist": ("shortbias_lib.offline", "run_offline",
+                      "offline meta-optimization on MNIST (Figures 5, 6)"),
+    "online": ("shortbias_lib.online", "run_online",
+               "online SMD on MNIST and CIFAR-10 (Figures 7, 8)"),
+    "beyond": ("shortbias_lib.beyond", "run_beyond",
+               "the bias across horizons, remedies, and PES (beyond the paper)"),
 }
 
 

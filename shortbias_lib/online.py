@@ -1,0 +1,654 @@
+"""Online stochastic meta-descent while a network trains (Section 3.3, Figures 7 and 8).
+
+Every ``adapt_every`` training steps during the first ``adapt_until`` steps
+(half of training in the paper), Algorithm 1 (:func:`shortbias_lib.hypergrad.smd`)
+takes ``meta_steps`` Adam steps on ``u = (log alpha_eff, log(1 - mu))``,
+``alpha_eff = alpha / (1 - mu)``, each from a ``horizon``-step lookahead that
+restarts at the current weights. One Adam state is kept for the whole run,
+as in the authors' code. The lookahead batches are drawn once per
+adaptation and shared by its meta steps (the authors' code):
+
+* stochastic lookahead: ``horizon`` fresh batches for the lookahead, the next
+  ``horizon`` for the meta-objective (their mean loss at ``w_{t+T}``);
+* deterministic lookahead: one batch repeated ``horizon`` times and the
+  meta-objective evaluated on that same batch.
+
+After ``adapt_until`` adaptation stops, ``mu`` is frozen and the effective
+learning rate decays exponentially from its value there to ``final_lr``
+(1e-4) at the last step, ``steps - 1``. The hand-tuned baseline keeps its
+(alpha, mu) fixed until ``adapt_until`` and then decays the same way (what the
+authors' code does). A run whose training loss becomes NaN or infinite is
+stopped and recorded as diverged with its step; a lookahead that diverges
+ends that adaptation (the rate keeps its last finite value) and is counted.
+"""
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import hypergrad, models, training
+from .profiles import check_profile, pick
+from .runs import load_matching, progress, provenance, resolve_device, results_dir, save_result
+
+MODES = ("baseline", "stochastic", "deterministic")
+DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
+CHAPTER = "online_smd"
+
+# What the paper (and the authors' code) use.
+PAPER_INIT_LRS = {"mnist": (1e-3, 5e-3, 1e-2, 5e-2, 1e-1), "cifar10": (5e-4, 1e-3, 5e-3, 1e-2)}
+PAPER_BASELINE_LR = {"mnist": 1e-1, "cifar10": 5e-3}
+
+
+# ---------------------------------------------------------------- one run
+
+@dataclass
+class OnlineRun:
+    """Everything recorded by one online run (arrays per step, per evaluation, per adaptation).
+
+    ``eff_lr[t]`` and ``momentum[t]`` are the values used by training step t,
+    ``losses[t]`` its minibatch loss (before the step); all three are NaN from
+    a diverged step on. ``eval_losses[k]`` is the training-set loss after
+    ``eval_steps[k]`` steps. ``settled_lr`` is the effective rate at the end
+    of adaptation (``adapt_until``), ``final_train_loss`` the last evaluation.
+    """
+
+    label: str
+    mode: str
+    init_lr: float
+    init_momentum: float
+    eff_lr: np.ndarray
+    momentum: np.ndarray
+    losses: np.ndarray
+    eval_steps: np.ndarray
+    eval_losses: np.ndarray
+    adapt_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    meta_loss_first: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    meta_loss_last: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lookahead_diverged_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    diverged: bool = False
+    diverged_step: int = -1
+    settled_lr: float = float("nan")
+    settled_momentum: float = float("nan")
+    final_train_loss: float = float("nan")
+    test_error: float = float("nan")
+    seconds: float = 0.0
+
+    SCALARS = ("init_lr", "init_momentum", "diverged", "diverged_step", "settled_lr",
+               "settled_momentum", "final_train_loss", "test_error", "seconds")
+    ARRAYS = ("eff_lr", "momentum", "losses", "eval_steps", "eval_losses", "adapt_steps",
+              "meta_loss_first", "meta_loss_last", "lookahead_diverged_steps")
+
+    @property
+    def steps(self):
+        return len(self.eff_lr)
+
+    def chance_step(self, n_classes=10, tolerance=0.02):
+        """First evaluation step from which the training loss stays at chance level, ``log(n_classes)``.
+
+        A network that a too-large rate has killed (all ReLUs off) predicts
+        uniformly: its loss sits at ``log(n_classes)`` without being NaN. Only
+        counts if the loss was below chance before. ``-1`` if that never happens.
+        """
+        losses = np.asarray(self.eval_losses)
+        at_chance = losses >= (1.0 - tolerance) * math.log(n_classes)
+        if losses.size < 2 or not at_chance[-1] or at_chance.all():
+            return -1
+        below = np.flatnonzero(~at_chance)
+        if below[-1] == losses.size - 1:
+            return -1
+        return int(self.eval_steps[below[-1] + 1])
+
+    @property
+    def last_finite_step(self):
+        """Number of steps completed without divergence."""
+        return self.diverged_step if self.diverged else self.steps
+
+    def to_arrays(self, prefix=""):
+        """Flat ``name -> array`` mapping for :func:`shortbias_lib.runs.save_result`."""
+        out = {f"{prefix}label": np.array(self.label), f"{prefix}mode": np.array(self.mode)}
+        out.update({f"{prefix}{name}": np.asarray(getattr(self, name)) for name in self.ARRAYS})
+        out.update({f"{prefix}{name}": np.asarray(getattr(self, name)) for name in self.SCALARS})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix=""):
+        """Inverse of :meth:`to_arrays`."""
+        kwargs = {"label": str(arrays[f"{prefix}label"]), "mode": str(arrays[f"{prefix}mode"])}
+        kwargs.update({name: np.asarray(arrays[f"{prefix}{name}"]) for name in cls.ARRAYS})
+        for name in cls.SCALARS:
+            value = arrays[f"{prefix}{name}"].item()
+            kwargs[name] = value
+        kwargs["diverged"] = bool(kwargs["diverged"])
+        kwargs["diverged_step"] = int(kwargs["diverged_step"])
+        return cls(**kwargs)
+
+
+def decay_lr(t, start, final_lr, t0, last_step):
+    """Exponential decay of the effective rate: ``start`` at ``t0``, ``final_lr`` at ``last_step``.
+
+    ``alpha_eff(t) = start * (final_lr / start)^((t - t0) / (last_step - t0))``.
+    """
+    if last_step <= t0:
+        raise ValueError(f"last_step must be > t0; got last_step={last_step}, t0={t0}")
+    frac = min(max((t - t0) / (last_step - t0), 0.0), 1.0)
+    return start * (final_lr / start) ** frac
+
+
+def _check_run_args(steps, adapt_every, adapt_until, meta_steps, horizon, eval_every, mode,
+                    lr, momentum, final_lr):
+    training.check_steps(steps, "steps", minimum=3)
+    training.check_steps(adapt_every, "adapt_every")
+    training.check_steps(meta_steps, "meta_steps", minimum=0)
+    training.check_steps(horizon, "horizon")
+    training.check_steps(eval_every, "eval_every")
+    if isinstance(adapt_until, bool) or not isinstance(adapt_until, (int, np.integer)) \
+            or not 0 <= adapt_until <= steps - 2:
+        raise ValueError(f"adapt_until must be an integer in [0, steps - 2] = [0, {steps - 2}]; "
+                         f"got {adapt_until!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    training.check_lr(lr, "lr")
+    training.check_momentum(momentum)
+    training.check_lr(final_lr, "final_lr")
+
+
+def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, mode="stochastic",
+               steps=50000, adapt_until=None, adapt_every=10, meta_steps=100, horizon=5,
+               n_eval=None, meta_lr=1e-2, clip=10.0, final_lr=1e-4, decay=True,
+               eval_every=100, eval_fn=None, test_fn=None, convention="paper", label=None,
+               show_progress=True, checkpoint_path=None, checkpoint_every=None,
+               checkpoint_config=None, stop_after=None):
+    """Train ``steps`` steps from ``params``, adapting (alpha, mu) online by SMD (Section 3.3).
+
+    ``lr`` and ``momentum`` are the initial raw alpha and mu. ``mode`` is
+    ``"baseline"`` (no adaptation), ``"stochastic"`` or ``"deterministic"``
+    lookahead. ``train_sampler()`` gives the training batches,
+    ``meta_sampler`` (a :class:`~shortbias_lib.training.BatchSampler`) the
+    lookahead ones. ``adapt_until`` defaults to ``steps // 2``; with
+    ``decay`` the effective rate then decays to ``final_lr`` at step
+    ``steps - 1``. ``eval_fn(params) -> float`` (training-set loss) is called
+    every ``eval_every`` steps and at the end, ``test_fn(params) -> float``
+    (test error) at the end. Returns an :class:`OnlineRun`.
+
+    With ``checkpoint_path``, the whole state of the run (weights, velocity,
+    hyperparameters, Adam state, both samplers, the records so far) is saved
+    there atomically at least every ``checkpoint_every`` steps, and a run
+    started again with the same ``checkpoint_config`` continues from it and
+    gives the same result as one that was never interrupted. ``stop_after``
+    stops at the first checkpoint at or after that step and returns ``None``
+    (to test resuming).
+    """
+    adapt_until = steps // 2 if adapt_until is None else adapt_until
+    _check_run_args(steps, adapt_every, adapt_until, meta_steps, horizon, eval_every, mode,
+                    lr, momentum, final_lr)
+    n_eval = horizon if n_eval is None else training.check_steps(n_eval, "n_eval")
+    label = label or f"{mode} lr={lr:g}"
+    started = time.perf_counter()
+    hyper = hypergrad.Hyperparameters(lr=float(lr), momentum=float(momentum),
+                                      learn=("lr", "momentum"), space="log")
+    low, high = hyper.bounds()
+    if mode != "baseline":  # SMD works within the authors' bounds from the start
+        hyper = hyper.from_vector(np.clip(hyper.vector(), low, high))
+    optimizer = hypergrad.make_meta_optimizer("adam", meta_lr)
+    state = training.init_state(params)
+
+    eff = np.full(steps, np.nan)
+    mom = np.full(steps, np.nan)
+    losses = np.full(steps, np.nan)
+    eval_steps, eval_losses = [], []
+    adapt_steps, first, last, look_bad = [], [], [], []
+    diverged_step = -1
+    settled = None
+
+    def evaluate(t):
+        nonlocal diverged_step
+        if eval_fn is None:
+            return True
+        value = float(eval_fn(tuple(p.detach() for p in state.params)))
+        if not math.isfinite(value):
+            diverged_step = t
+            return False
+        eval_steps.append(t)
+        eval_losses.append(value)
+        return True
+
+    def batches_for_adaptation():
+        if mode == "deterministic":
+            batch = meta_sampler()
+            return [batch] * horizon, [batch]
+        return meta_sampler.take(horizon), meta_sampler.take(n_eval)
+
+    if checkpoint_path is not None:
+        training.check_steps(checkpoint_every, "checkpoint_every")
+        for name, sampler in (("train_sampler", train_sampler), ("meta_sampler", meta_sampler)):
+            if not isinstance(sampler, training.BatchSampler):
+                raise ValueError(f"{name} must be a BatchSampler to checkpoint a run")
+    records = {"eff": eff, "mom": mom, "losses": losses}
+    lists = {"eval_steps": eval_steps, "eval_losses": eval_losses, "adapt_steps": adapt_steps,
+             "first": first, "last": last, "look_bad": look_bad}
+    ckpt_meta = {"checkpoint_config": checkpoint_config, "steps": steps, "mode": mode, "lr": lr}
+
+    def save_checkpoint(t):
+        arrays = {f"rec_{k}": v for k, v in records.items()}
+        arrays.update({f"list_{k}": np.asarray(v) for k, v in lists.items()})
+        arrays.update({f"w{i}": p.detach().cpu().numpy() for i, p in enumerate(state.params)})
+        arrays.update({f"v{i}": q.detach().cpu().numpy() for i, q in enumerate(state.velocity)})
+        arrays.update({
+            "t": t, "hyper": [hyper.lr, hyper.momentum],
+            "settled": [settled.lr, settled.momentum] if settled is not None else [np.nan, np.nan],
+            "adam_m": optimizer.m if optimizer.m is not None else np.zeros(0),
+            "adam_s": optimizer.s if optimizer.s is not None else np.zeros(0),
+            "adam_t": optimizer.t, "elapsed": time.perf_counter() - started})
+        for name, sampler in (("train", train_sampler), ("meta", meta_sampler)):
+            arrays[f"{name}_rng"] = sampler.generator.get_state().numpy()
+            arrays[f"{name}_order"] = sampler._order.cpu().numpy()
+            arrays[f"{name}_pos"] = sampler._pos
+        save_result(checkpoint_path, arrays, {"config": ckpt_meta})
+
+    t = 0
+    found = (load_matching(checkpoint_path, json_ready(ckpt_meta))
+             if checkpoint_path is not None else None)
+    if found is not None:
+        saved = found[0]
+        t = int(saved["t"])
+        for k, v in records.items():
+            v[:] = saved[f"rec_{k}"]
+        for k, v in lists.items():
+            v.extend(saved[f"list_{k}"].tolist())
+        n = len(state.params)
+        dev, dtype = state.params[0].device, state.params[0].dtype
+        state = training.TrainState(
+            tuple(torch.from_numpy(saved[f"w{i}"]).to(dev, dtype) for i in range(n)),
+            tuple(torch.from_numpy(saved[f"v{i}"]).to(dev, dtype) for i in range(n)), t)
+        hyper = hypergrad.Hyperparameters(float(saved["hyper"][0]), float(saved["hyper"][1]),
+                                          learn=("lr", "momentum"), space="log")
+        if np.isfinite(saved["settled"]).all():
+            settled = hypergrad.Hyperparameters(float(saved["settled"][0]),
+                                                float(saved["settled"][1]),
+                                                learn=("lr", "momentum"), space="log")
+        if saved["adam_m"].size:
+            optimizer.m, optimizer.s = saved["adam_m"].copy(), saved["adam_s"].copy()
+        optimizer.t = int(saved["adam_t"])
+        for name, sampler in (("train", train_sampler), ("meta", meta_sampler)):
+            sampler.generator.set_state(torch.from_numpy(saved[f"{name}_rng"].copy()))
+            sampler._order = torch.from_numpy(saved[f"{name}_order"].copy())
+            sampler._pos = int(saved[f"{name}_pos"])
+        started -= float(saved["elapsed"])
+    last_checkpoint = t
+    bar = progress(total=steps, initial=t, desc=label, leave=False) if show_progress else None
+    while t < steps:
+        if checkpoint_path is not None and t >= last_checkpoint + checkpoint_every:
+            save_checkpoint(t)
+            last_checkpoint = t
+            if stop_after is not None and t >= stop_after:
+                if bar is not None:
+                    bar.close()
+                return None
+        if t % eval_every == 0 and not evaluate(t):
+            break
+        adapting = t < adapt_until
+        if adapting and mode != "baseline" and t % adapt_every == 0:
+            lookahead, evaluation = batches_for_adaptation()
+            result = hypergrad.smd(apply, state, hyper, horizon, meta_steps,
+                                   batch_fn=lambda m: (lookahead, evaluation),
+                                   meta_optimizer=optimizer, clip=clip, convention=convention,
+                                   project=True)
+            hyper = result.hyper
+            adapt_steps.append(t)
+            first.append(result.meta_losses[0] if len(result.meta_losses) else np.nan)
+            last.append(result.meta_losses[-1] if len(result.meta_losses) else np.nan)
+            if result.diverged:
+                look_bad.append(t)
+        if adapting:
+            nxt = min(steps, adapt_until, (t // adapt_every + 1) * adapt_every,
+                      (t // eval_every + 1) * eval_every)
+            schedule = training.Constant(hyper.lr)
+        else:
+            if settled is None:
+                settled = hyper
+            nxt = min(steps, (t // eval_every + 1) * eval_every)
+            one_minus = 1.0 - settled.momentum
+            if decay:
+                start = settled.effective_lr
+                schedule = _DecaySchedule(start * one_minus, final_lr * one_minus,
+                                          adapt_until, steps - 1)
+            else:
+                schedule = training.Constant(settled.lr)
+        mu = hyper.momentum if adapting else settled.momentum
+        run = training.train(apply, state, train_sampler, nxt - t, schedule, mu,
+                             convention=convention)
+        done = len(run.losses)
+        losses[t:t + done] = run.losses
+        eff[t:t + done] = run.lrs / (1.0 - mu)
+        mom[t:t + done] = mu
+        if bar is not None:
+            bar.update(done)
+        if run.diverged:
+            diverged_step = run.diverged_step
+            losses[diverged_step:] = np.nan
+            eff[diverged_step + 1:] = np.nan
+            mom[diverged_step + 1:] = np.nan
+            break
+        state = run.state
+        t = nxt
+    else:
+        evaluate(steps)
+    if bar is not None:
+        bar.close()
+    diverged = diverged_step >= 0
+    if settled is None:
+        settled = hyper
+    test_error = float("nan")
+    if not diverged and test_fn is not None:
+        test_error = float(test_fn(tuple(p.detach() for p in state.params)))
+    reached_settling = not diverged or diverged_step > adapt_until
+    return OnlineRun(
+        label=label, mode=mode, init_lr=float(lr), init_momentum=float(momentum),
+        eff_lr=eff, momentum=mom, losses=losses,
+        eval_steps=np.asarray(eval_steps, dtype=np.int64), eval_losses=np.asarray(eval_losses),
+        adapt_steps=np.asarray(adapt_steps, dtype=np.int64), meta_loss_first=np.asarray(first),
+        meta_loss_last=np.asarray(last),
+        lookahead_diverged_steps=np.asarray(look_bad, dtype=np.int64),
+        diverged=diverged, diverged_step=int(diverged_step),
+        settled_lr=settled.effective_lr if reached_settling else float("nan"),
+        settled_momentum=settled.momentum if reached_settling else float("nan"),
+        final_train_loss=eval_losses[-1] if (eval_losses and not diverged) else float("nan"),
+        test_error=test_error, seconds=time.perf_counter() - started)
+
+
+def json_ready(config):
+    """``config`` after a JSON round trip (what :func:`shortbias_lib.runs.load_matching` compares)."""
+    import json
+
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+class _DecaySchedule(training.Schedule):
+    """Raw-rate schedule whose effective rate follows :func:`decay_lr` (mu fixed)."""
+
+    def __init__(self, start, target, t0, last_step):
+        self.start, self.target, self.t0, self.last_step = start, target, t0, last_step
+
+    def lr(self, t):
+        return decay_lr(t, self.start, self.target, self.t0, self.last_step)
+
+
+# ---------------------------------------------------------------- profiles and experiment
+
+def sizes(profile):
+    """Sizes of the online experiment for ``profile`` (see the chapter for why)."""
+    common_paper = dict(steps=50000, adapt_every=10, meta_steps=100, meta_lr=1e-2, horizon=5,
+                        batch_size=100, eval_every=100, n_train=None, n_eval_train=None,
+                        n_test=None, checkpoint_every=1000)
+    return pick(profile, {
+        "smoke": {
+            "mnist": dict(steps=40, adapt_every=10, meta_steps=2, meta_lr=5e-2, horizon=3,
+                          batch_size=20, eval_every=20, n_train=400, n_eval_train=200,
+                          n_test=200, init_lrs=(1e-2,), det_lrs=()),
+            "cifar10": dict(steps=20, adapt_every=10, meta_steps=1, meta_lr=5e-2, horizon=2,
+                            batch_size=10, eval_every=10, n_train=100, n_eval_train=50,
+                            n_test=50, init_lrs=(1e-3,), det_lrs=(1e-3,)),
+        },
+        "quick": {
+            "mnist": dict(steps=2000, adapt_every=10, meta_steps=10, meta_lr=5e-2, horizon=5,
+                          batch_size=100, eval_every=100, n_train=None, n_eval_train=2000,
+                          n_test=2000, init_lrs=(1e-3, 1e-2), det_lrs=(1e-2,)),
+            "cifar10": dict(steps=800, adapt_every=10, meta_steps=5, meta_lr=5e-2, horizon=5,
+                            batch_size=25, eval_every=50, n_train=10000, n_eval_train=1000,
+                            n_test=1000, init_lrs=(5e-3,), det_lrs=(5e-3,)),
+        },
+        "paper": {
+            "mnist": dict(common_paper, init_lrs=PAPER_INIT_LRS["mnist"], det_lrs=()),
+            "cifar10": dict(common_paper, init_lrs=PAPER_INIT_LRS["cifar10"],
+                            det_lrs=PAPER_INIT_LRS["cifar10"]),
+        },
+    })
+
+
+def run_key(dataset, mode, lr):
+    """Name of one run inside the result file, e.g. ``cifar10__deterministic__0.001``."""
+    return f"{dataset}__{mode}__{lr:g}"
+
+
+def _model(dataset, filter_size, init_std, device):
+    name = DATASET_MODELS[dataset]
+    init, apply = models.MODELS[name]
+    if name == "cnn":
+        def make(generator):
+            return init(generator, filter_size=filter_size, init_std=init_std, device=device)
+    else:
+        def make(generator):
+            return init(generator, init_std=init_std, device=device)
+    return make, apply
+
+
+def run_dataset(dataset, profile="quick", *, device="auto", seed=0, data_root=None, results=None,
+                resume=True, convention="paper", filter_size=3, init_std=0.1, momentum=0.9,
+                show_progress=True, overrides=None):
+    """All runs of one data set (baseline, stochastic and deterministic SMD); returns a dict.
+
+    Each finished run is saved as a checkpoint under ``results/checkpoints`` and
+    reused when ``resume`` is true and its configuration matches. ``overrides``
+    replaces entries of :func:`sizes` (for exploring other sizes). Returns
+    ``{"runs": {key: OnlineRun}, "config": dict, "source": str}``.
+    """
+    from . import data
+
+    check_profile(profile)
+    if dataset not in DATASET_MODELS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASET_MODELS)}; got {dataset!r}")
+    dev = resolve_device(device)
+    cfg = dict(sizes(profile)[dataset], **(overrides or {}))
+    train_set = data.load(dataset, train=True, root=data_root, limit=cfg["n_train"])
+    test_set = data.load(dataset, train=False, root=data_root, limit=cfg["n_test"])
+    eval_x = train_set.images[:cfg["n_eval_train"]].to(dev)
+    eval_y = train_set.labels[:cfg["n_eval_train"]].to(dev)
+    test_x, test_y = test_set.images.to(dev), test_set.labels.to(dev)
+    make, apply = _model(dataset, filter_size, init_std, dev)
+    params = make(torch.Generator().manual_seed(seed))
+
+    def eval_fn(p):
+        return models.mean_loss(apply, p, eval_x, eval_y, chunk=1000)
+
+    def test_fn(p):
+        return models.error_rate(apply, p, test_x, test_y, chunk=1000)
+
+    config = dict(cfg, dataset=dataset, run_seed=seed, convention=convention,
+                  filter_size=filter_size if dataset == "cifar10" else None, init_std=init_std,
+                  momentum=momentum, baseline_lr=PAPER_BASELINE_LR[dataset], final_lr=1e-4,
+                  adapt_until=cfg["steps"] // 2, source=train_set.source,
+                  n_train_used=len(train_set), n_test_used=len(test_set),
+                  init_lrs=list(cfg["init_lrs"]), det_lrs=list(cfg["det_lrs"]))
+    plan = [("baseline", PAPER_BASELINE_LR[dataset])]
+    plan += [("stochastic", lr) for lr in cfg["init_lrs"]]
+    plan += [("deterministic", lr) for lr in cfg["det_lrs"]]
+    folder = results_dir(results) / "checkpoints"
+    runs = {}
+    for mode, lr in progress(plan, desc=f"online {dataset}", disable=None if show_progress else True):
+        key = run_key(dataset, mode, lr)
+        path = folder / f"online-{profile}-{key}.npz"
+        run_config = dict(config, mode=mode, lr=lr, chapter=CHAPTER)
+        found = load_matching(path, run_config) if resume else None
+        if found is not None:
+            runs[key] = OnlineRun.from_arrays(found[0])
+            continue
+        partial = folder / f"online-{profile}-{key}.partial.npz"
+        if not resume:
+            partial.unlink(missing_ok=True)
+        train_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed, dev)
+        meta_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed + 1, dev)
+        run = online_run(apply, params, train_sampler, meta_sampler, lr, momentum, mode=mode,
+                         steps=cfg["steps"], adapt_every=cfg["adapt_every"],
+                         meta_steps=cfg["meta_steps"], horizon=cfg["horizon"],
+                         meta_lr=cfg["meta_lr"], eval_every=cfg["eval_every"], eval_fn=eval_fn,
+                         test_fn=test_fn, convention=convention, label=key,
+                         show_progress=show_progress,
+                         checkpoint_path=partial if cfg.get("checkpoint_every") else None,
+                         checkpoint_every=cfg.get("checkpoint_every"),
+                         checkpoint_config=run_config)
+        save_result(path, run.to_arrays(), provenance(profile, dev, seed, **run_config))
+        partial.unlink(missing_ok=True)
+        runs[key] = run
+    return {"runs": runs, "config": config, "source": train_set.source}
+
+
+def run_online(profile="quick", *, device="auto", seed=0, data_root=None, results=None, resume=True,
+               datasets=("mnist", "cifar10"), convention="paper", filter_size=3, show_progress=True):
+    """Figures 7 and 8: online SMD on MNIST and CIFAR-10; writes ``online-<profile>.npz``.
+
+    Returns ``{dataset: run_dataset(...) result}``. The result file holds
+    every run's arrays under the prefix ``<dataset>__<mode>__<lr>__`` and a
+    configuration with ``chapter``. The paper reports no number for these
+    experiments, so the file holds no ``reported_*`` arrays.
+    """
+    check_profile(profile)
+    dev = resolve_device(device)
+    out, arrays, config = {}, {}, {"chapter": CHAPTER, "datasets": list(datasets)}
+    for dataset in datasets:
+        result = run_dataset(dataset, profile, device=device, seed=seed, data_root=data_root,
+                             results=results, resume=resume, convention=convention,
+                             filter_size=filter_size, show_progress=show_progress)
+        out[dataset] = result
+        config[dataset] = result["config"]
+        for key, run in result["runs"].items():
+            arrays.update(run.to_arrays(prefix=f"{key}__"))
+    arrays["run_keys"] = np.array(sorted(k for r in out.values() for k in r["runs"]))
+    path = results_dir(results) / f"online-{profile}.npz"
+    save_result(path, arrays, provenance(profile, dev, seed, **config))
+    if sys.stdout.isatty():  # a short summary for the shell; notebooks show tables instead
+        print(f"wrote {path}")
+        for dataset, result in out.items():
+            print(f"{dataset} ({result['source']}):")
+            for row in summary_rows(result["runs"]):
+                state = ("diverged at step %d" % row["diverged_step"]
+                         if row["diverged_step"] is not None else
+                         f"final training loss {row['final_train_loss']:.4g}, "
+                         f"test error {row['test_error']:.2%}")
+                print(f"  {row['run']:32s} settled eff. lr {row['settled_eff_lr']:.3g}, {state}")
+    return out
+
+
+def runs_from_file(path):
+    """``{key: OnlineRun}`` and the provenance from a file written by :func:`run_online`."""
+    from .runs import load_result
+
+    arrays, meta = load_result(path)
+    return {str(k): OnlineRun.from_arrays(arrays, prefix=f"{k}__") for k in arrays["run_keys"]}, meta
+
+
+# ---------------------------------------------------------------- tables and figures
+
+def summary_rows(runs):
+    """One row per run: mode, initial and settled effective rate, final loss, test error, divergence."""
+    rows = []
+    for key, run in runs.items():
+        rows.append({
+            "run": key, "mode": run.mode, "init_lr": run.init_lr,
+            "init_eff_lr": run.init_lr / (1.0 - run.init_momentum),
+            "settled_eff_lr": run.settled_lr, "settled_momentum": run.settled_momentum,
+            "final_train_loss": run.final_train_loss, "test_error": run.test_error,
+            "diverged_step": run.diverged_step if run.diverged else None,
+            "lookahead_divergences": int(len(run.lookahead_diverged_steps)),
+            "chance_step": run.chance_step(),
+        })
+    return rows
+
+
+def summary_table(runs):
+    """Markdown table of :func:`summary_rows` (for display in the chapter)."""
+    from IPython.display import Markdown
+
+    def fmt(value, spec):
+        return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+    lines = ["| run | initial $\\alpha$ | initial $\\alpha_{\\rm eff}$ | $\\alpha_{\\rm eff}$ at end of "
+             "adaptation | $\\mu$ there | final training loss | test error | diverged |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in summary_rows(runs):
+        diverged = "no" if row["diverged_step"] is None else f"**yes, step {row['diverged_step']}**"
+        if row["chance_step"] >= 0:
+            diverged += f", **loss at chance level from step {row['chance_step']}**"
+        if row["lookahead_divergences"]:
+            diverged += f" ({row['lookahead_divergences']} lookahead(s) diverged)"
+        lines.append(
+            f"| {row['mode']} | {row['init_lr']:.0e} | {row['init_eff_lr']:.2g} | "
+            f"{fmt(row['settled_eff_lr'], '.2e')} | {fmt(row['settled_momentum'], '.3f')} | "
+            f"{fmt(row['final_train_loss'], '.3g')} | {fmt(row['test_error'], '.2%')} | {diverged} |")
+    return Markdown("\n".join(lines))
+
+
+def plot_runs(axes_loss, axes_lr, runs, title=None):
+    """Training loss (log) and effective learning rate (log) against steps, Figure 7 style.
+
+    The baseline is red, SMD runs blue (darker: larger initial rate). A
+    diverged run is drawn up to its last finite value and marked with an ``x``
+    and its step; nothing NaN is plotted.
+    """
+    smd_runs = [r for r in runs.values() if r.mode != "baseline"]
+    order = sorted({r.init_lr for r in smd_runs})
+    shades = {lr: 0.45 + 0.55 * (i + 1) / len(order) for i, lr in enumerate(order)}
+    import matplotlib.pyplot as plt
+
+    blues = plt.get_cmap("Blues")
+    for run in runs.values():
+        if run.mode == "baseline":
+            color, name = "tab:red", f"hand-tuned, $\\alpha$={run.init_lr:g}"
+        else:
+            color, name = blues(shades[run.init_lr]), f"SMD, $\\alpha_0$={run.init_lr:g}"
+        steps = run.eval_steps
+        if len(steps):
+            axes_loss.plot(steps, run.eval_losses, color=color, lw=1.6, label=name)
+        good = run.last_finite_step
+        t = np.arange(good)
+        axes_lr.plot(t, run.eff_lr[:good], color=color, lw=1.6, label=name)
+        if run.diverged:
+            label = f"diverged at step {run.diverged_step}"
+            if len(steps):
+                axes_loss.plot(steps[-1], run.eval_losses[-1], "x", color=color, ms=10, mew=2.5)
+                axes_loss.annotate(label, (steps[-1], run.eval_losses[-1]), fontsize=8,
+                                   xytext=(4, 4), textcoords="offset points", color=color)
+            if good > 0:
+                axes_lr.plot(good - 1, run.eff_lr[good - 1], "x", color=color, ms=10, mew=2.5)
+                axes_lr.annotate(label, (good - 1, run.eff_lr[good - 1]), fontsize=8,
+                                 xytext=(4, 4), textcoords="offset points", color=color)
+        chance = run.chance_step()
+        if chance >= 0:
+            k = int(np.searchsorted(steps, chance))
+            axes_loss.plot(steps[k], run.eval_losses[k], "o", mfc="none", color=color, ms=9, mew=2)
+            axes_loss.annotate(f"at chance from step {chance}", (steps[k], run.eval_losses[k]),
+                               fontsize=8, xytext=(4, -12), textcoords="offset points", color=color)
+    for axes in (axes_loss, axes_lr):
+        values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in axes.get_lines()]
+                                or [np.ones(1)])
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:  # explicit limits: never singular, even for a single point
+            axes.set_ylim(values.min() / 1.5, values.max() * 1.5)
+        axes.set_yscale("log")
+        axes.grid(True, which="major", ls=":")
+    axes_loss.set_ylabel("training loss")
+    axes_lr.set_ylabel("effective learning rate $\\alpha/(1-\\mu)$")
+    axes_lr.set_xlabel("step")
+    if title:
+        axes_loss.set_title(title)
+    axes_loss.legend(fontsize=7, loc="best")
+
+
+def figure(panels, figsize=None):
+    """A figure with one column per ``(title, runs)`` panel: loss on top, effective rate below."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(panels), figsize=figsize or (5.5 * len(panels), 6.5),
+                             sharex="col", squeeze=False)
+    for k, (title, runs) in enumerate(panels):
+        plot_runs(axes[0, k], axes[1, k], runs, title)
+    fig.tight_layout()
+    return fig
+
+
+def select(runs, modes):
+    """The runs whose mode is in ``modes``, keeping order."""
+    return {k: r for k, r in runs.items() if r.mode in modes}

@@ -1,0 +1,188 @@
+"""Offline experiment (Section 3.2): the one-run-all-horizons shortcut, resuming, smoothing."""
+
+import numpy as np
+import pytest
+import torch
+
+from shortbias_lib import offline
+from shortbias_lib.models import mean_loss, mlp_apply, mlp_init
+from shortbias_lib.training import InverseTime, train
+
+SIZES = (20, 8, 3)
+
+
+def _data(n=120, seed=0, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, SIZES[0], generator=generator, dtype=dtype)
+    labels = torch.randint(0, SIZES[-1], (n,), generator=generator)
+    return images, labels
+
+
+def _tiny_config(**changes):
+    config = dict(offline.BASE)
+    config.update({
+        "sizes": SIZES, "init_std": 0.3, "batch_size": 10, "warm_steps": 3, "dtype": "float64",
+        "samples": 6, "chunk": 2, "horizons": (2, 4, 8), "K": 4.0,
+        "train_limit": None, "test_limit": None, "objective_examples": 60, "eval_chunk": 30,
+        "smd_horizons": (2, 4), "smd_meta_steps": (3, 2), "smd_meta_lr": 0.1,
+        "smd_checkpoint_every": 1, "curve_every": 2,
+    })
+    config.update(changes)
+    return offline.check_config(config)
+
+
+def test_one_run_gives_the_same_objective_as_separate_runs_of_each_horizon():
+    images, labels = _data()
+    params = mlp_init(torch.Generator().manual_seed(1), SIZES, 0.3, torch.float64)
+    warm = offline.warm_start(params, offline.StepBatches(images, labels, 10, 5), steps=3)
+    batches = offline.StepBatches(images, labels, 10, 7)
+    objective = (images[:60], labels[:60])
+    alpha0 = torch.tensor([0.01, 0.05, 0.2, 0.5], dtype=torch.float64)
+    beta = torch.tensor([0.02, 1.0, 5.0, 50.0], dtype=torch.float64)
+    horizons = (3, 7, 12)
+    values, bad = offline.horizon_objectives(warm, alpha0, beta, 4.0, horizons, batches, objective,
+                                             eval_chunk=30)
+    assert values.shape == (4, 3) and np.all(bad == -1)
+    # Independent computation: one plain (unbatched) training run per schedule AND per horizon.
+    for s in range(4):
+        for k, T in enumerate(horizons):
+            run = train(mlp_apply, warm.clone(), batches, T,
+                        InverseTime(float(alpha0[s]), float(beta[s]), 4.0), momentum=0.9)
+            expected = mean_loss(mlp_apply, run.state.params, *objective)
+            assert values[s, k] == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+def test_step_batches_are_random_access_and_epochs_are_permutations():
+    images, labels = _data(50)
+    batches = offline.StepBatches(images, labels, 10, seed=3)
+    sequential = [batches.indices(t).clone() for t in range(12)]
+    again = offline.StepBatches(images, labels, 10, seed=3)
+    for t in (11, 0, 7, 5):
+        assert torch.equal(again.indices(t), sequential[t])
+    epoch = torch.cat(sequential[:5])
+    assert sorted(epoch.tolist()) == list(range(50))
+    assert not torch.equal(torch.cat(sequential[5:10]), epoch)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _run(path, config, on_checkpoint=None):
+    train_data, test_data = _data(120, 0), _data(40, 1)
+    return offline.run_experiment(config, train_data, test_data, path, profile="smoke", seed=0,
+                                  on_checkpoint=on_checkpoint, show_progress=False)
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    config = _tiny_config()
+    reference, _ = _run(tmp_path / "reference.npz", config)
+    path = tmp_path / "resumed.npz"
+    for stop_at in ("samples 4/6", "SMD T=2 beta0=10: 2 meta steps", "SMD T=4 beta0=0.1: 1 meta steps"):
+        def stop(stage, stop_at=stop_at):
+            if stage == stop_at:
+                raise Interrupt(stage)
+        with pytest.raises(Interrupt):
+            _run(path, config, stop)
+        assert path.with_suffix(".partial.npz").exists() and not path.exists()
+    stages = []
+    arrays, meta = _run(path, config, stages.append)
+    assert stages[0] == "SMD T=4 beta0=0.1: 2 meta steps"       # nothing finished was redone
+    assert path.exists() and not path.with_suffix(".partial.npz").exists()
+    assert sorted(arrays) == sorted(reference)
+    for name in reference:
+        if reference[name].dtype.kind in "fc":
+            np.testing.assert_array_equal(arrays[name], reference[name], err_msg=name)
+        else:
+            assert np.array_equal(arrays[name], reference[name]), name
+    assert meta["config"]["samples"] == 6
+
+
+def test_a_finished_file_is_reused_and_a_different_configuration_recomputed(tmp_path):
+    path = tmp_path / "run.npz"
+    first, _ = _run(path, _tiny_config())
+    calls = []
+    again, _ = _run(path, _tiny_config(), calls.append)
+    assert calls == []
+    np.testing.assert_array_equal(again["objective"], first["objective"])
+    other, _ = _run(path, _tiny_config(samples=4), calls.append)
+    assert calls and other["objective"].shape == (4, 3)
+
+
+def test_best_schedule_curves_pass_through_the_sweep_objectives(tmp_path):
+    arrays, meta = _run(tmp_path / "run.npz", _tiny_config())
+    steps = list(arrays["curve_steps"])
+    for k, T in enumerate(meta["config"]["horizons"]):
+        best = arrays["best_index"][k]
+        assert arrays["objective"][best, k] == pytest.approx(
+            arrays["curve_train_loss"][k, steps.index(T)], rel=1e-9)
+        assert arrays["objective"][best, k] == np.nanmin(arrays["objective"][:, k])
+
+
+def test_smoothing_reproduces_constants_and_is_local():
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, 40), rng.uniform(-2, 2, 40)
+    _, _, Z = offline.smooth_surface(x, y, np.full(40, 3.5), (0, 1), (-2, 2), grid=10)
+    np.testing.assert_allclose(Z, 3.5)
+    gx, gy, Z = offline.smooth_surface(np.array([0.0, 1.0]), np.array([0.0, 0.0]),
+                                       np.array([1.0, 5.0]), (0, 1), (-1, 1), grid=11, bandwidth=0.05)
+    assert Z[5, 0] == pytest.approx(1.0) and Z[5, -1] == pytest.approx(5.0)
+    # Brute force at one grid point: the kernel-weighted mean.
+    x, y, z = rng.uniform(0, 1, 7), rng.uniform(0, 1, 7), rng.normal(size=7)
+    gx, gy, Z = offline.smooth_surface(x, y, z, (0, 1), (0, 1), grid=5, bandwidth=0.3)
+    w = np.exp(-0.5 * ((gx[2] - x) / 0.3) ** 2 - 0.5 * ((gy[3] - y) / 0.3) ** 2)
+    assert Z[3, 2] == pytest.approx((w * z).sum() / w.sum())
+
+
+def test_capped_log_loss_and_best_per_horizon_handle_divergence():
+    values = np.array([[0.5, np.nan], [0.2, 0.1], [np.inf, 7.0]])
+    np.testing.assert_allclose(offline.capped_log_loss(values, 1.0),
+                               np.log10([[0.5, 1.0], [0.2, 0.1], [1.0, 1.0]]))
+    np.testing.assert_array_equal(offline.best_per_horizon(values), [1, 1])
+    assert offline.best_per_horizon(np.array([[np.nan], [np.inf]]))[0] == -1
+
+
+def test_smd_log10_inverts_the_hypergrad_coordinates():
+    u = np.array([np.log(0.01 / (1 - 0.9)), np.log(10.0)])
+    la, lb = offline.smd_log10(u, 0.9)
+    assert la == pytest.approx(-2.0) and lb == pytest.approx(1.0)
+
+
+def test_bad_inputs_raise_value_errors_naming_the_parameter():
+    with pytest.raises(ValueError, match="profile"):
+        offline.config_for("huge")
+    with pytest.raises(ValueError, match="seed"):
+        offline.config_for("smoke", seed=-1)
+    with pytest.raises(ValueError, match="horizons"):
+        _tiny_config(horizons=(8, 4))
+    with pytest.raises(ValueError, match="smd_horizons"):
+        _tiny_config(smd_horizons=(3,), smd_meta_steps=(1,))
+    with pytest.raises(ValueError, match="eval_chunk"):
+        _tiny_config(eval_chunk=7)
+    with pytest.raises(ValueError, match="bandwidth"):
+        offline.smooth_surface([0.0], [0.0], [1.0], (0, 1), (0, 1), bandwidth=0)
+    with pytest.raises(ValueError, match="samples"):
+        offline.sample_hyperparameters(0, 0)
+
+
+def test_samples_follow_the_authors_ranges():
+    a, b = offline.sample_hyperparameters(2000, 0)
+    assert a.min() >= -3 and a.max() <= -0.3 and b.min() >= -2 and b.max() <= 2.3
+    assert abs(a.mean() - (-1.65)) < 0.05 and abs(b.mean() - 0.15) < 0.08
+
+
+def test_run_offline_smoke_on_mnist(tmp_path, data_root):
+    arrays, meta = offline.run_offline("smoke", device="cpu", data_root=data_root, results=tmp_path,
+                                       show_progress=False)
+    assert meta["profile"] == "smoke" and meta["config"]["chapter"] == "offline_mnist"
+    assert arrays["objective"].shape == (12, 4)
+    assert np.isfinite(arrays["final_train_loss"]).all()
+    assert (tmp_path / "offline_mnist_smoke_seed0.npz").exists()
+    with pytest.raises(ValueError, match="offline"):
+        offline.load_offline(_write_other(tmp_path))
+
+
+def _write_other(tmp_path):
+    from shortbias_lib.runs import save_result
+
+    return save_result(tmp_path / "other.npz", {"x": np.zeros(1)}, {"config": {"chapter": "x"}})

@@ -1,0 +1,193 @@
+"""Online SMD bookkeeping: when adaptation runs and stops, the decay, divergence, files."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from shortbias_lib import models, online, training
+from shortbias_lib.runs import load_result
+
+SIZES = (784, 12, 10)
+
+
+def _data(n=200, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 1, 28, 28, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    return images, labels
+
+
+def _params(seed=0):
+    return models.mlp_init(torch.Generator().manual_seed(seed), sizes=SIZES, init_std=0.1)
+
+
+class CountingSampler(training.BatchSampler):
+    """A batch sampler that counts how many batches were drawn."""
+
+    calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return super().__call__()
+
+
+def _run(mode="stochastic", lr=0.01, steps=30, adapt_until=14, adapt_every=5, meta_steps=2,
+         horizon=3, eval_every=10, meta_sampler=None, **kwargs):
+    images, labels = _data()
+    train = training.BatchSampler(images, labels, 20, seed=0)
+    meta = meta_sampler or training.BatchSampler(images, labels, 20, seed=1)
+    return online.online_run(
+        models.mlp_apply, _params(), train, meta, lr, 0.9, mode=mode, steps=steps,
+        adapt_until=adapt_until, adapt_every=adapt_every, meta_steps=meta_steps, horizon=horizon,
+        meta_lr=0.05, eval_every=eval_every,
+        eval_fn=lambda p: models.mean_loss(models.mlp_apply, p, images, labels),
+        show_progress=False, **kwargs)
+
+
+def test_adaptation_happens_every_adapt_every_steps_and_stops_at_adapt_until():
+    run = _run(steps=30, adapt_until=14, adapt_every=5)
+    assert run.adapt_steps.tolist() == [0, 5, 10]
+    # The hyperparameters change only at adaptation steps, and mu is frozen from adapt_until on.
+    changes = np.flatnonzero(np.diff(run.momentum) != 0) + 1
+    assert set(changes.tolist()) <= {5, 10}
+    assert np.all(run.momentum[14:] == run.momentum[13])
+    assert run.settled_momentum == run.momentum[14]
+    assert math.isclose(run.settled_lr, run.eff_lr[14], rel_tol=1e-12)
+    # SMD moved the rate away from its start (2 meta steps of Adam at 0.05 per adaptation).
+    assert not math.isclose(run.eff_lr[0], 0.01 / 0.1, rel_tol=1e-3)
+
+
+def test_effective_rate_decays_exponentially_to_1e_4_at_the_last_step():
+    run = _run(steps=30, adapt_until=14)
+    assert math.isclose(run.eff_lr[-1], 1e-4, rel_tol=1e-9)
+    assert math.isclose(run.eff_lr[14], run.settled_lr, rel_tol=1e-9)
+    log_rate = np.log(run.eff_lr[14:])
+    assert np.allclose(np.diff(log_rate, 2), 0.0, atol=1e-9)  # straight line in log space
+    assert np.all(np.diff(log_rate) < 0)
+
+
+def test_baseline_never_adapts_and_matches_a_hand_written_loop():
+    images, labels = _data()
+    run = _run(mode="baseline", lr=0.05, steps=20, adapt_until=10)
+    assert run.adapt_steps.size == 0
+    assert np.allclose(run.eff_lr[:10], 0.05 / 0.1) and np.allclose(run.momentum, 0.9)
+    # Independent computation: the paper's update with the decay formula written out.
+    sampler = training.BatchSampler(images, labels, 20, seed=0)
+    w, v = list(_params()), [torch.zeros_like(p) for p in _params()]
+    for t in range(20):
+        eff = 0.5 if t < 10 else 0.5 * (1e-4 / 0.5) ** ((t - 10) / (19 - 10))
+        x, y = sampler()
+        w = [p.detach().requires_grad_(True) for p in w]
+        loss = models.loss_fn(models.mlp_apply, w, x, y)
+        assert math.isclose(loss.item(), run.losses[t], rel_tol=1e-5)
+        g = torch.autograd.grad(loss, w)
+        v = [0.9 * vi - eff * 0.1 * gi for vi, gi in zip(v, g)]
+        w = [p.detach() + vi for p, vi in zip(w, v)]
+        assert math.isclose(run.eff_lr[t], eff, rel_tol=1e-9)
+    assert math.isclose(run.eval_losses[-1],
+                        models.mean_loss(models.mlp_apply, w, images, labels), rel_tol=1e-5)
+
+
+def test_evaluations_at_multiples_of_eval_every_and_at_the_end():
+    run = _run(steps=25, adapt_until=10, eval_every=10)
+    assert run.eval_steps.tolist() == [0, 10, 20, 25]
+    assert run.final_train_loss == run.eval_losses[-1]
+
+
+def test_a_diverged_run_is_recorded_with_its_step_and_plotted_without_nan():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    run = _run(mode="baseline", lr=1e15, steps=30, adapt_until=14)  # overflows float32
+    assert run.diverged and 0 < run.diverged_step < 30
+    assert not np.isfinite(run.losses[run.diverged_step])
+    assert np.all(np.isfinite(run.losses[:run.diverged_step]))
+    assert math.isnan(run.final_train_loss) and math.isnan(run.test_error)
+    runs = {"b": run}
+    fig = online.figure([("diverging", runs)])
+    lines = [line for axes in fig.axes for line in axes.get_lines()]
+    assert all(np.all(np.isfinite(np.asarray(line.get_ydata(), dtype=float))) for line in lines)
+    assert any(line.get_marker() == "x" for line in lines)
+    texts = [t.get_text() for axes in fig.axes for t in axes.texts]
+    assert f"diverged at step {run.diverged_step}" in texts
+    assert "yes, step" in online.summary_table(runs).data
+
+
+def test_lookahead_batches_drawn_once_per_adaptation():
+    images, labels = _data()
+    for mode, per_adaptation in (("stochastic", 3 + 3), ("deterministic", 1)):
+        sampler = CountingSampler(images, labels, 20, seed=1)
+        run = _run(mode=mode, steps=24, adapt_until=20, adapt_every=10, meta_steps=3,
+                   horizon=3, meta_sampler=sampler)
+        assert run.adapt_steps.tolist() == [0, 10]
+        assert sampler.calls == 2 * per_adaptation
+
+
+def test_round_trip_through_arrays():
+    run = _run(steps=12, adapt_until=6)
+    back = online.OnlineRun.from_arrays(run.to_arrays(prefix="k__"), prefix="k__")
+    for name in online.OnlineRun.ARRAYS:
+        assert np.array_equal(getattr(run, name), getattr(back, name), equal_nan=True)
+    assert back.label == run.label and back.diverged == run.diverged
+
+
+def test_bad_arguments_raise_value_errors():
+    with pytest.raises(ValueError, match="adapt_until"):
+        _run(steps=10, adapt_until=9)
+    with pytest.raises(ValueError, match="mode"):
+        _run(mode="greedy")
+    with pytest.raises(ValueError, match="last_step"):
+        online.decay_lr(3, 1.0, 1e-4, 5, 5)
+    with pytest.raises(ValueError, match="dataset"):
+        online.run_dataset("svhn", "smoke")
+
+
+def test_run_online_smoke_writes_resumable_results(tmp_path, data_root):
+    out = online.run_online("smoke", device="cpu", data_root=data_root, results=tmp_path,
+                            show_progress=False)
+    path = tmp_path / "online-smoke.npz"
+    arrays, meta = load_result(path)
+    assert meta["config"]["chapter"] == online.CHAPTER
+    assert "reported_names" not in arrays  # the paper states no number for this experiment
+    assert meta["config"]["cifar10"]["source"] == out["cifar10"]["source"]
+    runs, _ = online.runs_from_file(path)
+    assert set(runs) == {k for r in out.values() for k in r["runs"]}
+    checkpoints = sorted((tmp_path / "checkpoints").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in checkpoints]
+    again = online.run_online("smoke", device="cpu", data_root=data_root, results=tmp_path,
+                              show_progress=False)
+    assert [p.stat().st_mtime_ns for p in checkpoints] == stamps  # reused, not recomputed
+    for dataset in out:
+        for key, run in out[dataset]["runs"].items():
+            assert np.array_equal(run.eff_lr, again[dataset]["runs"][key].eff_lr, equal_nan=True)
+
+
+def test_chance_step_finds_a_network_that_died_at_chance_level():
+    def run_with(losses):
+        n = len(losses)
+        return online.OnlineRun("r", "deterministic", 0.01, 0.9, np.ones(n), np.ones(n),
+                                np.ones(n), np.arange(n) * 10, np.asarray(losses))
+
+    assert run_with([2.4, 1.0, 0.5, 2.30, 2.31]).chance_step() == 30
+    assert run_with([2.4, 1.0, 0.5, 0.4]).chance_step() == -1
+    assert run_with([2.4, 2.35, 2.31]).chance_step() == -1  # never learned: not a collapse
+
+
+@pytest.mark.parametrize("mode", ["stochastic", "deterministic"])
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, mode):
+    path = tmp_path / "partial.npz"
+    common = dict(mode=mode, steps=30, adapt_until=14, adapt_every=5, eval_every=5)
+    whole = _run(**common)
+    assert _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 1},
+                stop_after=8) is None  # stopped at the checkpoint of step 10
+    arrays, _ = load_result(path)
+    assert int(arrays["t"]) == 10
+    resumed = _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 1})
+    for name in online.OnlineRun.ARRAYS:
+        assert np.array_equal(getattr(whole, name), getattr(resumed, name), equal_nan=True), name
+    assert resumed.final_train_loss == whole.final_train_loss
+    # A checkpoint made with another configuration is ignored.
+    other = _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 2})
+    assert np.array_equal(other.eff_lr, whole.eff_lr)
