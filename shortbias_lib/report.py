@@ -3,10 +3,14 @@
 A result file takes part by holding three arrays of equal length:
 ``reported_names`` (what is compared, e.g. "final loss, optimized schedule"),
 ``reported_ours`` (our value) and ``reported_paper`` (the paper's value), and a
-``chapter`` entry in its configuration.
+``chapter`` entry in its configuration. An optional fourth array,
+``reported_kinds``, says how to compare each pair: ``"value"`` (the paper
+reports a number; the default) or ``"lower_bound"`` (the paper claims "more
+than" this number, so the question is whether the claim holds in our run).
 """
 
 import html
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +28,30 @@ class Comparison:
     ours: float
     paper: float
     source: str
+    kind: str = "value"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}; got {self.kind!r}")
 
     @property
     def relative_gap(self):
         """``ours / paper - 1``: 0 is exact agreement."""
         return self.ours / self.paper - 1.0
+
+    @property
+    def paper_text(self):
+        return f"{self.paper:.4g}" if self.kind == "value" else f"> {self.paper:.4g}"
+
+    @property
+    def agreement(self):
+        """The relative gap for a value; whether the claim holds for a lower bound."""
+        if self.kind == "value":
+            return f"{self.relative_gap:+.1%}"
+        return "claim holds" if self.ours > self.paper else "claim not met"
+
+
+KINDS = ("value", "lower_bound")
 
 
 def collect(results_dir, profile):
@@ -39,10 +62,11 @@ def collect(results_dir, profile):
         if meta.get("profile") != profile or "reported_names" not in arrays:
             continue
         chapter = meta.get("config", {}).get("chapter", path.stem)
-        for name, ours, paper in zip(arrays["reported_names"], arrays["reported_ours"],
-                                     arrays["reported_paper"]):
+        kinds = arrays.get("reported_kinds", ["value"] * len(arrays["reported_names"]))
+        for name, ours, paper, kind in zip(arrays["reported_names"], arrays["reported_ours"],
+                                           arrays["reported_paper"], kinds):
             comparisons.append(Comparison(chapter, str(name), float(ours), float(paper),
-                                          path.name))
+                                          path.name, str(kind)))
     return comparisons
 
 
@@ -52,9 +76,9 @@ def comparison_table(comparisons):
 
     if not comparisons:
         return Markdown("No result file of this profile holds a reported number yet.")
-    rows = ["| chapter | quantity | paper | ours | relative gap |", "|---|---|---|---|---|"]
-    rows += [f"| {c.chapter} | {c.quantity} | {c.paper:.4g} | {c.ours:.4g} | "
-             f"{c.relative_gap:+.1%} |" for c in comparisons]
+    rows = ["| chapter | quantity | paper | ours | agreement |", "|---|---|---|---|---|"]
+    rows += [f"| {c.chapter} | {c.quantity} | {c.paper_text} | {c.ours:.4g} | {c.agreement} |"
+             for c in comparisons]
     return Markdown("\n".join(rows))
 
 
@@ -64,16 +88,18 @@ def comparison_figure(comparisons):
         raise ValueError("comparisons is empty: there is nothing to draw")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.45 * max(1, len(comparisons))))
+    figure, axes = plt.subplots(figsize=(8, 1.0 + 0.6 * max(1, len(comparisons))))
     positions = np.arange(len(comparisons))
-    labels = [f"{c.chapter}: {c.quantity}" for c in comparisons]
-    axes.barh(positions - 0.2, [c.paper for c in comparisons], height=0.4, label="paper")
+    labels = [textwrap.fill(f"{c.chapter}: {c.quantity}", 40) for c in comparisons]
+    axes.barh(positions - 0.2, [c.paper for c in comparisons], height=0.4,
+              label="paper (value, or the bound it claims)")
     axes.barh(positions + 0.2, [c.ours for c in comparisons], height=0.4, label="this run")
     axes.set_yticks(positions, labels)
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.set_xlabel("reported value (log scale)")
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.3 / len(comparisons)), ncols=2,
+                fontsize="small")
     figure.tight_layout()
     return figure
 
