@@ -1,0 +1,262 @@
+"""SymPy derivations of Theorems 1-4 and Appendix A, from the update equations.
+
+Each function derives a result from Eqs. (1)-(3) alone and returns it next to
+the paper's stated form (re-typed from the PDF, since the OCR is garbled), so
+the book can show ``derived - paper == 0`` and say where the print differs.
+
+Random quantities are written as mean plus a zero-mean fluctuation,
+``theta = m_theta + d_theta``, ``v = m_v + d_v``, and the sampled minimum as
+``c = sigma * xi`` with ``xi ~ N(0, 1)`` independent of the past; the
+expectation operator :func:`expect` then only needs the second moments
+``E[d_theta^2] = V_theta``, ``E[d_v^2] = V_v``, ``E[d_theta d_v] = S``,
+``E[xi^2] = 1`` (first moments of fluctuations vanish, xi is independent).
+"""
+
+from functools import lru_cache
+
+import sympy as sp
+
+alpha, mu, h = sp.symbols("alpha mu h", positive=True)
+sigma = sp.Symbol("sigma", nonnegative=True)
+m_theta, m_v = sp.symbols("m_theta m_v", real=True)              # E[theta], E[v]
+V_theta, V_v = sp.symbols("V_theta V_v", nonnegative=True)       # V[theta], V[v]
+S = sp.Symbol("Sigma", real=True)                                # Cov(theta, v)
+d_theta, d_v, xi = sp.symbols("delta_theta delta_v xi", real=True)
+A_theta, A_v = sp.symbols("A_theta A_v", nonnegative=True)       # A(.) = E[.]^2 + V[.]
+B = sp.Symbol("B", real=True)                                    # E[theta v]
+
+_SECOND = {(2, 0, 0): V_theta, (0, 2, 0): V_v, (1, 1, 0): S, (0, 0, 2): 1}
+
+
+def expect(expr):
+    """E[expr] for a polynomial of degree <= 2 in the fluctuations ``d_theta, d_v, xi``."""
+    poly = sp.Poly(sp.expand(expr), d_theta, d_v, xi)
+    total = 0
+    for powers, coeff in poly.terms():
+        if sum(powers) == 0:
+            total += coeff
+        elif sum(powers) == 2:
+            total += coeff * _SECOND.get(powers, 0)  # xi is independent of d_theta, d_v
+        elif sum(powers) > 2:
+            raise ValueError("expect handles polynomials of degree <= 2 in the fluctuations")
+    return sp.expand(total)
+
+
+def variance(x):
+    return sp.expand(expect(x ** 2) - expect(x) ** 2)
+
+
+def covariance(x, y):
+    return sp.expand(expect(x * y) - expect(x) * expect(y))
+
+
+def sgd_momentum_step():
+    """Eqs. (1)-(3) as random expressions: ``(theta', v')``.
+
+    The stochastic gradient is ``h (theta - c)`` with ``c = sigma xi`` (Eq. 3).
+    """
+    theta = m_theta + d_theta
+    v = m_v + d_v
+    c = sigma * xi
+    v_new = mu * v - alpha * h * (theta - c)
+    theta_new = theta + v_new
+    return theta_new, v_new
+
+
+def _zero(expr):
+    return sp.simplify(sp.expand(expr)) == 0
+
+
+@lru_cache(maxsize=None)
+def theorem1():
+    """Theorem 1: derived moment updates vs the paper's. Returns name -> (derived, paper, equal)."""
+    theta_new, v_new = sgd_momentum_step()
+    derived = {
+        "E[v']": expect(v_new),
+        "E[theta']": expect(theta_new),
+        "V[v']": variance(v_new),
+        "V[theta']": variance(theta_new),
+        "Cov(theta', v')": covariance(theta_new, v_new),
+    }
+    Ev = mu * m_v - alpha * h * m_theta
+    Vv = mu ** 2 * V_v + (alpha * h) ** 2 * V_theta - 2 * mu * alpha * h * S + (alpha * h * sigma) ** 2
+    paper = {
+        "E[v']": Ev,
+        "E[theta']": m_theta + Ev,
+        "V[v']": Vv,
+        "V[theta']": (1 - 2 * alpha * h) * V_theta + Vv + 2 * mu * S,
+        "Cov(theta', v')": mu * S - alpha * h * V_theta + Vv,
+    }
+    return {k: (derived[k], paper[k], _zero(derived[k] - paper[k])) for k in derived}
+
+
+@lru_cache(maxsize=None)
+def appendix_a1_theta_update():
+    """Appendix A.1's expansion of theta': derived vs printed ``(1 - alpha h) theta + mu v + h sigma xi``.
+
+    The print drops the factor alpha on the noise term (and its sign, which
+    does not matter for symmetric xi); the derived form has ``+ alpha h sigma xi``
+    with ``c = sigma xi``. Returns (derived, printed, equal, equal_with_alpha).
+    """
+    theta_new, _ = sgd_momentum_step()
+    theta = m_theta + d_theta
+    v = m_v + d_v
+    printed = (1 - alpha * h) * theta + mu * v + h * sigma * xi
+    corrected = (1 - alpha * h) * theta + mu * v + alpha * h * sigma * xi
+    return (sp.expand(theta_new), printed, _zero(theta_new - printed),
+            _zero(theta_new - corrected))
+
+
+def _substitute_A(expr):
+    """Rewrite in terms of A(theta), A(v), E[theta v] where possible."""
+    return sp.simplify(expr.subs({V_theta: A_theta - m_theta ** 2, V_v: A_v - m_v ** 2,
+                                  S: B - m_theta * m_v}))
+
+
+@lru_cache(maxsize=None)
+def one_step_loss():
+    """Eq. (15): the expected excess loss after one step, univariate, derived vs paper."""
+    theta_new, _ = sgd_momentum_step()
+    derived = _substitute_A(sp.Rational(1, 2) * h * expect(theta_new ** 2))
+    paper = sp.Rational(1, 2) * h * ((1 - alpha * h) ** 2 * A_theta + mu ** 2 * A_v
+                                     + 2 * mu * (1 - alpha * h) * B + (alpha * h * sigma) ** 2)
+    return derived, paper, _zero(derived - paper)
+
+
+@lru_cache(maxsize=None)
+def theorem2_univariate():
+    """Appendix A.2.1: solve dL/dalpha = dL/dmu = 0 for Eq. (15). Returns a dict."""
+    loss, _, _ = one_step_loss()
+    sol = sp.solve([sp.diff(loss, alpha), sp.diff(loss, mu)], [alpha, mu], dict=True)
+    if len(sol) != 1:
+        raise RuntimeError(f"expected one stationary point, got {sol}")
+    a_star, m_star = sp.simplify(sol[0][alpha]), sp.simplify(sol[0][mu])
+    paper_alpha = (A_theta * A_v - B ** 2) / (h * (A_v * (A_theta + sigma ** 2) - B ** 2))
+    paper_mu = -(1 - paper_alpha * h) * B / A_v  # A.2.1; the main-text OCR loses the minus sign
+    hess = sp.hessian(loss, (alpha, mu))
+    return {
+        "alpha": (a_star, paper_alpha, _zero(a_star - paper_alpha)),
+        "mu": (m_star, paper_mu, _zero(m_star - paper_mu)),
+        "hessian_det": sp.factor(sp.simplify(hess.det())),
+        "hessian_trace": sp.simplify(hess.trace()),
+    }
+
+
+def multivariate_symbols(d):
+    """Per-dimension symbols ``h_i, sigma_i, A(theta_i), A(v_i), E[theta_i v_i]`` for ``d`` dims."""
+    hs = sp.symbols(f"h_1:{d + 1}", positive=True)
+    sg = sp.symbols(f"sigma_1:{d + 1}", nonnegative=True)
+    at = sp.symbols(f"At_1:{d + 1}", nonnegative=True)
+    av = sp.symbols(f"Av_1:{d + 1}", nonnegative=True)
+    bb = sp.symbols(f"B_1:{d + 1}", real=True)
+    return hs, sg, at, av, bb
+
+
+def theorem2_paper_form(hs, sg, at, av, bb):
+    """Theorem 2 as printed (A.2.2), as a function of per-dimension lists: ``(alpha*, mu*)``.
+
+    ``alpha* = sum_i [h_i^2 A(theta_i) P - B1 h_i^2 E_i] / sum_i [h_i^3 (A(theta_i) + sigma_i^2) P - B2 h_i^2 E_i]``
+    with ``P = sum_j h_j A(v_j)``, ``B1 = sum_j h_j E_j``, ``B2 = sum_j h_j^2 E_j``,
+    ``E_i = E[theta_i v_i]``; ``mu* = -sum_i h_i (1 - alpha* h_i) E_i / P``.
+    """
+    P = sum(hj * a for hj, a in zip(hs, av))
+    B1 = sum(hj * b for hj, b in zip(hs, bb))
+    B2 = sum(hj ** 2 * b for hj, b in zip(hs, bb))
+    num = sum(hi ** 2 * a * P - B1 * hi ** 2 * b for hi, a, b in zip(hs, at, bb))
+    den = sum(hi ** 3 * (a + s ** 2) * P - B2 * hi ** 2 * b for hi, a, s, b in zip(hs, at, sg, bb))
+    a_star = num / den
+    m_star = -sum(hi * (1 - a_star * hi) * b for hi, b in zip(hs, bb)) / P
+    return a_star, m_star
+
+
+@lru_cache(maxsize=None)
+def theorem2_multivariate(d=3):
+    """Theorem 2 in ``d`` dimensions: solve the stationarity equations of the summed Eq. (15).
+
+    The summed loss is quadratic in (alpha, mu) with coefficients that are sums
+    over dimensions, so agreement for a generic ``d`` (symbols, not numbers)
+    checks the printed formula's structure. Returns a dict like :func:`theorem2_univariate`.
+    """
+    hs, sg, at, av, bb = multivariate_symbols(d)
+    loss = sum(sp.Rational(1, 2) * hi * ((1 - alpha * hi) ** 2 * a + mu ** 2 * v
+                                         + 2 * mu * (1 - alpha * hi) * b + (alpha * hi * s) ** 2)
+               for hi, s, a, v, b in zip(hs, sg, at, av, bb))
+    sol = sp.solve([sp.diff(loss, alpha), sp.diff(loss, mu)], [alpha, mu], dict=True)
+    if len(sol) != 1:
+        raise RuntimeError(f"expected one stationary point, got {sol}")
+    a_star, m_star = sol[0][alpha], sol[0][mu]
+    pa, pm = theorem2_paper_form(hs, sg, at, av, bb)
+    return {
+        "alpha": (a_star, pa, _zero(sp.together(a_star - pa))),
+        "mu": (m_star, pm, _zero(sp.together(m_star - pm))),
+        "loss": loss,
+        "symbols": (hs, sg, at, av, bb),
+    }
+
+
+@lru_cache(maxsize=None)
+def theorem3():
+    """Theorem 3 / Eq. (7): SGD without momentum, univariate, greedy step and its A'.
+
+    Returns the A recursion, alpha*, the minimal A' and checks against the paper's forms.
+    """
+    A = sp.Symbol("A", positive=True)
+    s2 = sp.Symbol("s2", positive=True)  # sigma^2
+    theta_new = (m_theta + d_theta) - alpha * h * ((m_theta + d_theta) - sigma * xi)
+    second = _substitute_A(expect(theta_new ** 2)).subs({A_theta: A, sigma: sp.sqrt(s2)})
+    recursion_paper = (1 - alpha * h) ** 2 * A + (alpha * h) ** 2 * s2
+    a_star = sp.solve(sp.diff(second, alpha), alpha)
+    if len(a_star) != 1:
+        raise RuntimeError(f"expected one stationary point, got {a_star}")
+    a_star = sp.simplify(a_star[0])
+    a_min = sp.simplify(second.subs(alpha, a_star))
+    return {
+        "recursion": (second, recursion_paper, _zero(second - recursion_paper)),
+        "alpha": (a_star, A / (h * (A + s2)), _zero(a_star - A / (h * (A + s2)))),
+        "A_min": (a_min, A * s2 / (A + s2), _zero(a_min - A * s2 / (A + s2))),
+        "second_derivative": sp.simplify(sp.diff(second, alpha, 2)),
+        "symbols": (A, s2),
+    }
+
+
+@lru_cache(maxsize=None)
+def theorem4():
+    """Theorem 4 / Eq. (16): after k greedy steps ``A_T = A sigma^2 / (k A + sigma^2)``.
+
+    Proved by induction with SymPy: the base case is Theorem 3's A_min, the
+    step composes one more greedy step. Also returns ``dA_T/dA_{T-k} > 0``
+    (why greedy is optimal: a smaller A at any step gives a smaller final A).
+    """
+    A, s2 = theorem3()["symbols"]
+    k = sp.Symbol("k", positive=True, integer=True)
+    closed = A * s2 / (k * A + s2)
+    one_step = lambda a: a * s2 / (a + s2)  # noqa: E731  (Theorem 3's A_min)
+    base = _zero(closed.subs(k, 1) - one_step(A))
+    # induction: k greedy steps from one_step(A) equal k+1 steps from A
+    step = _zero(closed.subs(A, one_step(A)) - closed.subs(k, k + 1))
+    deriv = sp.factor(sp.diff(closed, A))
+    h_ = h
+    loss = sp.Rational(1, 2) * h_ * (closed + s2)
+    return {"closed_form": closed, "base": base, "induction": step,
+            "dA_T_dA": deriv, "positive": bool(deriv.is_positive), "L_min": loss,
+            "symbols": (A, s2, k)}
+
+
+@lru_cache(maxsize=None)
+def theorem3_two_step():
+    """Theorem 3 by dynamic programming over two steps, without assuming greediness.
+
+    ``A_1 = (1 - a_0 h)^2 A + a_0^2 h^2 sigma^2``, then the best last step
+    gives ``A_2 = A_1 sigma^2 / (A_1 + sigma^2)`` (Theorem 3's ``A_min``).
+    Solving ``d A_2 / d a_0 = 0`` for the *first* rate gives the greedy rate
+    of that step: minimising the final loss jointly agrees with the greedy choice.
+    Returns ``(solutions, greedy, equal)``.
+    """
+    t3 = theorem3()
+    A, s2 = t3["symbols"]
+    a0 = sp.Symbol("alpha_0", positive=True)
+    A1 = (1 - a0 * h) ** 2 * A + (a0 * h) ** 2 * s2
+    A2 = A1 * s2 / (A1 + s2)
+    sols = [sp.simplify(s) for s in sp.solve(sp.numer(sp.together(sp.diff(A2, a0))), a0)]
+    greedy = A / (h * (A + s2))
+    return sols, greedy, len(sols) == 1 and _zero(sols[0] - greedy)
