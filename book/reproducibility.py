@@ -25,6 +25,7 @@
 # | {doc}`smd` | Algorithm 1 and Equations 8-9: hypergradients against finite differences and reverse mode | small models |
 # | {doc}`offline_mnist` | Figures 5-6 and the two headline claims of Section 3.2 | time scales divided by 10 in `quick` |
 # | {doc}`online_smd` | Figures 7-8: the collapse and the blow-up of the learning rate | shortened in `quick` |
+# | {doc}`beyond` | beyond the paper: the bias against the horizon, remedies, PES | small MNIST part |
 #
 # The paper states its headline results as numbers (the Section 2.3 losses) or as
 # claims with a bound (Section 3.2: "more than two orders of magnitude", "more than

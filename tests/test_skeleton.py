@@ -106,3 +106,38 @@ def test_cli_reports_the_data_sources(data_root):
     result = _cli("data", "--data-root", str(data_root))
     assert result.returncode == 0, result.stderr
     assert "canonical MNIST files" in result.stdout and "JPEG copy" in result.stdout
+
+
+def test_every_cli_experiment_exists_with_the_common_signature():
+    import importlib
+    import inspect
+
+    from shortbias_lib.__main__ import EXPERIMENTS
+
+    for name, (module, function, _) in EXPERIMENTS.items():
+        run = getattr(importlib.import_module(module), function)
+        parameters = inspect.signature(run).parameters
+        for keyword in ("device", "seed", "data_root", "results", "resume"):
+            assert keyword in parameters, f"{name}: {function} lacks {keyword}"
+
+
+def test_reproducibility_report_reads_values_and_claims_from_result_files(tmp_path):
+    from shortbias_lib import report
+
+    def save(name, profile, **arrays):
+        runs.save_result(tmp_path / name, arrays, {"profile": profile, "config": {"chapter": name}})
+
+    save("a.npz", "quick", reported_names=np.array(["loss"]), reported_ours=np.array([5.0]),
+         reported_paper=np.array([4.0]))
+    save("b.npz", "quick", reported_names=np.array(["ratio", "ratio2"]),
+         reported_ours=np.array([50.0, 500.0]), reported_paper=np.array([100.0, 100.0]),
+         reported_kinds=np.array(["lower_bound", "lower_bound"]))
+    save("c.npz", "paper", reported_names=np.array(["other"]), reported_ours=np.array([1.0]),
+         reported_paper=np.array([1.0]))
+    found = report.collect(tmp_path, "quick")
+    assert [(c.chapter, c.quantity) for c in found] == [("a.npz", "loss"), ("b.npz", "ratio"),
+                                                         ("b.npz", "ratio2")]
+    assert [c.agreement for c in found] == ["+25.0%", "claim not met", "claim holds"]
+    assert found[1].paper_text == "> 100"
+    with pytest.raises(ValueError, match="kind"):
+        report.Comparison("x", "y", 1.0, 1.0, "z", kind="approximately")
