@@ -299,20 +299,22 @@ display(Markdown("| step | ms | ratio to plain |\n|---|---|---|\n" + "\n".join(
     f"| {labels_[k]} | {1e3 * v:.3f} | {v / costs['plain']:.2f} |" for k, v in costs.items())))
 glue("smd_ratio1", float(costs["lr"] / costs["plain"]), display=False)
 glue("smd_ratio2", float(costs["lr+momentum"] / costs["plain"]), display=False)
+glue("smd_ratio_increment", float((costs["lr+momentum"] - costs["lr"]) / costs["plain"]), display=False)
 
 # %% [markdown]
 # A hypergradient of one hyperparameter costs {glue:text}`smd_ratio1:.2f` plain steps, two
 # hyperparameters {glue:text}`smd_ratio2:.2f`. Counting multiply-adds explains the numbers:
 # the first layer (784x100) dominates, and its Hessian-vector product needs one extra
-# product forward and one backward, so the step costs about twice a plain one; each further
-# hyperparameter adds about one plain step more. (Timings of the `smoke` profile are too short
+# product forward and one backward, so on a CPU, where multiply-adds dominate, the step costs
+# about twice a plain one, and each further hyperparameter adds about one plain step more
+# ({glue:text}`smd_ratio_increment:.2f` here). (Timings of the `smoke` profile are too short
 # to mean much; the benchmark prints the same ratios over longer runs.)
 
 # %% [markdown]
 # ## Algorithm 1 at work
 #
-# Finally a short run of Algorithm 1, the way Section 3.3 uses it: an MLP warm-started by
-# SGD with momentum ($\alpha = 0.1$, $\mu = 0.9$), then meta steps of Adam on the log
+# Finally a short run of Algorithm 1, with Section 3.2's warm start and Section 3.3's 5-step
+# lookahead: an MLP warm-started by SGD with momentum ($\alpha = 0.1$, $\mu = 0.9$), then meta steps of Adam on the log
 # effective learning rate and $\log(1-\mu)$, from $\alpha = 0.01$, $\mu = 0.9$, with a 5-step
 # lookahead restarted from the same weights each time. With *stochastic* lookahead the
 # meta-objective is measured on 5 fresh minibatches; with *deterministic* lookahead one
@@ -335,6 +337,7 @@ for kind, r in runs.items():
     glue(f"smd_{kind}_eff", float(eff), display=False)
     glue(f"smd_{kind}_mu", float(r.momenta[-1]), display=False)
     glue(f"smd_{kind}_diverged", "diverged" if r.diverged else "did not diverge", display=False)
+    glue(f"smd_{kind}_direction", "rose" if eff > 0.1 else "fell", display=False)
 
 # %% mystnb={"figure": {"caption": "Effective learning rate alpha/(1-mu) over the meta steps of Algorithm 1 from the same warm-started MLP, with stochastic and deterministic 5-step lookahead.", "name": "fig-smd-trajectory"}}
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -350,8 +353,11 @@ plt.show()
 # After {glue:text}`smd_n_meta` meta steps the effective learning rate is
 # {glue:text}`smd_stochastic_eff:.3g` ($\mu$ = {glue:text}`smd_stochastic_mu:.3f`) with stochastic
 # lookahead and {glue:text}`smd_deterministic_eff:.3g` ($\mu$ = {glue:text}`smd_deterministic_mu:.3f`)
-# with deterministic lookahead, both starting from 0.1. These few meta steps only show the
-# direction each meta-objective pulls in; the online experiment of Section 3.3 runs the
+# with deterministic lookahead, both starting from 0.1: it {glue:text}`smd_stochastic_direction`
+# under stochastic lookahead and {glue:text}`smd_deterministic_direction` under deterministic
+# lookahead. So soon after the warm start the loss is still high and both meta-objectives
+# may favour larger steps; the stochastic objective's downward pull shows later in training.
+# These few meta steps only show the direction each meta-objective pulls in; the online experiment of Section 3.3 runs the
 # full schedule (100 meta steps every 10 training steps for 25k steps) and shows where that
 # leads.
 
