@@ -14,7 +14,6 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from .runs import load_result
 
@@ -47,7 +46,7 @@ class Comparison:
     def agreement(self):
         """The relative gap for a value; whether the claim holds for a lower bound."""
         if self.kind == "value":
-            return f"{self.relative_gap:+.1%}"
+            return f"{self.relative_gap:+.2%}"
         return "claim holds" if self.ours > self.paper else "claim not met"
 
 
@@ -83,40 +82,52 @@ def comparison_table(comparisons):
 
 
 def comparison_figure(comparisons):
-    """Horizontal bars, ours against the paper's, on a log scale."""
+    """Ours against the paper's, one row per number, on a log axis.
+
+    A reported value is a circle; a claimed lower bound ("more than ...") is a
+    right-pointing triangle at the bound; our value is a cross, green where it agrees
+    (within 10 percent of a value, above a bound) and red otherwise.
+    """
     if not comparisons:
         raise ValueError("comparisons is empty: there is nothing to draw")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 1.0 + 0.6 * max(1, len(comparisons))))
-    positions = np.arange(len(comparisons))
-    labels = [textwrap.fill(f"{c.chapter}: {c.quantity}", 40) for c in comparisons]
-    axes.barh(positions - 0.2, [c.paper for c in comparisons], height=0.4,
-              label="paper (value, or the bound it claims)")
-    axes.barh(positions + 0.2, [c.ours for c in comparisons], height=0.4, label="this run")
-    axes.set_yticks(positions, labels)
+    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.55 * len(comparisons)))
+    for row, c in enumerate(comparisons):
+        agrees = abs(c.relative_gap) <= 0.1 if c.kind == "value" else c.ours > c.paper
+        axes.plot([c.paper, c.ours], [row, row], color="0.75", zorder=1)
+        axes.scatter(c.paper, row, marker="o" if c.kind == "value" else ">", s=70,
+                     facecolors="none", edgecolors="k", zorder=2)
+        axes.scatter(c.ours, row, marker="x", s=70, color="tab:green" if agrees else "tab:red",
+                     zorder=3)
+    axes.set_yticks(range(len(comparisons)),
+                    [textwrap.fill(f"{c.chapter}: {c.quantity}", 40) for c in comparisons])
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.set_xlabel("reported value (log scale)")
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.3 / len(comparisons)), ncols=2,
-                fontsize="small")
+    handles = [axes.scatter([], [], marker="o", facecolors="none", edgecolors="k"),
+               axes.scatter([], [], marker=">", facecolors="none", edgecolors="k"),
+               axes.scatter([], [], marker="x", color="tab:green"),
+               axes.scatter([], [], marker="x", color="tab:red")]
+    axes.legend(handles, ["paper's value", "paper's claimed lower bound", "this run, agrees",
+                          "this run, does not"], loc="upper center", bbox_to_anchor=(0.5, -0.2 - 0.2 / len(comparisons)),
+                ncols=2, fontsize="small", frameon=False)
     figure.tight_layout()
     return figure
 
 
-def provenance_widget(results_dir, profile):
-    """An accordion with the provenance of every result file of ``profile``."""
-    import ipywidgets
+def provenance_table(results_dir, profile):
+    """A Markdown table of the provenance of every result file of ``profile``."""
+    from IPython.display import Markdown
 
-    panels, titles = [], []
+    keys = ("git_commit", "device", "seed", "time_utc", "torch")
+    rows = ["| result file | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for path in sorted(Path(results_dir).glob("*.npz")):
         _, meta = load_result(path)
         if meta.get("profile") != profile:
             continue
-        rows = "".join(f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(meta[key]))}</td></tr>"
-                       for key in ("git_commit", "profile", "device", "seed", "time_utc",
-                                   "torch", "host") if key in meta)
-        panels.append(ipywidgets.HTML(f"<table>{rows}</table>"))
-        titles.append(path.name)
-    accordion = ipywidgets.Accordion(children=panels, titles=tuple(titles))
-    return accordion
+        cells = [html.escape(str(meta.get(key, ""))) for key in keys]
+        rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
+    if len(rows) == 2:
+        return Markdown(f"No result file of profile `{profile}` was found.")
+    return Markdown("\n".join(rows))

@@ -137,7 +137,19 @@ def test_reproducibility_report_reads_values_and_claims_from_result_files(tmp_pa
     found = report.collect(tmp_path, "quick")
     assert [(c.chapter, c.quantity) for c in found] == [("a.npz", "loss"), ("b.npz", "ratio"),
                                                          ("b.npz", "ratio2")]
-    assert [c.agreement for c in found] == ["+25.0%", "claim not met", "claim holds"]
+    assert [c.agreement for c in found] == ["+25.00%", "claim not met", "claim holds"]
     assert found[1].paper_text == "> 100"
     with pytest.raises(ValueError, match="kind"):
         report.Comparison("x", "y", 1.0, 1.0, "z", kind="approximately")
+
+
+def test_provenance_table_lists_only_the_profile_s_result_files(tmp_path):
+    from shortbias_lib import report
+
+    runs.save_result(tmp_path / "mine.npz", {"x": np.zeros(1)},
+                     runs.provenance("quick", "cpu", 3))
+    runs.save_result(tmp_path / "other.npz", {"x": np.zeros(1)},
+                     runs.provenance("paper", "cpu", 3))
+    text = report.provenance_table(tmp_path, "quick").data
+    assert "mine.npz" in text and "other.npz" not in text and "| cpu | 3 |" in text
+    assert "No result file" in report.provenance_table(tmp_path, "smoke").data
