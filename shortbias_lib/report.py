@@ -110,7 +110,8 @@ def comparison_figure(comparisons):
                axes.scatter([], [], marker="x", color="tab:green"),
                axes.scatter([], [], marker="x", color="tab:red")]
     axes.legend(handles, ["paper's value", "paper's claimed lower bound", "this run, agrees",
-                          "this run, does not"], loc="upper center", bbox_to_anchor=(0.5, -0.2 - 0.2 / len(comparisons)),
+                          "this run, does not"], loc="upper center",
+                bbox_to_anchor=(0.5, -0.2 - 0.2 / len(comparisons)),
                 ncols=2, fontsize="small", frameon=False)
     figure.tight_layout()
     return figure
