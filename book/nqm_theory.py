@@ -85,7 +85,8 @@ def show(lhs, expr):
 #
 # $$ \mathcal{L}(\theta) = \tfrac12 \sum_i h_i (\theta_i - c_i)^2, \qquad c_i \sim \mathcal{N}(0, \sigma_i^2), \tag{3} $$
 #
-# whose minimum $c$ is drawn afresh at every step. The expected loss is
+# whose minimum $c$ is drawn afresh at every step (centred on the true optimum
+# $\theta^* = 0$, without loss of generality, as in the paper). The expected loss is
 #
 # $$ \mathbb{E}\big[\mathcal{L}(\theta^{(t)})\big] = \tfrac12 \sum_i h_i\big(\mathbb{E}[\theta_i^{(t)}]^2 + \mathbb{V}[\theta_i^{(t)}] + \sigma_i^2\big). \tag{6} $$
 #
@@ -110,6 +111,9 @@ def show(lhs, expr):
 # $$ \mathbb{V}[\theta'] = (1 - 2\alpha h)\mathbb{V}[\theta] + \mathbb{V}[v'] + 2\mu\,\Sigma_{\theta,v}, \tag{13} $$
 # $$ \Sigma_{\theta',v'} = \mu\,\Sigma_{\theta,v} - \alpha h\,\mathbb{V}[\theta] + \mathbb{V}[v']. \tag{14} $$
 #
+# (The appendix writes (13) as $\mathbb{V}[\theta] + \mathbb{V}[v'] + 2(\mu\Sigma_{\theta,v} - \alpha h\mathbb{V}[\theta])$,
+# which is the same.)
+#
 # SymPy applies Eqs. (1)-(3) to $\theta$ and $v$ and takes expectations, variances and
 # the covariance of the result:
 
@@ -125,8 +129,8 @@ print("derived minus paper simplifies to 0 for all five:", t1_equal)
 
 # %% [markdown]
 # All five derived expressions equal the paper's Eqs. (10)-(14) after expansion.
-# One line of the appendix's derivation is misprinted, though the equations
-# derived from it are right: A.1 writes
+# One line of the appendix's derivation differs, though the equations derived from
+# it are right: in the text of the paper available to us (an OCR extraction of the PDF; possibly an extraction artefact rather than a misprint), A.1 reads
 # $\theta' = (1 - \alpha h)\theta + \mu v + h\sigma\xi$, without the factor $\alpha$ on the
 # noise term (and the paper's first line, $v' = \mu v - \alpha(h\theta + h\sigma\xi)$, gives
 # $-\alpha h\sigma\xi$, the sign being immaterial for symmetric $\xi$):
@@ -134,7 +138,7 @@ print("derived minus paper simplifies to 0 for all five:", t1_equal)
 # %%
 theta_new, printed, printed_ok, corrected_ok = sym.appendix_a1_theta_update()
 show(r"\theta' \text{ (derived)}", theta_new)
-print("equals the printed line:", printed_ok, "| equals it with alpha h sigma xi:", corrected_ok)
+print("equals the line as extracted:", printed_ok, "| equals it with alpha h sigma xi:", corrected_ok)
 assert not printed_ok and corrected_ok
 
 # %% [markdown]
@@ -203,7 +207,7 @@ glue("t1_n_z", int(z_all.numel()), display=False)
 glue("t1_zmax", float(z_all.abs().max()), display=False)
 glue("t1_coverage", 100 * coverage, display=False)
 
-# %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic (h = 1, 0.3, 0.05; sigma^2 = 1/h) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of theta per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
+# %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic ($h$ = 1, 0.3, 0.05; $\\sigma^2 = 1/h$) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of $\\theta$ per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
 fig, axes = plotting.figure(3, width=3.6, height=3.0)
 steps1 = np.arange(T1 + 1)
 colors3 = ["tab:blue", "tab:orange", "tab:green"]
@@ -269,7 +273,9 @@ print("alpha* equals A.2.1:", t2u["alpha"][2], "| mu* equals A.2.1:", t2u["mu"][
 # the Hessian's trace is positive, and its determinant is nonnegative because
 # $\mathbb{E}[\theta v]^2 \le A(\theta)A(v)$ (Cauchy-Schwarz). The minus sign of $\mu^*$ matters:
 # $\mathbb{E}[\theta v]$ is usually negative (the velocity points back to the optimum), which
-# makes $\mu^* > 0$; the text of the main paper we have loses it.
+# makes $\mu^* > 0$. The main text's statement of Theorem 2, in the text of the paper
+# available to us (an OCR extraction of the PDF), has no minus sign; this is possibly an
+# extraction artefact rather than a misprint.
 #
 # For $d$ dimensions the loss is the sum of Eq. (15) over coordinates, still quadratic in
 # $(\alpha, \mu)$. Theorem 2 states, with $P = \sum_j h_j A(v_j)$,
@@ -278,8 +284,9 @@ print("alpha* equals A.2.1:", t2u["alpha"][2], "| mu* equals A.2.1:", t2u["mu"][
 #                   {\sum_i \big[h_i^3 (A(\theta_i) + \sigma_i^2)\, P - \big(\sum_j h_j^2 \mathbb{E}[\theta_j v_j]\big) h_i^2\,\mathbb{E}[\theta_i v_i]\big]}, \qquad
 #    \mu^* = -\frac{\sum_i h_i (1 - \alpha^* h_i)\,\mathbb{E}[\theta_i v_i]}{P}. $$
 #
-# The printed denominator in the main text is garbled in our copy; the form above is the
-# one of Appendix A.2.2. SymPy solves the stationarity equations for three dimensions with
+# The denominator of the main text's statement is garbled in the text of the paper
+# available to us (an OCR extraction of the PDF, which garbles many formulas); the form
+# above is the one of Appendix A.2.2. SymPy solves the stationarity equations for three dimensions with
 # fully symbolic curvatures, noise and moments:
 
 # %%
@@ -340,8 +347,10 @@ mark("t2", eq15_ok and t2u["alpha"][2] and t2u["mu"][2] and t2m["alpha"][2] and 
 #
 # $$ A^{(t+1)} = (1 - \alpha^{(t)} h)^2 A^{(t)} + (\alpha^{(t)} h\sigma)^2. $$
 #
-# (Appendix A.3 prints $\mathbb{V}[\theta]^2$ in the middle expression of this line; it
-# must be $\mathbb{V}[\theta]$, as the right-hand side has it.) Theorem 3 states that for
+# (In the text of the paper available to us, an OCR extraction of the PDF, Appendix A.3
+# has $\mathbb{V}[\theta]^2$ in the middle expression of this line, possibly an extraction
+# artefact rather than a misprint; it must be $\mathbb{V}[\theta]$, as the right-hand side
+# has it.) Theorem 3 states that for
 # every horizon $T$ the rates minimising $\mathcal{L}(\theta^{(T)})$ are the greedy ones,
 #
 # $$ \alpha^{(t)*} = \frac{A(\theta^{(t)})}{h\,\big(A(\theta^{(t)}) + \sigma^2\big)}. \tag{7} $$
@@ -390,7 +399,7 @@ t3_rel = float(((fit_u.alphas - greedy_u.alphas).abs() / greedy_u.alphas).max())
 t3_never_better = bool((fit_u.history >= greedy_u.losses[..., -1:] - 1e-12).all())
 glue("t3_rel", t3_rel, display=False)
 
-# %% mystnb={"figure": {"caption": "Theorem 3 numerically: Adam on the whole 8-step learning-rate schedule of three univariate noisy quadratics, minimising the final expected loss. Left: the gap between the fitted schedule's final loss and the greedy schedule's, per Adam step (log scale). Right: the fitted learning rates (dots) on top of the greedy rates of Eq. (7) (lines), multiplied by h to share one axis.", "name": "fig-theory-t3"}}
+# %% mystnb={"figure": {"caption": "Theorem 3 numerically: Adam on the whole 8-step learning-rate schedule of three univariate noisy quadratics, minimising the final expected loss. Left: the gap between the fitted schedule's final loss and the greedy schedule's, per Adam step (log scale; gaps below 1e-16 drawn at 1e-16). Right: the fitted learning rates (dots) on top of the greedy rates of Eq. (7) (lines), multiplied by h to share one axis.", "name": "fig-theory-t3"}}
 fig, axes = plotting.figure(2, width=4.2, height=3.2)
 for j in range(3):
     label = f"h={h_u[j, 0].item():g}, $\\sigma^2$={s_u[j, 0].item():g}"
@@ -436,9 +445,12 @@ mark("t3", t3["recursion"][2] and t3["alpha"][2] and t3["A_min"][2] and t3_dp_ok
 #
 # $$ \mathcal{L}_{\min} = \tfrac12 h\Big(\frac{A\,\sigma^2}{kA + \sigma^2} + \sigma^2\Big), \tag{16} $$
 #
-# and the optimal rate at every step is Eq. (7), restated as Eq. (17). Our copy of the
-# paper prints the constant outside the bracket ($\frac12 h A^{(T)} + \sigma^2$, here and
-# two lines earlier); Eq. (6) puts it inside, as above. SymPy proves the closed form for
+# and the optimal rate at every step is Eq. (7), restated as Eq. (17). In the text of the
+# paper available to us (an OCR extraction of the PDF; possibly an extraction artefact
+# rather than a misprint), the constant stands outside the bracket, as
+# $\mathcal{L}_{\min} = \frac12 h A^{(T)}_{\min} + \sigma^2$, in the definition of
+# $\mathcal{L}_{\min}$ at the start of A.3 and again in the line just before Theorem 4;
+# Eq. (6) puts it inside, as above. SymPy proves the closed form for
 # $A^{(T)}$ by induction on $k$ (base case: Theorem 3's $A'_{\min}$; step: one more greedy
 # step from $A'_{\min}$ equals $k+1$ steps from $A$):
 
@@ -471,12 +483,15 @@ mark("t4", t4["base"] and t4["induction"] and t4["positive"] and t4_rel < 1e-10)
 #
 # ## Summary
 #
+# The notes on the paper's text in this table refer to the OCR extraction of the PDF
+# available to us and may be extraction artefacts rather than misprints.
+#
 # | result | symbolic derivation | numerical check | status |
 # |---|---|---|---|
-# | Theorem 1 (Eqs. 10-14) | equals the paper; A.1's intermediate line lacks $\alpha$ on the noise | Monte Carlo, confidence bands | {glue:md}`status_t1` |
-# | Eq. (15), Theorem 2 | equals A.2.1 and A.2.2 ($d=3$ symbolic); keep the minus sign of $\mu^*$ | brute-force minimisation | {glue:md}`status_t2` |
-# | Theorem 3 (Eq. 7) | greedy step and two-step dynamic programme; A.3 prints $\mathbb{V}[\theta]^2$ for $\mathbb{V}[\theta]$ | Adam on the whole schedule converges to greedy | {glue:md}`status_t3` |
-# | Theorem 4 (Eq. 16) | induction; the constant $\sigma^2$ belongs inside $\frac12 h(\cdot)$ | closed form vs greedy run | {glue:md}`status_t4` |
+# | Theorem 1 (Eqs. 10-14) | equals the paper; A.1's intermediate line, as extracted, lacks $\alpha$ on the noise | Monte Carlo, confidence bands | {glue:md}`status_t1` |
+# | Eq. (15), Theorem 2 | equals A.2.1 and A.2.2 ($d=3$ symbolic); keep the minus sign of $\mu^*$ (missing from the extracted main text) | brute-force minimisation | {glue:md}`status_t2` |
+# | Theorem 3 (Eq. 7) | greedy step and two-step dynamic programme; A.3, as extracted, has $\mathbb{V}[\theta]^2$ for $\mathbb{V}[\theta]$ | Adam on the whole schedule converges to greedy | {glue:md}`status_t3` |
+# | Theorem 4 (Eq. 16) | induction; the constant $\sigma^2$ belongs inside $\frac12 h(\cdot)$ (outside it in the extracted A.3) | closed form vs greedy run | {glue:md}`status_t4` |
 
 # %%
 assert status == {k: "verified" for k in ("t1", "t2", "t3", "t4")}, status
