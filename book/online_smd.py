@@ -70,20 +70,20 @@ torch.set_num_threads(1)
 # of training, Algorithm 1 takes $M$ Adam steps on $u$. Each meta step restarts a lookahead
 # of $T = 5$ steps from the current weights $w_t$ and measures the meta-objective
 #
-# $$ L(u) = \frac{1}{K}\sum_{k=1}^{K} \ell_{B'_k}\!\left(w_{t+T}(u)\right), $$
+# $$ L(u) = \frac{1}{J}\sum_{j=1}^{J} \ell_{B'_j}\!\left(w_{t+T}(u)\right), $$
 #
 # whose derivative is the hypergradient of Equation 8, carried forward through the
 # lookahead by the tangent recursion of Equation 9. Two ways to choose the batches:
 #
 # * **stochastic lookahead** (Figure 7): $T$ fresh minibatches for the lookahead, the next
-#   $K = T$ for the meta-objective;
+#   $J = T$ for the meta-objective;
 # * **deterministic lookahead** (Figure 8): one minibatch repeated $T$ times and the
-#   meta-objective on that same minibatch ($K = 1$).
+#   meta-objective on that same minibatch ($J = 1$).
 #
-# As in the authors' code, the batches are drawn once per adaptation and shared by its $M$
-# meta steps, one Adam state is kept over the whole run, raw hypergradients are clipped to
-# $\pm 10$, and $u$ is kept within $\alpha_{\rm eff} \in [10^{-4}, 10]$,
-# $1-\mu \in [10^{-4}, 1]$. After the first half, $\mu$ is frozen and the effective rate
+# As in the authors' code, raw hypergradients are clipped to $\pm 10$ and $u$ is kept within
+# $\alpha_{\rm eff} \in [10^{-4}, 10]$, $1-\mu \in [10^{-4}, 1]$. Two choices are ours, where
+# the paper and what we know of that code are silent: the batches are drawn once per
+# adaptation and shared by its $M$ meta steps, and one Adam state is kept over the whole run. After the first half, $\mu$ is frozen and the effective rate
 # decays exponentially from its value $\alpha_{\rm eff}(t_{1/2})$ to $10^{-4}$ at the last
 # step $t_{\rm end} = N-1$:
 #
@@ -320,9 +320,7 @@ glue("chance_loss", math.log(10), display=False)
 #   steps instead of tens of thousands, and fewer initial rates are tried.
 # * The CIFAR-10 images came from: {glue:text}`cifar_source`. The JPEG copy has exact labels
 #   but lossy pixels, a difference from the paper's data when it is the source.
-# * The authors' code restores all graph variables after every meta step, from a checkpoint
-#   taken at the start of the adaptation; whether that also resets the Adam state of the
-#   meta-optimizer each meta step cannot be told from the code alone. Here one Adam state
-#   runs through the whole run.
+# * Whether the authors reset the meta-optimizer's Adam state at each adaptation is not
+#   stated in the paper; here one Adam state runs through the whole run.
 # * The baseline decays in the second half like the SMD runs (the authors' code); the paper's
 #   text calls it a "fixed" rate.
