@@ -47,18 +47,20 @@ context = setup(profile, device, seed, data_root, results)
 
 # %%
 # %matplotlib inline
-from myst_nb import glue
-
 from shortbias_lib import report
 
 comparisons = report.collect(context.results_dir, profile)
+report.comparison_table(comparisons)
+
+# %% tags=["remove-cell"]
+from myst_nb import glue
+
 claims = [c for c in comparisons if c.kind == "lower_bound"]
 values = [c for c in comparisons if c.kind == "value"]
 glue("repro_claims_held", sum(c.ours > c.paper for c in claims), display=False)
 glue("repro_claims", len(claims), display=False)
 glue("repro_values_close", sum(abs(c.relative_gap) <= 0.1 for c in values), display=False)
 glue("repro_values", len(values), display=False)
-report.comparison_table(comparisons)
 
 # %% [markdown]
 # In this run, {glue:text}`repro_values_close` of the {glue:text}`repro_values` reported
@@ -77,7 +79,7 @@ if comparisons:
 
 # %% [markdown]
 # Where each number came from: the provenance recorded in every result file (git commit,
-# device, seed, time of the run and torch version).
+# device, seed and time of the run; the files also record the package versions and host).
 
 # %% tags=["remove-input"]
 report.provenance_table(context.results_dir, profile)

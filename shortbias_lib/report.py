@@ -121,7 +121,7 @@ def provenance_table(results_dir, profile):
     """A Markdown table of the provenance of every result file of ``profile``."""
     from IPython.display import Markdown
 
-    keys = ("git_commit", "device", "seed", "time_utc", "torch")
+    keys = ("git_commit", "device", "seed", "time_utc")
     rows = ["| result file | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for path in sorted(Path(results_dir).glob("*.npz")):
         _, meta = load_result(path)
