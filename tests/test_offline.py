@@ -186,3 +186,14 @@ def _write_other(tmp_path):
     from shortbias_lib.runs import save_result
 
     return save_result(tmp_path / "other.npz", {"x": np.zeros(1)}, {"config": {"chapter": "x"}})
+
+
+def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(tmp_path, data_root):
+    def run(folder, seed):
+        arrays, _ = offline.run_offline("smoke", device="cpu", seed=seed, data_root=data_root,
+                                        results=tmp_path / folder, show_progress=False)
+        return arrays["objective"]
+
+    first, again, other = run("a", 0), run("b", 0), run("c", 1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other, equal_nan=True)

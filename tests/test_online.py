@@ -191,3 +191,14 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, mode):
     # A checkpoint made with another configuration is ignored.
     other = _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 2})
     assert np.array_equal(other.eff_lr, whole.eff_lr)
+
+
+def test_a_fresh_run_with_the_same_seed_repeats_every_number(tmp_path, data_root):
+    first, second = (online.run_online("smoke", device="cpu", data_root=data_root,
+                                       results=tmp_path / folder, show_progress=False)
+                     for folder in ("a", "b"))
+    for dataset in first:
+        for key, run in first[dataset]["runs"].items():
+            repeat = second[dataset]["runs"][key]
+            assert np.array_equal(run.eff_lr, repeat.eff_lr, equal_nan=True)
+            assert np.array_equal(run.eval_losses, repeat.eval_losses, equal_nan=True)
