@@ -105,6 +105,7 @@ ready.then(() => new Promise(r => setTimeout(r, 1500))).then(() => {
     images: images.length,
     brokenImages: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
     widgets: document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets').length,
+    fontErrors: [...document.fonts].filter(f => f.status === 'error').map(f => f.family),
     external: performance.getEntriesByType('resource').map(e => e.name)
                 .filter(n => !n.startsWith('file:') && !n.startsWith('data:')),
   });
@@ -126,6 +127,7 @@ def test_html_renders_offline_in_headless_chromium(smoke_book, browser):
         if report["rawMath"]:
             assert report["math"] > 0, f"{name}: math left untypeset"
         assert report["brokenImages"] == [], f"{name}: broken images {report['brokenImages']}"
+        assert report["fontErrors"] == [], f"{name}: fonts failed to load {report['fontErrors']}"
         if WIDGET_STATE in html.read_text():
             assert report["widgets"] > 0, f"{name}: saved widgets not drawn"
         for key in totals:
