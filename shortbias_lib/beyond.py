@@ -416,7 +416,7 @@ def _mlp_losses(params, images, labels):
     return ce.reshape(n, N).mean(1)
 
 
-class MNISTMetaTask:
+class MNISTMetaTask(MetaTask):
     """The offline MNIST schedule as an online meta-optimization task (small scale).
 
     The paper's MLP, warm-started as in the offline experiment, trained with SGD
@@ -425,7 +425,7 @@ class MNISTMetaTask:
     so ``F`` is a deterministic function of ``theta``), with
     ``alpha_t = exp(theta_0) / (1 + t/K)**exp(theta_1)`` (:func:`schedule_from_theta`).
     ``F(theta) = 1/J sum_j log L(w_{jW})``, ``L`` the mean training loss on a fixed
-    evaluation set. Same interface as :class:`MetaTask`, so :func:`truncated_estimates`,
+    evaluation set. A :class:`MetaTask` with its own state and unroll, so :func:`truncated_estimates`,
     :func:`pes_estimates` and :func:`meta_optimize` apply unchanged; the state is the flat
     tuple ``(weights..., velocities...)`` with the particles' batch dimensions in front.
     A loss that is not finite or above ``cap`` (a diverging run) counts as ``cap``.
@@ -491,21 +491,6 @@ class MNISTMetaTask:
         log_l = self._log_loss(ws)
         new = tuple(x.reshape(*shape, *x.shape[1:]) for x in ws + vs)
         return new, log_l.to(DTYPE).reshape(shape)
-
-    def objective(self, theta):
-        theta = torch.as_tensor(theta, dtype=DTYPE)
-        state = self.initial_state(theta.shape[:-1])
-        total = 0
-        for j in range(self.windows):
-            state, loss = self.unroll(state, theta, j)
-            total = total + loss
-        return total / self.windows
-
-    def gradient(self, theta):
-        """Exact ``grad F`` by reverse mode through all ``horizon`` steps (second order)."""
-        theta = torch.as_tensor(theta, dtype=DTYPE).detach().clone().requires_grad_(True)
-        self.objective(theta).sum().backward()
-        return theta.grad.detach()
 
 
 def _mnist_sizes(profile):
