@@ -425,8 +425,9 @@ class MNISTMetaTask(MetaTask):
     so ``F`` is a deterministic function of ``theta``), with
     ``alpha_t = exp(theta_0) / (1 + t/K)**exp(theta_1)`` (:func:`schedule_from_theta`).
     ``F(theta) = 1/J sum_j log L(w_{jW})``, ``L`` the mean training loss on a fixed
-    evaluation set. A :class:`MetaTask` with its own state and unroll, so :func:`truncated_estimates`,
-    :func:`pes_estimates` and :func:`meta_optimize` apply unchanged; the state is the flat
+    evaluation set. A :class:`MetaTask` with its own state and unroll, so
+    :func:`truncated_estimates`, :func:`pes_estimates` and :func:`meta_optimize` apply
+    unchanged; the state is the flat
     tuple ``(weights..., velocities...)`` with the particles' batch dimensions in front.
     A loss that is not finite or above ``cap`` (a diverging run) counts as ``cap``.
     """
