@@ -146,14 +146,18 @@ def brute_minimise(f, center, width, levels=12, n=41):
         wa, wm = wa * 4 / n, wm * 4 / n
     return ca, cm, vals[i].item()
 
+def state_after_steps(d, T, seed):
+    """A random problem and its second moments after ``T`` random steps (so that
+    E[theta v] and A(v) are nonzero): ``(h, sigma2, (A(theta), A(v), E[theta v]))``."""
+    h, s2, m0, v0 = random_problem(d=d, seed=seed)
+    a, m = random_schedule(T=T, seed=seed + 1)
+    traj = nq.theorem1_trajectory(h, s2, m0, v0, a, m)
+    return h, s2, nq.Moments(*(getattr(traj, k)[-1] for k in nq.Moments._fields)).second()
+
 
 @pytest.mark.parametrize("momentum", [True, False])
 def test_greedy_matches_brute_force(momentum):
-    h, s2, m0, v0 = random_problem(d=7, seed=13)
-    a, m = random_schedule(T=5, seed=14)
-    # a state after a few steps, so E[theta v] and A(v) are nonzero
-    traj = nq.theorem1_trajectory(h, s2, m0, v0, a, m)
-    state = nq.Moments(*(getattr(traj, k)[-1] for k in nq.Moments._fields)).second()
+    h, s2, state = state_after_steps(d=7, T=5, seed=13)
     assert state[2].abs().min() > 0
     h_t, s_t = torch.tensor(h), torch.tensor(s2)
     alpha, mu = nq.greedy_coefficients(*state, h_t, s_t, momentum=momentum)
@@ -274,10 +278,7 @@ def test_run_figure3_saves_and_resumes(tmp_path, monkeypatch):
 @pytest.mark.parametrize("momentum", [True, False])
 def test_library_brute_force_agrees_with_theorem2(momentum):
     """The chapter's grid minimiser finds Theorem 2's (or 3's) coefficients."""
-    h, s2, m0, v0 = random_problem(d=5, seed=21)
-    a, m = random_schedule(T=4, seed=22)
-    traj = nq.theorem1_trajectory(h, s2, m0, v0, a, m)
-    state = nq.Moments(*(getattr(traj, k)[-1] for k in nq.Moments._fields)).second()
+    h, s2, state = state_after_steps(d=5, T=4, seed=21)
     h_t, s_t = torch.tensor(h), torch.tensor(s2)
     alpha, mu = nq.greedy_coefficients(*state, h_t, s_t, momentum=momentum)
     ba, bm, _ = nq.brute_force_greedy(*state, h_t, s_t, momentum=momentum, center=(1.0, 0.5))
