@@ -31,7 +31,7 @@ def _parser():
     parser = argparse.ArgumentParser(prog="python -m shortbias_lib", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the experiments")
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper (offline_mnist also: archive)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="data folder (default: $SHORTBIAS_DATA)")
@@ -50,9 +50,10 @@ def main(argv=None):
         if args.experiment not in EXPERIMENTS:
             raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}; "
                              f"got {args.experiment!r}")
-        check_profile(args.profile)
         module, function, _ = EXPERIMENTS[args.experiment]
-        run = getattr(importlib.import_module(module), function)
+        module = importlib.import_module(module)
+        check_profile(args.profile, extra=getattr(module, "EXTRA_PROFILES", ()))
+        run = getattr(module, function)
         run(args.profile, device=args.device, seed=args.seed, data_root=args.data_root,
             results=args.results, resume=not args.no_resume)
     except (ShortbiasError, ValueError) as error:

@@ -2,24 +2,7 @@
 
 import numpy as np
 
-from .offline import capped_log_loss, smd_trajectories, smooth_surface
-
-
-def surface_grids(arrays, config, grid=80, bandwidth=None):
-    """Smoothed ``log10`` meta-objective of every horizon: ``(grid_log_beta, grid_log_alpha0, [Z_h])``.
-
-    Diverged runs and runs that end above the warm start's loss count as
-    the warm start's loss (the cap), so the surface shows them as "no progress".
-    """
-    cap = float(arrays["warm_objective"])
-    x, y = arrays["log10_beta"], arrays["log10_alpha0"]
-    surfaces = []
-    for k in range(len(config["horizons"])):
-        z = capped_log_loss(arrays["objective"][:, k], cap)
-        gx, gy, Z = smooth_surface(x, y, z, config["log10_beta_range"], config["log10_alpha0_range"],
-                                   grid=grid, bandwidth=bandwidth)
-        surfaces.append(Z)
-    return gx, gy, surfaces
+from .offline import smd_trajectories, surface_grids
 
 
 def plot_surfaces(arrays, config, grid=80, bandwidth=None, show_samples=True):

@@ -9,11 +9,13 @@ PROFILES = ("smoke", "quick", "paper")
 DEFAULT_PROFILE = "quick"
 
 
-def check_profile(profile):
-    """Return ``profile`` if it names a known profile, else raise ``ValueError``."""
-    if profile not in PROFILES:
+def check_profile(profile, extra=()):
+    """Return ``profile`` if it names a known profile (or one of an experiment's ``extra``
+    profiles, e.g. the offline experiment's ``archive``), else raise ``ValueError``."""
+    allowed = PROFILES + tuple(extra)
+    if profile not in allowed:
         raise ValueError(
-            f"profile must be one of {', '.join(PROFILES)}; got {profile!r}")
+            f"profile must be one of {', '.join(allowed)}; got {profile!r}")
     return profile
 
 

@@ -55,6 +55,11 @@ def git_commit():
         return "unknown"
 
 
+def utc_now():
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def provenance(profile, device, seed, **config):
     """Metadata recorded with every result: what produced it, where and when."""
     import torch
@@ -67,7 +72,7 @@ def provenance(profile, device, seed, **config):
         "device": device_name,
         "seed": seed,
         "git_commit": git_commit(),
-        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time_utc": utc_now(),
         "host": platform.node(),
         "python": platform.python_version(),
         "torch": torch.__version__,
