@@ -176,14 +176,20 @@ def _check_batches(batches, name):
     return list(batches)
 
 
+# Losses of a lookahead stay on the device and are checked for NaN/inf every CHECK_EVERY
+# steps (one host synchronisation per block, none per step); the first bad step is reported.
+CHECK_EVERY = 50
+
+
 def hypergradient(apply, state, hyper, batches, eval_batches, convention="paper", t0=None,
                   grad_hvp=None):
     """Forward-mode hypergradient of ``mean_k L(w_T; eval_batches[k])`` after ``T = len(batches)`` steps.
 
     ``batches`` and ``eval_batches`` are lists of ``(images, labels)`` or any
     iterables (e.g. generators drawing from a sampler, so that a lookahead of
-    thousands of steps holds one batch at a time). Starts from ``state`` (a :class:`TrainState` or a parameter tuple, not
-    modified) with zero tangents; the schedule is read at ``t0 + i``
+    thousands of steps holds one batch at a time). Starts from ``state`` (a
+    :class:`TrainState` or a parameter tuple, not modified) with zero
+    tangents; the schedule is read at ``t0 + i``
     (default ``t0 = state.step``). Tangents recursion, ``"paper"`` convention
     (``v' = mu v - alpha g``, ``w' = w + v'``)::
 
@@ -194,10 +200,19 @@ def hypergradient(apply, state, hyper, batches, eval_batches, convention="paper"
         dv' = mu dv + dmu v + H dw,   dw' = dw - dalpha v' - alpha dv'
 
     (Equation 9 is the case mu = 0). ``grad_hvp(params, x, y, directions)
-    -> (loss, grads, hvps)`` (writing into ``out=(grads, hvps)`` when given) computes the gradient and the P Hessian-vector
-    products in one pass; by default :func:`mlp_grad_hvp` for
-    :func:`~shortbias_lib.models.mlp_apply`, else double backward. Raises
-    :class:`DivergenceError` with the step if a loss is NaN or infinite.
+    -> (loss, grads, hvps)`` (writing into ``out=(grads, hvps)`` when given)
+    computes the gradient and the P Hessian-vector products in one pass; by
+    default :func:`mlp_grad_hvp` for
+    :func:`~shortbias_lib.models.mlp_apply`, else double backward. The P
+    tangents of each parameter are one contiguous block of a flat buffer
+    (parameter-major), so a product serves all directions at once; a
+    ``grad_hvp`` marked ``accumulates = True`` (ours are) is called with
+    ``accumulate=(beta, alpha)`` and adds ``alpha H dw`` into ``beta dv``
+    itself, saving two passes over the tangents. The per-step losses stay
+    on the device and are checked every :data:`CHECK_EVERY` steps and at
+    the end (no host synchronisation per step); a NaN or infinite loss
+    raises :class:`DivergenceError` with the first bad step (never a
+    result holding a NaN loss).
     """
     if isinstance(batches, (list, tuple)):
         batches = _check_batches(batches, "batches")
@@ -209,89 +224,124 @@ def hypergradient(apply, state, hyper, batches, eval_batches, convention="paper"
     t0 = state.step if t0 is None else t0
     if grad_hvp is None:
         grad_hvp = GRAD_HVP.get(apply) or autograd_grad_hvp(apply)
+    fused = getattr(grad_hvp, "accumulates", False)
     P = len(hyper.learn)
     shapes = [p.shape for p in state.params]
     sizes = [p.numel() for p in state.params]
     # Flat buffers: every elementwise update is one kernel over all parameters.
     w = torch.cat([p.detach().reshape(-1) for p in state.params])
     v = torch.cat([q.detach().reshape(-1) for q in state.velocity])
-    dw = torch.zeros((P, w.numel()), dtype=w.dtype, device=w.device)
+    g = torch.empty_like(w)
+    # Tangents, parameter-major: parameter k's P directions are one contiguous (P,) + shape block.
+    dw = torch.zeros(P * w.numel(), dtype=w.dtype, device=w.device)
     dv = torch.zeros_like(dw)
 
     def unflat(flat):
-        lead = flat.shape[:-1]
-        return tuple(t.view(lead + s) for t, s in zip(flat.split(sizes, -1), shapes))
+        return tuple(t.view(s) for t, s in zip(flat.split(sizes), shapes))
 
-    def flat(parts, lead=()):
-        return torch.cat([t.reshape(lead + (-1,)) for t in parts], -1)
+    def blocks(flat):
+        return tuple(t.view((P,) + s) for t, s in zip(flat.split([P * k for k in sizes]), shapes))
 
-    g = torch.empty_like(w)
-    hdw_buffer = torch.empty_like(dw)
-    out = (unflat(g), unflat(hdw_buffer))
-    # 8 bytes a step: the only record that grows with T (preallocated when T is known).
-    known = len(batches) if isinstance(batches, (list, tuple)) else None
-    losses = np.empty(known) if known else array("d")
-    i = -1
+    w_, v_, g_ = unflat(w), unflat(v), unflat(g)
+    dw_, dv_ = blocks(dw), blocks(dv)
+    dw_rows = [[t[j] for t in dw_] for j in range(P)]  # direction j, parameter by parameter
+    dv_rows = [[t[j] for t in dv_] for j in range(P)]
+    hdw = None if fused else torch.empty_like(dw)
+    out = (g_, dv_ if fused else blocks(hdw))
+    check = _LossCheck(t0, len(batches) if isinstance(batches, (list, tuple)) else None)
     for i, (images, labels) in enumerate(batches):
         alpha, mu, dalpha, dmu = hyper.at(t0 + i)
         if i == 0:  # tangents are zero: no Hessian-vector product needed
-            loss, grads = _autograd_grad(apply, unflat(w), images, labels)
+            loss, grads = _autograd_grad(apply, w_, images, labels)
             torch.cat([t.reshape(-1) for t in grads], out=g)
-            hdw = None
+        elif fused:  # dv <- mu dv + (-alpha | 1) H dw, inside grad_hvp
+            loss = grad_hvp(w_, images, labels, dw_, out=out,
+                            accumulate=(mu, -alpha if convention == "paper" else 1.0))[0]
         else:
-            loss = grad_hvp(unflat(w), images, labels, unflat(dw), out=out)[0]
-            hdw = hdw_buffer
-        value = loss.item()
-        if known:
-            losses[i] = value
-        else:
-            losses.append(value)
-        if not math.isfinite(value):
-            raise DivergenceError(t0 + i, value, "lookahead loss")
+            loss = grad_hvp(w_, images, labels, dw_, out=out)[0]
+        check.add(loss)
         with torch.no_grad():
-            if convention == "paper":
+            if i > 0 and not fused:
                 dv.mul_(mu)
-                if hdw is not None:
+                if convention == "paper":
                     dv.sub_(hdw, alpha=alpha)
-                for j in range(P):
-                    if dmu[j]:
-                        dv[j].add_(v, alpha=dmu[j])
-                    if dalpha[j]:
-                        dv[j].sub_(g, alpha=dalpha[j])
+                else:
+                    dv.add_(hdw)
+            for j in range(P):
+                if dmu[j]:
+                    torch._foreach_add_(dv_rows[j], v_, alpha=dmu[j])
+                if dalpha[j] and convention == "paper":
+                    torch._foreach_add_(dv_rows[j], g_, alpha=-dalpha[j])
+            if convention == "paper":
                 v.mul_(mu).sub_(g, alpha=alpha)
                 w.add_(v)
                 dw.add_(dv)
             else:
-                dv.mul_(mu)
-                if hdw is not None:
-                    dv.add_(hdw)
-                for j in range(P):
-                    if dmu[j]:
-                        dv[j].add_(v, alpha=dmu[j])
                 v.mul_(mu).add_(g)
                 dw.sub_(dv, alpha=alpha)
                 for j in range(P):
                     if dalpha[j]:
-                        dw[j].sub_(v, alpha=dalpha[j])
+                        torch._foreach_add_(dw_rows[j], v_, alpha=-dalpha[j])
                 w.sub_(v, alpha=alpha)
-    T = i + 1
+        if check.due():
+            check.flush()
+    check.flush()
+    T = check.count
     if T < 1:
         raise ValueError("batches gave no batch: the horizon must be >= 1")
-    meta, n = 0.0, 0
+    meta, n = None, 0
     gsum = torch.zeros_like(w)
     for images, labels in eval_batches:
-        loss, g = _autograd_grad(apply, unflat(w), images, labels)
-        gsum += flat(g)
-        meta += loss.item()
+        loss, grads = _autograd_grad(apply, w_, images, labels)
+        torch._foreach_add_(list(unflat(gsum)), list(grads))
+        meta = loss.double() if meta is None else meta + loss.double()
         n += 1
     if n < 1:
         raise ValueError("eval_batches gave no batch")
-    meta /= n
+    meta = meta.item() / n  # the one synchronisation for the meta-objective
     if not math.isfinite(meta):
         raise DivergenceError(t0 + T, meta, "meta-objective")
-    grad = (dw @ gsum / n).double().cpu().numpy()
+    grad = sum(d.reshape(P, -1) @ s.reshape(-1) for d, s in zip(dw_, unflat(gsum))) / n
     final = TrainState(unflat(w.clone()), unflat(v.clone()), state.step + T)
-    return Hypergradient(meta, grad, final, (losses if known else np.frombuffer(losses, dtype=np.float64).copy()), hyper.names)
+    return Hypergradient(meta, grad.double().cpu().numpy(), final, check.values(), hyper.names)
+
+
+class _LossCheck:
+    """Per-step losses kept on the device, copied to the host and checked block by block."""
+
+    def __init__(self, t0, known=None):
+        self.t0 = t0
+        self.pending = []
+        # 8 bytes a step: the only record that grows with T (preallocated when T is known).
+        self.host = np.empty(known) if known else array("d")
+        self.known = known
+        self.count = 0
+
+    def add(self, loss):
+        self.pending.append(loss.detach().reshape(()))
+
+    def due(self):
+        return len(self.pending) >= CHECK_EVERY
+
+    def flush(self):
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).double().cpu().numpy()
+        start = self.count
+        self.pending = []
+        self.count += len(values)
+        if self.known:
+            self.host[start:self.count] = values
+        else:
+            self.host.extend(values.tolist())
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise DivergenceError(self.t0 + start + int(bad[0]), float(values[bad[0]]), "lookahead loss")
+
+    def values(self):
+        if self.known:
+            return self.host[:self.count]
+        return np.frombuffer(self.host, dtype=np.float64).copy()
 
 
 def _autograd_grad(apply, params, images, labels):
@@ -302,10 +352,28 @@ def _autograd_grad(apply, params, images, labels):
     return loss.detach(), grads
 
 
-def autograd_grad_hvp(apply):
-    """Gradient and Hessian-vector products by double backward, for any model."""
+def _accumulate(targets, values, accumulate):
+    """``targets <- beta targets + alpha values`` (``accumulate = (beta, alpha)``), or a copy."""
+    if accumulate is None:
+        for target, value in zip(targets, values):
+            target.copy_(value)
+        return
+    beta, alpha = accumulate
+    for target, value in zip(targets, values):
+        if beta == 0:
+            torch.mul(value, alpha, out=target)
+        else:
+            target.mul_(beta).add_(value, alpha=alpha)
 
-    def grad_hvp(params, images, labels, directions, out=None):
+
+def autograd_grad_hvp(apply):
+    """Gradient and Hessian-vector products by double backward, for any model.
+
+    With ``out=(grads, hvps)`` the results are written there; with also
+    ``accumulate=(beta, alpha)``, ``hvps <- beta hvps + alpha H d``.
+    """
+
+    def grad_hvp(params, images, labels, directions, out=None, accumulate=None):
         params = tuple(p.detach().requires_grad_(True) for p in params)
         with torch.enable_grad():
             loss = loss_fn(apply, params, images, labels)
@@ -318,74 +386,112 @@ def autograd_grad_hvp(apply):
                                            is_grads_batched=True)
         grads = tuple(g.detach() for g in grads)
         if out is not None:
-            for target, source in zip(out[0] + out[1], grads + tuple(hvps)):
-                target.copy_(source)
+            _accumulate(out[0], grads, None)
+            _accumulate(out[1], hvps, accumulate)
+            return loss.detach(), tuple(out[0]), tuple(out[1])
+        if accumulate is not None:
+            raise ValueError("accumulate needs out=(grads, hvps) to accumulate into")
         return loss.detach(), grads, hvps
 
+    grad_hvp.accumulates = True
     return grad_hvp
 
 
-def mlp_grad_hvp(params, images, labels, directions, out=None):
+def mlp_grad_hvp(params, images, labels, directions, out=None, accumulate=None):
     """Loss, gradient and P Hessian-vector products of the ReLU MLP's cross-entropy in one pass.
 
     Forward-over-reverse written out (Pearlmutter's R-operator): one forward
-    and one backward pass for the value and the gradient, then for each
-    direction the forward tangents ``R(z)`` and the backward tangents
-    ``R(delta)``, reusing the ReLU masks (ReLU has zero curvature) and the
-    softmax. ``directions`` has a leading axis of P directions; the input
-    has no tangent, so the first layer costs one product each way. ``out``
-    (optional) is ``(grads, hvps)``, tensors to write the results into.
+    and one backward pass for the value and the gradient, and the forward
+    tangents ``R(z)`` and backward tangents ``R(delta)`` of all P directions
+    together, reusing the ReLU masks (ReLU has zero curvature) and the
+    softmax. ``directions[k]`` has shape (P,) + ``params[k].shape``. The
+    tangents are kept as (N, P, width), so that every product of a layer
+    serves all P directions at once, never a loop over directions: the
+    directions' weights stacked as (P*out, in) give ``h V^T`` and
+    ``R(delta)^T h`` as one product each, and ``R(h) W^T`` and
+    ``R(delta) W`` are one product with N*P rows. The input has no tangent,
+    so the first layer costs one (P times wider) product each way.
+    ``out`` (optional) is ``(grads, hvps)``, tensors to write the results
+    into (fastest when each ``hvps[k]`` is contiguous, as the
+    parameter-major buffers of :func:`hypergradient` are); with also
+    ``accumulate=(beta, alpha)``, ``hvps <- beta hvps + alpha H d`` (the
+    products accumulate into them directly).
     """
     x = images.reshape(images.shape[0], -1)
     N = x.shape[0]
     L = len(params) // 2
     W, b = params[0::2], params[1::2]
     P = directions[0].shape[0]
-    hs, masks = [x], []
+    # Directions stacked: weights (P*out, in), biases (1, P*out); views when contiguous.
+    V = [d.reshape(P * d.shape[1], d.shape[2]) for d in directions[0::2]]
+    c = [d.reshape(1, -1) for d in directions[1::2]]
+    # Forward: values and tangents R(z) of all directions, (N, P*width) = (N, P, width).
+    hs, masks, Rhs = [x], [None], [None]
     z = torch.addmm(b[0], x, W[0].t())
+    Rz = torch.addmm(c[0], x, V[0].t())
     for layer in range(1, L):
-        mask = z > 0
-        h = z * mask
-        masks.append(mask)
+        h = torch.relu(z)
+        mask = torch.sign(h).unsqueeze(1)  # 1 where z > 0, else 0 (one cheap kernel)
+        Rh = Rz.view(N, P, -1) * mask
         hs.append(h)
+        masks.append(mask)
+        Rhs.append(Rh)
         z = torch.addmm(b[layer], h, W[layer].t())
+        Rz = torch.addmm(c[layer], h, V[layer].t())                  # h V^T + c
+        Rz.view(N * P, -1).addmm_(Rh.view(N * P, -1), W[layer].t())  # + R(h) W^T
     logp = torch.log_softmax(z, -1)
-    loss = -logp.gather(1, labels[:, None]).mean()
+    loss = torch.nn.functional.nll_loss(logp, labels)
     prob = logp.exp()
-    delta = prob.clone()
-    delta[torch.arange(N, device=x.device), labels] -= 1
-    delta /= N
+    delta = prob / N
+    delta.scatter_add_(1, labels[:, None], torch.full((N, 1), -1.0 / N, dtype=prob.dtype, device=prob.device))
     if out is None:
+        if accumulate is not None:
+            raise ValueError("accumulate needs out=(grads, hvps) to accumulate into")
         grads = [torch.empty_like(p) for p in params]
         hvps = [torch.empty((P,) + p.shape, dtype=p.dtype, device=p.device) for p in params]
     else:
         grads, hvps = out
+    beta, alpha = (0.0, 1.0) if accumulate is None else accumulate
     deltas = [None] * L
     for layer in range(L - 1, -1, -1):
         deltas[layer] = delta
         torch.mm(delta.t(), hs[layer], out=grads[2 * layer])
         torch.sum(delta, 0, out=grads[2 * layer + 1])
         if layer > 0:
-            delta = (delta @ W[layer]) * masks[layer - 1]
-    for j in range(P):
-        V = [d[j] for d in directions[0::2]]
-        c = [d[j] for d in directions[1::2]]
-        Rz = torch.addmm(c[0], x, V[0].t())
-        Rhs = [None]
-        for layer in range(1, L):
-            Rh = Rz * masks[layer - 1]
-            Rhs.append(Rh)
-            Rz = torch.addmm(c[layer], Rh, W[layer].t()).addmm_(hs[layer], V[layer].t())
-        Rd = prob * (Rz - (prob * Rz).sum(-1, keepdim=True)) / N
-        for layer in range(L - 1, -1, -1):
-            out = hvps[2 * layer][j]
-            torch.mm(Rd.t(), hs[layer], out=out)
-            if layer > 0:
-                out.addmm_(deltas[layer].t(), Rhs[layer])
-            torch.sum(Rd, 0, out=hvps[2 * layer + 1][j])
-            if layer > 0:
-                Rd = (Rd @ W[layer]).addmm_(deltas[layer], V[layer]) * masks[layer - 1]
+            delta = (delta @ W[layer]) * masks[layer].squeeze(1)
+    # Backward tangents of the softmax cross-entropy: R(delta) = p (R(z) - <p, R(z)>) / N.
+    p3 = prob.unsqueeze(1)
+    Rz = Rz.view(N, P, -1)
+    Rd = (Rz - (p3 * Rz).sum(-1, keepdim=True)).mul_(p3).div_(N)
+    for layer in range(L - 1, -1, -1):
+        target = hvps[2 * layer]
+        rows, cols = target.shape[1:]
+        # R(delta)^T h for all directions: (P*out, N) @ (N, in), into (or onto) the target.
+        Rd_t = Rd.reshape(N, -1).t()
+        if target.is_contiguous():
+            flat = target.view(P * rows, cols)
+            if beta == 0:
+                torch.mm(Rd_t, hs[layer], out=flat)
+                if alpha != 1:
+                    flat.mul_(alpha)
+            else:
+                flat.addmm_(Rd_t, hs[layer], beta=beta, alpha=alpha)
+        else:
+            _accumulate([target], [(Rd_t @ hs[layer]).view(target.shape)], (beta, alpha))
+        if layer > 0:
+            # + delta^T R(h): (out, N) @ (N, P*in), seen as (P, out, in).
+            cross = deltas[layer].t() @ Rhs[layer].view(N, -1)
+            target.add_(cross.view(rows, P, cols).transpose(0, 1), alpha=alpha)
+        _accumulate([hvps[2 * layer + 1]], [Rd.sum(0)], (beta, alpha))
+        if layer > 0:
+            # R(delta) below = (R(delta) W + delta V) * mask.
+            below = (Rd.reshape(N * P, -1) @ W[layer]).view(N, P, -1)
+            below += torch.matmul(deltas[layer], directions[2 * layer]).transpose(0, 1)
+            Rd = below.mul_(masks[layer])
     return loss, tuple(grads), tuple(hvps)
+
+
+mlp_grad_hvp.accumulates = True
 
 
 GRAD_HVP = {mlp_apply: mlp_grad_hvp}
@@ -673,21 +779,24 @@ def step_costs(apply, state, batches, steps=20, repeats=3, learn_sets=(("lr",), 
     cuda = device.type == "cuda"
     clock = time.perf_counter if cuda else time.process_time
     look = [batches[t % len(batches)] for t in range(steps)]
-    runs = {"plain": lambda: train(apply, state, batches, steps, lr, momentum)}
+    # Each run gets its own copy of the state, made outside the timing (train() updates
+    # the state it is given in place).
+    runs = {"plain": lambda s: train(apply, s, batches, steps, lr, momentum)}
     for learn in learn_sets:
         hyper = Hyperparameters(lr, momentum, learn=tuple(learn))
-        runs["+".join(learn)] = (lambda h: lambda: hypergradient(apply, state, h, look, batches[:1]))(hyper)
+        runs["+".join(learn)] = (lambda h: lambda s: hypergradient(apply, s, h, look, batches[:1]))(hyper)
     if apply in GRAD_HVP:
         hyper = Hyperparameters(lr, momentum, learn=("lr",))
-        runs["lr, double backward"] = lambda: hypergradient(apply, state, hyper, look, batches[:1],
-                                                            grad_hvp=autograd_grad_hvp(apply))
+        runs["lr, double backward"] = lambda s: hypergradient(apply, s, hyper, look, batches[:1],
+                                                              grad_hvp=autograd_grad_hvp(apply))
     best = {name: math.inf for name in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
+            fresh = state.clone()
             if cuda:
                 torch.cuda.synchronize()
             start = clock()
-            fn()
+            fn(fresh)
             if cuda:
                 torch.cuda.synchronize()
             best[name] = min(best[name], (clock() - start) / steps)

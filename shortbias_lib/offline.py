@@ -365,11 +365,11 @@ def surface_grids(arrays, config, grid=80, bandwidth=None, weights=None):
     the warm start's loss (the cap), so the surface shows them as "no progress".
     """
     cap = float(arrays["warm_objective"])
-    run_steps = _run_steps(arrays, config)
-    weights = np.ones(len(run_steps)) if weights is None else np.asarray(weights, dtype=np.float64)
+    steps_run = sample_run_steps(arrays, config)
+    weights = np.ones(len(steps_run)) if weights is None else np.asarray(weights, dtype=np.float64)
     surfaces = []
     for k, h in enumerate(config["horizons"]):
-        use = run_steps >= int(h)
+        use = steps_run >= int(h)
         z = capped_log_loss(arrays["objective"][use, k], cap)
         gx, gy, Z = smooth_surface(arrays["log10_beta"][use], arrays["log10_alpha0"][use], z,
                                    config["log10_beta_range"], config["log10_alpha0_range"],
@@ -379,7 +379,7 @@ def surface_grids(arrays, config, grid=80, bandwidth=None, weights=None):
     return gx, gy, surfaces
 
 
-def _run_steps(arrays, config):
+def sample_run_steps(arrays, config):
     """How many steps each sample was trained (older files: every sample the longest horizon)."""
     if "run_steps" in arrays:
         return np.asarray(arrays["run_steps"])
@@ -437,8 +437,9 @@ def smd_trajectory(state, alpha0, beta, K, horizon, meta_steps, batches, objecti
                    resume=None, checkpoint=None, checkpoint_every=None, progress=None):
     """SMD (Algorithm 1) on ``(log alpha_0/(1-mu), log beta)`` with Adam, from ``state`` every meta step.
 
-    Meta step ``m`` trains on ``batches.take(m * horizon, horizon)`` (fresh
-    batches, reproducible) and differentiates the mean loss on
+    Meta step ``m`` trains on batches ``m * horizon, ..., (m + 1) * horizon - 1``
+    of ``batches`` (fresh, reproducible, drawn one at a time so memory does not
+    grow with the horizon) and differentiates the mean loss on
     ``objective_batches`` at ``w_T`` by forward mode
     (:func:`shortbias_lib.hypergrad.hypergradient`, Equations 8-9). Raw
     hypergradients are clipped to ``+-clip`` and ``u`` is kept within the
@@ -465,8 +466,8 @@ def smd_trajectory(state, alpha0, beta, K, horizon, meta_steps, batches, objecti
     for m in range(len(losses), meta_steps):
         current = hyper.from_vector(u)
         try:
-            result = hypergradient(apply, state, current, batches.take(m * horizon, horizon),
-                                   objective_batches, convention)
+            lookahead = (batches(m * horizon + i) for i in range(horizon))
+            result = hypergradient(apply, state, current, lookahead, objective_batches, convention)
             loss, grad = result.loss, np.asarray(result.grad, dtype=np.float64)
             if not np.all(np.isfinite(grad)):
                 raise DivergenceError(horizon, float("nan"), "hypergradient")
@@ -641,7 +642,7 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
         arrays["refined_horizons"] = np.asarray(k + 1)
         save(f"refinement {k + 1}/{H}")
 
-    best = best_per_horizon(np.where(_run_steps(arrays, config)[:, None] >= np.asarray(horizons)[None, :],
+    best = best_per_horizon(np.where(sample_run_steps(arrays, config)[:, None] >= np.asarray(horizons)[None, :],
                                      arrays["objective"], np.nan))
     arrays["best_index"] = best
     if "surface_log10" not in arrays:
@@ -715,12 +716,13 @@ def _add_summary(arrays, config):
     """The table's numbers and the paper's two claims, stored with the result.
 
     Both claims are estimated from the smoothed surfaces (each horizon's
-    optimum, not one lucky sample), with 95% bootstrap intervals over samples:
-    the ratio of the best beta of the shortest and longest horizons, and the
-    training loss after the longest horizon of the shortest horizon's best
-    schedule over the longest one's (trained, Figure 6; the interval is that
-    of the same ratio read off the smoothed surface). The best single
-    samples' ratios are kept beside them (``sample_*``).
+    optimum, not one lucky sample), with 95% bootstrap intervals over samples
+    (:func:`claims`): the ratio of the best beta of the shortest and longest
+    horizons, and the training loss after the longest horizon of the shortest
+    horizon's best schedule over the longest one's. The best single samples'
+    ratios are kept beside them (``sample_*``). A pure function of the raw
+    arrays: :func:`load_offline` recomputes it, so a result file always shows
+    the current definitions.
     """
     best = arrays["best_index"]
     idx = np.where(best >= 0, best, 0)
@@ -750,23 +752,22 @@ def claims(arrays, level=0.95):
     """The two claims from a result's surface optima, bootstrap and Figure 6 arrays.
 
     ``beta_ratio``: best beta of the first over the last horizon (surface optima);
-    ``loss_ratio``: trained loss after the longest horizon, first horizon's
-    optimum over the last's; each with a ``level`` bootstrap percentile
-    interval (``*_interval``); ``smoothed_loss_ratio``: the loss ratio read off
-    the smoothed surface (what the interval is about).
+    ``loss_ratio``: the longest horizon's smoothed loss at the first horizon's
+    optimum over that at its own optimum; each with a ``level`` bootstrap
+    percentile interval (``*_interval``). ``trained_loss_ratio``: the same ratio
+    from actually training the two optima (Figure 6), a check of the smoothed
+    value (smoothing flattens the deepest valleys, so it tends to understate it).
     """
     tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
     optimum, boot = arrays["surface_log10"], arrays["bootstrap_log10"]
-    beta_ratio = 10.0 ** (optimum[0, 1] - optimum[-1, 1])
     boot_beta = 10.0 ** (boot[:, 0, 1] - boot[:, -1, 1])
-    trained = arrays["surface_curve_train_loss"][:, -1]
     boot_loss = 10.0 ** (arrays["bootstrap_log_loss"][:, 0] - arrays["bootstrap_log_loss"][:, -1])
-    return {"beta_ratio": np.asarray(beta_ratio),
+    trained = arrays["surface_curve_train_loss"][:, -1]
+    return {"beta_ratio": np.asarray(10.0 ** (optimum[0, 1] - optimum[-1, 1])),
             "beta_ratio_interval": np.percentile(boot_beta, tails),
-            "loss_ratio": np.asarray(trained[0] / trained[-1]),
-            "smoothed_loss_ratio": np.asarray(10.0 ** (arrays["surface_log_loss"][0]
-                                                       - arrays["surface_log_loss"][-1])),
-            "loss_ratio_interval": np.percentile(boot_loss, tails)}
+            "loss_ratio": np.asarray(10.0 ** (arrays["surface_log_loss"][0] - arrays["surface_log_loss"][-1])),
+            "loss_ratio_interval": np.percentile(boot_loss, tails),
+            "trained_loss_ratio": np.asarray(trained[0] / trained[-1])}
 
 
 def smd_trajectories(arrays, config):
@@ -809,24 +810,66 @@ def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, resul
 
 
 def load_offline(path):
-    """Read a result file written by :func:`run_offline` (for redrawing a longer run)."""
+    """Read a finished result file written by :func:`run_offline` (for redrawing a longer run),
+    with its summary (:func:`_add_summary`) recomputed from the raw arrays."""
     arrays, meta = runs.load_result(path)
     if meta.get("config", {}).get("chapter") != CHAPTER:
         raise ValueError(f"path must be a result file of the offline experiment; {path} is not")
+    _add_summary(arrays, meta["config"])
     return arrays, meta
 
 
-def summary_rows(arrays, config):
-    """Per-horizon table rows: horizon, best alpha_0 and beta, objective, final loss and errors."""
+def refresh_summary(path):
+    """Rewrite a finished result file with its summary recomputed by the current code
+    (raw arrays untouched; the commit that did it is recorded as ``summary_commit``)."""
+    arrays, meta = load_offline(path)
+    meta["summary_commit"] = runs.git_commit()
+    runs.save_result(path, arrays, meta)
+    return arrays, meta
+
+
+def summary_rows(arrays, config, level=0.95):
+    """Per-horizon table rows: the surface optimum ``alpha0``, ``beta`` with ``level`` bootstrap
+    intervals (``*_low``, ``*_high``), the best sample's (``sample_*``, ``objective`` at T), and
+    the surface optimum's training loss and errors after the longest horizon (Figure 6)."""
+    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
     rows = []
     for k, h in enumerate(config["horizons"]):
-        rows.append({"horizon": int(h), "alpha0": float(arrays["best_alpha0"][k]),
-                     "beta": float(arrays["best_beta"][k]),
+        boot = 10.0 ** arrays["bootstrap_log10"][:, k]
+        (a_low, b_low), (a_high, b_high) = np.percentile(boot, tails, axis=0)
+        rows.append({"horizon": int(h),
+                     "alpha0": float(10.0 ** arrays["surface_log10"][k, 0]),
+                     "alpha0_low": float(a_low), "alpha0_high": float(a_high),
+                     "beta": float(10.0 ** arrays["surface_log10"][k, 1]),
+                     "beta_low": float(b_low), "beta_high": float(b_high),
+                     "sample_alpha0": float(arrays["best_alpha0"][k]),
+                     "sample_beta": float(arrays["best_beta"][k]),
                      "objective": float(arrays["best_objective"][k]),
-                     "final_train_loss": float(arrays["final_train_loss"][k]),
-                     "final_train_error": float(arrays["final_train_error"][k]),
-                     "final_test_error": float(arrays["final_test_error"][k])})
+                     "final_train_loss": float(arrays["surface_curve_train_loss"][k, -1]),
+                     "final_train_error": float(arrays["surface_curve_train_error"][k, -1]),
+                     "final_test_error": float(arrays["surface_curve_test_error"][k, -1])})
     return rows
+
+
+def summary_table(arrays, config):
+    """Markdown table of :func:`summary_rows` (for the chapter)."""
+    long = int(config["horizons"][-1])
+    lines = ["| horizon $T$ | best $\\alpha_0$ [95%] | best $\\beta$ [95%] | best sample "
+             "$(\\alpha_0, \\beta)$ | its loss at $T$ | "
+             f"training loss at {long} | training error at {long} | test error at {long} |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in summary_rows(arrays, config):
+        lines.append(
+            f"| {row['horizon']} | {row['alpha0']:.3g} [{row['alpha0_low']:.2g}, {row['alpha0_high']:.2g}] | "
+            f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}] | "
+            f"({row['sample_alpha0']:.3g}, {row['sample_beta']:.3g}) | {row['objective']:.3g} | "
+            f"{row['final_train_loss']:.3g} | {row['final_train_error']:.2%} | {row['final_test_error']:.2%} |")
+    return "\n".join(lines)
+
+
+def archive_path(seed=0):
+    """The committed result of the ``archive`` profile (the paper's time scale)."""
+    return runs.REPO_ROOT / ARCHIVE_DIR / f"{CHAPTER}_archive_seed{seed}.npz"
 
 
 __all__ = ["BASE", "SIZES", "config_for", "check_config", "sample_hyperparameters", "StepBatches",

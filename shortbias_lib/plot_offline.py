@@ -1,28 +1,108 @@
-"""Figures 5 and 6 of the offline experiment, drawn from a result of :mod:`shortbias_lib.offline`."""
+"""Figures 5 and 6 and the tables of the offline experiment, drawn from a result of
+:mod:`shortbias_lib.offline`."""
+
+import os
 
 import numpy as np
 
-from .offline import smd_trajectories, surface_grids
+from .offline import PAPER_HORIZONS, sample_run_steps, smd_trajectories, summary_rows, surface_grids
+
+
+def settings_table(shown):
+    """Markdown table of the settings of one or more results, beside the paper's.
+
+    ``shown`` is a list of ``(label, arrays, meta, path)``; the table also gives
+    each file's profile, device, commit and time (its provenance).
+    """
+    def smd(config):
+        return ", ".join(f"{h} ({m})" for h, m in zip(config["smd_horizons"], config["smd_meta_steps"]))
+
+    def design(arrays, config):
+        refine = int(config.get("refine_per_horizon", 0))
+        first = f"{config['samples']} {'quasi-random' if config.get('sampling') == 'halton' else 'random'}"
+        return first + (f" + {refine} per horizon around its optimum" if refine else "")
+
+    rows = [("result file", lambda a, m, c, p: f"`{os.path.basename(str(p))}`", "-"),
+            ("profile, seed", lambda a, m, c, p: f"`{m['profile']}`, {m['seed']}", "-"),
+            ("run on, started", lambda a, m, c, p: f"{m['device']}, {m['time_utc']}", "-"),
+            ("commit", lambda a, m, c, p: f"`{m['git_commit']}`", "-"),
+            ("schedules sampled", lambda a, m, c, p: design(a, c), "2,500 random"),
+            ("horizons $T$", lambda a, m, c, p: ", ".join(str(int(h)) for h in c["horizons"]),
+             ", ".join(str(h) for h in PAPER_HORIZONS)),
+            ("time constant $K$", lambda a, m, c, p: f"{c['K']:g}", "5000"),
+            ("training images in the objective", lambda a, m, c, p: f"{c['objective_examples']}", "60,000"),
+            ("SMD horizons (meta steps)", lambda a, m, c, p: smd(c), "100, 1000, 5000 (5,000 each)"),
+            ("SMD meta step size (Adam)", lambda a, m, c, p: f"{c['smd_meta_lr']:g}", "not given"),
+            ("training images in the SMD objective",
+             lambda a, m, c, p: f"{c.get('smd_objective_examples', c['objective_examples'])}", "60,000")]
+    lines = ["| setting | " + " | ".join(label for label, *_ in shown) + " | paper |",
+             "|---" * (len(shown) + 2) + "|"]
+    for name, cell, paper in rows:
+        cells = [cell(a, m, m["config"], p) for _, a, m, p in shown]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
+    return "\n".join(lines)
+
+
+def smd_table(arrays, config):
+    """Markdown table of the SMD runs: start, meta steps, end point, and the horizon's optimum."""
+    horizons = [int(h) for h in config["horizons"]]
+    rows = summary_rows(arrays, config)
+    lines = ["| horizon $T$ | start $\\beta$ | meta steps | final $\\alpha_0$ | final $\\beta$ | "
+             "surface optimum $\\beta$ [95%] |", "|---|---|---|---|---|---|"]
+    for run in smd_trajectories(arrays, config):
+        row = rows[horizons.index(run["horizon"])]
+        lines.append(f"| {run['horizon']} | {run['beta0']:g} | {len(run['meta_loss'])} | "
+                     f"{10 ** run['log10_alpha0'][-1]:.3g} | {10 ** run['log10_beta'][-1]:.3g} | "
+                     f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}] |")
+    return "\n".join(lines)
+
+
+def smd_near_optimum(arrays, config):
+    """How many SMD runs end with beta inside the 95% bootstrap interval of their horizon's optimum."""
+    horizons = [int(h) for h in config["horizons"]]
+    rows = summary_rows(arrays, config)
+    count = 0
+    for run in smd_trajectories(arrays, config):
+        row = rows[horizons.index(run["horizon"])]
+        count += bool(row["beta_low"] <= 10 ** run["log10_beta"][-1] <= row["beta_high"])
+    return count
+
+
+def _grid_of_axes(n, width=4.2, height=3.6, ncols=2):
+    """``n`` panels, at most ``ncols`` a row, so that labels stay legible in the text column."""
+    import matplotlib.pyplot as plt
+
+    nrows = -(-n // ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
+                                constrained_layout=True, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return figure, list(axes.flat[:n])
 
 
 def plot_surfaces(arrays, config, grid=80, bandwidth=None, show_samples=True):
     """Figure 5: one panel per horizon, smoothed log10 training loss over (beta, alpha_0),
-    the best sample (star) and the SMD trajectories of that horizon (red)."""
-    import matplotlib.pyplot as plt
-
+    the surface's optimum (white circle) with its bootstrap resamples (white dots), the
+    best sample (star) and the SMD trajectories of that horizon (red)."""
     horizons = [int(h) for h in config["horizons"]]
     gx, gy, surfaces = surface_grids(arrays, config, grid, bandwidth)
     trajectories = smd_trajectories(arrays, config)
-    figure, axes = plt.subplots(1, len(horizons), figsize=(3.6 * len(horizons), 3.5),
-                                constrained_layout=True, squeeze=False)
+    steps_run = sample_run_steps(arrays, config)
+    figure, axes = _grid_of_axes(len(horizons))
     best = arrays["best_index"]
-    for k, (ax, h, Z) in enumerate(zip(axes[0], horizons, surfaces)):
+    for k, (ax, h, Z) in enumerate(zip(axes, horizons, surfaces)):
         mesh = ax.pcolormesh(10.0 ** gx, 10.0 ** gy, Z, shading="auto", cmap="viridis")
         ax.contour(10.0 ** gx, 10.0 ** gy, Z, levels=8, colors="white", linewidths=0.4, alpha=0.6)
         figure.colorbar(mesh, ax=ax, label="log10 training loss (smoothed)")
         if show_samples:
-            ax.scatter(10.0 ** arrays["log10_beta"], 10.0 ** arrays["log10_alpha0"], s=2, c="k",
-                       alpha=0.35, linewidths=0)
+            use = steps_run >= h
+            ax.scatter(10.0 ** arrays["log10_beta"][use], 10.0 ** arrays["log10_alpha0"][use], s=2,
+                       c="k", alpha=0.35, linewidths=0)
+        boot = arrays["bootstrap_log10"][:, k]
+        ax.scatter(10.0 ** boot[:, 1], 10.0 ** boot[:, 0], s=4, c="white", alpha=0.5, linewidths=0,
+                   label="bootstrap optima")
+        ax.plot(10.0 ** arrays["surface_log10"][k, 1], 10.0 ** arrays["surface_log10"][k, 0], "o",
+                color="white", markeredgecolor="k", markersize=8, label="surface optimum")
         if best[k] >= 0:
             ax.plot(10.0 ** arrays["log10_beta"][best[k]], 10.0 ** arrays["log10_alpha0"][best[k]],
                     marker="*", color="white", markeredgecolor="k", markersize=13, linestyle="none",
@@ -41,24 +121,28 @@ def plot_surfaces(arrays, config, grid=80, bandwidth=None, show_samples=True):
         ax.set_xlabel(r"decay exponent $\beta$")
         ax.set_ylabel(r"initial learning rate $\alpha_0$")
         ax.set_title(f"horizon T = {h}")
-    axes[0][0].legend(loc="lower left", fontsize=8)
+    axes[0].legend(loc="lower left", fontsize=8)
     return figure
 
 
-def plot_training_curves(arrays, config):
+def plot_training_curves(arrays, config, which="surface"):
     """Figure 6: training loss (log), training and test error, and learning rate of each
-    horizon's best schedule, trained for the longest horizon."""
+    horizon's best schedule, trained for the longest horizon: the surface optima
+    (``which="surface"``) or the best samples (``which="sample"``)."""
     import matplotlib.pyplot as plt
 
+    if which not in ("surface", "sample"):
+        raise ValueError(f"which must be 'surface' or 'sample'; got {which!r}")
+    prefix = "surface_curve_" if which == "surface" else "curve_"
     horizons = [int(h) for h in config["horizons"]]
     steps = arrays["curve_steps"]
-    figure, axes = plt.subplots(1, 4, figsize=(15, 3.5), constrained_layout=True)
+    figure, axes = _grid_of_axes(4, width=4.2, height=3.2)
     colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(horizons)))
-    panels = [("curve_train_loss", "training loss", True), ("curve_train_error", "training error", False),
-              ("curve_test_error", "test error", False), ("curve_lr", r"learning rate $\alpha_t$", True)]
+    panels = [("train_loss", "training loss", True), ("train_error", "training error", False),
+              ("test_error", "test error", False), ("lr", r"learning rate $\alpha_t$", True)]
     for ax, (key, label, log) in zip(axes, panels):
         for k, h in enumerate(horizons):
-            values = np.asarray(arrays[key][k], dtype=np.float64)
+            values = np.asarray(arrays[prefix + key][k], dtype=np.float64)
             ok = np.isfinite(values)
             ax.plot(steps[ok], values[ok], color=colors[k], label=f"best of T = {h}")
         if log:

@@ -7,9 +7,16 @@ A result file takes part by holding three arrays of equal length:
 ``reported_kinds``, says how to compare each pair: ``"value"`` (the paper
 reports a number; the default) or ``"lower_bound"`` (the paper claims "more
 than" this number, so the question is whether the claim holds in our run).
+Optional ``reported_low`` and ``reported_high`` give a 95% interval of ours;
+a claim then holds only if the whole interval lies above the bound, fails
+only if it lies below, and is undecided otherwise.
+
+Archived runs (the paper's time scale, committed in ``archive/``) are
+collected the same way with ``profile="archive"``, apart from the live run's.
 """
 
 import html
+import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +35,8 @@ class Comparison:
     paper: float
     source: str
     kind: str = "value"
+    low: float = math.nan
+    high: float = math.nan
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -43,14 +52,52 @@ class Comparison:
         return f"{self.paper:.4g}" if self.kind == "value" else f"> {self.paper:.4g}"
 
     @property
+    def has_interval(self):
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    @property
+    def ours_text(self):
+        text = f"{self.ours:.4g}"
+        return text + (f" [{self.low:.3g}, {self.high:.3g}]" if self.has_interval else "")
+
+    @property
+    def verdict(self):
+        """For a lower bound: ``"holds"``, ``"not met"`` or (an interval across the bound) ``"undecided"``."""
+        if self.kind != "lower_bound":
+            raise ValueError("verdict is for kind 'lower_bound' comparisons")
+        low, high = (self.low, self.high) if self.has_interval else (self.ours, self.ours)
+        return "holds" if low > self.paper else "not met" if high <= self.paper else "undecided"
+
+    @property
+    def agrees(self):
+        """Within 10% of a value; above a claimed bound (with its whole interval, if any)."""
+        return abs(self.relative_gap) <= 0.1 if self.kind == "value" else self.verdict == "holds"
+
+    @property
     def agreement(self):
         """The relative gap for a value; whether the claim holds for a lower bound."""
         if self.kind == "value":
             return f"{self.relative_gap:+.2%}"
-        return "claim holds" if self.ours > self.paper else "claim not met"
+        return {"holds": "claim holds", "not met": "claim not met",
+                "undecided": "undecided (interval spans the bound)"}[self.verdict]
 
 
 KINDS = ("value", "lower_bound")
+
+
+def comparisons_of(arrays, meta, source):
+    """The comparisons stored in one result file's ``arrays`` (none if it holds no reported number)."""
+    if "reported_names" not in arrays:
+        return []
+    chapter = meta.get("config", {}).get("chapter", source)
+    n = len(arrays["reported_names"])
+    kinds = arrays.get("reported_kinds", ["value"] * n)
+    lows = arrays.get("reported_low", [math.nan] * n)
+    highs = arrays.get("reported_high", [math.nan] * n)
+    return [Comparison(chapter, str(name), float(ours), float(paper), source, str(kind),
+                       float(low), float(high))
+            for name, ours, paper, kind, low, high in zip(arrays["reported_names"], arrays["reported_ours"],
+                                                          arrays["reported_paper"], kinds, lows, highs)]
 
 
 def collect(results_dir, profile):
@@ -58,14 +105,8 @@ def collect(results_dir, profile):
     comparisons = []
     for path in sorted(Path(results_dir).glob("*.npz")):
         arrays, meta = load_result(path)
-        if meta.get("profile") != profile or "reported_names" not in arrays:
-            continue
-        chapter = meta.get("config", {}).get("chapter", path.stem)
-        kinds = arrays.get("reported_kinds", ["value"] * len(arrays["reported_names"]))
-        for name, ours, paper, kind in zip(arrays["reported_names"], arrays["reported_ours"],
-                                           arrays["reported_paper"], kinds):
-            comparisons.append(Comparison(chapter, str(name), float(ours), float(paper),
-                                          path.name, str(kind)))
+        if meta.get("profile") == profile:
+            comparisons += comparisons_of(arrays, meta, path.name)
     return comparisons
 
 
@@ -75,8 +116,8 @@ def comparison_table(comparisons):
 
     if not comparisons:
         return Markdown("No result file of this profile holds a reported number yet.")
-    rows = ["| chapter | quantity | paper | ours | agreement |", "|---|---|---|---|---|"]
-    rows += [f"| {c.chapter} | {c.quantity} | {c.paper_text} | {c.ours:.4g} | {c.agreement} |"
+    rows = ["| chapter | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
+    rows += [f"| {c.chapter} | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
              for c in comparisons]
     return Markdown("\n".join(rows))
 
@@ -86,7 +127,8 @@ def comparison_figure(comparisons):
 
     A reported value is a circle; a claimed lower bound ("more than ...") is a
     right-pointing triangle at the bound; our value is a cross, green where it agrees
-    (within 10 percent of a value, above a bound) and red otherwise.
+    (within 10 percent of a value, above a bound with its whole interval) and red
+    otherwise, with its 95% interval as a bar where the file gives one.
     """
     if not comparisons:
         raise ValueError("comparisons is empty: there is nothing to draw")
@@ -94,8 +136,11 @@ def comparison_figure(comparisons):
 
     figure, axes = plt.subplots(figsize=(8, 1.2 + 0.55 * len(comparisons)))
     for row, c in enumerate(comparisons):
-        agrees = abs(c.relative_gap) <= 0.1 if c.kind == "value" else c.ours > c.paper
+        agrees = c.agrees
         axes.plot([c.paper, c.ours], [row, row], color="0.75", zorder=1)
+        if c.has_interval:
+            axes.errorbar(c.ours, row, xerr=[[c.ours - c.low], [c.high - c.ours]], fmt="none",
+                          ecolor="tab:green" if agrees else "tab:red", capsize=4, zorder=2)
         axes.scatter(c.paper, row, marker="o" if c.kind == "value" else ">", s=70,
                      facecolors="none", edgecolors="k", zorder=2)
         axes.scatter(c.ours, row, marker="x", s=70, color="tab:green" if agrees else "tab:red",

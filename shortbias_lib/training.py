@@ -377,7 +377,9 @@ def train_batched(apply, params, schedule, steps, batches, momentum=0.9, convent
     then on are NaN. ``chunk`` runs the S runs in groups of that size, one
     after the other at every step, to bound the memory of the vmapped
     gradient; all groups see the same batches. Nothing syncs the device
-    inside the loop.
+    inside the loop: the schedule's tensor parameters (e.g. ``alpha0`` and
+    ``beta`` of :class:`InverseTime`) are moved to the device once, so each
+    step's rates are computed there, with no host round trip.
     """
     from torch.func import grad_and_value, vmap
 
@@ -411,13 +413,16 @@ def train_batched(apply, params, schedule, steps, batches, momentum=0.9, convent
         state.append((p, v))
     bad = torch.full((S,), -1, dtype=torch.long, device=device)
     rec = torch.full((S, len(record)), float("nan"), dtype=torch.float64, device=device)
-    mu_all = momentum.to(device) if isinstance(momentum, torch.Tensor) else momentum
+    dtype = params[0].dtype
+    mu_all = momentum.to(device=device, dtype=dtype) if isinstance(momentum, torch.Tensor) else momentum
+    schedule = _schedule_on(schedule, device)
     for t in range(steps + 1):
         if t == steps and t not in rec_index:
             break
         x, y = _next_batch(batches, t)
         lr_all = schedule.lr(t)
-        lr_all = lr_all.to(device) if isinstance(lr_all, torch.Tensor) else lr_all
+        if isinstance(lr_all, torch.Tensor):  # already on the device: a no-op unless it is not
+            lr_all = lr_all.to(device=device, dtype=dtype)
         for (a, b), (p, v) in zip(groups, state):
             xa, ya = (x[a:b], y[a:b]) if per_run_batches else (x, y)
             if t == steps:
@@ -443,6 +448,25 @@ def train_batched(apply, params, schedule, steps, batches, momentum=0.9, convent
     bad = bad.cpu()
     return BatchedResult(np.asarray(record), rec.cpu().numpy(), (bad >= 0).numpy(),
                          bad.numpy(), final_p, final_v)
+
+
+def _schedule_on(schedule, device):
+    """A shallow copy of ``schedule`` whose tensor attributes live on ``device`` (moved once,
+    so that ``lr(t)`` runs there); the schedule itself if none has to move."""
+    import copy
+
+    try:
+        attributes = vars(schedule)
+    except TypeError:  # no __dict__: leave it as it is
+        return schedule
+    moving = {name: value for name, value in attributes.items()
+              if isinstance(value, torch.Tensor) and value.device != torch.device(device)}
+    if not moving:
+        return schedule
+    moved = copy.copy(schedule)
+    for name, value in moving.items():
+        setattr(moved, name, value.to(device))
+    return moved
 
 
 def _slice(value, a, b):

@@ -97,6 +97,115 @@ def test_mlp_fast_path_matches_double_backward():
         torch.testing.assert_close(a, b)
 
 
+def per_direction_grad_hvp(params, images, labels, directions):
+    """Reference: Pearlmutter's R-operator for the MLP written out one direction at a time."""
+    x = images.reshape(images.shape[0], -1)
+    N, L = x.shape[0], len(params) // 2
+    W, b = params[0::2], params[1::2]
+    hs, masks, z = [x], [], torch.addmm(b[0], x, W[0].t())
+    for layer in range(1, L):
+        masks.append(z > 0)
+        hs.append(z * masks[-1])
+        z = torch.addmm(b[layer], hs[-1], W[layer].t())
+    logp = torch.log_softmax(z, -1)
+    prob = logp.exp()
+    delta = prob.clone()
+    delta[torch.arange(N), labels] -= 1
+    delta /= N
+    deltas = [None] * L
+    for layer in range(L - 1, -1, -1):
+        deltas[layer] = delta
+        if layer > 0:
+            delta = (delta @ W[layer]) * masks[layer - 1]
+    hvps = [torch.empty_like(d) for d in directions]
+    for j in range(directions[0].shape[0]):
+        V = [d[j] for d in directions[0::2]]
+        c = [d[j] for d in directions[1::2]]
+        Rz, Rhs = torch.addmm(c[0], x, V[0].t()), [None]
+        for layer in range(1, L):
+            Rhs.append(Rz * masks[layer - 1])
+            Rz = torch.addmm(c[layer], Rhs[-1], W[layer].t()) + hs[layer] @ V[layer].t()
+        Rd = prob * (Rz - (prob * Rz).sum(-1, keepdim=True)) / N
+        for layer in range(L - 1, -1, -1):
+            hvps[2 * layer][j] = Rd.t() @ hs[layer] + (deltas[layer].t() @ Rhs[layer] if layer else 0)
+            hvps[2 * layer + 1][j] = Rd.sum(0)
+            if layer > 0:
+                Rd = (Rd @ W[layer] + deltas[layer] @ V[layer]) * masks[layer - 1]
+    return hvps
+
+
+@pytest.mark.parametrize("P", [1, 2, 3])
+def test_mlp_batched_directions_equal_one_direction_at_a_time(P):
+    """All P directions in one pass give, to roundoff (float64), the per-direction computation."""
+    state, images, labels = mlp_problem(seed=P)
+    g = torch.Generator().manual_seed(10 + P)
+    directions = tuple(torch.randn((P,) + p.shape, generator=g, dtype=F64) for p in state.params)
+    loss, grads, hvps = mlp_grad_hvp(state.params, images, labels, directions)
+    reference = per_direction_grad_hvp(state.params, images, labels, directions)
+    for a, b in zip(hvps, reference):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for j in range(P):  # and each direction alone through the batched code
+        _, grads_j, hvps_j = mlp_grad_hvp(state.params, images, labels, tuple(d[j:j + 1] for d in directions))
+        for a, b in zip(hvps, hvps_j):
+            torch.testing.assert_close(a[j:j + 1], b, rtol=1e-12, atol=1e-14)
+        for a, b in zip(grads, grads_j):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("fn", [mlp_grad_hvp, autograd_grad_hvp(mlp_apply)], ids=["mlp", "double backward"])
+@pytest.mark.parametrize("strided", [False, True])
+def test_grad_hvp_writes_and_accumulates_into_out(fn, strided):
+    """``out`` receives the results (contiguous blocks or rows of one flat buffer); with
+    ``accumulate=(beta, alpha)`` the products are added as ``beta out + alpha H d``."""
+    state, images, labels = mlp_problem()
+    P = 2
+    g = torch.Generator().manual_seed(3)
+    sizes = [p.numel() for p in state.params]
+    if strided:  # direction-major rows (P, n): strided blocks
+        flat = torch.randn(P, sum(sizes), generator=g, dtype=F64)
+        directions = tuple(t.view((P,) + p.shape) for t, p in zip(flat.split(sizes, -1), state.params))
+    else:
+        directions = tuple(torch.randn((P,) + p.shape, generator=g, dtype=F64) for p in state.params)
+    loss, grads, hvps = mlp_grad_hvp(state.params, images, labels, directions)
+    start = tuple(torch.randn((P,) + p.shape, generator=g, dtype=F64) for p in state.params)
+    targets = ([torch.empty_like(p) for p in state.params], [s.clone() for s in start])
+    fn(state.params, images, labels, directions, out=targets, accumulate=(0.7, -0.3))
+    for a, b in zip(targets[0], grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    for a, s, h in zip(targets[1], start, hvps):
+        torch.testing.assert_close(a, 0.7 * s - 0.3 * h, rtol=1e-12, atol=1e-14)
+    fn(state.params, images, labels, directions, out=targets, accumulate=(0.0, 2.0))
+    for a, h in zip(targets[1], hvps):
+        torch.testing.assert_close(a, 2.0 * h, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("check_every", [1, 3, 50])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_divergence_reports_the_first_bad_step_whatever_the_check_interval(monkeypatch, check_every, lazy):
+    """Losses are checked block by block on the host; the error names the first non-finite
+    step (the one plain training reports) and no NaN comes back."""
+    from shortbias_lib import hypergrad
+    from shortbias_lib.errors import DivergenceError
+    from shortbias_lib.training import train
+
+    monkeypatch.setattr(hypergrad, "CHECK_EVERY", check_every)
+    state, images, labels = mlp_problem()
+    state = init_state(tuple(p.float() for p in state.params), step=7)
+    look = batches_of(images.float(), labels, 8, 12)
+    hyper = Hyperparameters(1e11, 0.99, learn=("lr", "momentum"), space="raw")
+    in_order = lambda t: look[t - 7]  # noqa: E731 (train reads a list at the global step)
+    ref = train(mlp_apply, state.clone(), in_order, 12, 1e11, 0.99)  # (train updates the state it gets)
+    assert ref.diverged and 7 + 3 < ref.diverged_step < 7 + 12
+    with pytest.raises(DivergenceError) as info:
+        hypergradient(mlp_apply, state, hyper, (b for b in look) if lazy else look, look[:1])
+    assert info.value.step == ref.diverged_step
+    ok = hypergradient(mlp_apply, state, Hyperparameters(0.01, 0.9), (b for b in look) if lazy else look,
+                       look[:1])
+    assert ok.losses.shape == (12,) and np.all(np.isfinite(ok.losses)) and np.isfinite(ok.loss)
+    np.testing.assert_allclose(ok.losses, train(mlp_apply, state.clone(), in_order, 12, 0.01, 0.9).losses,
+                               rtol=1e-5)
+
+
 def test_hypergradient_state_matches_plain_training_and_is_unchanged():
     from shortbias_lib.training import train
 

@@ -173,3 +173,31 @@ def test_train_batched_eval_fn_per_run_batches_and_divergence():
     one = train(mlp_apply, params, shifted, 5, 0.1, 0.9)
     for a, b in zip(both.params, one.state.params):
         torch.testing.assert_close(a[1], b)
+
+
+def test_train_batched_moves_schedule_tensors_to_the_device_once():
+    """The schedule's tensor parameters are copied to the device before the loop (so each
+    step's rates are computed there); the caller's schedule is left as it was."""
+    from shortbias_lib.training import _schedule_on
+
+    alpha0 = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    beta = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    schedule = InverseTime(alpha0, beta, K=7)
+    assert _schedule_on(schedule, torch.device("cpu")) is schedule  # nothing to move
+    moved = _schedule_on(schedule, torch.device("meta"))
+    assert moved is not schedule and isinstance(moved, InverseTime) and moved.K == 7
+    assert moved.alpha0.device.type == "meta" and moved.beta.device.type == "meta"
+    assert schedule.alpha0.device.type == "cpu" and schedule.alpha0 is alpha0
+    assert moved.lr(3).device.type == "meta"
+    assert _schedule_on(Constant(0.1), torch.device("meta")).alpha == 0.1  # floats stay floats
+
+    class Watching(InverseTime):
+        devices = []
+
+        def lr(self, t):
+            self.devices.append(self.alpha0.device)
+            return super().lr(t)
+
+    params, images, labels, batches = problem()
+    train_batched(mlp_apply, params, Watching(alpha0, beta, K=7), 3, batches, 0.9)
+    assert Watching.devices and all(d == params[0].device for d in Watching.devices)

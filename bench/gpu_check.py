@@ -1,0 +1,521 @@
+"""Bounded slices of every paper-profile experiment on one device, with projected full times.
+
+Meant to run once on a lent GPU machine (``bash bench/gpu_check.sh``, see
+bench/README.md), within about 7 minutes, and to be tested here on the CPU
+(``--device cpu --tiny``, under a minute). Each slice calls the library's
+own entry points, times them, and projects the paper profile's full time:
+
+* ``hyper_ratio``: ``hypergrad.step_costs`` (hypergradient step with 1 and
+  2 hyperparameters against a plain step) on the device;
+* ``offline_sweep``: ``training.train_batched`` with all 2,500 schedules of
+  the paper profile in one pass, and with its chunk of 500 and Figure 6's 8
+  schedules, for a few steps each; ``training.batched_loss`` and
+  ``offline.batched_metrics`` for the objective and the curves' records;
+  projects the sweep (5 chunks x 20,000 steps + 4 objectives each) and
+  Figure 6;
+* ``offline_smd``: ``offline.smd_trajectory`` one meta step at T = 100 and
+  one at T = 5000 (fewer if the slice's budget says so), batches drawn
+  lazily from ``offline.StepBatches``; the two give seconds per lookahead
+  step and per meta-objective, which project the 6 x 5,000 meta steps;
+  peak CUDA memory of each;
+* ``online_mnist`` and ``online_cifar10``: ``online.online_run`` in baseline
+  mode (400 steps), then in stochastic (and, for CIFAR-10, deterministic)
+  mode for one adaptation of the paper's size (100 meta steps of horizon
+  5); with the time of one evaluation they project the paper's runs (50,000
+  steps, adaptation every 10 steps in the first half, evaluation every 100). CIFAR-10 uses
+  synthetic tensors of CIFAR's shape (the JPEG copy is too large to carry):
+  its timings are valid, its losses are not.
+
+MNIST is read from ``--data-root``, else the carried ``gpu_data/`` (gzipped
+IDX files are unpacked to a temporary folder), else ``$SHORTBIAS_DATA``,
+else synthetic tensors of MNIST's shape; the record says which.
+
+Every slice runs in ``try``/``except`` under its own time budget (its
+measurements are sized to it; an alarm stops a slice at twice its budget)
+and within the total (``--total``, 420 s; slices past it are skipped); an
+error is recorded and the next slice runs. The JSON record
+``gpu_check.json`` (in ``--out``, default ``$OUT``) is rewritten after
+every slice, so a run cut short still leaves what it measured.
+"""
+
+import argparse
+import atexit
+import gzip
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_sweep import flops_per_sample_step  # noqa: E402
+from shortbias_lib import hypergrad, models, offline, online, training  # noqa: E402
+from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SLICES = ("hyper_ratio", "offline_sweep", "offline_smd", "online_mnist", "online_cifar10")
+# Seconds per slice on the GPU (the whole check stays under about 7 minutes) and in --tiny mode.
+BUDGETS = {"hyper_ratio": 30, "offline_sweep": 60, "offline_smd": 90, "online_mnist": 60,
+           "online_cifar10": 110}
+TINY_BUDGETS = {name: 20 for name in SLICES}
+
+
+class SliceTimeout(Exception):
+    """A slice ran past its hard time limit."""
+
+
+def _alarm(signum, frame):
+    raise SliceTimeout("the slice ran past its time limit")
+
+
+def log(message=""):
+    print(message, flush=True)
+
+
+def fmt_seconds(seconds):
+    if not math.isfinite(seconds):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Clock:
+    """Wall time with a device synchronisation at both ends."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def time(self, fn, *args, **kwargs):
+        self.sync()
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.sync()
+        return time.perf_counter() - start, out
+
+
+# ---------------------------------------------------------------- data
+
+def unpack_mnist(folder):
+    """A data root holding ``MNIST/raw/*-ubyte`` from ``folder`` (which may hold them gzipped)."""
+    raw = Path(folder) / "MNIST" / "raw"
+    if all((raw / name).exists() for name in MNIST_FILES):
+        return Path(folder)
+    if all((raw / f"{name}.gz").exists() for name in MNIST_FILES):
+        root = Path(tempfile.mkdtemp(prefix="shortbias-mnist-"))
+        atexit.register(shutil.rmtree, root, True)
+        (root / "MNIST" / "raw").mkdir(parents=True)
+        for name in MNIST_FILES:
+            with gzip.open(raw / f"{name}.gz", "rb") as src, open(root / "MNIST" / "raw" / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        return root
+    return None
+
+
+def find_mnist_root(data_root=None, synthetic=False):
+    """``(root or None, how)``: where MNIST comes from, or why it is synthetic."""
+    if synthetic:
+        return None, "synthetic (asked for)"
+    for candidate, how in ((data_root, "--data-root"), (REPO / "gpu_data", "carried gpu_data/"),
+                           (os.environ.get("SHORTBIAS_DATA"), "$SHORTBIAS_DATA")):
+        if candidate and Path(candidate).is_dir():
+            root = unpack_mnist(candidate)
+            if root is not None:
+                return root, how
+    return None, "synthetic (no MNIST found)"
+
+
+def load_mnist(root, device, tiny):
+    """``(train (x, y), test (x, y), source)`` on ``device``: MNIST from ``root`` or synthetic."""
+    n_train, n_test = (1000, 200) if tiny else (60000, 10000)
+    if root is not None:
+        from shortbias_lib.data import load
+
+        train = load("mnist", train=True, root=root, limit=n_train if tiny else None, download=False)
+        test = load("mnist", train=False, root=root, limit=n_test if tiny else None, download=False)
+        return ((train.images.to(device), train.labels.to(device)),
+                (test.images.to(device), test.labels.to(device)), f"MNIST ({train.source})")
+    return (synthetic(n_train, (1, 28, 28), device, 0), synthetic(n_test, (1, 28, 28), device, 1),
+            f"synthetic tensors of MNIST's shape ({n_train} + {n_test})")
+
+
+def synthetic(n, shape, device, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand((n,) + shape, generator=g).to(device),
+            torch.randint(0, 10, (n,), generator=g).to(device))
+
+
+# ---------------------------------------------------------------- slices
+
+def slice_hyper_ratio(ctx):
+    """Hypergradient step (1 and 2 hyperparameters) against a plain step, on the device."""
+    (images, labels), _, _ = ctx["mnist"]
+    params = models.mlp_init(torch.Generator().manual_seed(0), device=ctx["device"])
+    batches = [(images[i:i + 100], labels[i:i + 100]) for i in range(0, 1000, 100)]
+    steps, repeats = (5, 1) if ctx["tiny"] else (50, 3)
+    costs = hypergrad.step_costs(models.mlp_apply, training.init_state(params), batches,
+                                 steps=steps, repeats=repeats)
+    plain = costs["plain"]
+    ratios = {name: value / plain for name, value in costs.items()}
+    for name, value in costs.items():
+        log(f"  {name:24s} {1e3 * value:8.3f} ms per step  {ratios[name]:5.2f}x plain")
+    return {"throughput": 1.0 / plain, "unit": "plain MLP steps/s (batch 100)",
+            "measurements": {"seconds_per_step": costs, "ratio_to_plain": ratios}}
+
+
+def _time_sweep_steps(ctx, params, alpha0, beta, batches, share):
+    """Seconds per step of ``train_batched`` with ``len(alpha0)`` schedules (sized to ``share`` s)."""
+    clock, K, mu = ctx["clock"], ctx["paper_offline"]["K"], ctx["paper_offline"]["momentum"]
+    schedule = training.InverseTime(alpha0, beta, K)
+
+    def run(steps):
+        return clock.time(training.train_batched, models.mlp_apply, params, schedule, steps, batches, mu,
+                          record_steps=[])
+
+    first, _ = run(2)  # compiles vmap's graph, grows the allocator
+    steps = max(2, min(200, int(share / max(first / 2, 1e-6))))
+    seconds, result = run(steps)
+    return seconds / steps, steps, result
+
+
+def slice_offline_sweep(ctx):
+    """train_batched with the paper's 2,500 schedules (one pass), its chunk and Figure 6's set."""
+    cfg = ctx["paper_offline"]
+    device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
+    (images, labels), (test_x, test_y), _ = ctx["mnist"]
+    S_all, S_chunk, S_curves = (16, 8, 4) if tiny else (int(cfg["samples"]), int(cfg["chunk"]),
+                                                        2 * len(cfg["horizons"]))
+    n_obj = len(labels) if tiny else int(cfg["objective_examples"])
+    eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
+    params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
+    batches = offline.StepBatches(images, labels, int(cfg["batch_size"]), seed=2)
+    batches(0)
+    log_a, log_b = offline.sample_hyperparameters(S_all, 0)
+    alpha0, beta = torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b)
+    share = ctx["budget"] / 8
+    per_step, times, errors = {}, {}, {}
+    for name, S in (("all", S_all), ("chunk", S_chunk), ("curves", S_curves)):
+        try:
+            per_step[name], steps, result = _time_sweep_steps(ctx, params, alpha0[:S], beta[:S], batches, share)
+        except RuntimeError as error:  # e.g. out of memory with all schedules at once: go on with the chunk
+            if name != "all":
+                raise
+            errors[name] = f"{type(error).__name__}: {error}"[:500]
+            log(f"  train_batched, S = {S}: FAILED ({errors[name][:200]})")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        log(f"  train_batched, S = {S:5d}: {1e3 * per_step[name]:8.3f} ms per step ({steps} steps), "
+            f"{S / per_step[name]:12.1f} sample-steps/s")
+        if name == "chunk":
+            times["objective"], _ = clock.time(training.batched_loss, models.mlp_apply, result.params,
+                                               images[:n_obj], labels[:n_obj], chunk=eval_chunk)
+            log(f"  objective ({n_obj} examples) of {S} runs: {times['objective']:.3f} s")
+        if name == "curves":
+            times["curve_record"], _ = clock.time(
+                lambda p: (offline.batched_metrics(p, images, labels, chunk=eval_chunk),
+                           offline.batched_metrics(p, test_x, test_y, chunk=eval_chunk)), result.params)
+            log(f"  Figure 6 record (train and test metrics) of {S} runs: {times['curve_record']:.3f} s")
+    flops = flops_per_sample_step(cfg["sizes"], int(cfg["batch_size"]))
+    if "all" not in per_step:  # one pass failed: project it from the chunk
+        S_all, per_step["all"] = S_chunk, per_step["chunk"]
+    # Paper profile: ceil(samples / chunk) chunks of max(horizons) steps, an objective per horizon.
+    steps_paper = int(max(cfg["horizons"]))
+    chunks = math.ceil(int(cfg["samples"]) / int(cfg["chunk"]))
+    scale_obj = int(cfg["objective_examples"]) / n_obj * int(cfg["chunk"]) / S_chunk
+    # (Both factors are 1 on the GPU; in --tiny mode they scale the small S and data linearly.)
+    sweep = chunks * (steps_paper * per_step["chunk"] * int(cfg["chunk"]) / S_chunk
+                      + len(cfg["horizons"]) * times["objective"] * scale_obj)
+    one_pass = steps_paper * per_step["all"] * (int(cfg["samples"]) / S_all) \
+        + len(cfg["horizons"]) * times["objective"] * scale_obj * chunks
+    records = steps_paper // int(cfg["curve_every"]) + 1
+    curves = steps_paper * per_step["curves"] + records * times["curve_record"]
+    rate = S_all / per_step["all"]
+    log(f"  effective rate with S = {S_all}: {rate * flops / 1e12:.2f} TFLOP/s of matrix products "
+        f"({flops / 1e6:.2f} MFLOP per sample-step)")
+    log(f"  projected paper sweep: {fmt_seconds(sweep)} in chunks of {cfg['chunk']}, "
+        f"{fmt_seconds(one_pass)} in one pass of {cfg['samples']}; Figure 6 curves {fmt_seconds(curves)}")
+    return {"throughput": rate, "unit": f"sample-steps/s, {S_all} schedules batched",
+            "measurements": {"seconds_per_step": {f"S={S_all}": per_step["all"], f"S={S_chunk}": per_step["chunk"],
+                                                  f"S={S_curves}": per_step["curves"]},
+                             "objective_seconds": times["objective"], "objective_examples": n_obj,
+                             "curve_record_seconds": times["curve_record"],
+                             "tflops_matrix_products": rate * flops / 1e12, "errors": errors},
+            "projection": {"sweep_chunked_s": sweep, "sweep_one_pass_s": one_pass, "curves_s": curves,
+                           "note": "tiny mode scales CPU timings of small S linearly" if tiny else ""}}
+
+
+def slice_offline_smd(ctx):
+    """offline.smd_trajectory: one meta step at T = 100 and one at T = 5000, lazy batches."""
+    cfg = ctx["paper_offline"]
+    device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
+    (images, labels), _, _ = ctx["mnist"]
+    n_obj = len(labels) if tiny else int(cfg["smd_objective_examples"])
+    eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
+    objective_batches = [(images[s:s + eval_chunk], labels[s:s + eval_chunk]) for s in range(0, n_obj, eval_chunk)]
+    params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
+    warm = offline.warm_start(params, offline.StepBatches(images, labels, int(cfg["batch_size"]), 1),
+                              int(cfg["warm_steps"]), cfg["warm_lr"], cfg["warm_momentum"], cfg["convention"])
+    K, mu = float(cfg["K"]), cfg["momentum"]
+
+    def meta_step(T, seed):
+        batches = offline.StepBatches(images, labels, int(cfg["batch_size"]), seed)
+        batches(0)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() if device.type == "cuda" else 0
+        seconds, out = clock.time(offline.smd_trajectory, warm, cfg["smd_alpha0"], cfg["smd_betas"][0], K, T, 1,
+                                  batches, objective_batches, momentum=mu, meta_lr=cfg["smd_meta_lr"],
+                                  clip=cfg["smd_clip"], convention=cfg["convention"])
+        peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if device.type == "cuda" else float("nan")
+        return seconds, peak, out
+
+    short, long_ = (5, 20) if tiny else (100, 5000)
+    meta_step(short, 90)  # warm-up
+    t_short, peak_short, _ = meta_step(short, 91)
+    per_step_guess = max(t_short / short, 1e-6)
+    # The long lookahead as long as the budget allows (the paper's T = 5000 on the GPU).
+    long_ = max(short + 1, min(long_, int(0.6 * ctx["budget"] / per_step_guess)))
+    t_long, peak_long, out = meta_step(long_, 92)
+    per_step = max((t_long - t_short) / (long_ - short), 1e-9)
+    per_objective = max(t_short - short * per_step, 0.0) * (int(cfg["smd_objective_examples"]) / n_obj)
+    total = 0.0
+    for h, meta in zip(cfg["smd_horizons"], cfg["smd_meta_steps"]):
+        total += len(cfg["smd_betas"]) * int(meta) * (int(h) * per_step + per_objective)
+    log(f"  meta step, T = {short}: {t_short:.3f} s (peak CUDA {peak_short:.1f} MiB); "
+        f"T = {long_}: {t_long:.3f} s (peak CUDA {peak_long:.1f} MiB)")
+    log(f"  {1e3 * per_step:.3f} ms per lookahead step, {per_objective:.3f} s per meta-objective "
+        f"({cfg['smd_objective_examples']} examples); projected paper SMD "
+        f"({len(cfg['smd_betas'])} starts x {cfg['smd_horizons']} x {cfg['smd_meta_steps']} meta steps): "
+        f"{fmt_seconds(total)}")
+    return {"throughput": 1.0 / per_step, "unit": "lookahead steps/s (2 hyperparameters, one network)",
+            "measurements": {"T": [short, long_], "meta_step_seconds": [t_short, t_long],
+                             "peak_cuda_mib": [peak_short, peak_long], "seconds_per_lookahead_step": per_step,
+                             "seconds_per_meta_objective": per_objective,
+                             "meta_loss_long": [float(x) for x in out["meta_loss"]]},
+            "projection": {"smd_s": total}}
+
+
+def slice_online(ctx, dataset):
+    """online.online_run in each mode for a few adaptations of the paper's size; projects the paper runs."""
+    device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
+    cfg = dict(online.sizes("paper")[dataset])
+    name = online.DATASET_MODELS[dataset]
+    init, apply = models.MODELS[name]
+    if dataset == "mnist":
+        (images, labels), (test_x, test_y), source = ctx["mnist"]
+    else:
+        n_train, n_test = (256, 64) if tiny else (50000, 10000)
+        images, labels = synthetic(n_train, (3, 32, 32), device, 2)
+        test_x, test_y = synthetic(n_test, (3, 32, 32), device, 3)
+        source = f"synthetic tensors of CIFAR-10's shape ({n_train} + {n_test}): timings only"
+    kwargs = {"filter_size": 3} if name == "cnn" else {}
+    params = init(torch.Generator().manual_seed(0), device=device, **kwargs)
+    batch = int(cfg["batch_size"]) if not tiny else 20
+    meta_steps = int(cfg["meta_steps"]) if not tiny else 2
+    every, horizon = int(cfg["adapt_every"]), int(cfg["horizon"])
+
+    def samplers(seed):
+        return (training.BatchSampler(images, labels, batch, seed, device),
+                training.BatchSampler(images, labels, batch, seed + 1, device))
+
+    def run(mode, steps, adapt_until, lr, meta=meta_steps):
+        train_s, meta_s = samplers(len(mode))
+        return clock.time(online.online_run, apply, params, train_s, meta_s, lr, 0.9, mode=mode,
+                          steps=steps, adapt_until=adapt_until, adapt_every=every, meta_steps=meta,
+                          horizon=horizon, meta_lr=cfg["meta_lr"], eval_every=steps, show_progress=False,
+                          label=f"{dataset} {mode}")
+
+    def eval_fn(p):
+        return models.mean_loss(apply, p, images, labels, chunk=1000)
+
+    def test_fn(p):
+        return models.error_rate(apply, p, test_x, test_y, chunk=1000)
+
+    deadline = time.perf_counter() + ctx["budget"]
+    eval_fn(params)  # warm-up
+    t_eval, _ = clock.time(eval_fn, params)
+    t_test, _ = clock.time(test_fn, params)
+    base_steps = 20 if tiny else 400
+    run("baseline", 2 * every, every, online.PAPER_BASELINE_LR[dataset])  # warm-up
+    t_base, _ = run("baseline", base_steps, base_steps // 2, online.PAPER_BASELINE_LR[dataset])
+    t_train = t_base / base_steps
+    modes = ["stochastic"] + (["deterministic"] if cfg["det_lrs"] else [])
+    t_adapt, lookahead_steps, skipped = {}, {}, []
+    steps = 2 * every  # one adaptation (at step 0), then plain training to the end
+    for mode in modes:
+        lookahead_steps[mode] = meta_steps * (horizon + (1 if mode == "deterministic" else horizon))
+        lr = (cfg["det_lrs"] if mode == "deterministic" else cfg["init_lrs"])[0]
+        if mode != "stochastic" and time.perf_counter() + 2 * t_adapt["stochastic"] > deadline:
+            # No time left: bound it by the stochastic adaptation's time per network step.
+            t_adapt[mode] = t_adapt["stochastic"] * lookahead_steps[mode] / lookahead_steps["stochastic"]
+            skipped.append(mode)
+            log(f"  {mode}: skipped (budget), estimated {t_adapt[mode]:.3f} s per adaptation")
+            continue
+        run(mode, steps, every, lr, meta=1)  # warm-up (first double backward, autotuning)
+        seconds, result = run(mode, steps, every, lr)
+        t_adapt[mode] = max(seconds - steps * t_train, 1e-9)
+        log(f"  {mode}: {t_adapt[mode]:.3f} s per adaptation of {meta_steps} meta steps "
+            f"(horizon {horizon}), {lookahead_steps[mode] / t_adapt[mode]:.0f} lookahead+objective steps/s"
+            f"{'; lookahead diverged' if len(result.lookahead_diverged_steps) else ''}")
+    # The paper's runs: baseline + one per initial rate (stochastic) + deterministic ones.
+    steps_p, every_p = int(cfg["steps"]), int(cfg["eval_every"])
+    adapt_p = math.ceil((steps_p // 2) / every)
+    meta_scale = int(cfg["meta_steps"]) / meta_steps
+    one_run = steps_p * t_train + (steps_p // every_p + 1) * t_eval + t_test
+    total = one_run * (1 + len(cfg["init_lrs"]) + len(cfg["det_lrs"]))
+    total += len(cfg["init_lrs"]) * adapt_p * t_adapt["stochastic"] * meta_scale
+    if cfg["det_lrs"]:
+        total += len(cfg["det_lrs"]) * adapt_p * t_adapt["deterministic"] * meta_scale
+    log(f"  data: {source}")
+    log(f"  training step {1e3 * t_train:.3f} ms, evaluation {t_eval:.3f} s, test {t_test:.3f} s; "
+        f"projected paper {dataset} ({1 + len(cfg['init_lrs']) + len(cfg['det_lrs'])} runs of {steps_p} steps, "
+        f"{adapt_p} adaptations each): {fmt_seconds(total)}")
+    return {"throughput": lookahead_steps["stochastic"] / t_adapt["stochastic"],
+            "unit": "lookahead+objective network steps/s in stochastic SMD adaptation",
+            "measurements": {"data": source, "seconds_per_training_step": t_train, "eval_seconds": t_eval,
+                             "test_seconds": t_test, "seconds_per_adaptation": t_adapt,
+                             "meta_steps_measured": meta_steps, "batch": batch, "skipped": skipped},
+            "projection": {"online_s": total}}
+
+
+SLICE_FUNCTIONS = {
+    "hyper_ratio": slice_hyper_ratio,
+    "offline_sweep": slice_offline_sweep,
+    "offline_smd": slice_offline_smd,
+    "online_mnist": lambda ctx: slice_online(ctx, "mnist"),
+    "online_cifar10": lambda ctx: slice_online(ctx, "cifar10"),
+}
+
+
+# ---------------------------------------------------------------- driver
+
+def machine(device):
+    info = {"host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
+            "device": str(device), "git_commit": git_commit(), "cpu_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2 ** 30, 1),
+                    multiprocessors=props.multi_processor_count,
+                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+                    float32_matmul_precision=torch.get_float32_matmul_precision())
+    return info
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (a CPU test of the script)")
+    parser.add_argument("--synthetic", action="store_true", help="synthetic MNIST-shaped data")
+    parser.add_argument("--data-root", default=None, help="folder with MNIST/raw (plain or .gz)")
+    parser.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_out",
+                        help="folder for gpu_check.json (default: $OUT)")
+    parser.add_argument("--only", nargs="*", default=None, choices=SLICES, help="run only these slices")
+    parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every slice's budget")
+    parser.add_argument("--total", type=float, default=None,
+                        help="seconds for the whole check (default 420; --tiny 55): slices past it are skipped")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    if args.total is None:
+        args.total = 55.0 if args.tiny else 420.0
+    device = resolve_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1 if args.tiny else torch.get_num_threads())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    budgets = {k: v * args.budget_scale for k, v in (TINY_BUDGETS if args.tiny else BUDGETS).items()}
+    record = {"started_utc": utc_now(), "machine": machine(device), "args": vars(args),
+              "budgets_s": budgets, "slices": {}, "projected_paper_s": {}}
+    path = out / "gpu_check.json"
+
+    def save():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str))
+        tmp.replace(path)
+
+    log(f"gpu_check: {record['machine']}")
+    if device.type == "cuda":
+        torch.ones(1024, 1024, device=device) @ torch.ones(1024, 1024, device=device)  # cuBLAS start
+        torch.cuda.synchronize()
+    root, how = find_mnist_root(args.data_root, args.synthetic)
+    mnist = load_mnist(root, device, args.tiny)
+    record["data"] = {"mnist": mnist[2], "mnist_from": how,
+                      "cifar10": "synthetic tensors of CIFAR-10's shape (timings only)"}
+    log(f"data: {mnist[2]} ({how}); CIFAR-10: synthetic tensors of its shape")
+    ctx = {"device": device, "clock": Clock(device), "tiny": args.tiny, "mnist": mnist,
+           "paper_offline": offline.config_for("paper")}
+    save()
+    old_handler = signal.signal(signal.SIGALRM, _alarm) if hasattr(signal, "SIGALRM") else None
+    for name in (args.only or SLICES):
+        ctx["budget"] = budgets[name]
+        log(f"\n== {name} (budget {budgets[name]:.0f} s) ==")
+        entry = {"budget_s": budgets[name], "ok": False}
+        start = time.perf_counter()
+        left = args.total - (start - started)
+        try:
+            if left < 10:
+                raise SliceTimeout(f"skipped: {left:.0f} s left of the total {args.total:.0f} s")
+            if old_handler is not None:  # hard stop: twice the budget, within the total
+                signal.alarm(max(1, int(min(2 * budgets[name] + 10, left))))
+            entry.update(SLICE_FUNCTIONS[name](ctx))
+            entry["ok"] = True
+        except Exception as error:  # noqa: BLE001 (record any failure, run the next slice)
+            entry["error"] = f"{type(error).__name__}: {error}"
+            entry["traceback"] = traceback.format_exc()[-4000:]
+            log(f"  FAILED: {entry['error']}")
+        finally:
+            if old_handler is not None:
+                signal.alarm(0)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        entry["seconds"] = time.perf_counter() - start
+        record["slices"][name] = entry
+        log(f"  ({entry['seconds']:.1f} s)")
+        save()
+    if old_handler is not None:
+        signal.signal(signal.SIGALRM, old_handler)
+
+    def projected(slice_name, key):
+        entry = record["slices"].get(slice_name, {})
+        return entry.get("projection", {}).get(key, float("nan"))
+
+    offline_total = (projected("offline_sweep", "sweep_chunked_s") + projected("offline_sweep", "curves_s")
+                     + projected("offline_smd", "smd_s"))
+    online_total = projected("online_mnist", "online_s") + projected("online_cifar10", "online_s")
+    record["projected_paper_s"] = {"offline_mnist": offline_total, "online": online_total,
+                                   "online_mnist": projected("online_mnist", "online_s"),
+                                   "online_cifar10": projected("online_cifar10", "online_s")}
+    record["finished_utc"] = utc_now()
+    record["seconds"] = time.perf_counter() - started
+    save()
+    log("\n== projected full time of the paper profile on this device ==")
+    for name, seconds in record["projected_paper_s"].items():
+        log(f"  {name:16s} {fmt_seconds(seconds)}")
+    failed = [name for name, entry in record["slices"].items() if not entry["ok"]]
+    log(f"\n{len(record['slices']) - len(failed)} of {len(record['slices'])} slices ran"
+        f"{'; failed: ' + ', '.join(failed) if failed else ''}; {record['seconds']:.0f} s in all; "
+        f"record: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

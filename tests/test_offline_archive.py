@@ -1,0 +1,212 @@
+"""The paper-time-scale design of the offline experiment: quasi-random and refined samples,
+surface optima with bootstrap intervals, the claims, and the committed archive's currency."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from shortbias_lib import offline, report
+from shortbias_lib.models import mean_loss, mlp_apply
+from shortbias_lib.training import InverseTime, init_state, train
+
+from test_offline import Interrupt, _run, _tiny_config
+
+
+def test_halton_points_are_even_and_the_seed_only_shifts_them():
+    points = offline.halton(256, seed=0)
+    assert points.shape == (256, 2) and points.min() >= 0 and points.max() < 1
+    for d in range(2):  # 256 points in 16 bins: within +-2 of 16 (independent draws: +-4 typical)
+        counts = np.histogram(points[:, d], bins=16, range=(0, 1))[0]
+        assert counts.min() >= 14 and counts.max() <= 18
+    other = offline.halton(256, seed=1)
+    gaps = (other - points) % 1.0
+    np.testing.assert_allclose(gaps, np.broadcast_to(gaps[0], gaps.shape), atol=1e-12)  # one shift
+    assert not np.allclose(gaps[0], 0.0)
+    np.testing.assert_array_equal(offline.halton(256, seed=0), points)
+
+
+def test_halton_samples_cover_the_authors_ranges():
+    a, b = offline.sample_hyperparameters(200, 0, sampling="halton")
+    assert a.min() >= -3 and a.max() <= -0.3 and b.min() >= -2 and b.max() <= 2.3
+    assert abs(a.mean() + 1.65) < 0.03 and abs(b.mean() - 0.15) < 0.05
+    with pytest.raises(ValueError, match="sampling"):
+        offline.sample_hyperparameters(10, 0, sampling="sobol")
+
+
+def test_refinement_box_is_centred_and_moved_inside_the_ranges():
+    ranges = ((-3.0, -0.3), (-2.0, 2.3))
+    a, b = offline.refinement_samples(50, 0, 1, (-1.0, 0.5), 0.1, *ranges)
+    assert np.all(np.abs(a + 1.0) <= 0.27 + 1e-12) and np.all(np.abs(b - 0.5) <= 0.43 + 1e-12)
+    a, b = offline.refinement_samples(50, 0, 1, (-0.3, 2.3), 0.1, *ranges)   # a corner
+    assert a.max() <= -0.3 and b.max() <= 2.3 and a.min() >= -0.3 - 0.54 - 1e-12
+
+
+def test_weighted_smoothing_equals_smoothing_the_resample():
+    """A bootstrap resample as multiplicities gives the surface of the duplicated samples."""
+    rng = np.random.default_rng(1)
+    x, y, z = rng.uniform(0, 1, 30), rng.uniform(-1, 1, 30), rng.normal(size=30)
+    index = rng.integers(0, 30, 30)
+    counts = np.bincount(index, minlength=30)
+    _, _, weighted = offline.smooth_surface(x, y, z, (0, 1), (-1, 1), grid=9, bandwidth=0.2, weights=counts)
+    _, _, duplicated = offline.smooth_surface(x[index], y[index], z[index], (0, 1), (-1, 1), grid=9,
+                                              bandwidth=0.2)
+    np.testing.assert_allclose(weighted, duplicated, rtol=1e-12)
+
+
+def _quadratic_result(n=400, optimum=(-1.2, 0.8), noise=0.0, seed=0):
+    """Synthetic result arrays whose log10 loss is a bowl around ``optimum`` at every horizon."""
+    rng = np.random.default_rng(seed)
+    a, b = offline.sample_hyperparameters(n, seed, sampling="halton")
+    log_loss = 0.5 * ((a - optimum[0]) / 0.5) ** 2 + 0.5 * ((b - optimum[1]) / 1.0) ** 2 - 1.0
+    values = 10.0 ** (log_loss + noise * rng.normal(size=n))
+    config = {"horizons": (10, 20), "log10_alpha0_range": (-3.0, -0.3), "log10_beta_range": (-2.0, 2.3)}
+    arrays = {"log10_alpha0": a, "log10_beta": b, "objective": np.stack([values, values], axis=1),
+              "warm_objective": np.asarray(1e6)}
+    return arrays, config
+
+
+def test_surface_optimum_finds_a_known_minimum_and_the_bootstrap_brackets_it():
+    arrays, config = _quadratic_result(noise=0.1)
+    optima, _ = offline.surface_optima(arrays, config)
+    # Smoothing a symmetric bowl keeps its minimum; the grid spacing is 0.034 and 0.054 decades.
+    np.testing.assert_allclose(optima[0], [-1.2, 0.8], atol=0.12)
+    boot, _ = offline.bootstrap_optima(arrays, config, reps=40, seed=0)
+    low, high = np.percentile(boot[:, 0], [2.5, 97.5], axis=0)
+    assert np.all(low <= [-1.2, 0.8] + np.array([0.05, 0.1])) and np.all(high >= [-1.2, 0.8] - np.array([0.05, 0.1]))
+    again, _ = offline.bootstrap_optima(arrays, config, reps=40, seed=0)
+    np.testing.assert_array_equal(again, boot)
+
+
+def test_claims_are_ratios_of_the_surface_optima_and_the_trained_losses():
+    arrays = {"surface_log10": np.array([[-1.0, 1.5], [-1.2, -0.5]]),
+              "bootstrap_log10": np.array([[[-1.0, 1.4], [-1.2, -0.4]], [[-1.0, 1.6], [-1.2, -0.6]]]),
+              "surface_curve_train_loss": np.array([[0.5, 0.2], [0.4, 0.002]]),
+              "surface_log_loss": np.array([-0.5, -2.5]),
+              "bootstrap_log_loss": np.array([[-0.4, -2.4], [-0.6, -2.6]])}
+    found = offline.claims(arrays)
+    assert found["beta_ratio"] == pytest.approx(100.0)
+    low, high = 10.0 ** 1.8, 10.0 ** 2.2   # the two resamples' ratios, interpolated percentiles
+    np.testing.assert_allclose(found["beta_ratio_interval"], [low + 0.025 * (high - low), high - 0.025 * (high - low)])
+    assert found["loss_ratio"] == pytest.approx(100.0)           # smoothed: 10^(-0.5 - -2.5)
+    assert found["trained_loss_ratio"] == pytest.approx(100.0)   # 0.2 / 0.002
+
+
+def test_a_claim_holds_only_if_its_whole_interval_is_above_the_bound():
+    def claim(ours, low, high):
+        return report.Comparison("c", "q", ours, 100.0, "f", "lower_bound", low, high)
+
+    assert claim(300.0, 150.0, 600.0).agreement == "claim holds"
+    assert claim(300.0, 50.0, 600.0).agreement.startswith("undecided")
+    assert claim(30.0, 5.0, 90.0).agreement == "claim not met"
+    assert claim(300.0, math.nan, math.nan).agreement == "claim holds"   # no interval: the value
+    assert "[150, 600]" in claim(300.0, 150.0, 600.0).ours_text
+
+
+def test_refinement_samples_are_trained_to_their_horizon_only(tmp_path):
+    config = _tiny_config(sampling="halton", refine_per_horizon=2)
+    arrays, _ = _run(tmp_path / "run.npz", config)
+    S, H = config["samples"], len(config["horizons"])
+    assert len(arrays["log10_alpha0"]) == S + 2 * H
+    for k, T in enumerate(config["horizons"]):
+        rows = slice(S + 2 * k, S + 2 * k + 2)
+        assert np.all(arrays["run_steps"][rows] == T)
+        assert np.all(np.isfinite(arrays["objective"][rows, :k + 1]))
+        assert np.all(np.isnan(arrays["objective"][rows, k + 1:]))
+    # Independent computation of one refinement sample: a plain training run of T steps.
+    from test_offline import _data
+    images, labels = _data(120, 0)
+    s, k = S + 2 * 1, 1
+    warm = init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"]) for i in range(4)),
+                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"]) for i in range(4)))
+    batches = offline.StepBatches(images, labels, config["batch_size"], offline._seed(0, 2))
+    run = train(mlp_apply, warm, batches, config["horizons"][k],
+                InverseTime(10.0 ** arrays["log10_alpha0"][s], 10.0 ** arrays["log10_beta"][s], config["K"]))
+    expected = mean_loss(mlp_apply, run.state.params, images[:60], labels[:60])
+    assert arrays["objective"][s, k] == pytest.approx(expected, rel=1e-10)
+    assert arrays["surface_log10"].shape == (H, 2)
+    assert arrays["bootstrap_log10"].shape == (config["bootstrap_reps"], H, 2)
+
+
+def test_an_interrupted_refinement_resumes_to_the_uninterrupted_result(tmp_path):
+    config = _tiny_config(sampling="halton", refine_per_horizon=2, bootstrap_reps=5)
+    reference, _ = _run(tmp_path / "reference.npz", config)
+
+    def stop(stage):
+        if stage == "refinement 2/3":
+            raise Interrupt(stage)
+
+    path = tmp_path / "resumed.npz"
+    with pytest.raises(Interrupt):
+        _run(path, config, stop)
+    stages = []
+    arrays, _ = _run(path, config, stages.append)
+    assert stages[0] == "refinement 3/3"
+    for name in reference:
+        np.testing.assert_array_equal(arrays[name], reference[name], err_msg=name)
+
+
+def test_figure6_trains_the_surface_optima(tmp_path):
+    arrays, meta = _run(tmp_path / "run.npz", _tiny_config(bootstrap_reps=5))
+    config = meta["config"]
+    from test_offline import _data
+    images, labels = _data(120, 0)
+    warm = init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"]) for i in range(4)),
+                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"]) for i in range(4)))
+    batches = offline.StepBatches(images, labels, config["batch_size"], offline._seed(0, 2))
+    k, T = 0, max(config["horizons"])
+    log_a, log_b = arrays["surface_log10"][k]
+    run = train(mlp_apply, warm, batches, T, InverseTime(10.0 ** log_a, 10.0 ** log_b, config["K"]))
+    expected = mean_loss(mlp_apply, run.state.params, images[:60], labels[:60])
+    assert arrays["surface_curve_train_loss"][k, -1] == pytest.approx(expected, rel=1e-9)
+
+
+def test_only_the_offline_experiment_has_the_archive_profile():
+    assert offline.config_for("archive")["horizons"] == offline.PAPER_HORIZONS
+    assert offline.config_for("archive")["K"] == 5000.0
+    from shortbias_lib import noisy_quadratic
+    with pytest.raises(ValueError, match="profile must be one of smoke, quick, paper; got 'archive'"):
+        noisy_quadratic.run_figure3("archive")
+
+
+def test_the_archived_run_is_current_with_the_code(data_root):
+    """The committed paper-time-scale result, recomputed in part with today's code.
+
+    The warm start is redone from its seed, and one archived schedule is trained again
+    for the first horizons (100 and 1,000 steps) on the same minibatches; both must
+    match the archive. A change in the numerics fails here until the archive is
+    regenerated with ``offline.ARCHIVE_COMMAND``.
+    """
+    from shortbias_lib.data import load
+    from shortbias_lib.models import mlp_init
+    from shortbias_lib.runs import REPO_ROOT
+
+    arrays, meta = offline.load_offline(offline.archive_path())
+    assert meta["profile"] == "archive" and meta["stage"] == "finished"
+    assert meta["config"] == offline.json_roundtrip(offline.config_for("archive")), \
+        f"the archive was made with other settings: regenerate it with `{offline.ARCHIVE_COMMAND}`"
+    assert (REPO_ROOT / offline.ARCHIVE_DIR).is_dir()
+    config, seed = meta["config"], meta["seed"]
+    train_set = load("mnist", train=True, root=data_root)
+    images, labels = train_set.images.to(torch.float32), train_set.labels
+    params = mlp_init(torch.Generator().manual_seed(offline._seed(seed, 0)), tuple(config["sizes"]),
+                      config["init_std"], torch.float32, torch.device("cpu"))
+    warm = offline.warm_start(params, offline.StepBatches(images, labels, config["batch_size"],
+                                                          offline._seed(seed, 1)),
+                              config["warm_steps"], config["warm_lr"], config["warm_momentum"])
+    for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
+        np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=1e-6)
+    # A first-stage schedule that trains well at the short horizons (the median of them).
+    k = 1
+    finite = np.flatnonzero(np.isfinite(arrays["objective"][:config["samples"], k]))
+    s = finite[np.argsort(arrays["objective"][finite, k])[len(finite) // 2]]
+    n = config["objective_examples"]
+    values, bad = offline.horizon_objectives(
+        warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
+        torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
+        offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 2)),
+        (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
+    assert bad[0] == -1
+    np.testing.assert_allclose(values[0], arrays["objective"][s, :k + 1], rtol=1e-4)
