@@ -8,10 +8,10 @@ own entry points, times them, and projects the paper profile's full time:
 * ``hyper_ratio``: ``hypergrad.step_costs`` (hypergradient step with 1 and
   2 hyperparameters against a plain step) on the device;
 * ``offline_sweep``: ``training.train_batched`` with all 2,500 schedules of
-  the paper profile in one pass, and with its chunk of 500 and Figure 6's 8
+  the paper profile in one pass (the profile's chunk), and with Figure 6's 8
   schedules, for a few steps each; ``training.batched_loss`` and
   ``offline.batched_metrics`` for the objective and the curves' records;
-  projects the sweep (5 chunks x 20,000 steps + 4 objectives each) and
+  projects the sweep (its chunks x 20,000 steps + 4 objectives each) and
   Figure 6;
 * ``offline_smd``: ``offline.smd_trajectory`` one meta step at T = 100 and
   one at T = 5000 (fewer if the slice's budget says so), batches drawn

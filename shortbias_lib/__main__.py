@@ -3,6 +3,10 @@
     python -m shortbias_lib --list
     python -m shortbias_lib NAME [--profile quick] [--device auto] [--seed 0]
                                  [--data-root DIR] [--results DIR] [--no-resume]
+
+Every error is one line on stderr: exit status 2 for bad input, data or result files
+(``ShortbiasError``, ``ValueError``), 1 for the system (``OSError``: full disk,
+unreadable file), 130 for Ctrl-C (the run resumes with the same command).
 """
 
 import argparse
@@ -12,6 +16,8 @@ import sys
 from .errors import ShortbiasError
 from .profiles import DEFAULT_PROFILE, check_profile
 
+PROG = "shortbias_lib"
+
 # name -> (module, function, one-line description). Each function has the signature
 # run(profile, *, device, seed, data_root, results, resume) described in CONTRIBUTING.md.
 EXPERIMENTS = {
@@ -20,6 +26,8 @@ EXPERIMENTS = {
                 "greedy, fixed and optimized schedules on the noisy quadratic (Figure 3)"),
     "offline_mnist": ("shortbias_lib.offline", "run_offline",
                       "offline meta-optimization on MNIST (Figures 5, 6)"),
+    "hypergrad_precision": ("shortbias_lib.precision", "run_precision",
+                            "float32 vs float64 and perturbed starts of long-horizon hypergradients"),
     "online": ("shortbias_lib.online", "run_online",
                "online SMD on MNIST and CIFAR-10 (Figures 7, 8)"),
     "beyond": ("shortbias_lib.beyond", "run_beyond",
@@ -27,11 +35,26 @@ EXPERIMENTS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, like every other error
+        self.exit(2, f"{PROG}: error: {message} (see python -m shortbias_lib --help)\n")
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _describe_os_error(error):
+    what = error.strerror or str(error)
+    where = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return _one_line(f"{what}: {' -> '.join(where)}" if where else what)
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m shortbias_lib", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m shortbias_lib", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the experiments")
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper (offline_mnist also: archive)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper (offline_mnist and hypergrad_precision also: archive)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="data folder (default: $SHORTBIAS_DATA)")
@@ -50,15 +73,27 @@ def main(argv=None):
         if args.experiment not in EXPERIMENTS:
             raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}; "
                              f"got {args.experiment!r}")
+        from .runs import check_seed, results_dir
+
+        seed = check_seed(args.seed)
         module, function, _ = EXPERIMENTS[args.experiment]
         module = importlib.import_module(module)
         check_profile(args.profile, extra=getattr(module, "EXTRA_PROFILES", ()))
+        if args.experiment != "data":  # fail now, not after a long computation
+            results_dir(args.results, writable=True)
         run = getattr(module, function)
-        run(args.profile, device=args.device, seed=args.seed, data_root=args.data_root,
+        run(args.profile, device=args.device, seed=seed, data_root=args.data_root,
             results=args.results, resume=not args.no_resume)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished results and checkpoints are kept: run the same "
+              "command again (without --no-resume) to resume", file=sys.stderr)
+        return 130
     except (ShortbiasError, ValueError) as error:
-        print(f"shortbias_lib: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"{PROG}: error: {_describe_os_error(error)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -78,7 +78,7 @@ SIZES = {
         "smd_checkpoint_every": 10, "curve_every": 50,
     },
     "paper": {
-        "samples": 2500, "chunk": 500, "horizons": PAPER_HORIZONS, "K": 5000.0,
+        "samples": 2500, "chunk": 2500, "horizons": PAPER_HORIZONS, "K": 5000.0,  # one pass on a GPU
         "train_limit": None, "test_limit": None, "objective_examples": 60000, "eval_chunk": 2000,
         "smd_horizons": (100, 1000, 5000), "smd_meta_steps": (5000, 5000, 5000), "smd_meta_lr": 0.01,
         "smd_checkpoint_every": 100, "curve_every": 250,
