@@ -499,7 +499,7 @@ glue("opt_var_ratio", float(final["greedy"] / max(all_opt)), display=False)
 # ## Reproducibility
 #
 # The Figure 3 arrays are saved by `python -m shortbias_lib figure3 --profile quick`
-# (function `shortbias_lib.noisy_quadratic.run_figure3`) to `figure3-<profile>.npz`
+# (function `shortbias_lib.noisy_quadratic.run_figure3`) to `figure3_<profile>_seed<seed>.npz`
 # in the results folder, with their provenance; this page read or computed that file.
 
 # %%

@@ -156,6 +156,7 @@ arch_rows = offline.summary_rows(archived, archived_config)
 arch_betas = np.array([row["beta"] for row in arch_rows])
 glue("arch_beta_trend", "falls" if np.all(np.diff(arch_betas) < 0) else
      "never rises" if np.all(np.diff(arch_betas) <= 0) else "does not fall monotonically", display=False)
+glue("arch_edges", Markdown(offline.edge_sentence(archived, archived_config)), display=False)
 glue("arch_T_short", archived_horizons[0], display=False)
 glue("arch_T_long", archived_horizons[-1], display=False)
 
@@ -165,6 +166,7 @@ glue("arch_T_long", archived_horizons[-1], display=False)
 # (95% interval {glue:text}`arch_beta_low:.3g` to {glue:text}`arch_beta_high:.3g`): against
 # the paper's "more than 100 times", {glue:text}`arch_beta_verdict`. Across the four
 # horizons the best $\beta$ {glue:text}`arch_beta_trend` as the horizon grows.
+# {glue:md}`arch_edges`
 #
 # **Training loss after 20k steps.** On the smoothed {glue:text}`arch_T_long`-step surface,
 # the shortest horizon's optimum ends with a training loss {glue:text}`arch_loss_ratio:.3g`

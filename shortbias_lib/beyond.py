@@ -29,7 +29,8 @@ import torch
 
 from . import noisy_quadratic as nq
 from .profiles import pick
-from .runs import load_matching, load_result, provenance, results_dir, save_result
+from .runs import (check_seed, check_writable, load_matching, load_result, provenance,
+                   result_path, run_lock, save_result)
 
 DTYPE = torch.float64
 
@@ -514,15 +515,34 @@ def run_beyond_mnist(profile="quick", *, device="auto", seed=0, data_root=None, 
     estimate, and the Monte Carlo mean of PES episodes; then online meta-optimization with
     each from the same start. CPU only; saved to ``beyond_mnist_{profile}_seed{seed}.npz``.
     """
-    from .data import load
-
+    seed = check_seed(seed)
     cfg = dict(_mnist_sizes(profile), mu=0.9, batch_size=100, warm_steps=50,
                fd_steps=[0.1, 0.03, 0.01, 0.001], version=2)
-    path = results_dir(results) / f"beyond_mnist_{profile}_seed{seed}.npz"
+    path = result_path("beyond_mnist", profile, seed, results)
     if resume:
-        found = load_matching(path, cfg)
+        found = load_matching(path, cfg, _mnist_expected(cfg), same={"profile": profile, "seed": seed})
         if found is not None:
             return found
+    with run_lock(path):
+        check_writable(path.parent)
+        _compute_beyond_mnist(path, cfg, profile, seed, data_root)
+    return load_result(path)
+
+
+def _mnist_expected(cfg):
+    k, f = len(cfg["check_thetas"]), len(cfg["fd_steps"])
+    expected = {"check_theta": (k, 2), "check_exact": (k, 2), "check_trunc": (k, 2),
+                "check_pes_mean": (k, 2), "check_pes_se": (k, 2), "check_F": (k,),
+                "check_fd": (k, f, 2), "fd_steps": (f,), "start_F": (), "seconds": ()}
+    for method in ("truncated", "pes"):
+        expected.update({f"traj_{method}": (None, 2), f"end_{method}": (2,),
+                         f"end_F_{method}": (), f"end_final_log_loss_{method}": ()})
+    return expected
+
+
+def _compute_beyond_mnist(path, cfg, profile, seed, data_root):
+    from .data import load
+
     start = time.perf_counter()
     data = load("mnist", train=True, root=data_root, limit=cfg["train_limit"])
     images, labels = data.images, data.labels
@@ -570,8 +590,9 @@ def run_beyond_mnist(profile="quick", *, device="auto", seed=0, data_root=None, 
         out["start_F"] = task.objective(theta0).numpy()
         out["start_final_log_loss"] = _final_log_loss(task, theta0).numpy()
     out["seconds"] = np.array(time.perf_counter() - start)
-    save_result(path, out, provenance(profile, "cpu", seed, **cfg))
-    return load_result(path)
+    meta = provenance(profile, "cpu", seed, **cfg)
+    meta["data"] = {"source": data.source, "fingerprint": data.fingerprint}  # recorded, not matched
+    save_result(path, out, meta)
 
 
 def _final_log_loss(task, theta):
@@ -670,6 +691,7 @@ def run_beyond(profile="quick", *, device="auto", seed=0, data_root=None, result
     prefixed ``mnist_`` and its provenance is ``meta["mnist"]``. CPU only; ``device`` is
     recorded, not used.
     """
+    seed = check_seed(seed)
     arrays, meta = run_beyond_nqm(profile, device=device, seed=seed, results=results,
                                   resume=resume)
     if mnist:
@@ -683,12 +705,32 @@ def run_beyond(profile="quick", *, device="auto", seed=0, data_root=None, result
 def run_beyond_nqm(profile="quick", *, device="auto", seed=0, data_root=None, results=None,
                    resume=True):
     """All noisy-quadratic results of the chapter, saved to one file; ``(arrays, meta)``."""
+    seed = check_seed(seed)
     cfg = dict(_sizes(profile), kappa=nq.DEFAULT_KAPPA, c0=nq.DEFAULT_C0, version=3)
-    path = results_dir(results) / f"beyond_{profile}_seed{seed}.npz"
+    path = result_path("beyond", profile, seed, results)
     if resume:
-        found = load_matching(path, cfg)
+        found = load_matching(path, cfg, _nqm_expected(cfg), same={"profile": profile, "seed": seed})
         if found is not None:
             return found
+    with run_lock(path):
+        check_writable(path.parent)
+        _compute_beyond_nqm(path, cfg, profile, seed)
+    return load_result(path)
+
+
+def _nqm_expected(cfg):
+    n = cfg["pes_checks"]
+    expected = {"pes_grid": (cfg["grid_1d"],), "pes_F": (cfg["grid_1d"],),
+                "pes_exact_grad": (cfg["grid_1d"],), "pes_trunc_grad": (cfg["grid_1d"],),
+                "pes_check_theta": (n,), "pes_check_mean": (n,), "pes_check_se": (n,),
+                "pes_check_exact": (n,), "greedy_losses": (cfg["final_horizon"] + 1,),
+                "greedy_alphas": (cfg["final_horizon"],), "pes_opt": (), "pes_trunc_fixed": (),
+                "pes_final_best_theta": (), "pes_final_best_loss": (), "seconds": ()}
+    expected.update({f"pes_traj_{method}": None for method in ("truncated", "pes")})
+    return expected
+
+
+def _compute_beyond_nqm(path, cfg, profile, seed):
     torch.manual_seed(seed)
     start = time.perf_counter()
     out = {}
@@ -753,6 +795,4 @@ def run_beyond_nqm(profile="quick", *, device="auto", seed=0, data_root=None, re
         out["pes_final_best_theta"] = grid[final.argmin(), 0].numpy()
         out["pes_final_best_loss"] = final.min().numpy()
     out["seconds"] = np.array(time.perf_counter() - start)
-    meta = provenance(profile, "cpu", seed, **cfg)
-    save_result(path, out, meta)
-    return load_result(path)
+    save_result(path, out, provenance(profile, "cpu", seed, **cfg))

@@ -5,8 +5,24 @@ class ShortbiasError(Exception):
     """Base class: the CLI prints these as one line and exits with status 2."""
 
 
-class DataNotFoundError(ShortbiasError):
+class DataError(ShortbiasError):
+    """A data set is missing, unreadable or not the data it should be."""
+
+
+class DataNotFoundError(DataError):
     """A data set is missing and could not be downloaded."""
+
+
+class ResultFileError(ShortbiasError):
+    """A result file is unreadable, corrupt, or does not hold what its experiment writes."""
+
+
+class ResultsFolderError(ShortbiasError):
+    """The results folder cannot be created or written to."""
+
+
+class ResultLockedError(ShortbiasError):
+    """Another run is computing the same result file right now."""
 
 
 class DivergenceError(ShortbiasError):

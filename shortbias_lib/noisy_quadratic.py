@@ -914,31 +914,42 @@ SMOKE_STEPS = 150  # the smoke profile only checks that the chapter runs: fewer 
 
 def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, results=None,
                 resume=True):
-    """Experiment ``figure3``: compute and save ``results_dir/figure3-<profile>.npz``.
+    """Experiment ``figure3``: compute and save ``results_dir/figure3_<profile>_seed<seed>.npz``.
 
     The noisy quadratic is cheap, so every profile uses the paper's scale
     (1000 dimensions, T = 250); ``quick`` and ``paper`` take the paper's 500 Adam
     steps for the optimized schedule, ``smoke`` :data:`SMOKE_STEPS`. ``device``, ``seed`` and
     ``data_root`` are accepted for the common interface (the computation is
-    exact, CPU NumPy, and uses no data or randomness).
+    exact, CPU NumPy, and uses no data or randomness; the seed only names the file).
     """
     from .profiles import pick
-    from .runs import load_matching, provenance, results_dir, resolve_device, save_result
+    from .runs import (check_seed, check_writable, load_matching, provenance, resolve_device,
+                       result_path, run_lock, save_result)
 
+    seed = check_seed(seed)
     steps = pick(profile, {"smoke": SMOKE_STEPS, "quick": FIGURE3_FIT["steps"],
                            "paper": FIGURE3_FIT["steps"]})
     resolve_device(device)
     config = {"chapter": CHAPTER, "setup": FIGURE3_SETUP, "fit": {**FIGURE3_FIT, "steps": steps}}
-    path = results_dir(results) / f"figure3-{profile}.npz"
+    path = result_path("figure3", profile, seed, results)
+    T, n = FIGURE3_SETUP["horizon"], len(SCHEDULES)
+    expected = {"alphas": (2, n, T), "mus": (2, n, T), "losses": (2, n, T + 1),
+                "final_losses": (n,), "final_losses_deterministic": (n,),
+                "reported_names": (n,), "reported_ours": (n,), "reported_paper": (n,),
+                "schedules": (n,), "cases": (2,), "loss_high50": None, "loss_low50": None,
+                "max_excess_over_initial": None, "optimized_history": None,
+                "h": (FIGURE3_SETUP["n"],), "timings": (n,), "seconds": ()}
     if resume:
-        found = load_matching(path, config)
+        found = load_matching(path, config, expected, same={"profile": profile})
         if found is not None:
             return found[0]
-    start = time.perf_counter()
-    arrays = figure3(fit={"steps": steps})
-    arrays["seconds"] = np.array(time.perf_counter() - start)
-    arrays["reported_names"] = np.array([f"Fig. 3 final loss, {s}" for s in SCHEDULES])
-    arrays["reported_ours"] = np.asarray(arrays["final_losses"], dtype=np.float64)
-    arrays["reported_paper"] = np.array([PAPER_FINAL_LOSSES[s] for s in SCHEDULES])
-    save_result(path, arrays, provenance(profile, "cpu", seed, **config))
+    with run_lock(path):
+        check_writable(path.parent)
+        start = time.perf_counter()
+        arrays = figure3(fit={"steps": steps})
+        arrays["seconds"] = np.array(time.perf_counter() - start)
+        arrays["reported_names"] = np.array([f"Fig. 3 final loss, {s}" for s in SCHEDULES])
+        arrays["reported_ours"] = np.asarray(arrays["final_losses"], dtype=np.float64)
+        arrays["reported_paper"] = np.array([PAPER_FINAL_LOSSES[s] for s in SCHEDULES])
+        save_result(path, arrays, provenance(profile, "cpu", seed, **config))
     return arrays

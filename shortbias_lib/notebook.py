@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from .profiles import check_profile
-from .runs import resolve_device, results_dir
+from .runs import check_seed, resolve_device, results_dir
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ def setup(profile, device="auto", seed=0, data_root=None, results=None, show=Tru
     import torch
 
     check_profile(profile)
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = check_seed(seed)
     torch.manual_seed(seed)
     context = Context(profile, resolve_device(device), seed, data_root, results_dir(results))
     if show:

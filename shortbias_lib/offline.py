@@ -100,8 +100,7 @@ ARCHIVE_COMMAND = "python -m shortbias_lib offline_mnist --profile archive --res
 def config_for(profile, seed=0):
     """The full configuration of a profile (what is saved with, and identifies, a result)."""
     check_profile(profile, extra=EXTRA_PROFILES)
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    runs.check_seed(seed)
     config = dict(BASE)
     config.update(SIZES[profile] if profile in EXTRA_PROFILES else pick(profile, SIZES))
     config.setdefault("smd_objective_examples", config["objective_examples"])
@@ -510,10 +509,7 @@ def result_path(profile, seed, results=None):
 
 def _load_same(path, config, profile, seed):
     """A result file at ``path`` made with this configuration, profile and seed, else ``None``."""
-    found = runs.load_matching(path, config)
-    if found is None or found[1].get("profile") != profile or found[1].get("seed") != seed:
-        return None
-    return found
+    return runs.load_matching(path, config, same={"profile": profile, "seed": seed})
 
 
 def run_experiment(config, train_data, test_data, path, *, profile="quick", seed=0, device="cpu",
@@ -537,8 +533,10 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     # are very slow on CPUs: flush them to zero during the run (no effect above 1e-38).
     torch.set_flush_denormal(True)
     try:
-        return _run_experiment(config, train_data, test_data, path, profile, seed, device,
-                               resume, on_checkpoint, show_progress)
+        with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
+            runs.check_writable(path.parent)
+            return _run_experiment(config, train_data, test_data, path, profile, seed, device,
+                                   resume, on_checkpoint, show_progress)
     finally:
         torch.set_flush_denormal(False)
 
@@ -842,6 +840,7 @@ def summary_rows(arrays, config, level=0.95):
                      "alpha0_low": float(a_low), "alpha0_high": float(a_high),
                      "beta": float(10.0 ** arrays["surface_log10"][k, 1]),
                      "beta_low": float(b_low), "beta_high": float(b_high),
+                     "beta_edge": _edge(arrays["surface_log10"][k, 1], config["log10_beta_range"]),
                      "sample_alpha0": float(arrays["best_alpha0"][k]),
                      "sample_beta": float(arrays["best_beta"][k]),
                      "objective": float(arrays["best_objective"][k]),
@@ -849,6 +848,26 @@ def summary_rows(arrays, config, level=0.95):
                      "final_train_error": float(arrays["surface_curve_train_error"][k, -1]),
                      "final_test_error": float(arrays["surface_curve_test_error"][k, -1])})
     return rows
+
+
+def _edge(value, value_range):
+    """``"lower"`` or ``"upper"`` if ``value`` is at that end of ``value_range`` (a grid end), else ``""``."""
+    low, high = value_range
+    return "lower" if value <= low + 1e-9 else "upper" if value >= high - 1e-9 else ""
+
+
+def edge_sentence(arrays, config):
+    """A sentence naming the horizons whose optimal beta lies at an end of the sampled range
+    (the surface still falls beyond it, so that optimum is a bound), or ``""`` if none does."""
+    rows = [row for row in summary_rows(arrays, config) if row["beta_edge"]]
+    if not rows:
+        return ""
+    parts = [f"the {row['horizon']}-step horizon ({row['beta_edge']} end, beta = {row['beta']:.3g})"
+             for row in rows]
+    return ("The optimal decay exponent lies on the boundary of the authors' range for "
+            + " and ".join(parts) + ": the surface is still falling there, so such an optimum is a "
+            "bound rather than a value, a ratio involving it is set by the range, and the end of its "
+            "interval away from the boundary is the informative number.")
 
 
 def summary_table(arrays, config):

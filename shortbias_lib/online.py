@@ -26,13 +26,15 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import hypergrad, models, training
 from .profiles import check_profile, pick
-from .runs import load_matching, progress, provenance, resolve_device, results_dir, save_result
+from .runs import (check_seed, check_writable, load_matching, progress, provenance,
+                   resolve_device, result_path, results_dir, run_lock, save_result)
 
 MODES = ("baseline", "stochastic", "deterministic")
 DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
@@ -431,17 +433,21 @@ def run_dataset(dataset, profile="quick", *, device="auto", seed=0, data_root=No
                 show_progress=True, overrides=None):
     """All runs of one data set (baseline, stochastic and deterministic SMD); returns a dict.
 
-    Each finished run is saved as a checkpoint under ``results/checkpoints`` and
-    reused when ``resume`` is true and its configuration matches. ``overrides``
+    Each finished run is saved as a checkpoint under ``results/checkpoints``
+    (``online_<profile>_seed<seed>_<key>.npz``, see :func:`checkpoint_path`) and
+    reused when ``resume`` is true and its configuration matches; a run holds the
+    file's :func:`~shortbias_lib.runs.run_lock` while it computes. ``overrides``
     replaces entries of :func:`sizes` (for exploring other sizes). Returns
     ``{"runs": {key: OnlineRun}, "config": dict, "source": str}``.
     """
     from . import data
 
     check_profile(profile)
+    seed = check_seed(seed)
     if dataset not in DATASET_MODELS:
         raise ValueError(f"dataset must be one of {', '.join(DATASET_MODELS)}; got {dataset!r}")
     dev = resolve_device(device)
+    folder = results_dir(results) / "checkpoints"
     cfg = dict(sizes(profile)[dataset], **(overrides or {}))
     train_set = data.load(dataset, train=True, root=data_root, limit=cfg["n_train"])
     test_set = data.load(dataset, train=False, root=data_root, limit=cfg["n_test"])
@@ -461,64 +467,87 @@ def run_dataset(dataset, profile="quick", *, device="auto", seed=0, data_root=No
                   filter_size=filter_size if dataset == "cifar10" else None, init_std=init_std,
                   momentum=momentum, baseline_lr=PAPER_BASELINE_LR[dataset], final_lr=1e-4,
                   adapt_until=cfg["steps"] // 2, source=train_set.source,
+                  data_fingerprint=[train_set.fingerprint, test_set.fingerprint],
                   n_train_used=len(train_set), n_test_used=len(test_set),
                   init_lrs=list(cfg["init_lrs"]), det_lrs=list(cfg["det_lrs"]))
     plan = [("baseline", PAPER_BASELINE_LR[dataset])]
     plan += [("stochastic", lr) for lr in cfg["init_lrs"]]
     plan += [("deterministic", lr) for lr in cfg["det_lrs"]]
-    folder = results_dir(results) / "checkpoints"
     runs = {}
     for mode, lr in progress(plan, desc=f"online {dataset}", disable=None if show_progress else True):
         key = run_key(dataset, mode, lr)
-        path = folder / f"online-{profile}-{key}.npz"
+        path = checkpoint_path(profile, seed, key, folder)
         run_config = dict(config, mode=mode, lr=lr, chapter=CHAPTER)
-        found = load_matching(path, run_config) if resume else None
+        expected = _run_expected(cfg["steps"])
+        found = load_matching(path, run_config, expected) if resume else None
         if found is not None:
             runs[key] = OnlineRun.from_arrays(found[0])
             continue
-        partial = folder / f"online-{profile}-{key}.partial.npz"
-        if not resume:
+        with run_lock(path):
+            check_writable(folder)
+            partial = path.with_suffix(".partial.npz")
+            if not resume:
+                partial.unlink(missing_ok=True)
+            train_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed, dev)
+            meta_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed + 1,
+                                                              dev)
+            run = online_run(apply, params, train_sampler, meta_sampler, lr, momentum, mode=mode,
+                             steps=cfg["steps"], adapt_every=cfg["adapt_every"],
+                             meta_steps=cfg["meta_steps"], horizon=cfg["horizon"],
+                             meta_lr=cfg["meta_lr"], eval_every=cfg["eval_every"], eval_fn=eval_fn,
+                             test_fn=test_fn, convention=convention, label=key,
+                             show_progress=show_progress,
+                             checkpoint_path=partial if cfg.get("checkpoint_every") else None,
+                             checkpoint_every=cfg.get("checkpoint_every"),
+                             checkpoint_config=run_config)
+            save_result(path, run.to_arrays(), provenance(profile, dev, seed, **run_config))
             partial.unlink(missing_ok=True)
-        train_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed, dev)
-        meta_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed + 1, dev)
-        run = online_run(apply, params, train_sampler, meta_sampler, lr, momentum, mode=mode,
-                         steps=cfg["steps"], adapt_every=cfg["adapt_every"],
-                         meta_steps=cfg["meta_steps"], horizon=cfg["horizon"],
-                         meta_lr=cfg["meta_lr"], eval_every=cfg["eval_every"], eval_fn=eval_fn,
-                         test_fn=test_fn, convention=convention, label=key,
-                         show_progress=show_progress,
-                         checkpoint_path=partial if cfg.get("checkpoint_every") else None,
-                         checkpoint_every=cfg.get("checkpoint_every"),
-                         checkpoint_config=run_config)
-        save_result(path, run.to_arrays(), provenance(profile, dev, seed, **run_config))
-        partial.unlink(missing_ok=True)
         runs[key] = run
     return {"runs": runs, "config": config, "source": train_set.source}
 
 
+def checkpoint_path(profile, seed, key, folder):
+    """File of one finished run in ``folder``: ``online_<profile>_seed<seed>_<key>.npz``
+    (its partial checkpoint: the same with ``.partial.npz``)."""
+    return Path(folder) / f"online_{profile}_seed{check_seed(seed)}_{key}.npz"
+
+
+def _run_expected(steps):
+    """What a finished run's file must hold (see :meth:`OnlineRun.to_arrays`)."""
+    expected = {name: () for name in OnlineRun.SCALARS + ("label", "mode")}
+    expected.update({name: None for name in OnlineRun.ARRAYS})
+    expected.update(eff_lr=(steps,), momentum=(steps,), losses=(steps,))
+    return expected
+
+
 def run_online(profile="quick", *, device="auto", seed=0, data_root=None, results=None, resume=True,
                datasets=("mnist", "cifar10"), convention="paper", filter_size=3, show_progress=True):
-    """Figures 7 and 8: online SMD on MNIST and CIFAR-10; writes ``online-<profile>.npz``.
+    """Figures 7 and 8: online SMD on MNIST and CIFAR-10; writes ``online_<profile>_seed<seed>.npz``.
 
     Returns ``{dataset: run_dataset(...) result}``. The result file holds
     every run's arrays under the prefix ``<dataset>__<mode>__<lr>__`` and a
     configuration with ``chapter``. The paper reports no number for these
-    experiments, so the file holds no ``reported_*`` arrays.
+    experiments, so the file holds no ``reported_*`` arrays. A second run of the
+    same profile and seed started while this one computes is refused
+    (:func:`~shortbias_lib.runs.run_lock`).
     """
     check_profile(profile)
+    seed = check_seed(seed)
     dev = resolve_device(device)
-    out, arrays, config = {}, {}, {"chapter": CHAPTER, "datasets": list(datasets)}
-    for dataset in datasets:
-        result = run_dataset(dataset, profile, device=device, seed=seed, data_root=data_root,
-                             results=results, resume=resume, convention=convention,
-                             filter_size=filter_size, show_progress=show_progress)
-        out[dataset] = result
-        config[dataset] = result["config"]
-        for key, run in result["runs"].items():
-            arrays.update(run.to_arrays(prefix=f"{key}__"))
-    arrays["run_keys"] = np.array(sorted(k for r in out.values() for k in r["runs"]))
-    path = results_dir(results) / f"online-{profile}.npz"
-    save_result(path, arrays, provenance(profile, dev, seed, **config))
+    path = result_path("online", profile, seed, results)
+    with run_lock(path):
+        check_writable(path.parent)
+        out, arrays, config = {}, {}, {"chapter": CHAPTER, "datasets": list(datasets)}
+        for dataset in datasets:
+            result = run_dataset(dataset, profile, device=device, seed=seed, data_root=data_root,
+                                 results=results, resume=resume, convention=convention,
+                                 filter_size=filter_size, show_progress=show_progress)
+            out[dataset] = result
+            config[dataset] = result["config"]
+            for key, run in result["runs"].items():
+                arrays.update(run.to_arrays(prefix=f"{key}__"))
+        arrays["run_keys"] = np.array(sorted(k for r in out.values() for k in r["runs"]))
+        save_result(path, arrays, provenance(profile, dev, seed, **config))
     if sys.stdout.isatty():  # a short summary for the shell; notebooks show tables instead
         print(f"wrote {path}")
         for dataset, result in out.items():

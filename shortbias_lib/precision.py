@@ -109,8 +109,7 @@ COMPONENTS = ("log effective learning rate", "log beta")
 def config_for(profile, seed=0):
     """The full configuration of a profile (what is saved with, and identifies, a result)."""
     check_profile(profile, extra=EXTRA_PROFILES)
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    runs.check_seed(seed)
     config = dict(BASE)
     config.update(SIZES[profile] if profile in EXTRA_PROFILES else pick(profile, SIZES))
     return check_config(config)
@@ -307,7 +306,9 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
         torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     try:
-        return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint)
+        with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
+            runs.check_writable(path.parent)
+            return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint)
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)

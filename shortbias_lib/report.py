@@ -13,6 +13,10 @@ only if it lies below, and is undecided otherwise.
 
 Archived runs (the paper's time scale, committed in ``archive/``) are
 collected the same way with ``profile="archive"``, apart from the live run's.
+
+Partial checkpoints (``*.partial.npz``) are not results and are left out. A file
+that cannot be read (damaged, or not written by this tool) is skipped by
+:func:`collect` and listed, with the reason, by :func:`provenance_table`.
 """
 
 import html
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from .errors import ResultFileError
 from .runs import load_result
 
 
@@ -100,11 +105,30 @@ def comparisons_of(arrays, meta, source):
                                                           arrays["reported_paper"], kinds, lows, highs)]
 
 
+def result_files(results_dir):
+    """The result files in ``results_dir``, sorted; partial checkpoints (``*.partial.npz``) left out."""
+    return sorted(path for path in Path(results_dir).glob("*.npz")
+                  if not path.name.endswith(".partial.npz"))
+
+
+def read_results(results_dir):
+    """``(readable, unreadable)``: ``[(path, arrays, meta)]`` and ``[(path, reason)]`` of
+    :func:`result_files` (a damaged file is reported, never raised)."""
+    readable, unreadable = [], []
+    for path in result_files(results_dir):
+        try:
+            arrays, meta = load_result(path)
+        except (ResultFileError, OSError) as error:
+            unreadable.append((path, str(error)))
+            continue
+        readable.append((path, arrays, meta))
+    return readable, unreadable
+
+
 def collect(results_dir, profile):
-    """All comparisons stored in ``results_dir`` by runs of ``profile``."""
+    """All comparisons stored in ``results_dir`` by runs of ``profile`` (unreadable files skipped)."""
     comparisons = []
-    for path in sorted(Path(results_dir).glob("*.npz")):
-        arrays, meta = load_result(path)
+    for path, arrays, meta in read_results(results_dir)[0]:
         if meta.get("profile") == profile:
             comparisons += comparisons_of(arrays, meta, path.name)
     return comparisons
@@ -163,17 +187,21 @@ def comparison_figure(comparisons):
 
 
 def provenance_table(results_dir, profile):
-    """A Markdown table of the provenance of every result file of ``profile``."""
+    """A Markdown table of the provenance of every result file of ``profile``, and a list of
+    the files that could not be read (whatever their profile: it cannot be read either)."""
     from IPython.display import Markdown
 
     keys = ("git_commit", "device", "seed", "time_utc")
     rows = ["| result file | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for path in sorted(Path(results_dir).glob("*.npz")):
-        _, meta = load_result(path)
+    readable, unreadable = read_results(results_dir)
+    for path, _, meta in readable:
         if meta.get("profile") != profile:
             continue
         cells = [html.escape(str(meta.get(key, ""))) for key in keys]
         rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
-    if len(rows) == 2:
-        return Markdown(f"No result file of profile `{profile}` was found.")
-    return Markdown("\n".join(rows))
+    text = ("\n".join(rows) if len(rows) > 2
+            else f"No result file of profile `{profile}` was found.")
+    if unreadable:
+        text += "\n\nThese files could not be read and were left out:\n\n" + "\n".join(
+            f"- `{path.name}`: {html.escape(reason)}" for path, reason in unreadable)
+    return Markdown(text)

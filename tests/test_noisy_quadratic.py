@@ -260,7 +260,7 @@ def test_run_figure3_saves_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setitem(nq.FIGURE3_FIT, "steps", 5)
     monkeypatch.setitem(nq.FIGURE3_FIT, "fixed_steps", 5)
     arrays = nq.run_figure3("smoke", results=tmp_path)
-    path = tmp_path / "figure3-smoke.npz"
+    path = tmp_path / "figure3_smoke_seed0.npz"
     assert path.exists()
     from shortbias_lib.runs import load_result
     saved, meta = load_result(path)

@@ -209,4 +209,8 @@ def test_the_archived_run_is_current_with_the_code(data_root):
         offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 2)),
         (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
     assert bad[0] == -1
-    np.testing.assert_allclose(values[0], arrays["objective"][s, :k + 1], rtol=1e-4)
+    # The archive trained 50 schedules at once (vmapped float32); one at a time rounds
+    # differently, and training amplifies that: measured 1e-7 after 100 steps and 2.3e-4
+    # after 1,000. Any change of the numerics moves these values by percents.
+    np.testing.assert_allclose(values[0, 0], arrays["objective"][s, 0], rtol=1e-5)
+    np.testing.assert_allclose(values[0, 1], arrays["objective"][s, 1], rtol=2e-3)

@@ -147,7 +147,7 @@ def test_bad_arguments_raise_value_errors():
 def test_run_online_smoke_writes_resumable_results(tmp_path, data_root):
     out = online.run_online("smoke", device="cpu", data_root=data_root, results=tmp_path,
                             show_progress=False)
-    path = tmp_path / "online-smoke.npz"
+    path = tmp_path / "online_smoke_seed0.npz"
     arrays, meta = load_result(path)
     assert meta["config"]["chapter"] == online.CHAPTER
     assert "reported_names" not in arrays  # the paper states no number for this experiment

@@ -153,3 +153,17 @@ def test_provenance_table_lists_only_the_profile_s_result_files(tmp_path):
     text = report.provenance_table(tmp_path, "quick").data
     assert "mine.npz" in text and "other.npz" not in text and "| cpu | 3 |" in text
     assert "No result file" in report.provenance_table(tmp_path, "smoke").data
+
+
+def test_reproducibility_report_skips_partial_files_and_reports_damaged_ones(tmp_path):
+    from shortbias_lib import report
+
+    arrays = dict(reported_names=np.array(["loss"]), reported_ours=np.array([5.0]),
+                  reported_paper=np.array([4.0]))
+    for name in ("a.npz", "a.partial.npz"):
+        runs.save_result(tmp_path / name, arrays, runs.provenance("quick", "cpu", 0, chapter="a"))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 and then nothing")
+    assert [c.source for c in report.collect(tmp_path, "quick")] == ["a.npz"]
+    text = report.provenance_table(tmp_path, "quick").data
+    assert "`a.npz`" in text and "a.partial.npz" not in text
+    assert "`broken.npz`: result file" in text and "--no-resume" in text
