@@ -272,8 +272,9 @@ def train(apply, state, batches, steps, lr, momentum=0.9, convention="paper",
     schedule = as_schedule(lr)
     if not isinstance(state, TrainState):
         state = init_state(state)
-    params = [p.detach().requires_grad_(True) for p in state.params]
-    velocity = list(state.velocity)
+    # Copies: the steps below are in place, and the caller's state must stay as it was.
+    params = [p.detach().clone().requires_grad_(True) for p in state.params]
+    velocity = [v.detach().clone() for v in state.velocity]
     start = state.step
     if check_every is None:
         check_every = 1 if params[0].device.type == "cpu" else 100

@@ -201,3 +201,18 @@ def test_train_batched_moves_schedule_tensors_to_the_device_once():
     params, images, labels, batches = problem()
     train_batched(mlp_apply, params, Watching(alpha0, beta, K=7), 3, batches, 0.9)
     assert Watching.devices and all(d == params[0].device for d in Watching.devices)
+
+
+def test_train_leaves_the_callers_state_unchanged():
+    """Training twice from one state gives the same run (the steps work on copies)."""
+    generator = torch.Generator().manual_seed(3)
+    params = mlp_init(generator, (6, 5, 3), 0.5, torch.float64)
+    state = init_state(params, tuple(torch.full_like(p, 0.01) for p in params))
+    before = [t.clone() for t in state.params + state.velocity]
+    images = torch.rand(8, 6, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 3, (8,), generator=generator)
+    first = train(mlp_apply, state, [(images, labels)], 5, 0.1)
+    second = train(mlp_apply, state, [(images, labels)], 5, 0.1)
+    for old, now in zip(before, state.params + state.velocity):
+        assert torch.equal(old, now)
+    np.testing.assert_array_equal(first.losses, second.losses)
