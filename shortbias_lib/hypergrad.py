@@ -672,8 +672,9 @@ def smd(apply, state, hyper, horizon, meta_steps, sampler=None, batch_fn=None,
     (to keep its state across calls, as online SMD does). The schedule is
     read at ``t0 + i`` in the lookahead (default ``t0 = state.step``; pass
     ``t0=0`` to start an inverse-time schedule at t = 0 after a warm start).
-    A diverging lookahead stops SMD and is reported (``diverged``, its meta
-    step and step).
+    A diverging lookahead, or a hypergradient that is not finite, stops SMD
+    and is reported (``diverged``, its meta step and step); a ``batch_fn``
+    whose lookahead is not ``horizon`` batches long is a ``ValueError``.
     """
     horizon = check_steps(horizon, "horizon")
     meta_steps = check_steps(meta_steps, "meta_steps", minimum=0)
@@ -710,6 +711,11 @@ def smd(apply, state, hyper, horizon, meta_steps, sampler=None, batch_fn=None,
             result = hypergradient(apply, state, current, lookahead, evaluation, convention, t0)
         except DivergenceError as err:
             diverged_meta, diverged_step = m, err.step
+            break
+        if len(result.losses) != horizon:
+            raise ValueError(f"batch_fn gave {len(result.losses)} lookahead batches; horizon is {horizon}")
+        if not np.all(np.isfinite(result.grad)):  # finite losses, overflowed tangents
+            diverged_meta, diverged_step = m, (state.step if t0 is None else t0) + horizon
             break
         losses.append(result.loss)
         grads.append(result.grad)

@@ -315,6 +315,31 @@ def test_smd_reports_divergence():
     assert len(result.meta_losses) == 0
 
 
+def test_smd_stops_on_a_non_finite_hypergradient_and_checks_lookahead_length(monkeypatch):
+    import shortbias_lib.hypergrad as hg
+
+    state, images, labels = mlp_problem()
+    sampler = BatchSampler(images, labels, 16, seed=1)
+    real = hg.hypergradient
+
+    def overflowed(*args, **kwargs):  # finite losses, tangents that overflowed
+        result = real(*args, **kwargs)
+        result.grad = np.array([np.nan])
+        return result
+
+    monkeypatch.setattr(hg, "hypergradient", overflowed)
+    result = smd(mlp_apply, state, Hyperparameters(0.1, 0.9, learn=("lr",)), 4, 3, sampler)
+    assert result.diverged and result.diverged_meta_step == 0 and result.diverged_step == state.step + 4
+    assert len(result.meta_losses) == 0
+    monkeypatch.setattr(hg, "hypergradient", real)
+
+    def short(m):  # a generator one batch short of the horizon
+        return (b for b in batches_of(images, labels, 8, 3)), batches_of(images, labels, 8, 1)
+
+    with pytest.raises(ValueError, match="horizon is 4"):
+        smd(mlp_apply, state, Hyperparameters(0.1, 0.9), 4, 1, batch_fn=short)
+
+
 def test_generators_of_batches_give_the_same_hypergradient():
     state, images, labels = mlp_problem()
     hyper = HYPERS[0]
