@@ -25,7 +25,7 @@ import torch
 
 from .errors import DivergenceError
 from .models import loss_fn, mlp_apply
-from .training import (TrainState, check_convention, check_momentum,
+from .training import (TrainState, check_convention, check_momentum, diverged,
                        check_steps, init_state, momentum_step)
 
 LEARNABLE = ("lr", "momentum", "beta")
@@ -299,7 +299,7 @@ def hypergradient(apply, state, hyper, batches, eval_batches, convention="paper"
     if n < 1:
         raise ValueError("eval_batches gave no batch")
     meta = meta.item() / n  # the one synchronisation for the meta-objective
-    if not math.isfinite(meta):
+    if diverged(meta):
         raise DivergenceError(t0 + T, meta, "meta-objective")
     grad = sum(d.reshape(P, -1) @ s.reshape(-1) for d, s in zip(dw_, unflat(gsum))) / n
     final = TrainState(unflat(w.clone()), unflat(v.clone()), state.step + T)
@@ -334,7 +334,7 @@ class _LossCheck:
             self.host[start:self.count] = values
         else:
             self.host.extend(values.tolist())
-        bad = np.flatnonzero(~np.isfinite(values))
+        bad = np.flatnonzero(diverged(values))
         if bad.size:
             raise DivergenceError(self.t0 + start + int(bad[0]), float(values[bad[0]]), "lookahead loss")
 

@@ -211,7 +211,7 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
         if eval_fn is None:
             return True
         value = float(eval_fn(tuple(p.detach() for p in state.params)))
-        if not math.isfinite(value):
+        if training.diverged(value):
             diverged_step = t
             return False
         eval_steps.append(t)

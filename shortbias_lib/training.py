@@ -22,6 +22,18 @@ from .errors import DivergenceError
 from .models import loss_fn
 
 CONVENTIONS = ("paper", "heavy_ball")
+# A loss above this counts as diverged, like NaN or infinity: the cross-entropy of a
+# network that is still training is below ~1e3, and an exploded one can stay finite (1e216)
+# for many steps before it overflows.
+LOSS_LIMIT = 1e30
+
+
+def diverged(values):
+    """Elementwise: NaN, infinite, or above :data:`LOSS_LIMIT` (NumPy arrays or tensors)."""
+    if isinstance(values, torch.Tensor):
+        return ~torch.isfinite(values) | (values.abs() > LOSS_LIMIT)
+    values = np.asarray(values, dtype=np.float64)
+    return ~np.isfinite(values) | (np.abs(values) > LOSS_LIMIT)
 
 
 # ---------------------------------------------------------------- validation
@@ -262,8 +274,8 @@ def train(apply, state, batches, steps, lr, momentum=0.9, convention="paper",
 
     The schedule is evaluated at the global step ``state.step + i``, so a run
     can be continued in pieces. ``eval_fn(params) -> float`` is called at the
-    global steps listed in ``eval_steps`` (after that many steps). A NaN or
-    infinite loss stops the run: the result says ``diverged`` and the step
+    global steps listed in ``eval_steps`` (after that many steps). A diverged loss
+    (NaN, infinite or above :data:`LOSS_LIMIT`, :func:`diverged`) stops the run: the result says ``diverged`` and the step
     (or :class:`DivergenceError` is raised if ``raise_on_divergence``).
     """
     steps = check_steps(steps, minimum=0)
@@ -308,7 +320,7 @@ def train(apply, state, batches, steps, lr, momentum=0.9, convention="paper",
             values = torch.stack(pending).double().cpu().numpy()
             losses.extend(values.tolist())
             pending = []
-            bad = np.flatnonzero(~np.isfinite(values))
+            bad = np.flatnonzero(diverged(values))
             if bad.size:
                 diverged_step = start + len(losses) - len(values) + int(bad[0])
                 losses = losses[:len(losses) - len(values) + int(bad[0]) + 1]
@@ -373,8 +385,8 @@ def train_batched(apply, params, schedule, steps, batches, momentum=0.9, convent
     The loss of each run is recorded at ``record_steps`` (after that many
     steps; default: ``[steps]``): the minibatch loss of that step, or
     ``eval_fn(stacked_params) -> (S_group,)`` if given (e.g.
-    :func:`batched_loss` on fixed training batches). A run whose loss becomes
-    NaN or infinite is marked diverged at that step and its records from
+    :func:`batched_loss` on fixed training batches). A run whose loss diverges
+    (:func:`diverged`) is marked diverged at that step and its records from
     then on are NaN. ``chunk`` runs the S runs in groups of that size, one
     after the other at every step, to bound the memory of the vmapped
     gradient; all groups see the same batches. Nothing syncs the device
@@ -477,7 +489,7 @@ def _slice(value, a, b):
 
 
 def _mark(bad, value, t):
-    newly = ~torch.isfinite(value) & (bad < 0)
+    newly = diverged(value) & (bad < 0)
     bad.masked_fill_(newly, t)
 
 

@@ -188,7 +188,11 @@ def test_divergence_reports_the_first_bad_step_whatever_the_check_interval(monke
     from shortbias_lib.errors import DivergenceError
     from shortbias_lib.training import train
 
+    from shortbias_lib import training
+
     monkeypatch.setattr(hypergrad, "CHECK_EVERY", check_every)
+    # Only NaN and infinity count here, so that the first bad step lies several steps in.
+    monkeypatch.setattr(training, "LOSS_LIMIT", math.inf)
     state, images, labels = mlp_problem()
     state = init_state(tuple(p.float() for p in state.params), step=7)
     look = batches_of(images.float(), labels, 8, 12)
