@@ -162,19 +162,19 @@ glue("arch_T_long", archived_horizons[-1], display=False)
 
 # %% [markdown]
 # **Best $\beta$.** The optimum's $\beta$ of the {glue:text}`arch_T_short`-step horizon is
-# {glue:text}`arch_beta_ratio:.3g` times that of the {glue:text}`arch_T_long`-step horizon
-# (95% interval {glue:text}`arch_beta_low:.3g` to {glue:text}`arch_beta_high:.3g`): against
+# {glue:text}`arch_beta_ratio:,.0f` times that of the {glue:text}`arch_T_long`-step horizon
+# (95% interval {glue:text}`arch_beta_low:,.0f` to {glue:text}`arch_beta_high:,.0f`): against
 # the paper's "more than 100 times", {glue:text}`arch_beta_verdict`. Across the four
 # horizons the best $\beta$ {glue:text}`arch_beta_trend` as the horizon grows.
 # {glue:md}`arch_edges`
 #
 # **Training loss after 20k steps.** On the smoothed {glue:text}`arch_T_long`-step surface,
-# the shortest horizon's optimum ends with a training loss {glue:text}`arch_loss_ratio:.3g`
+# the shortest horizon's optimum ends with a training loss {glue:text}`arch_loss_ratio:,.0f`
 # times that of the longest horizon's optimum (95% bootstrap interval
-# {glue:text}`arch_loss_low:.3g` to {glue:text}`arch_loss_high:.3g`): against the paper's
+# {glue:text}`arch_loss_low:,.0f` to {glue:text}`arch_loss_high:,.0f`): against the paper's
 # "more than 1000 times", {glue:text}`arch_loss_verdict`. Training the two optima for
 # {glue:text}`arch_T_long` steps (Figure 6 below) gives a ratio of
-# {glue:text}`arch_loss_trained:.3g`, {glue:text}`arch_trained_verdict` the paper's bound;
+# {glue:text}`arch_loss_trained:,.0f`, {glue:text}`arch_trained_verdict` the paper's bound;
 # smoothing averages over neighbouring schedules and flattens the deepest valleys, so the
 # smoothed ratio tends to understate the trained one.
 
