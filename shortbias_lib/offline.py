@@ -507,26 +507,33 @@ def result_path(profile, seed, results=None):
     return runs.results_dir(results) / f"offline_mnist_{profile}_seed{seed}.npz"
 
 
-def _load_same(path, config, profile, seed):
-    """A result file at ``path`` made with this configuration, profile and seed, else ``None``."""
-    return runs.load_matching(path, config, same={"profile": profile, "seed": seed})
+def _load_same(path, config, profile, seed, data_fingerprint=None):
+    """A result file at ``path`` made with this configuration, profile and seed (and, when both
+    record one, from the same data: ``data_fingerprint``), else ``None``."""
+    found = runs.load_matching(path, config, same={"profile": profile, "seed": seed})
+    if found is not None and data_fingerprint is not None:
+        recorded = found[1].get("data_fingerprint")
+        if recorded is not None and recorded != json_roundtrip(data_fingerprint):
+            return None
+    return found
 
 
 def run_experiment(config, train_data, test_data, path, *, profile="quick", seed=0, device="cpu",
-                   resume=True, on_checkpoint=None, show_progress=True):
+                   resume=True, on_checkpoint=None, show_progress=True, data_fingerprint=None):
     """Run (or resume) the whole offline experiment for ``config``; returns ``(arrays, meta)``.
 
     ``train_data``/``test_data`` are ``(images, labels)``. A finished file
     at ``path`` with the same configuration is reused when ``resume``; a
     partial checkpoint (``path`` with suffix ``.partial.npz``) is continued.
     ``on_checkpoint(stage)`` is called after every checkpoint (tests use it
-    to interrupt a run).
+    to interrupt a run). ``data_fingerprint`` (e.g. the data sets' fingerprints) is
+    recorded in the provenance; a file recorded from other data is not reused.
     """
     config = check_config(config)
     path = Path(path)
     device = torch.device(device)
     if resume:
-        found = _load_same(path, config, profile, seed)
+        found = _load_same(path, config, profile, seed, data_fingerprint)
         if found is not None:
             return found
     # Tiny learning rates (large beta) push weights' updates into subnormal numbers, which
@@ -536,13 +543,13 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
         with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
             runs.check_writable(path.parent)
             return _run_experiment(config, train_data, test_data, path, profile, seed, device,
-                                   resume, on_checkpoint, show_progress)
+                                   resume, on_checkpoint, show_progress, data_fingerprint)
     finally:
         torch.set_flush_denormal(False)
 
 
 def _run_experiment(config, train_data, test_data, path, profile, seed, device, resume,
-                    on_checkpoint, show_progress):
+                    on_checkpoint, show_progress, data_fingerprint):
     partial = path.with_suffix(".partial.npz")
     dtype = getattr(torch, config["dtype"])
     mu, conv = config["momentum"], config["convention"]
@@ -569,13 +576,15 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
               "refined_horizons": np.asarray(0)}
     smd_starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
     if resume:
-        saved = _load_same(partial, config, profile, seed)
+        saved = _load_same(partial, config, profile, seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
     else:
         partial.unlink(missing_ok=True)
 
     started = runs.provenance(profile, device, seed, **config)  # the commit that computes it
+    if data_fingerprint is not None:
+        started["data_fingerprint"] = data_fingerprint
 
     def save(stage):
         meta = dict(started, stage=stage)
@@ -786,24 +795,21 @@ def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, resul
     """CLI/chapter entry point: the offline experiment of ``profile``; returns ``(arrays, meta)``.
 
     Writes ``results/offline_mnist_{profile}_seed{seed}.npz`` (or ``path``),
-    reusing a finished file of the same configuration and resuming a
-    partial one when ``resume``.
+    reusing a finished file of the same configuration and data and resuming
+    a partial one when ``resume``.
     """
     from .data import load
 
     config = config_for(profile, seed)
     device = runs.resolve_device(device)
     path = Path(path) if path is not None else result_path(profile, seed, results)
-    if resume:
-        found = _load_same(path, config, profile, seed)
-        if found is not None:
-            return found
+    # The data come first (seconds), so that a result made from other data is not reused.
     train_set = load("mnist", train=True, root=data_root, limit=config["train_limit"])
     test_set = load("mnist", train=False, root=data_root, limit=config["test_limit"])
     arrays, meta = run_experiment(config, (train_set.images, train_set.labels),
                                   (test_set.images, test_set.labels), path, profile=profile,
-                                  seed=seed, device=device,
-                                  resume=resume, show_progress=show_progress)
+                                  seed=seed, device=device, resume=resume, show_progress=show_progress,
+                                  data_fingerprint=[train_set.fingerprint, test_set.fingerprint])
     return arrays, meta
 
 

@@ -214,3 +214,27 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     # after 1,000. Any change of the numerics moves these values by percents.
     np.testing.assert_allclose(values[0, 0], arrays["objective"][s, 0], rtol=1e-5)
     np.testing.assert_allclose(values[0, 1], arrays["objective"][s, 1], rtol=2e-3)
+
+
+def test_a_result_from_other_data_is_not_reused(tmp_path):
+    from test_offline import _data
+
+    config = _tiny_config(bootstrap_reps=5)
+    path = tmp_path / "run.npz"
+
+    def run(fingerprint, calls):
+        return offline.run_experiment(config, _data(120, 0), _data(40, 1), path, profile="smoke",
+                                      on_checkpoint=calls.append, show_progress=False,
+                                      data_fingerprint=fingerprint)
+
+    first, meta = run(["train-a", "test-a"], [])
+    assert meta["data_fingerprint"] == ["train-a", "test-a"]
+    same = []
+    run(["train-a", "test-a"], same)
+    assert same == []                                   # same data: reused
+    other = []
+    run(["train-b", "test-a"], other)
+    assert other                                         # other data: recomputed
+    unknown = []
+    run(None, unknown)                                   # no fingerprint to compare: reused
+    assert unknown == []
