@@ -540,3 +540,32 @@ def test_a_damaged_cache_is_rebuilt_and_an_unwritable_one_is_done_without(tmp_pa
     blocked.write_text("")
     monkeypatch.setattr(data, "cache_dir", lambda: blocked / "decoded")  # cannot be created
     assert torch.equal(data.load("cifar10", train=False, root=root).images, first.images)
+
+
+def test_beyond_mnist_does_not_reuse_a_result_made_from_other_data(tmp_path, monkeypatch):
+    """The finished file is reused only if it was made from data with the same fingerprint."""
+    def load(name, train=True, root=None, limit=None, download=None):
+        return data.Dataset(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long), name, "synthetic",
+                            fingerprint="today")
+
+    monkeypatch.setattr(data, "load", load)
+    computed = []
+
+    def compute(path, cfg, profile, seed, dataset):  # writes a valid file, as the real one would
+        computed.append(dataset.fingerprint)
+        arrays = {name: np.zeros([n if n is not None else 1 for n in shape])
+                  for name, shape in beyond._mnist_expected(cfg).items()}
+        meta = runs.provenance(profile, "cpu", seed, **cfg)
+        meta["data"] = {"source": "synthetic", "fingerprint": recorded}
+        runs.save_result(path, arrays, meta)
+
+    monkeypatch.setattr(beyond, "_compute_beyond_mnist", compute)
+    recorded = "yesterday"
+    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path)
+    assert computed == ["today"]
+    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # recorded "yesterday": redone
+    assert computed == ["today", "today"]
+    recorded = "today"
+    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path, resume=False)
+    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # same data: reused
+    assert computed == ["today", "today", "today"]
