@@ -283,7 +283,7 @@ def archive_path(seed=0):
 
 
 def run_experiment(config, train_data, path, *, profile="quick", seed=0, device="cpu", resume=True,
-                   on_checkpoint=None):
+                   on_checkpoint=None, data_fingerprint=None):
     """Run (or resume) the measurement for ``config`` on ``train_data = (images, labels)``.
 
     Returns ``(arrays, meta)``. A finished file at ``path`` with the same
@@ -292,13 +292,14 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
     hypergradient) is continued. ``on_checkpoint(stage)`` is called after each
     checkpoint (tests use it to interrupt a run). Uses one torch thread on the
     CPU (the unbatched network gains nothing from more) and flushes subnormal
-    numbers as the offline experiment does.
+    numbers as the offline experiment does. ``data_fingerprint`` is recorded in the
+    provenance; a file recorded from other data is not reused.
     """
     config = check_config(config)
     path = Path(path)
     device = torch.device(device)
     if resume:
-        found = _load_same(path, config, profile, seed)
+        found = _load_same(path, config, profile, seed, data_fingerprint)
         if found is not None:
             return _with_summary(found)
     threads = torch.get_num_threads()
@@ -308,13 +309,14 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
     try:
         with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
             runs.check_writable(path.parent)
-            return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint)
+            return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
+                        data_fingerprint)
     finally:
         torch.set_flush_denormal(False)
         torch.set_num_threads(threads)
 
 
-def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint):
+def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint, data_fingerprint):
     partial = path.with_suffix(".partial.npz")
     horizons = tuple(int(h) for h in config["horizons"])
     table = variants(config)
@@ -339,12 +341,14 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint)
               "rounded_objective": np.full(H, np.nan), "rounded_lost": np.full(max(horizons), np.nan),
               "rounded_done": np.asarray(False)}
     if resume:
-        saved = _load_same(partial, config, profile, seed)
+        saved = _load_same(partial, config, profile, seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
     else:
         partial.unlink(missing_ok=True)
     started = runs.provenance(profile, device, seed, **config)
+    if data_fingerprint is not None:
+        started["data_fingerprint"] = data_fingerprint
 
     def save(stage):
         runs.save_result(partial, arrays, dict(started, stage=stage))
@@ -431,13 +435,11 @@ def run_precision(profile="quick", *, device="auto", seed=0, data_root=None, res
     config = config_for(profile, seed)
     device = runs.resolve_device(device)
     path = Path(path) if path is not None else result_path(profile, seed, results)
-    if resume:
-        found = _load_same(path, config, profile, seed)
-        if found is not None:
-            return _with_summary(found)
+    # The data come first (seconds), so that a result made from other data is not reused.
     train_set = load("mnist", train=True, root=data_root, limit=config["train_limit"])
     return run_experiment(config, (train_set.images, train_set.labels), path, profile=profile,
-                          seed=seed, device=device, resume=resume)
+                          seed=seed, device=device, resume=resume,
+                          data_fingerprint=[train_set.fingerprint])
 
 
 def load_precision(path):

@@ -243,3 +243,16 @@ def test_rounding_the_weights_loses_updates_below_half_a_float32_unit():
     normal = Hyperparameters(lr=0.5, momentum=0.0, beta=1.0, K=20.0, learn=("lr", "beta"))
     _, lost = precision.rounded_weights_run(state, normal, batches, (4,), objective)
     assert np.all(lost < 0.5)
+
+
+def test_a_result_from_other_data_is_recomputed(tmp_path):
+    config, data, path = _tiny_config(), _data(), tmp_path / "precision.npz"
+    _, meta = precision.run_experiment(config, data, path, profile="smoke", seed=0, data_fingerprint=["a"])
+    assert meta["data_fingerprint"] == ["a"]
+    stages = []
+    precision.run_experiment(config, data, path, profile="smoke", seed=0, data_fingerprint=["a"],
+                             on_checkpoint=stages.append)
+    assert stages == []                     # the same data: reused
+    precision.run_experiment(config, data, path, profile="smoke", seed=0, data_fingerprint=["b"],
+                             on_checkpoint=stages.append)
+    assert stages                           # other data: recomputed
