@@ -251,6 +251,32 @@ def warm_start(params, batches, steps=50, lr=0.1, momentum=0.9, convention="pape
     return init_state(result.state.params, result.state.velocity, step=0)
 
 
+def seeded_warm_start(config, seed, images, labels, dtype=torch.float32, device=None):
+    """The experiment's warm start from its seed: the MLP drawn with key ``(seed, 0)``, then
+    :func:`warm_start` on minibatches of key ``(seed, 1)`` (``config`` gives the sizes)."""
+    generator = torch.Generator().manual_seed(_seed(seed, 0))
+    params = mlp_init(generator, tuple(config["sizes"]), config["init_std"], dtype, device)
+    return warm_start(params, StepBatches(images, labels, config["batch_size"], _seed(seed, 1)),
+                      config["warm_steps"], config["warm_lr"], config["warm_momentum"],
+                      config["convention"])
+
+
+def warm_arrays(state):
+    """A warm start as result-file arrays ``warm_params_i``, ``warm_velocity_i``."""
+    arrays = {}
+    for i, (p, v) in enumerate(zip(state.params, state.velocity)):
+        arrays[f"warm_params_{i}"] = p.cpu().numpy()
+        arrays[f"warm_velocity_{i}"] = v.cpu().numpy()
+    return arrays
+
+
+def warm_state(arrays, device=None):
+    """The warm start stored by :func:`warm_arrays`, as a :class:`~shortbias_lib.training.TrainState`."""
+    n = len([k for k in arrays if k.startswith("warm_params_")])
+    return init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"], device=device) for i in range(n)),
+                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"], device=device) for i in range(n)))
+
+
 def horizon_objectives(state, alpha0, beta, K, horizons, batches, objective, momentum=0.9,
                        convention="paper", eval_chunk=1000, apply=mlp_apply):
     """Meta-objectives of every horizon from ONE run per schedule.
@@ -594,19 +620,12 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
 
     # 1. warm start (saved, so that a resumed run continues from the very same weights).
     if "warm_params_0" not in arrays:
-        generator = torch.Generator().manual_seed(_seed(seed, 0))
-        params = mlp_init(generator, config["sizes"], config["init_std"], dtype, device)
-        warm = warm_start(params, StepBatches(images, labels, config["batch_size"], _seed(seed, 1)),
-                          config["warm_steps"], config["warm_lr"], config["warm_momentum"], conv)
-        for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
-            arrays[f"warm_params_{i}"] = p.cpu().numpy()
-            arrays[f"warm_velocity_{i}"] = v.cpu().numpy()
+        warm = seeded_warm_start(config, seed, images, labels, dtype, device)
+        arrays.update(warm_arrays(warm))
         arrays["warm_objective"] = np.asarray(
             batched_metrics(tuple(p.unsqueeze(0) for p in warm.params), *objective, chunk_eval)[0][0])
         save("warm start")
-    n_params = len([k for k in arrays if k.startswith("warm_params_")])
-    state = init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"], device=device) for i in range(n_params)),
-                       tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"], device=device) for i in range(n_params)))
+    state = warm_state(arrays, device)
 
     # 2. the sweep: chunks of samples, one run of max(horizons) steps each.
     sweep_batches = StepBatches(images, labels, config["batch_size"], _seed(seed, 2))

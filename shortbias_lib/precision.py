@@ -52,9 +52,10 @@ import torch
 from . import runs
 from .errors import DivergenceError
 from .hypergrad import Hyperparameters, autograd_grad_hvp, hypergradient
-from .models import loss_fn, mlp_apply, mlp_init
+from .models import loss_fn, mlp_apply
 from .offline import BASE as OFFLINE_BASE
-from .offline import StepBatches, _load_same, _seed, json_roundtrip, warm_start
+from .offline import (StepBatches, _load_same, _seed, json_roundtrip, seeded_warm_start, warm_arrays,
+                      warm_state)
 from .profiles import check_profile, pick
 from .training import check_convention, init_state, momentum_step
 
@@ -357,18 +358,9 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
 
     # The offline experiment's warm start: same seeds, same code, in its dtype.
     if "warm_params_0" not in arrays:
-        generator = torch.Generator().manual_seed(_seed(seed, 0))
-        params = mlp_init(generator, config["sizes"], config["init_std"], warm_dtype, device)
-        warm = warm_start(params, StepBatches(images, labels, config["batch_size"], _seed(seed, 1)),
-                          config["warm_steps"], config["warm_lr"], config["warm_momentum"],
-                          config["convention"])
-        for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
-            arrays[f"warm_params_{i}"] = p.cpu().numpy()
-            arrays[f"warm_velocity_{i}"] = v.cpu().numpy()
+        arrays.update(warm_arrays(seeded_warm_start(config, seed, images, labels, warm_dtype, device)))
         save("warm start")
-    n_params = len([k for k in arrays if k.startswith("warm_params_")])
-    warm = init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"]) for i in range(n_params)),
-                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"]) for i in range(n_params)))
+    warm = warm_state(arrays)
 
     hyper = Hyperparameters(lr=float(config["alpha0"]), momentum=config["momentum"],
                             beta=float(config["beta"]), K=float(config["K"]), learn=("lr", "beta"),
@@ -674,7 +666,6 @@ def conclusion(arrays, smd_horizons=(100, 1000, 5000)):
     archive's SMD horizons)."""
     horizons = [int(h) for h in arrays["horizons"]]
     verdict = [str(v) for v in arrays["summary_verdict"]]
-    f32 = np.nanmax(np.asarray(arrays["summary_float32"]), axis=1)
     anyf = np.nanmax(np.asarray(arrays["summary_float32_any"]), axis=1)
     fewest = np.asarray(arrays["summary_float32_fewest"])
     any_loss = np.asarray(arrays["summary_float32_any_loss"])

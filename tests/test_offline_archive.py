@@ -9,7 +9,7 @@ import torch
 
 from shortbias_lib import offline, report
 from shortbias_lib.models import mean_loss, mlp_apply
-from shortbias_lib.training import InverseTime, init_state, train
+from shortbias_lib.training import InverseTime, train
 
 from test_offline import Interrupt, _run, _tiny_config
 
@@ -118,8 +118,7 @@ def test_refinement_samples_are_trained_to_their_horizon_only(tmp_path):
     from test_offline import _data
     images, labels = _data(120, 0)
     s, k = S + 2 * 1, 1
-    warm = init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"]) for i in range(4)),
-                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"]) for i in range(4)))
+    warm = offline.warm_state(arrays)
     batches = offline.StepBatches(images, labels, config["batch_size"], offline._seed(0, 2))
     run = train(mlp_apply, warm, batches, config["horizons"][k],
                 InverseTime(10.0 ** arrays["log10_alpha0"][s], 10.0 ** arrays["log10_beta"][s], config["K"]))
@@ -152,8 +151,7 @@ def test_figure6_trains_the_surface_optima(tmp_path):
     config = meta["config"]
     from test_offline import _data
     images, labels = _data(120, 0)
-    warm = init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"]) for i in range(4)),
-                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"]) for i in range(4)))
+    warm = offline.warm_state(arrays)
     batches = offline.StepBatches(images, labels, config["batch_size"], offline._seed(0, 2))
     k, T = 0, max(config["horizons"])
     log_a, log_b = arrays["surface_log10"][k]
@@ -179,7 +177,6 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     regenerated with ``offline.ARCHIVE_COMMAND``.
     """
     from shortbias_lib.data import load
-    from shortbias_lib.models import mlp_init
     from shortbias_lib.runs import REPO_ROOT
 
     arrays, meta = offline.load_offline(offline.archive_path())
@@ -190,11 +187,7 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     config, seed = meta["config"], meta["seed"]
     train_set = load("mnist", train=True, root=data_root)
     images, labels = train_set.images.to(torch.float32), train_set.labels
-    params = mlp_init(torch.Generator().manual_seed(offline._seed(seed, 0)), tuple(config["sizes"]),
-                      config["init_std"], torch.float32, torch.device("cpu"))
-    warm = offline.warm_start(params, offline.StepBatches(images, labels, config["batch_size"],
-                                                          offline._seed(seed, 1)),
-                              config["warm_steps"], config["warm_lr"], config["warm_momentum"])
+    warm = offline.seeded_warm_start(config, seed, images, labels)
     for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
         np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=1e-6)
