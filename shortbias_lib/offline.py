@@ -567,7 +567,6 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     torch.set_flush_denormal(True)
     try:
         with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
-            runs.check_writable(path.parent)
             return _run_experiment(config, train_data, test_data, path, profile, seed, device,
                                    resume, on_checkpoint, show_progress, data_fingerprint)
     finally:

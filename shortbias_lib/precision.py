@@ -309,7 +309,6 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
     torch.set_flush_denormal(True)
     try:
         with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
-            runs.check_writable(path.parent)
             return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
                         data_fingerprint)
     finally:

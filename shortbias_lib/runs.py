@@ -151,6 +151,8 @@ def run_lock(path):
     ``flock`` on the lock file, which the system drops when its holder dies, so a
     leftover lock file (a killed run, a dead pid) is simply taken over. The lock file
     holds ``"<pid> <host>"`` for the message and is removed on exit. POSIX only.
+    Inside the block the results folder is known to be writable (:func:`check_writable`),
+    so a long computation never starts only to fail when it saves.
     """
     import fcntl
 
@@ -173,6 +175,7 @@ def run_lock(path):
         except OSError:  # a file system without locks: run unprotected, as before locks existed
             os.close(fd)
             lock.unlink(missing_ok=True)
+            check_writable(lock.parent)
             yield lock
             return
         except BaseException:
@@ -188,6 +191,7 @@ def run_lock(path):
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        check_writable(lock.parent)
         yield lock
     finally:
         try:
