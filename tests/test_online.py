@@ -202,3 +202,15 @@ def test_a_fresh_run_with_the_same_seed_repeats_every_number(tmp_path, data_root
             repeat = second[dataset]["runs"][key]
             assert np.array_equal(run.eff_lr, repeat.eff_lr, equal_nan=True)
             assert np.array_equal(run.eval_losses, repeat.eval_losses, equal_nan=True)
+
+
+def test_the_archive_profile_is_the_papers_mnist_scale_with_fewer_meta_steps():
+    archive, paper = online.sizes("archive"), online.sizes("paper")
+    assert list(archive) == ["mnist"]
+    differ = {k for k in paper["mnist"] if archive["mnist"][k] != paper["mnist"][k]}
+    assert differ == {"meta_steps", "meta_lr"}
+    # the same largest move of log alpha per adaptation (Adam moves at most ~meta_lr a step)
+    assert archive["mnist"]["meta_steps"] * archive["mnist"]["meta_lr"] == pytest.approx(
+        paper["mnist"]["meta_steps"] * paper["mnist"]["meta_lr"])
+    with pytest.raises(ValueError, match="dataset must be one of mnist"):
+        online.run_dataset("cifar10", "archive")
