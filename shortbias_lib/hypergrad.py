@@ -604,6 +604,19 @@ class Adam:
         s_hat = self.s / (1 - self.beta2 ** self.t)
         return u - self.lr * m_hat / (np.sqrt(s_hat) + self.eps)
 
+    def state_dict(self):
+        """The moments and step count as arrays (empty moments before the first step)."""
+        empty = np.zeros(0)
+        return {"m": empty if self.m is None else np.array(self.m),
+                "s": empty if self.s is None else np.array(self.s), "t": int(self.t)}
+
+    def load_state_dict(self, state):
+        """Continue from :meth:`state_dict`'s output."""
+        self.t = int(state["t"])
+        started = self.t > 0 and np.size(state["m"]) > 0
+        self.m = np.array(state["m"], dtype=np.float64) if started else None
+        self.s = np.array(state["s"], dtype=np.float64) if started else None
+
 
 class Momentum:
     """Heavy-ball momentum on a small NumPy vector, minimizing."""
@@ -620,6 +633,15 @@ class Momentum:
             self.velocity = np.zeros_like(u)
         self.velocity = self.momentum * self.velocity + grad
         return u - self.lr * self.velocity
+
+    def state_dict(self):
+        """The velocity as an array (empty before the first step)."""
+        return {"velocity": np.zeros(0) if self.velocity is None else np.array(self.velocity)}
+
+    def load_state_dict(self, state):
+        """Continue from :meth:`state_dict`'s output."""
+        velocity = np.asarray(state["velocity"], dtype=np.float64)
+        self.velocity = velocity.copy() if velocity.size else None
 
 
 META_OPTIMIZERS = {"adam": Adam, "momentum": Momentum}

@@ -484,10 +484,7 @@ def smd_trajectory(state, alpha0, beta, K, horizon, meta_steps, batches, objecti
         losses = list(np.asarray(resume["meta_loss"]))
         grads = [row for row in np.asarray(resume["hypergrad"]).reshape(-1, 2)]
         u = us[-1].copy()
-        optimizer.m, optimizer.s = np.asarray(resume["adam_m"]), np.asarray(resume["adam_s"])
-        optimizer.t = int(resume["adam_t"])
-        if optimizer.t == 0:
-            optimizer.m = optimizer.s = None
+        optimizer.load_state_dict({key: resume[f"adam_{key}"] for key in ("m", "s", "t")})
     for m in range(len(losses), meta_steps):
         current = hyper.from_vector(u)
         try:
@@ -515,9 +512,7 @@ def _smd_state(us, losses, grads, optimizer):
     return {"u": np.asarray(us, dtype=np.float64).reshape(-1, 2),
             "meta_loss": np.asarray(losses, dtype=np.float64),
             "hypergrad": np.asarray(grads, dtype=np.float64).reshape(-1, 2),
-            "adam_m": np.zeros(2) if optimizer.m is None else np.asarray(optimizer.m),
-            "adam_s": np.zeros(2) if optimizer.s is None else np.asarray(optimizer.s),
-            "adam_t": np.asarray(optimizer.t)}
+            **{f"adam_{key}": np.asarray(value) for key, value in optimizer.state_dict().items()}}
 
 
 def smd_log10(u, momentum):

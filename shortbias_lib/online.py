@@ -242,13 +242,10 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
         arrays.update({
             "t": t, "hyper": [hyper.lr, hyper.momentum],
             "settled": [settled.lr, settled.momentum] if settled is not None else [np.nan, np.nan],
-            "adam_m": optimizer.m if optimizer.m is not None else np.zeros(0),
-            "adam_s": optimizer.s if optimizer.s is not None else np.zeros(0),
-            "adam_t": optimizer.t, "elapsed": time.perf_counter() - started})
+            "elapsed": time.perf_counter() - started})
+        arrays.update(_prefixed("adam_", optimizer.state_dict()))
         for name, sampler in (("train", train_sampler), ("meta", meta_sampler)):
-            arrays[f"{name}_rng"] = sampler.generator.get_state().numpy()
-            arrays[f"{name}_order"] = sampler._order.cpu().numpy()
-            arrays[f"{name}_pos"] = sampler._pos
+            arrays.update(_prefixed(f"{name}_", sampler.state_dict()))
         save_result(checkpoint_path, arrays, {"config": ckpt_meta})
 
     t = 0
@@ -272,13 +269,9 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
             settled = hypergrad.Hyperparameters(float(saved["settled"][0]),
                                                 float(saved["settled"][1]),
                                                 learn=("lr", "momentum"), space="log")
-        if saved["adam_m"].size:
-            optimizer.m, optimizer.s = saved["adam_m"].copy(), saved["adam_s"].copy()
-        optimizer.t = int(saved["adam_t"])
+        optimizer.load_state_dict(_unprefixed("adam_", saved))
         for name, sampler in (("train", train_sampler), ("meta", meta_sampler)):
-            sampler.generator.set_state(torch.from_numpy(saved[f"{name}_rng"].copy()))
-            sampler._order = torch.from_numpy(saved[f"{name}_order"].copy())
-            sampler._pos = int(saved[f"{name}_pos"])
+            sampler.load_state_dict(_unprefixed(f"{name}_", saved))
         started -= float(saved["elapsed"])
     last_checkpoint = t
     bar = progress(total=steps, initial=t, desc=label, leave=False) if show_progress else None
@@ -362,6 +355,14 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
         test_error=test_error, seconds=time.perf_counter() - started)
 
 
+def _prefixed(prefix, state):
+    return {prefix + key: value for key, value in state.items()}
+
+
+def _unprefixed(prefix, arrays):
+    return {key[len(prefix):]: arrays[key] for key in arrays if key.startswith(prefix)}
+
+
 def json_ready(config):
     """``config`` after a JSON round trip (what :func:`shortbias_lib.runs.load_matching` compares)."""
     import json
@@ -412,10 +413,10 @@ def sizes(profile):
         "quick": {
             "mnist": dict(steps=2000, adapt_every=10, meta_steps=10, meta_lr=5e-2, horizon=5,
                           batch_size=100, eval_every=100, n_train=None, n_eval_train=2000,
-                          n_test=2000, init_lrs=(1e-3, 1e-2), det_lrs=(1e-2,)),
+                          n_test=2000, init_lrs=(1e-3, 1e-2, 1e-1), det_lrs=(1e-2,)),
             "cifar10": dict(steps=800, adapt_every=10, meta_steps=5, meta_lr=5e-2, horizon=5,
                             batch_size=25, eval_every=50, n_train=10000, n_eval_train=1000,
-                            n_test=1000, init_lrs=(5e-3,), det_lrs=(5e-3,)),
+                            n_test=1000, init_lrs=(1e-3, 5e-3), det_lrs=(5e-3,)),
         },
         "paper": {
             "mnist": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["mnist"], det_lrs=()),
@@ -625,6 +626,37 @@ def summary_table(runs):
             f"{fmt(row['settled_eff_lr'], '.2e')} | {fmt(row['settled_momentum'], '.3f')} | "
             f"{fmt(row['final_train_loss'], '.3g')} | {fmt(row['test_error'], '.2%')} | {diverged} |")
     return Markdown("\n".join(lines))
+
+
+def baseline_of(runs):
+    """The hand-tuned run among ``runs``."""
+    found = [r for r in runs.values() if r.mode == "baseline"]
+    if len(found) != 1:
+        raise ValueError(f"runs must hold exactly one baseline run; got {len(found)}")
+    return found[0]
+
+
+def versus_baseline(runs, mode):
+    """How the ``mode`` runs ended against the baseline, for sentences chosen by the numbers.
+
+    Returns a dict: ``settled`` (each run's effective rate at the end of adaptation over
+    the baseline's), ``loss`` (each final training loss over the baseline's), their
+    medians (NaN without finite values), ``n`` runs, ``n_below`` settled below the
+    baseline's rate and ``n_worse`` ending with a higher training loss.
+    """
+    base = baseline_of(runs)
+    base_eff = base.init_lr / (1 - base.init_momentum)
+    chosen = [r for r in runs.values() if r.mode == mode]
+    settled = np.array([r.settled_lr / base_eff for r in chosen])
+    loss = np.array([r.final_train_loss / base.final_train_loss for r in chosen])
+
+    def median(values):
+        values = values[np.isfinite(values)]
+        return float(np.median(values)) if values.size else float("nan")
+
+    return {"settled": settled, "loss": loss, "settled_median": median(settled),
+            "loss_median": median(loss), "base_eff": float(base_eff), "n": len(chosen),
+            "n_below": int(np.sum(settled < 1)), "n_worse": int(np.sum(loss > 1))}
 
 
 def plot_runs(axes_loss, axes_lr, runs, title=None):

@@ -243,6 +243,17 @@ class BatchSampler:
     def take(self, n):
         return [self() for _ in range(n)]
 
+    def state_dict(self):
+        """Where the stream stands, as arrays: generator state, this epoch's order, position."""
+        return {"rng": self.generator.get_state().numpy(), "order": self._order.cpu().numpy(),
+                "pos": int(self._pos)}
+
+    def load_state_dict(self, state):
+        """Continue the stream from :meth:`state_dict`'s output (same data and batch size)."""
+        self.generator.set_state(torch.from_numpy(np.array(state["rng"], dtype=np.uint8)))
+        self._order = torch.from_numpy(np.array(state["order"], dtype=np.int64))
+        self._pos = int(state["pos"])
+
 
 def _next_batch(batches, t):
     """``batches`` may be a sampler (called with no argument), a list, or a function of t."""
