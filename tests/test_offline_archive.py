@@ -209,6 +209,44 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     np.testing.assert_allclose(values[0, 1], arrays["objective"][s, 1], rtol=2e-3)
 
 
+def test_the_archived_smd_is_current_with_the_code(data_root):
+    """The archive's SMD trajectories, recomputed at their start with today's hypergradients.
+
+    Three meta steps of the first T = 100 trajectory and one of the first T = 1,000 one,
+    from the same warm start and minibatches. The archive's SMD ran before the tangents
+    were batched into one Hessian-vector product; the two round differently (measured:
+    1e-6 relative on the hypergradient at T = 100, 4e-3 at T = 1,000, where training
+    amplifies roundoff), while any change of the algorithm moves them by percents.
+    """
+    from shortbias_lib.data import load
+
+    arrays, meta = offline.load_offline(offline.archive_path())
+    config, seed = meta["config"], meta["seed"]
+    train_set = load("mnist", train=True, root=data_root)
+    images, labels = train_set.images.to(torch.float32), train_set.labels
+    warm = offline.seeded_warm_start(config, seed, images, labels)
+    chunk, n = config["eval_chunk"], config["smd_objective_examples"]
+    objective = [(images[s:s + chunk], labels[s:s + chunk]) for s in range(0, n, chunk)]
+    starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for (j, meta_steps, rtol) in ((0, 3, 1e-4), (2, 1, 2e-2)):
+            horizon, beta0 = starts[j]
+            fresh = offline.smd_trajectory(
+                warm, config["smd_alpha0"], beta0, config["K"], horizon, meta_steps,
+                offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 4, j)),
+                objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"],
+                config["convention"])
+            np.testing.assert_allclose(fresh["hypergrad"], arrays[f"smd_{j}_hypergrad"][:meta_steps],
+                                       rtol=rtol)
+            np.testing.assert_allclose(fresh["meta_loss"], arrays[f"smd_{j}_meta_loss"][:meta_steps],
+                                       rtol=rtol / 10)
+            np.testing.assert_allclose(fresh["u"], arrays[f"smd_{j}_u"][:meta_steps + 1], rtol=1e-6)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_result_from_other_data_is_not_reused(tmp_path):
     from test_offline import _data
 
