@@ -82,3 +82,80 @@ def quadratic_contours(ax, h, xlim, ylim, *, levels=12, cmap="Greys", n=200):
     ax.contour(X, Y, Z, levels=levels, cmap=cmap, linewidths=0.7)
     ax.set(xlim=xlim, ylim=ylim)
     return ax
+
+
+
+def unrolled_sgd_graph(steps=2, ax=None):
+    """The paper's Figure 4: SGD unrolled as a computation graph, the learning rate an input.
+
+    Draws the steps ``theta_t = theta_{t-1} - alpha g_t`` with
+    ``g_t = grad l_t(theta_{t-1})`` on the minibatch ``(X_t, y_t)``: weight
+    nodes on the middle row, each step's minibatch and gradient above it, the
+    one learning-rate node ``alpha`` below with an edge into every step, and
+    the meta-objective ``L(theta_T)`` at the end, with the hypergradient
+    ``dL(theta_T)/d alpha`` as a dashed edge back to ``alpha``. ``steps``
+    (>= 1) steps are drawn as ``1 .. steps``; with ``steps >= 2`` the last one
+    is step ``T``, after an ellipsis standing for the steps in between.
+    Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.9 * steps + 3.2, 3.4))
+    # Weight nodes left to right; None marks the ellipsis between step steps-1 and step T.
+    labels = ["0"] + [str(t) for t in range(1, steps)]
+    labels += [None, "T-1", "T"] if steps >= 2 else ["T"]
+    gap = 2.6
+    xs, x = [], 0.0
+    for i, name in enumerate(labels):
+        xs.append(x)
+        nxt = labels[i + 1] if i + 1 < len(labels) else ""
+        x += gap * (0.6 if name is None or nxt is None else 1.0)
+    style = dict(ha="center", va="center", fontsize=12, zorder=3)
+
+    def node(x, y, text, color, shape="round,pad=0.3"):
+        ax.text(x, y, text, bbox=dict(boxstyle=shape, fc=color, ec="0.25", lw=1.0), **style)
+
+    def edge(start, end, color="0.3", ls="-", rad=0.0, shrink=15):
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=color,
+                                     ls=ls, lw=1.2, shrinkA=shrink, shrinkB=shrink, zorder=2,
+                                     connectionstyle=f"arc3,rad={rad}"))
+
+    alpha_xy = ((xs[0] + xs[-1]) / 2, -2.0)
+    for i, name in enumerate(labels):
+        if name is None:
+            ax.text(xs[i], 0, r"$\cdots$", fontsize=16, ha="center", va="center")
+            continue
+        node(xs[i], 0, rf"$\theta_{{{name}}}$", "#dbe9f6")
+        if i == 0:
+            continue
+        prev, x_prev = labels[i - 1], xs[i - 1]
+        if prev is None:  # the edge out of the ellipsis
+            edge((x_prev, 0), (xs[i], 0), ls=":", shrink=10)
+            continue
+        mid = (x_prev + xs[i]) / 2
+        node(mid, 2.2, rf"$X_{{{name}}}, y_{{{name}}}$", "#eeeeee", "square,pad=0.25")
+        node(mid, 1.1, rf"$g_{{{name}}}$", "#fde3c8")
+        edge((mid, 2.2), (mid, 1.1))                       # minibatch -> gradient
+        edge((x_prev, 0), (mid, 1.1), rad=-0.2)            # weights -> gradient
+        edge((mid, 1.1), (xs[i], 0), rad=-0.2)             # gradient -> update
+        edge((x_prev, 0), (xs[i], 0))                      # weights -> update
+        edge(alpha_xy, (xs[i], 0), color="tab:red", rad=0.08)  # learning rate -> update
+        if i + 1 < len(labels) and labels[i + 1] is None:
+            edge((xs[i], 0), (xs[i + 1], 0), ls=":", shrink=10)
+    node(*alpha_xy, r"$\alpha$", "#f8c9c4", "circle,pad=0.3")
+    x_end = xs[-1] + 1.3 * gap
+    node(x_end, 0, r"$L(\theta_T)$", "#d7efd2")
+    edge((xs[-1], 0), (x_end, 0))
+    edge((x_end, 0), alpha_xy, color="tab:red", ls="--", rad=-0.3, shrink=22)
+    ax.text(x_end, -1.55, "hypergradient\n" + r"$\partial L(\theta_T) / \partial \alpha$",
+            ha="center", va="top", fontsize=10, color="tab:red")
+    ax.text(x_end + 0.6, 2.2, r"$g_t = \nabla_\theta\, \ell(X_t, y_t; \theta_{t-1})$" "\n"
+            r"$\theta_t = \theta_{t-1} - \alpha\, g_t$", ha="right", va="center", fontsize=10,
+            multialignment="left")
+    ax.set(xlim=(-0.7, x_end + 1.0), ylim=(-2.9, 2.8))
+    ax.set_axis_off()
+    return ax
