@@ -129,17 +129,6 @@ class OnlineRun:
         return cls(**kwargs)
 
 
-def decay_lr(t, start, final_lr, t0, last_step):
-    """Exponential decay of the effective rate: ``start`` at ``t0``, ``final_lr`` at ``last_step``.
-
-    ``alpha_eff(t) = start * (final_lr / start)^((t - t0) / (last_step - t0))``.
-    """
-    if last_step <= t0:
-        raise ValueError(f"last_step must be > t0; got last_step={last_step}, t0={t0}")
-    frac = min(max((t - t0) / (last_step - t0), 0.0), 1.0)
-    return start * (final_lr / start) ** frac
-
-
 def _check_run_args(steps, adapt_every, adapt_until, meta_steps, horizon, eval_every, mode,
                     lr, momentum, final_lr):
     training.check_steps(steps, "steps", minimum=3)
@@ -308,9 +297,9 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
             nxt = min(steps, (t // eval_every + 1) * eval_every)
             one_minus = 1.0 - settled.momentum
             if decay:
-                start = settled.effective_lr
-                schedule = _DecaySchedule(start * one_minus, final_lr * one_minus,
-                                          adapt_until, steps - 1)
+                schedule = training.ExponentialDecay(
+                    settled.effective_lr * one_minus, final_lr * one_minus,
+                    steps=steps - 1 - adapt_until, t0=adapt_until)
             else:
                 schedule = training.Constant(settled.lr)
         mu = hyper.momentum if adapting else settled.momentum
@@ -368,16 +357,6 @@ def json_ready(config):
     import json
 
     return json.loads(json.dumps(config, sort_keys=True, default=str))
-
-
-class _DecaySchedule(training.Schedule):
-    """Raw-rate schedule whose effective rate follows :func:`decay_lr` (mu fixed)."""
-
-    def __init__(self, start, target, t0, last_step):
-        self.start, self.target, self.t0, self.last_step = start, target, t0, last_step
-
-    def lr(self, t):
-        return decay_lr(t, self.start, self.target, self.t0, self.last_step)
 
 
 # ---------------------------------------------------------------- profiles and experiment

@@ -138,8 +138,6 @@ def test_bad_arguments_raise_value_errors():
         _run(steps=10, adapt_until=9)
     with pytest.raises(ValueError, match="mode"):
         _run(mode="greedy")
-    with pytest.raises(ValueError, match="last_step"):
-        online.decay_lr(3, 1.0, 1e-4, 5, 5)
     with pytest.raises(ValueError, match="dataset"):
         online.run_dataset("svhn", "smoke")
 
