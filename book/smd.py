@@ -39,6 +39,7 @@ context = setup(profile, device, seed, data_root, results)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
+import inspect
 import math
 
 import matplotlib.pyplot as plt
@@ -48,7 +49,15 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import data, hypergrad, models, training
+from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
+
+
+def show_source(fn, title):
+    """Show ``fn``'s source in a collapsed dropdown titled ``title``, under the equation it implements."""
+    code = inspect.getsource(fn)
+    display(Markdown(f"````{{admonition}} {title}\n:class: dropdown\n```python\n{code}```\n````"))
+
 
 torch.set_num_threads(1)  # one thread: steadier timings on a shared machine
 dev = context.device
@@ -69,6 +78,26 @@ mnist = data.load("mnist", train=True, root=data_root, limit=sizes["n_train"])
 cifar = data.load("cifar10", train=True, root=data_root, limit=64)
 
 # %% [markdown]
+# ## Training unrolled as a computation graph
+#
+# SMD rests on one observation (Section 3.1): a run of a gradient-based optimizer is itself a
+# differentiable computation. Unroll $T$ steps of SGD, $\theta_t = \theta_{t-1} - \alpha g_t$
+# with $g_t$ the gradient of the loss on the minibatch $(X_t, y_t)$ at $\theta_{t-1}$, and the
+# learning rate $\alpha$ becomes one more input of the graph, feeding every step; the loss
+# $L(\theta_T)$ after the last step is a function of it like any other, and automatic
+# differentiation gives $\partial L(\theta_T) / \partial \alpha$, the *hypergradient*. The
+# paper draws this as its Figure 4; the figure below is our drawing of the same graph.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "SGD in the form of a computation graph (after the paper's Figure 4). Each step takes the weights and a minibatch, computes the gradient, and updates the weights with the learning rate alpha, a single input shared by all steps; the meta-objective L is measured after the last step, and the hypergradient (dashed) is its derivative with respect to alpha through the whole graph.", "name": "fig-smd-graph"}}
+ax = unrolled_sgd_graph(steps=2)
+plt.show()
+
+# %% [markdown]
+# Every path from $\alpha$ to $L(\theta_T)$ passes through the weights: a change of $\alpha$
+# at step 1 changes $\theta_1$, hence the gradient $g_2$ and every later step. The
+# hypergradient sums all of these paths, which is what the forward-mode recursion below does
+# one step at a time.
+#
 # ## The inner optimizer and its hyperparameters
 #
 # The inner loop is SGD with momentum on the minibatch loss $\ell_t$. The paper writes it as
@@ -100,6 +129,12 @@ cifar = data.load("cifar10", train=True, root=data_root, limit=64)
 # both: the **filter size** (paper 3x3, code 5x5: `cnn_init(filter_size=...)`) and the
 # **MLP's initial weight scale** (paper N(0, 0.1²), code N(0, 0.05²): `mlp_init(init_std=...)`).
 # We follow the paper by default.
+#
+# Both conventions of the update are `training.momentum_step` (its in-place twin is the fast
+# path of training):
+
+# %% tags=["remove-input"]
+show_source(training.momentum_step, "Source: `training.momentum_step`, the momentum update in both conventions")
 
 # %% [markdown]
 # ## Forward-mode hypergradients: Equations 8 and 9
@@ -134,6 +169,17 @@ cifar = data.load("cifar10", train=True, root=data_root, limit=64)
 # After $T$ steps the hypergradient of the meta-objective $L(w_T)$ is
 # $\nabla L(w_T)^\top \dot w_T$, Equation 8 at the end of the lookahead.
 #
+# The derivatives $\dot\alpha_t$ and $\dot\mu$ of each coordinate are
+# `Hyperparameters.at`; the recursion itself, for both conventions, and Equation 8 at the end
+# are `hypergrad.hypergradient` (Equation 9 is its case $\mu = 0$):
+
+# %% tags=["remove-input"]
+show_source(hypergrad.Hyperparameters.at,
+            "Source: `Hyperparameters.at`, the schedule and its derivatives in each coordinate")
+show_source(hypergrad.hypergradient,
+            "Source: `hypergrad.hypergradient`, Equations 8 and 9 with momentum (forward mode)")
+
+# %% [markdown]
 # **Forward versus reverse mode.** The same derivative can be had by reverse mode:
 # backpropagate $L(w_T)$ through all $T$ steps of the unrolled optimization. Reverse mode
 # costs one backward pass whatever the number of hyperparameters, but it must keep every
@@ -143,6 +189,67 @@ cifar = data.load("cifar10", train=True, root=data_root, limit=64)
 # and its time is one Hessian-vector product per step and per hyperparameter. With two or
 # three hyperparameters and lookaheads of thousands of steps (Section 3.2 goes to 20k),
 # forward mode is the one that fits. We measure both below rather than assert it.
+
+# %% [markdown]
+# ## Algorithm 1: stochastic meta-descent
+#
+# The paper's Algorithm 1 puts the pieces together. $\alpha$ stands for the hyperparameters
+# being learned, $\theta$ for the state of the inner optimizer (weights and velocities), $u$
+# for the tangent $\partial\theta / \partial\alpha$, $\eta$ for the meta-optimizer's own
+# hyperparameters, $T$ for the lookahead and $M$ for the number of meta steps.
+# $\operatorname{BGrad}(y, x, dy)$ is a backward (reverse-mode) gradient, here the gradient of
+# the minibatch loss with respect to $\theta$; $\operatorname{FGrad}(y, x, dx)$ a forward
+# (tangent) derivative, here the new tangent $u$ carried through the step; $\operatorname{Step}$
+# and $\operatorname{MetaStep}$ are one step of the inner optimizer and of the meta-optimizer.
+#
+# $$
+# \begin{array}{l}
+# \hline
+# \textbf{Algorithm 1: } \text{Stochastic Meta-Descent} \\
+# \hline
+# \textbf{Input: } \alpha_0,\ \eta,\ \theta,\ T,\ M \qquad \textbf{Output: } \alpha \\
+# \theta_0 \leftarrow \theta \\
+# \alpha \leftarrow \alpha_0 \\
+# \textbf{for } m \leftarrow 1 \dots M \textbf{ do} \\
+# \quad u \leftarrow 0 \\
+# \quad \textbf{for } t \leftarrow 1 \dots T \textbf{ do} \\
+# \qquad X, y \leftarrow \operatorname{GetMiniBatch}() \\
+# \qquad g \leftarrow \operatorname{BGrad}(L(X, y, \theta), \theta, 1) \\
+# \qquad \theta_{\text{new}} \leftarrow \operatorname{Step}(\theta, g, \alpha) \\
+# \qquad \alpha' \leftarrow g \cdot u \\
+# \qquad u \leftarrow \operatorname{FGrad}(\theta_{\text{new}}, [\alpha, \theta], [1, u]) \\
+# \qquad \theta \leftarrow \theta_{\text{new}} \\
+# \quad \textbf{end for} \\
+# \quad \alpha \leftarrow \operatorname{MetaStep}(\alpha, \alpha', \eta) \\
+# \quad \theta \leftarrow \theta_0 \\
+# \textbf{end for} \\
+# \textbf{return } \alpha \\
+# \hline
+# \end{array}
+# $$
+#
+# The line $\alpha' \leftarrow g \cdot u$ is Equation 8 and the $\operatorname{FGrad}$ line
+# Equation 9. Every meta step restarts the lookahead from the same $\theta_0$: the weights
+# do not move during meta-optimization, only $\alpha$ does (the offline experiment of
+# Section 3.2 runs it this way from a warm start; the online one of Section 3.3 moves
+# $\theta_0$ on between rounds of meta steps). `hypergrad.smd` implements it line by line:
+#
+# | Algorithm 1 | `shortbias_lib` |
+# |---|---|
+# | $\operatorname{GetMiniBatch}$ | a `training.BatchSampler`, or a `batch_fn(m)` giving the lookahead's and the meta-objective's minibatches |
+# | $\operatorname{BGrad}$ and $\operatorname{FGrad}$ | one pass of `grad_hvp` per step: the gradient and the Hessian-vector products $H_t u$ (`mlp_grad_hvp` for the MLP) |
+# | $\operatorname{Step}$ | SGD with momentum, `convention="paper"` or `"heavy_ball"`, on a schedule $\alpha_t$ |
+# | $\alpha' \leftarrow g \cdot u$ | Equation 8, once, after the $T$ steps: $\nabla L(w_T)^\top u_T$ on the meta-objective's minibatches |
+# | $\operatorname{MetaStep}$ | Adam (or momentum) on the log-space coordinates, hypergradients clipped to $\pm 10$, then projected onto the bounds |
+#
+# One reading choice: as printed, $\alpha'$ is overwritten at every inner step, so the meta
+# step would use the derivative of the *last lookahead minibatch's* loss at $\theta_{T-1}$.
+# The text describes the meta-objective as the loss after the $T$ steps, so the library
+# evaluates Equation 8 once at $w_T$, on minibatches of its own (fresh ones for stochastic
+# lookahead, the repeated one for deterministic lookahead).
+
+# %% tags=["remove-input"]
+show_source(hypergrad.smd, "Source: `hypergrad.smd`, Algorithm 1")
 
 # %% [markdown]
 # ## Checks: forward mode against finite differences and reverse mode
@@ -186,6 +293,8 @@ def check_rows():
 
 
 rows = check_rows()
+
+# %% tags=["remove-input"]
 fmt = lambda v: "(" + ", ".join(f"{a:+.4e}" for a in v) + ")"
 table = ["| model | T | lookahead | convention | forward mode | finite differences | rel. diff. to FD | rel. diff. to reverse |",
          "|---|---|---|---|---|---|---|---|"]
@@ -221,7 +330,9 @@ mem_hyper = hypergrad.Hyperparameters(0.01, 0.9)
 horizons = np.array(sizes["mem_T"])
 fwd_mem, rev_mem = hypergrad.memory_vs_horizon(models.mlp_apply, training.init_state(mem_params), mem_hyper,
                                                mem_batches, mem_batches[:1], horizons)
-slope = np.polyfit(horizons, rev_mem, 1)[0]
+slope = np.polyfit(horizons, rev_mem, 1)[0]  # MiB per lookahead step
+
+# %% tags=["remove-input"]
 glue("smd_rev_slope", float(slope), display=False)
 glue("smd_rev_20k_gib", float(slope * 20000 / 1024), display=False)
 glue("smd_fwd_max", float(fwd_mem.max()), display=False)
@@ -256,13 +367,15 @@ for T in (100, sizes["long_T"]):
     look = [small_batches[t % len(small_batches)] for t in range(T)]  # references only
     long_mem[T] = hypergrad.peak_rss_mib(hypergrad.hypergradient, models.mlp_apply, small, mem_hyper,
                                          look, small_batches[:1])[1]
+_, small_rev = hypergrad.memory_vs_horizon(models.mlp_apply, small, mem_hyper, small_batches,
+                                           small_batches[:1], [50, 200])
+small_slope = (small_rev[1] - small_rev[0]) / 150
+
+# %% tags=["remove-input"]
 glue("smd_long_T", f"{sizes['long_T']:,}", display=False)
 glue("smd_long_short", float(long_mem[100]), display=False)
 glue("smd_long_long", float(long_mem[sizes["long_T"]]), display=False)
 glue("smd_loss_log", float(8 * sizes["long_T"] / 2 ** 20), display=False)
-_, small_rev = hypergrad.memory_vs_horizon(models.mlp_apply, small, mem_hyper, small_batches,
-                                           small_batches[:1], [50, 200])
-small_slope = (small_rev[1] - small_rev[0]) / 150
 glue("smd_small_slope", float(small_slope), display=False)
 glue("smd_small_rev_long", float(small_slope * sizes["long_T"]), display=False)
 display(Markdown("| T | forward mode (MiB) |\n|---|---|\n" + "\n".join(
@@ -284,14 +397,23 @@ display(Markdown("| T | forward mode (MiB) |\n|---|---|\n" + "\n".join(
 # For the MLP the library computes the gradient and the Hessian-vector products in one pass,
 # writing out Pearlmutter's $\mathcal{R}$-operator (forward tangents through the layers, then
 # the tangent of the backward pass; ReLU has no curvature, so its masks are reused). Any
-# other model falls back on double backward through autograd. Seconds per step of the
-# MNIST MLP, minibatch 100, one CPU thread's process time (best of interleaved repeats):
+# other model falls back on double backward through autograd.
+
+# %% tags=["remove-input"]
+show_source(hypergrad.mlp_grad_hvp,
+            "Source: `hypergrad.mlp_grad_hvp`, the gradient and the Hessian-vector products of Equation 9 in one pass")
+
+# %% [markdown]
+# Seconds per step of the MNIST MLP, minibatch 100, one CPU thread's process time (best of
+# interleaved repeats):
 
 # %%
 cost_params = models.mlp_init(torch.Generator().manual_seed(seed), device=dev)
 cost_batches = [(x.to(dev), y.to(dev)) for x, y in mem_batches]
 costs = hypergrad.step_costs(models.mlp_apply, training.init_state(cost_params), cost_batches,
                              steps=sizes["cost_steps"], repeats=sizes["cost_repeats"])
+
+# %% tags=["remove-input"]
 labels_ = {"plain": "plain SGD-momentum step", "lr": "hypergradient, 1 hyperparameter",
            "lr+momentum": "hypergradient, 2 hyperparameters",
            "lr, double backward": "hypergradient, 1 hyperparameter, double backward"}
@@ -332,6 +454,9 @@ for kind in ("stochastic", "deterministic"):
     meta_sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
     runs[kind] = hypergrad.smd(models.mlp_apply, warm.state, start, horizon=5, meta_steps=sizes["meta_steps"],
                                sampler=meta_sampler, deterministic=(kind == "deterministic"), meta_lr=0.03)
+
+# %% tags=["remove-cell"]
+glue("smd_n_meta", sizes["meta_steps"], display=False)
 for kind, r in runs.items():
     eff = r.lrs[-1] / (1 - r.momenta[-1])
     glue(f"smd_{kind}_eff", float(eff), display=False)
@@ -361,5 +486,86 @@ plt.show()
 # full schedule (100 meta steps every 10 training steps for 25k steps) and shows where that
 # leads.
 
+# %% [markdown]
+# ## Exercises
+#
+# **1. Equations 8 and 9 by hand.** Take one weight and the same deterministic loss at every
+# step, $\ell(w) = \tfrac12 h w^2$ with $h > 0$, and plain SGD from $w_0 \ne 0$ with learning
+# rate $\alpha$. Run the recursion (9) from $u_0 = 0$ and show that after $T$ steps
+# $u_T = \partial w_T / \partial \alpha = -T h (1 - \alpha h)^{T-1} w_0$. What is the sign of the
+# hypergradient $\partial \ell(w_T) / \partial \alpha$ for $0 < \alpha < 2/h$, and where does SMD
+# settle for a lookahead of $T = 1$, and of any $T$?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# Here $g_t = h w_{t-1}$ and $H_t = h$, so $w_t = (1 - \alpha h) w_{t-1}$, i.e.
+# $w_T = (1 - \alpha h)^T w_0$, and Equation 9 reads $u_t = (1 - \alpha h) u_{t-1} - h w_{t-1}$.
+# By induction, $u_t = -t h (1 - \alpha h)^{t-1} w_0$:
+# $(1 - \alpha h)\,[-(t-1) h (1-\alpha h)^{t-2} w_0] - h (1-\alpha h)^{t-1} w_0 = -t h (1-\alpha h)^{t-1} w_0$,
+# which is also the derivative of the closed form. Equation 8 at the end gives
+# $\partial \ell(w_T) / \partial \alpha = h\, w_T u_T = -T h^2 (1 - \alpha h)^{2T-1} w_0^2$: an odd
+# power, so the hypergradient is negative for $\alpha < 1/h$ (a larger step helps), zero at
+# $\alpha = 1/h$ and positive for $1/h < \alpha < 2/h$. SMD settles at $\alpha = 1/h$ for
+# $T = 1$ and for every $T$: on a deterministic one-dimensional quadratic the best step for
+# one step, which lands on the minimum, is the best for any number of steps. There is no
+# short-horizon bias without noise and several curvatures (Section 2). A hidden cell runs
+# the recursion and checks the closed form and the sign for $T$ = 1, 2 and 5.
+# ```
+#
+# **2. Why log space?** The library learns $u = \log\frac{\alpha}{1-\mu}$ rather than $\alpha$
+# itself. With $\mu$ fixed, how is $\partial L / \partial u$ related to $\partial L / \partial \alpha$?
+# Check it with `hypergrad.hypergradient` on a short lookahead of the MLP, once with
+# `Hyperparameters(0.05, 0.9, learn=("lr",))` and once with the same and `space="raw"`. What
+# does a meta step of Adam, whose steps are about as large as its learning rate whatever the
+# gradient's scale, do to $\alpha$ in each space?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# At fixed $\mu$, $\alpha = (1-\mu) e^{u}$, so $\partial\alpha / \partial u = \alpha$ and
+# $\partial L / \partial u = \alpha\, \partial L / \partial \alpha$: the log-space hypergradient is the
+# raw one times $\alpha_0 = 0.05$ (the run gives a ratio of {glue:text}`smd_ex_log_ratio:.6f`
+# on a {glue:text}`smd_ex_log_T`-step lookahead, in float64). A step of Adam of size $\eta$ in
+# $u$ multiplies $\alpha$ by about $e^{\pm\eta}$: a *relative* change, the same at
+# $\alpha = 10^{-3}$ as at $10^{-1}$, and $\alpha$ stays positive. In raw space the same step
+# changes $\alpha$ by $\pm\eta$: negligible for a large rate, and for a rate below $\eta$ a
+# step that can make it negative.
+# ```
+
 # %% tags=["remove-cell"]
-glue("smd_n_meta", sizes["meta_steps"], display=False)
+# Exercise 1: Equations 8 and 9 on l(w) = h w^2 / 2 against the closed form, and the sign.
+def quadratic_hypergradient(alpha, h, w0, T):
+    w, u = w0, 0.0
+    for _ in range(T):
+        g = h * w
+        u = u - g - alpha * h * u  # Equation 9, with H = h and the old u
+        w = w - alpha * g
+    return w, u, h * w * u         # Equation 8 at the end: d l(w_T) / d alpha
+
+
+h_ex, w0_ex = 2.0, 1.5
+for T_ex in (1, 2, 5):
+    for a_ex in np.linspace(0.02, 0.98, 13) / h_ex * 2:
+        w_T, u_T, dl = quadratic_hypergradient(a_ex, h_ex, w0_ex, T_ex)
+        assert math.isclose(w_T, (1 - a_ex * h_ex) ** T_ex * w0_ex, rel_tol=1e-12, abs_tol=1e-15)
+        assert math.isclose(u_T, -T_ex * h_ex * (1 - a_ex * h_ex) ** (T_ex - 1) * w0_ex,
+                            rel_tol=1e-12, abs_tol=1e-15)
+        assert np.sign(dl) == np.sign(a_ex * h_ex - 1), (T_ex, a_ex, dl)
+        fd = (0.5 * h_ex * quadratic_hypergradient(a_ex + 1e-6, h_ex, w0_ex, T_ex)[0] ** 2
+              - 0.5 * h_ex * quadratic_hypergradient(a_ex - 1e-6, h_ex, w0_ex, T_ex)[0] ** 2) / 2e-6
+        assert math.isclose(dl, fd, rel_tol=1e-5, abs_tol=1e-8), (dl, fd)
+
+# Exercise 2: the log-space hypergradient is alpha_0 times the raw one (mu fixed).
+ex_gen = torch.Generator().manual_seed(seed)
+ex_params = models.mlp_init(ex_gen, sizes=sizes["mlp_check"], init_std=0.1, dtype=torch.float64)
+ex_x, ex_y = mnist.images.double(), mnist.labels
+ex_T = 3
+ex_look = [(ex_x[10 * i:10 * i + 10], ex_y[10 * i:10 * i + 10]) for i in range(ex_T)]
+ex_eval = [(ex_x[-10:], ex_y[-10:])]
+ex_grads = {space: hypergrad.hypergradient(models.mlp_apply, ex_params,
+                                           hypergrad.Hyperparameters(0.05, 0.9, learn=("lr",), space=space),
+                                           ex_look, ex_eval).grad[0]
+            for space in ("log", "raw")}
+ex_ratio = ex_grads["log"] / ex_grads["raw"]
+assert math.isclose(ex_ratio, 0.05, rel_tol=1e-9), ex_ratio
+glue("smd_ex_log_ratio", float(ex_ratio), display=False)
+glue("smd_ex_log_T", ex_T, display=False)
