@@ -199,5 +199,118 @@ def predict(nqm, horizons, K=5000.0, mu=0.9, log10_alpha0_range=(-3.0, -0.3),
             "grid_a": la, "grid_b": lb, "grid_losses": losses, "shape": (n_alpha, n_beta)}
 
 
-__all__ = ["measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
+# ---------------------------------------------------------------- the chapter's run
+
+# Per-profile sizes: examples (Hessian, gradient and noise subsample of the training set),
+# Lanczos budgets (top pairs ``k`` from ``top_steps``; ``probes`` x ``slq_steps`` for the
+# density; ``grad_steps`` for the gradient's measure), curvature bins and schedule grids
+# (main, and the coarser one of the sensitivity runs).
+SIZES = {
+    "smoke": {"examples": 300, "k": 4, "top_steps": 10, "probes": 2, "slq_steps": 6, "grad_steps": 6,
+              "bins": 8, "grid": (6, 6), "alt_grid": (4, 4)},
+    "quick": {"examples": 2000, "k": 20, "top_steps": 50, "probes": 4, "slq_steps": 25, "grad_steps": 30,
+              "bins": 16, "grid": (36, 36), "alt_grid": (16, 16)},
+    "paper": {"examples": 10000, "k": 50, "top_steps": 120, "probes": 10, "slq_steps": 60,
+              "grad_steps": 80, "bins": 24, "grid": (60, 60), "alt_grid": (30, 30)},
+}
+FLOOR = 1e-3              # curvatures below FLOOR * lambda_max are dropped (main prediction)
+ALT_FLOORS = (1e-2, 1e-4)  # the sensitivity runs
+
+
+def subsample(images, labels, n, seed):
+    """``n`` training examples drawn without replacement with ``seed``."""
+    generator = torch.Generator().manual_seed(int(seed))
+    index = torch.randperm(len(labels), generator=generator)[:n]
+    return images[index], labels[index]
+
+
+def predict_all(m, sizes, horizons, K, mu, ranges):
+    """The main prediction (``FLOOR``) and the sensitivity ones (``ALT_FLOORS``, coarser grid):
+    a dict ``floor -> (nqm, info, prediction)``."""
+    lam = float(m["top_values"][0])
+    out = {}
+    for floor in (FLOOR,) + ALT_FLOORS:
+        nqm, info = build_nqm(m, floor * lam, sizes["bins"])
+        grid = sizes["grid"] if floor == FLOOR else sizes["alt_grid"]
+        out[floor] = (nqm, info, predict(nqm, horizons, K, mu, *ranges, *grid))
+    return out
+
+
+# ---------------------------------------------------------------- figures
+
+def plot_measurement(m, info, floor_h):
+    """Three panels: the top Ritz values (with residual bounds), the deflated spectral density
+    (SLQ, directions per bin) and, against curvature, the minibatch noise variance and the
+    squared mean gradient per direction (top pairs as points, bulk bins as lines)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    k = len(m["top_values"])
+    axes[0].errorbar(np.arange(1, k + 1), m["top_values"], yerr=m["top_residuals"], fmt="o", ms=3)
+    axes[0].set(xlabel="index $i$ (descending)", ylabel=r"Ritz value $\lambda_i$", yscale="log",
+                title="top of the Hessian spectrum")
+    nodes, weights = m["slq_nodes"].ravel(), m["slq_weights"].ravel()
+    edges = np.linspace(nodes.min(), nodes.max(), 40)
+    counts, _ = np.histogram(nodes, edges, weights=weights * float(m["dim"]) / m["slq_nodes"].shape[0])
+    axes[1].stairs(np.maximum(counts, 1e-1), edges, fill=True, alpha=0.6)
+    axes[1].axvline(floor_h, color="k", ls="--", lw=1, label=f"floor {floor_h:.1e}")
+    axes[1].set(xlabel="curvature (eigenvalue)", ylabel="directions per bin (SLQ)", yscale="log",
+                title="rest of the spectrum (deflated)")
+    axes[1].legend(fontsize=8)
+    bins = info["bins"]
+    used = bins["count"] > 0
+    ax = axes[2]
+    ax.errorbar(m["top_values"], m["top_noise"], yerr=m["top_noise_se"], fmt="o", ms=3,
+                label="noise var., top pairs")
+    ax.plot(m["top_values"], m["top_grad"] ** 2, "x", label="(mean grad.)$^2$, top pairs")
+    ax.plot(bins["h"][used], bins["noise"][used] / bins["count"][used], "-", label="noise var., bulk bins")
+    g_used = used & (bins["grad2"] > 0)
+    ax.plot(bins["h"][g_used], bins["grad2"][g_used] / bins["count"][g_used], "--",
+            label="(mean grad.)$^2$, bulk bins")
+    ax.set(xscale="log", yscale="log", xlabel="curvature", ylabel="per direction (batch 100)",
+           title="gradient noise and signal")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(horizons, predictions, rows, measured_final, beta_range, alpha_range):
+    """Three panels against horizon: best beta, best alpha_0 (measured with 95% bootstrap
+    intervals; predicted for each floor), and the loss after the longest horizon of each
+    horizon's choice relative to the longest horizon's own choice."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    T = np.asarray(horizons)
+    for key, ax, rng in (("beta", axes[0], beta_range), ("alpha0", axes[1], alpha_range)):
+        value = np.array([r[key] for r in rows])
+        low = np.array([r[key + "_low"] for r in rows])
+        high = np.array([r[key + "_high"] for r in rows])
+        ax.errorbar(T, value, yerr=[value - low, high - value], fmt="ks", ms=5, capsize=3,
+                    label="network (archived run)")
+        for floor, (_, _, pred) in predictions.items():
+            main = floor == FLOOR
+            logs = pred["log10_beta" if key == "beta" else "log10_alpha0"]
+            ax.plot(T, 10.0 ** logs, "o-" if main else ":", lw=2 if main else 1,
+                    label=f"noisy quadratic, floor {floor:g}" + r"$\lambda_{max}$")
+        for bound in rng:
+            ax.axhline(10.0 ** bound, color="0.6", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="horizon $T$ (steps)",
+               ylabel=r"best $\beta$" if key == "beta" else r"best $\alpha_0$")
+    axes[0].set_title("decay exponent (grey: sampled range)")
+    axes[1].set_title("initial learning rate")
+    axes[0].legend(fontsize=7)
+    ax = axes[2]
+    ax.plot(T, np.asarray(measured_final) / measured_final[-1], "ks-", label="network (trained optima)")
+    for floor, (_, _, pred) in predictions.items():
+        ax.plot(T, pred["final_loss"] / pred["final_loss"][-1], "o-" if floor == FLOOR else ":",
+                label=f"noisy quadratic, floor {floor:g}" + r"$\lambda_{max}$")
+    ax.set(xscale="log", yscale="log", xlabel="horizon $T$ whose best schedule is used",
+           ylabel=f"loss at {T[-1]} / that of the {T[-1]}-step choice", title="cost of a short horizon")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "plot_measurement", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
            "schedule_grid", "predict"]
