@@ -213,8 +213,10 @@ figure = plot_offline.plot_training_curves(archived, archived_config)
 
 # %% tags=["remove-cell"]
 glue("arch_smd_examples", int(archived_config["smd_objective_examples"]), display=False)
+# The SMD figure's caption names these sizes.
+assert (archived_config["smd_objective_examples"], archived_config["objective_examples"]) == (10000, 60000)
 
-# %% mystnb={"figure": {"caption": "Archived run: meta-objective (training loss at the horizon) along each SMD run.", "name": "fig-offline-archive-smd-loss"}}
+# %% mystnb={"figure": {"caption": "Archived run: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (the first 10,000 here, see the settings table; the surfaces use all 60,000).", "name": "fig-offline-archive-smd-loss"}}
 figure = plot_offline.plot_smd_losses(archived, archived_config)
 
 # %% tags=["remove-input"]
@@ -249,7 +251,7 @@ report.comparison_table(live_claims)
 # %% mystnb={"figure": {"caption": "Live run: training with the optimum of each horizon for the longest horizon; training loss (log scale), training error, test error and learning rate.", "name": "fig-offline-curves"}}
 figure = plot_offline.plot_training_curves(arrays, config)
 
-# %% mystnb={"figure": {"caption": "Live run: meta-objective along each SMD run.", "name": "fig-offline-smd-loss"}}
+# %% mystnb={"figure": {"caption": "Live run: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (see the settings table).", "name": "fig-offline-smd-loss"}}
 figure = plot_offline.plot_smd_losses(arrays, config)
 
 # %% tags=["remove-cell"]
