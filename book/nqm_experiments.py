@@ -72,8 +72,9 @@ chapter_start = time.perf_counter()
 #   dimension and $\mathbb{V}[\theta_0] = 0$, with $c_0$ *calibrated* so that the
 #   greedy schedule (Theorem 2) ends at the paper's {glue:text}`paper_greedy:.2f`. The other two
 #   numbers (fixed {glue:text}`paper_fixed:.2f`, optimized {glue:text}`paper_optimized:.2f`) are then predictions, not fits.
-# * **Condition number.** $\kappa$ is not given. We use $\kappa = $ {glue:text}`kappa:.0f`
-#   and show below that the fixed schedule's final loss hardly depends on it once $c_0$ is calibrated.
+# * **Condition number.** $\kappa$ is not given. We use $\kappa = $ {glue:text}`kappa:.0f`, a round
+#   value that is not fitted to any reported number; the section on open choices below recalibrates
+#   $c_0$ for each $\kappa$ from 300 to $10^5$ and shows how little the fixed schedule's prediction moves.
 #
 # The reported losses exclude the constant $\frac12\sum_i h_i\sigma_i^2 =$ {glue:text}`noise_floor:.0f`
 # of Eq. (6), which is larger than all three reported values; every loss in this
@@ -86,7 +87,7 @@ for _name, _value in nq.PAPER_FINAL_LOSSES.items():
     glue(f"paper_{_name}", float(_value), display=False)
 glue("c0", problem.info["c0"], display=False)
 glue("noise_floor", float((0.5 * problem.h * problem.sigma2).sum()), display=False)
-glue("initial_loss", float(nq.dynamics(*problem.arrays, torch.zeros(1))[0]), display=False)
+glue("initial_loss", float(0.5 * (problem.h * (problem.mean0 ** 2 + problem.var0)).sum()), display=False)
 c0_check = nq.calibrate_c0(kappa=problem.info["kappa"], iters=40)
 assert abs(c0_check - problem.info["c0"]) / problem.info["c0"] < 1e-3, c0_check
 glue("c0_calibrated", c0_check, display=False)
@@ -241,10 +242,16 @@ plt.show()
 # * **Greedy**: Theorem 2 (learning rate and momentum) at every step. (The
 #   paper's text says "using Theorem 3", but Figure 3 shows greedy momenta, so
 #   Theorem 2 is what it plots; Theorem 3 is the momentum-free special case.)
-# * **Fixed**: one learning rate and one momentum for all 250 steps, from a
-#   coarse grid then Adam on $(\log\alpha, \operatorname{logit}\mu)$.
-# * **Optimized**: one learning rate and momentum per step, {glue:text}`fig3_adam_steps` Adam
-#   steps on the final expected loss (the paper's 500; `smoke` takes fewer), started from the fitted fixed schedule.
+# * **Fixed**: the best single $(\alpha, \mu)$ for all 250 steps. The final loss of a fixed
+#   schedule is exact and cheap (a $2\times 2$ matrix power per dimension), so the search is
+#   global: a grid over the effective learning rate $\alpha/(1-\mu)$ from $10^{-3}$ to about
+#   3000 and momenta from 0 to 0.9999, then zooming grids around the best point.
+# * **Optimized**: one learning rate and momentum per step, minimising the final expected
+#   loss. The paper used 500 Adam steps; we use a fit that converges and say where it
+#   stopped: L-BFGS on the *logarithm* of the final loss over $(\log\alpha_t, \operatorname{logit}\mu_t)$,
+#   stopped once the final loss improves by less than {glue:text}`fit_tol:.0e` (relative) over
+#   {glue:text}`fit_window:d` iterations. The noisy fit starts from the best fixed schedule; the
+#   deterministic one from both greedy and the best fixed schedule, and the better end wins.
 #
 # Two implementation choices for the optimized schedule are ours:
 #
@@ -254,16 +261,14 @@ plt.show()
 #   scaled by the largest $s \le 1$ for which every dimension's next $A(\theta_i)$
 #   stays at or below $A_0$. The next $A(\theta_i)$ is a convex quadratic in $s$,
 #   so $s$ is a closed-form root; shrinking toward $(0, 0)$ (no update) bounds the
-#   momentum too, and the fit differentiates through it.
-# * *The parameterisation.* Adam on $\log\alpha_t$ and $\operatorname{logit}\mu_t$: the problem
-#   is invariant under rescaling $h$ and $\alpha$ together (see above), and only a
-#   parameterisation in $\log\alpha$ inherits that invariance; Adam's step is then a
-#   relative change. Adam's step in each coordinate is roughly its learning rate in size,
-#   so the paper's learning rate 0.003 changes $\alpha$ by only about
-#   $e^{0.003} - 1 \approx$ {glue:text}`adam_rel_step:.1%` per step; we use 0.1 for the noisy
-#   problem (the variants below include 0.003). For the deterministic problem, whose
-#   losses over the three schedules span {glue:text}`det_decades:.0f` orders of magnitude,
-#   we use the smaller rate 0.01. Both choices, and the alternatives below, are ours.
+#   momentum too, and the fit differentiates through it. Beside the bound-respecting
+#   optimum we report the unconstrained one.
+# * *The objective and its coordinates.* The problem is invariant under rescaling $h$ and
+#   $\alpha$ together (see above), which only $\log\alpha$ inherits; and the final loss spans
+#   many orders of magnitude over the schedules a fit visits (the deterministic one falls
+#   below $10^{-8}$), so we minimise its logarithm, a relative measure. Adam on the loss
+#   itself keeps the memory of the large early gradients while the loss falls a
+#   hundredfold, so its steps shrink and it stops short (the comparison with Adam is below).
 
 # %%
 fig3 = nq.run_figure3(profile, device=device, seed=seed, results=results, resume=True)
@@ -273,19 +278,28 @@ paper = dict(zip(names, fig3["paper_final_losses"]))
 for name in names:
     glue(f"final_{name}", float(final[name]), display=False)
 glue("fig3_seconds", float(fig3["seconds"]), display=False)
-glue("fig3_adam_steps", int(fig3["optimized_history"].shape[-1] - 1), display=False)
-glue("adam_rel_step", float(np.expm1(0.003)), display=False)
-_det_losses = fig3["losses"][1]
-glue("det_decades", float(np.log10(_det_losses.max() / _det_losses[_det_losses > 0].min())), display=False)
-opt_hist = fig3["optimized_history"]
-opt_hist = opt_hist[0] if opt_hist.ndim > 1 else opt_hist
-last_n = min(100, len(opt_hist) - 1)
-glue("opt_last_n", last_n, display=False)
-opt_last_drop = float((opt_hist[-1 - last_n] - opt_hist[-1]) / opt_hist[-1 - last_n])
-glue("opt_tail_sentence", Markdown(
-    f"over its last {last_n} Adam steps the fit lowered the loss by a further {opt_last_drop:.2%} "
-    "(relative), so it had not fully stopped" if opt_last_drop > 0 else
-    f"over its last {last_n} Adam steps the fit did not lower the loss"), display=False)
+glue("fit_tol", float(fig3["fit_tol"]), display=False)
+glue("fit_window", int(fig3["fit_window"]), display=False)
+glue("fixed_alpha", float(fig3["fixed_alpha"][0]), display=False)
+glue("fixed_mu", float(fig3["fixed_mu"][0]), display=False)
+opt_iters = int(fig3["start_iterations"][0, 1])
+opt_converged = bool(fig3["start_converged"][0, 1])
+glue("opt_stop_sentence", Markdown(
+    f"the stopping rule ended the fit after {opt_iters} L-BFGS iterations" if opt_converged else
+    f"the fit was cut off after {opt_iters} L-BFGS iterations (this profile's cap) before the "
+    "stopping rule fired, so it is not converged"), display=False)
+glue("free_final", float(fig3["unconstrained_final"]), display=False)
+glue("free_iters", int(fig3["unconstrained_iterations"]), display=False)
+glue("free_stop", Markdown("stopped by the same rule" if bool(fig3["unconstrained_converged"])
+                           else "cut off by the iteration cap"), display=False)
+# the unconstrained fit starts at the bounded optimum, so it can only be lower
+assert float(fig3["unconstrained_final"]) <= final["optimized"] * (1 + 1e-12)
+free_per_dim = nq.dynamics(problem.h, problem.sigma2, problem.mean0, problem.var0,
+                           torch.as_tensor(fig3["unconstrained_alphas"]),
+                           torch.as_tensor(fig3["unconstrained_mus"]), per_dim=True, check=False)
+free_breaks = bool((free_per_dim - free_per_dim[:1] > 1e-9 * free_per_dim[:1]).any())
+glue("free_bound_phrase", Markdown("breaks the bound in some dimensions" if free_breaks
+                                   else "happens to respect the bound"), display=False)
 
 
 def rel_gap(ours, ref):
@@ -300,20 +314,25 @@ for name in names:
 assert (fig3["max_excess_over_initial"][:, 0] <= 1e-9 * fig3["losses"][:, 0, 0]).all()
 assert final["optimized"] < final["fixed"] < final["greedy"]
 
-rows = ["| schedule | our final loss | paper | relative gap |", "|---|---|---|---|"]
+kinds = {"greedy": "calibrated ($c_0$ chosen to match)", "fixed": "prediction", "optimized": "prediction"}
+rows = ["| schedule | our final loss | paper | relative gap | kind |", "|---|---|---|---|---|"]
 for name in names:
-    rows.append(f"| {name} | {final[name]:.2f} | {paper[name]:.2f} | {rel_gap(final[name], paper[name]):+.1%} |")
+    rows.append(f"| {name} | {final[name]:.2f} | {paper[name]:.2f} | "
+                f"{rel_gap(final[name], paper[name]):+.1%} | {kinds[name]} |")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
-# The greedy value matches by construction (it calibrated $c_0$). The fixed
-# schedule's {glue:text}`final_fixed:.2f` is a prediction and lands within
-# {glue:text}`absgap_fixed:.2%` of the paper's {glue:text}`paper_fixed:.2f`. The optimized schedule ends at
-# {glue:text}`final_optimized:.2f`, {glue:text}`absgap_optimized:.1%` away from the paper's
-# {glue:text}`paper_optimized:.2f`; {glue:md}`opt_tail_sentence` (the `paper` profile's
-# 2000-step variant below tests how much more a longer fit gains).
-# The whole Figure 3 computation (both cases, all three schedules) took
-# {glue:text}`fig3_seconds:.1f` s when it was computed.
+# The greedy value matches by construction: it calibrated $c_0$, so it is not evidence of
+# agreement. The other two are predictions. The best fixed schedule ($\alpha =$
+# {glue:text}`fixed_alpha:.4f`, $\mu =$ {glue:text}`fixed_mu:.4f`) ends at
+# {glue:text}`final_fixed:.2f`, within {glue:text}`absgap_fixed:.2%` of the paper's
+# {glue:text}`paper_fixed:.2f`. The optimized schedule ends at {glue:text}`final_optimized:.2f`,
+# {glue:text}`absgap_optimized:.1%` from the paper's {glue:text}`paper_optimized:.2f`;
+# {glue:md}`opt_stop_sentence`. Without the bound, the same fit (started at the bounded
+# optimum) reaches {glue:text}`free_final:.2f` after {glue:text}`free_iters:d` further
+# iterations ({glue:md}`free_stop`); that schedule {glue:md}`free_bound_phrase`.
+# The whole Figure 3 computation (both cases, all three schedules and the unconstrained
+# fit) took {glue:text}`fig3_seconds:.1f` s when it was computed.
 
 # %% mystnb={"figure": {"caption": "Figure 3(a) regenerated, noisy quadratic: expected excess loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules, and the loss summed over the 50 highest- and 50 lowest-curvature directions.", "name": "fig-nqm-3a"}}
 fig, axes = plotting.figure(5, width=3.1, height=2.9)
@@ -337,7 +356,7 @@ glue("low_opt_T", float(lo_opt[-1]), display=False)
 glue("low_greedy_T", float(lo_greedy[-1]), display=False)
 glue("alpha_greedy_T", float(fig3["alphas"][0, 1, -1]), display=False)
 glue("alpha_opt_max", float(fig3["alphas"][0, 0].max()), display=False)
-assert lo_opt[-1] < lo_greedy[-1]
+assert lo_opt[-1] < lo_greedy[-1] and hi_opt[50] / hi_opt[0] > hi_greedy[50] / hi_greedy[0]
 
 # %% [markdown]
 # The paper's reading of Figure 3(a) holds in our run. After 50 steps the greedy
@@ -350,9 +369,10 @@ assert lo_opt[-1] < lo_greedy[-1]
 #
 # ### Figure 3(b): the deterministic case
 #
-# The same Hessian with $\sigma_i^2 = 0$. Greedy learning rate and momentum are
-# then conjugate gradient, the best any such method can do, so the optimized
-# schedule can at most match it.
+# The same Hessian with $\sigma_i^2 = 0$. Greedy learning rate and momentum are then
+# conjugate gradient (the tests compare them with an independent CG on random
+# problems), which is optimal among all methods whose iterates lie in the Krylov
+# space, so the optimized schedule can at best match it.
 
 # %% mystnb={"figure": {"caption": "Figure 3(b) regenerated, deterministic quadratic: expected loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules.", "name": "fig-nqm-3b"}}
 fig, axes = plotting.figure(3, width=3.6, height=3.0)
@@ -365,31 +385,31 @@ plt.show()
 det = dict(zip(names, fig3["final_losses_deterministic"]))
 for name in names:
     glue(f"det_{name}", float(det[name]), display=False)
-assert det["greedy"] <= det["optimized"] * (1 + 1e-6) and det["greedy"] <= det["fixed"]
-assert det["optimized"] < det["fixed"]
-glue("det_gap_factor", float(det["optimized"] / det["greedy"]), display=False)
-# a fit started at the greedy (CG) schedule: does Adam find anything better?
-det_problem = problem.deterministic()
-det_from_greedy = nq.fit_schedule(*det_problem.arrays, torch.as_tensor(fig3["alphas"][1, 1]),
-                                  torch.as_tensor(fig3["mus"][1, 1]),
-                                  steps=pick(profile, {"smoke": 20, "quick": 100, "paper": 500}),
-                                  lr=0.01, parameterization="log", bound=True)
-glue("det_from_greedy", float(det_from_greedy.history.min()), display=False)
-glue("det_from_greedy_steps", int(det_from_greedy.history.shape[-1]) - 1, display=False)
-assert float(det_from_greedy.history.min()) >= det["greedy"] * (1 - 1e-6)
+starts = list(fig3["starts"])
+det_ends = dict(zip(starts, fig3["start_finals"][1]))
+det_winner = starts[int(fig3["winner"][1])]
+# greedy (CG) is optimal: the fit ends within 1% of it and never below it
+assert det["greedy"] * (1 - 1e-9) <= det["optimized"] <= 1.01 * det["greedy"]
+assert det["greedy"] <= det["fixed"]
+glue("det_ratio", float(det["optimized"] / det["greedy"]), display=False)
+glue("det_fixed_ratio", float(det["fixed"] / det["greedy"]), display=False)
+glue("det_from_fixed", float(det_ends["fixed"]), display=False)
+glue("det_from_fixed_ratio", float(det_ends["fixed"] / det["greedy"]), display=False)
+glue("det_from_fixed_iters", int(fig3["start_iterations"][1, 1]), display=False)
+glue("det_from_greedy_iters", int(fig3["start_iterations"][1, 0]), display=False)
+glue("det_winner", det_winner, display=False)
 
 # %% [markdown]
-# Deterministic final losses: greedy (CG) {glue:text}`det_greedy:.2e`, optimized
-# {glue:text}`det_optimized:.2e`, fixed {glue:text}`det_fixed:.2e`. Greedy is the best of
-# the three, as the theory says, and the fitted schedule improves on the fixed one it
-# started from, but it stays a factor {glue:text}`det_gap_factor:.0f` above CG: in this badly
-# conditioned problem Adam does not find CG's schedule within the paper's 500 steps. We
-# therefore do **not** reproduce the paper's "our optimized schedule matched the greedy
-# one" as two overlapping fitted curves. What we can show is the other half of the claim:
-# started at the greedy (CG) schedule, {glue:text}`det_from_greedy_steps:d` Adam steps find no
-# schedule with a lower final loss than {glue:text}`det_from_greedy:.2e` (CG's), consistent
-# with CG being optimal; where the fit from the fixed start would end is not shown. The greedy learning rate and momentum rise over the first steps
-# and then stay almost flat, as in the paper.
+# Deterministic final losses: greedy (CG) {glue:text}`det_greedy:.3e`, optimized
+# {glue:text}`det_optimized:.3e` ({glue:text}`det_ratio:.4f` times greedy's), fixed
+# {glue:text}`det_fixed:.2e` ({glue:text}`det_fixed_ratio:.0f` times greedy's). The winning
+# start of the optimized fit was **{glue:text}`det_winner`**: from greedy, L-BFGS finds no
+# direction that lowers the final loss and its stopping rule ends it after
+# {glue:text}`det_from_greedy_iters:d` iterations; from the best fixed schedule, it reaches
+# {glue:text}`det_from_fixed:.2e` ({glue:text}`det_from_fixed_ratio:.2f` times greedy's) within
+# its cap of {glue:text}`det_from_fixed_iters:d` iterations, approaching CG from above. So the
+# optimized schedule matches greedy here, as the paper says: greedy is optimal in the
+# deterministic case, and the short-horizon bias of Figure 3(a) comes from the noise.
 #
 # ## How much do the open choices matter?
 #
@@ -399,16 +419,17 @@ assert float(det_from_greedy.history.min()) >= det["greedy"] * (1 - 1e-6)
 # $[a, b] = [1/\kappa, 1]$: the Chebyshev zeros ("zeros"),
 # $h_j = \tfrac{b+a}{2} + \tfrac{b-a}{2}\cos\tfrac{(2j+1)\pi}{2N}$, and a geometric
 # (log-uniform) spectrum ("geometric"), $h_j = b\,(a/b)^{j/(N-1)}$, $j = 0, \dots, N-1$.
-# For each spectrum we re-calibrate $c_0$ so that greedy ends at {glue:text}`paper_greedy:.2f`,
-# then fit the best fixed schedule: the second reported number is a prediction of each setup.
+# For each spectrum and condition number we re-calibrate $c_0$ so that greedy ends at
+# {glue:text}`paper_greedy:.2f`, then find the best fixed schedule: the second reported
+# number is a prediction of each setup.
 
 # %%
 settings = pick(profile, {
     "smoke": [("extreme", 300.0), ("extreme", 2000.0)],
-    "quick": [("extreme", 300.0), ("extreme", 2000.0), ("extreme", 1e5), ("zeros", 2000.0),
-              ("geometric", 2000.0)],
-    "paper": [("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0), ("extreme", 1e4),
-              ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
+    "quick": [("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0), ("extreme", 1e4),
+              ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)],
+    "paper": [("extreme", 100.0), ("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0),
+              ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
 sens = []
 for spectrum, kappa in settings:
     try:
@@ -417,17 +438,16 @@ for spectrum, kappa in settings:
         sens.append((spectrum, kappa, np.nan, np.nan))
         continue
     p = nq.make_problem(kappa=kappa, c0=c0, spectrum=spectrum)
-    fixed_fit = nq.fit_fixed(*p.arrays, p.horizon, steps=nq.FIGURE3_FIT["fixed_steps"],
-                             lr=nq.FIGURE3_FIT["fixed_lr"])
-    sens.append((spectrum, kappa, c0, float(fixed_fit.losses[-1])))
-rows = [f"| spectrum | kappa | calibrated c0 | fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f}) |",
+    sens.append((spectrum, kappa, c0, float(nq.best_fixed(*p.arrays, p.horizon).final)))
+rows = [f"| spectrum | kappa | calibrated c0 | best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f}) |",
         "|---|---|---|---|"]
 for spectrum, kappa, c0, fixed_final in sens:
     rows.append(f"| {spectrum} | {kappa:g} | {c0:.2f} | {fixed_final:.2f} |")
 display(Markdown("\n".join(rows)))
-extreme = [s for s in sens if s[0] == "extreme" and np.isfinite(s[3])]
+extreme = [s for s in sens if s[0] == "extreme" and s[1] >= 300 and np.isfinite(s[3])]
 glue("sens_fixed_min", min(s[3] for s in extreme), display=False)
 glue("sens_fixed_max", max(s[3] for s in extreme), display=False)
+glue("sens_kappa_max", max(s[1] for s in extreme), display=False)
 geometric = [s for s in sens if s[0] == "geometric" and np.isfinite(s[3])]
 if geometric:
     g_fixed = geometric[0][3]
@@ -445,56 +465,43 @@ else:
 glue("sens_geometric", Markdown(geometric_md), display=False)
 
 # %% [markdown]
-# With the Chebyshev spectrum the calibrated setups predict a fixed-schedule loss
-# between {glue:text}`sens_fixed_min:.2f` and {glue:text}`sens_fixed_max:.2f` over the
-# condition numbers tried, against the paper's {glue:text}`paper_fixed:.2f`.
-# {glue:md}`sens_geometric`
+# With the Chebyshev spectrum and $\kappa$ from 300 to {glue:text}`sens_kappa_max:g`, the
+# calibrated setups predict a best fixed loss between {glue:text}`sens_fixed_min:.2f` and
+# {glue:text}`sens_fixed_max:.2f`, against the paper's {glue:text}`paper_fixed:.2f`: once
+# $c_0$ is calibrated, the choice $\kappa = $ {glue:text}`kappa:.0f` hardly matters for this
+# prediction. {glue:md}`sens_geometric`
 #
-# ### The optimized schedule's fit
+# ### The optimizer: Adam as in the paper, against the converged fit
 #
-# The optimized loss depends on how the fit is run. Variants on the noisy problem, each
-# compared with the run above (log parameterisation, Adam lr 0.1, bound, started from the
-# fixed schedule, {glue:text}`fig3_adam_steps` steps); "bound held" checks the per-dimension upper bound on the
-# resulting schedule:
+# The paper fitted the optimized schedule with Adam. The same bounded problem, from the same
+# fixed start, with Adam on $(\log\alpha_t, \operatorname{logit}\mu_t)$ (on the loss itself, as
+# the paper does), for the paper's 500 steps and, in the `paper` profile, longer:
 
 # %%
-variants = pick(profile, {
-    "smoke": [],
-    "quick": [("log", 0.003, True, "fixed", 500), ("raw", 0.003, False, "fixed", 300),
-              ("log", 0.1, True, "greedy", 300)],
-    "paper": [("log", 0.003, True, "fixed", 500), ("log", 0.03, True, "fixed", 500),
-              ("raw", 0.003, True, "fixed", 500), ("raw", 0.003, False, "fixed", 500),
-              ("log", 0.1, True, "greedy", 500), ("log", 0.1, True, "fixed", 2000)]})
+adam_runs = pick(profile, {"smoke": [], "quick": [(0.1, 500)],
+                           "paper": [(0.003, 500), (0.1, 500), (0.1, 2000)]})
 fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]), torch.as_tensor(fig3["mus"][0, 2]))
-greedy_start = (torch.as_tensor(fig3["alphas"][0, 1]), torch.as_tensor(fig3["mus"][0, 1]))
-rows = ["| parameterisation | Adam lr | bound | start | Adam steps | final loss | bound held |",
-        "|---|---|---|---|---|---|---|",
-        f"| log (the run above) | 0.1 | yes | fixed | {int(fig3['optimized_history'].shape[-1]) - 1} | "
-        f"{final['optimized']:.2f} | yes |"]
-variant_losses = {}
-for par, lr, bound, init, steps_v in variants:
-    start = fixed_start if init == "fixed" else greedy_start
-    fit_v = nq.fit_schedule(*problem.arrays, *start, steps=steps_v, lr=lr, parameterization=par,
-                            bound=bound)
-    per_dim = nq.dynamics(*problem.arrays, fit_v.alphas, fit_v.mus, per_dim=True)
-    held = bool((per_dim - per_dim[0] <= 1e-9 * per_dim[0]).all())
-    variant_losses[(par, lr, bound, init, steps_v)] = float(fit_v.losses[-1])
-    rows.append(f"| {par} | {lr:g} | {'yes' if bound else 'no'} | {init} | {steps_v} | "
-                f"{float(fit_v.losses[-1]):.2f} | {'yes' if held else 'no'} |")
+rows = ["| optimizer | Adam lr | steps / iterations | final loss |", "|---|---|---|---|",
+        f"| L-BFGS on the log loss (above) | - | {opt_iters} | {final['optimized']:.3f} |"]
+adam_finals = []
+for lr, steps_v in adam_runs:
+    fit_v = nq.fit_schedule(*problem.arrays, *fixed_start, steps=steps_v, lr=lr,
+                            parameterization="log", bound=True)
+    adam_finals.append(float(fit_v.losses[-1]))
+    rows.append(f"| Adam | {lr:g} | {steps_v} | {adam_finals[-1]:.3f} |")
 display(Markdown("\n".join(rows)))
-all_opt = [final["optimized"]] + list(variant_losses.values())
-glue("opt_var_min", float(min(all_opt)), display=False)
-glue("opt_var_max", float(max(all_opt)), display=False)
-glue("opt_var_ratio", float(final["greedy"] / max(all_opt)), display=False)
+if adam_finals:
+    glue("adam_phrase", Markdown(
+        f"Adam's best run here ends at {min(adam_finals):.3f}, "
+        + ("above" if min(adam_finals) > final["optimized"] else "below")
+        + f" the converged fit's {final['optimized']:.3f}"), display=False)
+else:
+    glue("adam_phrase", Markdown("(the `smoke` profile runs no Adam comparison)"), display=False)
 
 # %% [markdown]
-# Over these variants the optimized schedule's final loss ranges from
-# {glue:text}`opt_var_min:.2f` to {glue:text}`opt_var_max:.2f` (the `smoke` profile runs none,
-# the `paper` profile adds more, including a 2000-step fit). The loss of the optimized
-# schedule is therefore the least pinned-down of the three numbers: it depends on the
-# optimizer's settings and on how the bound is enforced (without the bound, the raw fit
-# breaks it). Even the worst variant ends {glue:text}`opt_var_ratio:.1f` times below greedy,
-# which is the paper's point.
+# {glue:md}`adam_phrase`. The optimized loss is the least pinned-down of the three numbers: it
+# depends on how far the fit is run and on how the bound is enforced, which the paper does not
+# specify; all of these fits end far below greedy, which is the paper's point.
 #
 # ## Reproducibility
 #
