@@ -17,7 +17,8 @@ noisy quadratic (:func:`build_nqm`) in the Hessian's eigenbasis:
 * curvatures at or below ``h_floor`` (flat and negative directions) are dropped: the
   quadratic model has no minimum there; what they hold is reported.
 
-The velocity of the warm start is not carried over (the Section 2 dynamics start at rest)
+A gradient measured on ``N`` examples has its sampling noise (``noise at B * B / N`` per
+direction) subtracted from its squares. The velocity of the warm start is not carried over (the Section 2 dynamics start at rest)
 and noise correlations between directions are dropped (the diagonal approximation).
 
 :func:`horizon_losses` runs the exact second-moment dynamics of Section 2
@@ -56,11 +57,12 @@ def measure(apply, params, images, labels, *, k, top_steps, probes, slq_steps, g
     return measure_operator(matvec, grad, loss, project,
                             sp.total_noise(apply, params, x, y, batch_size), k=k,
                             top_steps=top_steps, probes=probes, slq_steps=slq_steps,
-                            grad_steps=grad_steps, batch_size=batch_size, seed=seed)
+                            grad_steps=grad_steps, batch_size=batch_size, seed=seed,
+                            grad_examples=len(labels))
 
 
 def measure_operator(matvec, grad, loss, project, total_noise, *, k, top_steps, probes,
-                     slq_steps, grad_steps, batch_size=100, seed=0):
+                     slq_steps, grad_steps, batch_size=100, seed=0, grad_examples=0):
     """Everything :func:`build_nqm` needs, from a Hessian operator ``matvec``, the full-batch
     gradient ``grad`` and ``project(directions) -> (N, r)`` per-example gradient components.
 
@@ -68,7 +70,8 @@ def measure_operator(matvec, grad, loss, project, total_noise, *, k, top_steps, 
     (``u_i^T g``), ``top_noise`` and ``top_noise_se`` (variance at ``batch_size``),
     ``slq_nodes``, ``slq_weights``, ``slq_noise`` (probes x steps), ``grad_nodes``,
     ``grad_masses`` (deflated), ``dim`` (directions left after deflation), ``loss``,
-    ``grad_norm2``, ``total_noise`` (``tr C / B``) and ``noise_corr`` (top block).
+    ``grad_norm2``, ``total_noise`` (``tr C / B``) and ``noise_corr`` (top block), and
+    ``batch_size`` and ``grad_examples`` (the sample behind ``grad``; 0 if it is exact).
     """
     values, U, residuals = sp.top_eigenpairs(matvec, k, top_steps, seed=seed)
     nodes, weights, Y = sp.slq(matvec, probes, slq_steps, deflate=U, seed=seed + 1)
@@ -83,6 +86,7 @@ def measure_operator(matvec, grad, loss, project, total_noise, *, k, top_steps, 
         "grad_masses": g_masses.numpy(), "dim": np.asarray(matvec.size - k), "loss": np.asarray(loss),
         "grad_norm2": np.asarray(float(grad @ grad)), "total_noise": np.asarray(float(total_noise)),
         "noise_corr": sp.noise_correlation(proj[:, :k]).numpy(),
+        "batch_size": np.asarray(batch_size), "grad_examples": np.asarray(grad_examples),
     }
 
 
@@ -124,13 +128,19 @@ def build_nqm(m, h_floor, bins):
     used = (bulk["h"] > 0) & ((bulk["grad2"] > 0) | (bulk["noise"] > 0))
     h = np.concatenate([h_top, bulk["h"][used]])
     sigma2 = np.concatenate([m["top_noise"][top], bulk["noise"][used]]) / h ** 2
-    mean0 = np.concatenate([np.abs(m["top_grad"][top]), np.sqrt(bulk["grad2"][used])]) / h
+    # A gradient averaged over N examples carries noise of variance (noise at B) * B / N:
+    # subtracted from its squares, they estimate the full training set's (clipped at 0).
+    shrink = float(m["batch_size"]) / float(m["grad_examples"]) if m.get("grad_examples", 0) else 0.0
+    g2 = np.concatenate([m["top_grad"][top] ** 2 - shrink * m["top_noise"][top],
+                         bulk["grad2"][used] - shrink * bulk["noise"][used]])
+    mean0 = np.sqrt(np.clip(g2, 0.0, None)) / h
     below_w = (m["slq_weights"] * (m["slq_nodes"] <= h_floor)).sum() / m["slq_weights"].shape[0]
     noise_kept = m["top_noise"][top].sum() + bulk["noise"].sum()
     info = {"bins": bulk, "top_kept": int(top.sum()), "dropped_directions": float(below_w),
             "dropped_grad2": float(m["grad_masses"][m["grad_nodes"] <= h_floor].sum() / m["grad_norm2"]),
             "noise_covered": float(noise_kept / m["total_noise"]),
-            "initial_excess": float(0.5 * (h * mean0 ** 2).sum())}
+            "initial_excess": float(0.5 * (h * mean0 ** 2).sum()),
+            "grad_noise_removed": float(shrink * (m["top_noise"][top].sum() + bulk["noise"][used].sum()))}
     check_problem(h, sigma2, mean0, np.zeros_like(h))
     return (h, sigma2, mean0, np.zeros_like(h)), info
 
@@ -207,11 +217,13 @@ def predict(nqm, horizons, K=5000.0, mu=0.9, log10_alpha0_range=(-3.0, -0.3),
 # (main, and the coarser one of the sensitivity runs).
 SIZES = {
     "smoke": {"examples": 300, "k": 4, "top_steps": 10, "probes": 2, "slq_steps": 6, "grad_steps": 6,
-              "bins": 8, "grid": (6, 6), "alt_grid": (4, 4)},
+              "bins": 8, "grid": (6, 6), "alt_grid": (4, 4), "later": (5,), "later_k": 3, "later_steps": 6},
     "quick": {"examples": 2000, "k": 20, "top_steps": 50, "probes": 4, "slq_steps": 25, "grad_steps": 30,
-              "bins": 16, "grid": (36, 36), "alt_grid": (16, 16)},
+              "bins": 16, "grid": (36, 36), "alt_grid": (16, 16), "later": (1000, 5000), "later_k": 5,
+              "later_steps": 25},
     "paper": {"examples": 10000, "k": 50, "top_steps": 120, "probes": 10, "slq_steps": 60,
-              "grad_steps": 80, "bins": 24, "grid": (60, 60), "alt_grid": (30, 30)},
+              "grad_steps": 80, "bins": 24, "grid": (60, 60), "alt_grid": (30, 30),
+              "later": (1000, 5000, 20000), "later_k": 10, "later_steps": 60},
 }
 FLOOR = 1e-3              # curvatures below FLOOR * lambda_max are dropped (main prediction)
 ALT_FLOORS = (1e-2, 1e-4)  # the sensitivity runs
@@ -233,6 +245,29 @@ def predict_all(m, sizes, horizons, K, mu, ranges):
         nqm, info = build_nqm(m, floor * lam, sizes["bins"])
         grid = sizes["grid"] if floor == FLOOR else sizes["alt_grid"]
         out[floor] = (nqm, info, predict(nqm, horizons, K, mu, *ranges, *grid))
+    return out
+
+
+def later_points(apply, state, batches, alpha0, beta, K, mu, steps, images, labels, *, k,
+                 lanczos_steps, batch_size=100, seed=0):
+    """How the local quadratic moves along a schedule: train from ``state`` with
+    ``alpha0 / (1 + t/K)^beta`` on ``batches`` (a function of the step) and, after each of
+    ``steps``, measure on ``(images, labels)`` the loss, the squared gradient norm, the top
+    ``k`` Ritz values and the total noise ``tr C / B``. Returns a list of dicts (step 0 first)."""
+    from .training import InverseTime, train
+
+    out, done = [], 0
+    for target in (0,) + tuple(int(t) for t in steps):
+        if target > done:
+            state = train(apply, state, batches, target - done, InverseTime(alpha0, beta, K), mu,
+                          raise_on_divergence=True).state
+            done = target
+        matvec = sp.hvp_operator(apply, state.params, images, labels)
+        grad, loss = sp.full_gradient(apply, state.params, images, labels)
+        values, _, _ = sp.top_eigenpairs(matvec, k, lanczos_steps, seed=seed)
+        out.append({"step": target, "loss": loss, "grad_norm2": float(grad @ grad),
+                    "top_values": values.numpy(),
+                    "total_noise": sp.total_noise(apply, state.params, images, labels, batch_size)})
     return out
 
 
@@ -312,5 +347,5 @@ def plot_comparison(horizons, predictions, rows, measured_final, beta_range, alp
     return fig
 
 
-__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "plot_measurement", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
+__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
            "schedule_grid", "predict"]

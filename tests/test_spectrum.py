@@ -159,6 +159,15 @@ def test_nqm_from_a_known_quadratic_recovers_its_parameters():
     assert np.allclose(ref[1][order], s ** 2 / 10)
 
 
+def test_a_subsampled_gradient_has_its_sampling_noise_removed():
+    m, *_ = quadratic_measurement(batch_size=10)
+    (h, sigma2, exact, _), _ = npred.build_nqm(m, h_floor=1e-3, bins=4)
+    m = dict(m, grad_examples=np.asarray(50))
+    (_, _, corrected, _), info = npred.build_nqm(m, h_floor=1e-3, bins=4)
+    expected = np.clip(exact ** 2 - 10 / 50 * sigma2, 0, None)
+    assert np.allclose(corrected ** 2, expected) and info["grad_noise_removed"] > 0
+
+
 def test_horizon_losses_match_the_section2_dynamics():
     rng = np.random.default_rng(0)
     nqm = (rng.uniform(0.1, 2.0, 5), rng.uniform(0, 1, 5), rng.normal(size=5), np.zeros(5))
