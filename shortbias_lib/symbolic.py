@@ -28,15 +28,21 @@ B = sp.Symbol("B", real=True)                                    # E[theta v]
 _SECOND = {(2, 0, 0): V_theta, (0, 2, 0): V_v, (1, 1, 0): S, (0, 0, 2): 1}
 
 
-def expect(expr):
-    """E[expr] for a polynomial of degree <= 2 in the fluctuations ``d_theta, d_v, xi``."""
-    poly = sp.Poly(sp.expand(expr), d_theta, d_v, xi)
+def expect(expr, fluctuations=(d_theta, d_v, xi), second=None):
+    """E[expr] for a polynomial of degree <= 2 in the fluctuations ``d_theta, d_v, xi``.
+
+    ``fluctuations`` and ``second`` (their second moments by exponent tuple)
+    default to one coordinate's; :func:`theorem2_multivariate` passes those of
+    coordinate ``i``.
+    """
+    second = _SECOND if second is None else second
+    poly = sp.Poly(sp.expand(expr), *fluctuations)
     total = 0
     for powers, coeff in poly.terms():
         if sum(powers) == 0:
             total += coeff
         elif sum(powers) == 2:
-            total += coeff * _SECOND.get(powers, 0)  # xi is independent of d_theta, d_v
+            total += coeff * second.get(powers, 0)  # xi is independent of d_theta, d_v
         elif sum(powers) > 2:
             raise ValueError("expect handles polynomials of degree <= 2 in the fluctuations")
     return sp.expand(total)
@@ -139,7 +145,27 @@ def theorem2_univariate():
         "mu": (m_star, paper_mu, _zero(m_star - paper_mu)),
         "hessian_det": sp.factor(sp.simplify(hess.det())),
         "hessian_trace": sp.simplify(hess.trace()),
+        **hessian_definiteness(hess),
     }
+
+
+def hessian_definiteness(hess):
+    """Prove Eq. (15)'s Hessian in ``(alpha, mu)`` positive definite, so the stationary point is the minimum.
+
+    Cauchy-Schwarz gives ``E[theta v]^2 <= A(theta) A(v)``: write
+    ``B^2 = A(theta) A(v) - D`` with ``D >= 0``. With ``sigma > 0`` and
+    ``A(v) > 0`` (any step after the first) SymPy must then find the leading
+    minor and the determinant positive from the symbols' signs alone.
+    Returns the rewritten minors and ``positive_definite`` (a bool).
+    """
+    D = sp.Symbol("D", nonnegative=True)
+    av, sg = sp.Symbol("A_v", positive=True), sp.Symbol("sigma", positive=True)
+    sub = {A_v: av, sigma: sg}
+    det = sp.expand(hess.det().subs(B ** 2, A_theta * A_v - D).subs(sub))
+    det = sp.expand(det.subs(B ** 2, A_theta * av - D))
+    minor = sp.expand(hess[0, 0].subs(sub))
+    return {"hessian_minor": minor, "hessian_det_cs": sp.factor(det),
+            "positive_definite": bool(minor.is_positive) and bool(sp.factor(det).is_positive)}
 
 
 def multivariate_symbols(d):
@@ -169,18 +195,46 @@ def theorem2_paper_form(hs, sg, at, av, bb):
     return a_star, m_star
 
 
-@lru_cache(maxsize=None)
-def theorem2_multivariate(d=3):
-    """Theorem 2 in ``d`` dimensions: solve the stationarity equations of the summed Eq. (15).
+def multivariate_one_step_loss(d):
+    """The summed one-step excess loss in ``d`` dimensions, derived from Eqs. (1)-(3).
 
-    The summed loss is quadratic in (alpha, mu) with coefficients that are sums
-    over dimensions, so agreement for a generic ``d`` (symbols, not numbers)
-    checks the printed formula's structure. Returns a dict like :func:`theorem2_univariate`.
+    Coordinate ``i`` gets its own mean, fluctuations and noise; the update
+    equations of :func:`sgd_momentum_step` are rewritten in them (shared
+    ``alpha`` and ``mu``), ``1/2 h_i E[theta_i'^2]`` is taken with that
+    coordinate's second moments, and the moments are rewritten as
+    ``A(theta_i)``, ``A(v_i)``, ``E[theta_i v_i]``. Returns ``(loss, symbols)``.
     """
     hs, sg, at, av, bb = multivariate_symbols(d)
-    loss = sum(sp.Rational(1, 2) * hi * ((1 - alpha * hi) ** 2 * a + mu ** 2 * v
-                                         + 2 * mu * (1 - alpha * hi) * b + (alpha * hi * s) ** 2)
-               for hi, s, a, v, b in zip(hs, sg, at, av, bb))
+    theta_new, _ = sgd_momentum_step()
+    loss = 0
+    for i in range(d):
+        mt, mv = sp.symbols(f"m_theta{i + 1} m_v{i + 1}", real=True)
+        vt, vv = sp.symbols(f"V_theta{i + 1} V_v{i + 1}", nonnegative=True)
+        cov = sp.Symbol(f"Sigma{i + 1}", real=True)
+        dt, dv, xi_i = sp.symbols(f"delta_theta{i + 1} delta_v{i + 1} xi{i + 1}", real=True)
+        local = theta_new.xreplace({m_theta: mt, m_v: mv, d_theta: dt, d_v: dv, xi: xi_i,
+                                    h: hs[i], sigma: sg[i]})
+        second = {(2, 0, 0): vt, (0, 2, 0): vv, (1, 1, 0): cov, (0, 0, 2): 1}
+        term = sp.Rational(1, 2) * hs[i] * expect(local ** 2, (dt, dv, xi_i), second)
+        loss += sp.expand(term.subs({vt: at[i] - mt ** 2, vv: av[i] - mv ** 2, cov: bb[i] - mt * mv}))
+    return sp.expand(loss), (hs, sg, at, av, bb)
+
+
+@lru_cache(maxsize=None)
+def theorem2_multivariate(d=3):
+    """Theorem 2 in ``d`` dimensions: solve the stationarity equations of the derived loss.
+
+    The loss (:func:`multivariate_one_step_loss`, from the update equations)
+    is quadratic in (alpha, mu) with coefficients that are sums over
+    dimensions, so agreement for a generic ``d`` (symbols, not numbers) checks
+    the printed formula's structure. Returns a dict like
+    :func:`theorem2_univariate`, with ``eq15_sum``: whether the derived loss
+    equals Eq. (15) summed over coordinates.
+    """
+    loss, (hs, sg, at, av, bb) = multivariate_one_step_loss(d)
+    typed = sum(sp.Rational(1, 2) * hi * ((1 - alpha * hi) ** 2 * a + mu ** 2 * v
+                                          + 2 * mu * (1 - alpha * hi) * b + (alpha * hi * s) ** 2)
+                for hi, s, a, v, b in zip(hs, sg, at, av, bb))
     sol = sp.solve([sp.diff(loss, alpha), sp.diff(loss, mu)], [alpha, mu], dict=True)
     if len(sol) != 1:
         raise RuntimeError(f"expected one stationary point, got {sol}")
@@ -189,6 +243,7 @@ def theorem2_multivariate(d=3):
     return {
         "alpha": (a_star, pa, _zero(sp.together(a_star - pa))),
         "mu": (m_star, pm, _zero(sp.together(m_star - pm))),
+        "eq15_sum": _zero(loss - typed),
         "loss": loss,
         "symbols": (hs, sg, at, av, bb),
     }
@@ -260,3 +315,41 @@ def theorem3_two_step():
     sols = [sp.simplify(s) for s in sp.solve(sp.numer(sp.together(sp.diff(A2, a0))), a0)]
     greedy = A / (h * (A + s2))
     return sols, greedy, len(sols) == 1 and _zero(sols[0] - greedy)
+
+
+@lru_cache(maxsize=None)
+def theorem3_every_horizon():
+    """Theorem 3 for every horizon ``T``, as one proof by induction (symbolic ``T``).
+
+    Claim: for every ``T >= 1`` and ``A >= 0``, the smallest ``A^{(T)}`` that
+    ``T`` steps of SGD without momentum can reach from ``A^{(0)} = A`` is
+    ``f_T(A) = A sigma^2 / (T A + sigma^2)``, and the greedy rates (Eq. 7) reach it.
+    SymPy works with ``K = T - 1 >= 0``.
+
+    * Base, ``T = 1``: ``A'(alpha)`` is a convex quadratic (second derivative
+      ``2 h^2 (A + sigma^2) > 0``), minimised by Eq. (7) at ``f_1(A)``.
+    * Step: by the induction hypothesis the last ``T - 1`` steps can at best
+      reach ``f_{T-1}(A^{(1)})`` (dynamic programming), and
+      ``f_{T-1}`` increases with its argument (positive derivative for every
+      ``T``), so the first rate must minimise ``A^{(1)}``: Eq. (7) again,
+      giving ``f_{T-1}(f_1(A))``, which equals ``f_T(A)`` identically in ``T``.
+
+    Returns each step's expression and the bools SymPy established.
+    """
+    t3 = theorem3()
+    A, s2 = t3["symbols"]
+    K = sp.Symbol("K", nonnegative=True, integer=True)  # K = T - 1 >= 0 remaining steps
+    f = lambda k, a: a * s2 / (k * a + s2)  # noqa: E731
+    base = _zero(t3["A_min"][0] - f(1, A))
+    curvature = t3["second_derivative"]
+    monotone = sp.factor(sp.diff(f(K, A), A))
+    step = sp.simplify(f(K, f(1, A)) - f(K + 1, A))
+    return {
+        "claim": f(K + 1, A), "base": base and t3["alpha"][2],
+        "convex": bool(curvature.is_positive), "second_derivative": curvature,
+        "monotone_derivative": monotone, "monotone": bool(monotone.is_positive),
+        "composition": f(K, f(1, A)), "step": step == 0,
+        "proved": base and t3["alpha"][2] and bool(curvature.is_positive)
+        and bool(monotone.is_positive) and step == 0,
+        "symbols": (A, s2, K),
+    }

@@ -53,7 +53,48 @@ def test_eq15_and_theorem2_univariate():
 
 def test_theorem2_multivariate_form():
     t = sy.theorem2_multivariate(2)
-    assert t["alpha"][2] and t["mu"][2]
+    assert t["alpha"][2] and t["mu"][2] and t["eq15_sum"]
+
+
+def test_multivariate_loss_derived_from_updates_matches_the_library():
+    """The derived d = 2 loss at numbers equals the library's one-step loss (Theorem 1's moments)."""
+    loss, (hs, sg, at, av, bb) = sy.multivariate_one_step_loss(2)
+    g = np.random.default_rng(3)
+    h, s, A, V, Bv = (g.uniform(0.1, 1, 2), g.uniform(0.1, 2, 2), g.uniform(0.5, 3, 2),
+                      g.uniform(0.1, 1, 2), g.uniform(-0.3, 0.3, 2))
+    a, m = 0.7, 0.4
+    subs = {**dict(zip(hs, h)), **dict(zip(sg, s)), **dict(zip(at, A)), **dict(zip(av, V)),
+            **dict(zip(bb, Bv)), sy.alpha: a, sy.mu: m}
+    lib = nq.one_step_loss(*(torch.tensor(x) for x in (A, V, Bv, h, s ** 2)), a, m)
+    assert float(loss.subs(subs)) == pytest.approx(lib.item(), rel=1e-12)
+
+
+def test_eq15_hessian_is_positive_definite():
+    t = sy.theorem2_univariate()
+    assert t["positive_definite"]
+    # numbers: random states obeying Cauchy-Schwarz give positive eigenvalues
+    loss, _, _ = sy.one_step_loss()
+    hess = sp.hessian(loss, (sy.alpha, sy.mu))
+    g = np.random.default_rng(4)
+    for _ in range(20):
+        A, V = g.uniform(0.01, 3, 2)
+        Bv = g.uniform(-1, 1) * np.sqrt(A * V)
+        vals = {sy.A_theta: A, sy.A_v: V, sy.B: Bv, sy.h: g.uniform(0.1, 2), sy.sigma: g.uniform(0.01, 2)}
+        assert np.linalg.eigvalsh(np.array(hess.subs(vals), dtype=float)).min() > 0
+
+
+def test_theorem3_every_horizon_proof_and_numbers():
+    proof = sy.theorem3_every_horizon()
+    assert proof["proved"]
+    # numbers: T greedy steps of Eq. (7) from A reach the claimed f_T(A), for several T
+    A_sym, s2_sym, K = proof["symbols"]
+    for A, s2 in ((3.0, 0.5), (0.2, 2.0)):
+        a = A
+        for T in range(1, 9):
+            alpha_h = a / (a + s2)                      # Eq. (7) times h
+            a = (1 - alpha_h) ** 2 * a + alpha_h ** 2 * s2
+            claim = float(proof["claim"].subs({A_sym: A, s2_sym: s2, K: T - 1}))
+            assert a == pytest.approx(claim, rel=1e-12)
 
 
 def test_theorem2_multivariate_numbers_d3():
