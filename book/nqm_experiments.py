@@ -430,15 +430,8 @@ settings = pick(profile, {
               ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)],
     "paper": [("extreme", 100.0), ("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0),
               ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
-sens = []
-for spectrum, kappa in settings:
-    try:
-        c0 = nq.calibrate_c0(kappa=kappa, spectrum=spectrum, iters=30)
-    except ValueError:
-        sens.append((spectrum, kappa, np.nan, np.nan))
-        continue
-    p = nq.make_problem(kappa=kappa, c0=c0, spectrum=spectrum)
-    sens.append((spectrum, kappa, c0, float(nq.best_fixed(*p.arrays, p.horizon).final)))
+c0s, fixed_finals = nq.calibrated_fixed(settings)
+sens = [(spectrum, kappa, c0, f) for (spectrum, kappa), c0, f in zip(settings, c0s, fixed_finals)]
 rows = [f"| spectrum | kappa | calibrated c0 | best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f}) |",
         "|---|---|---|---|"]
 for spectrum, kappa, c0, fixed_final in sens:

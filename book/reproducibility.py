@@ -32,6 +32,13 @@
 # 1000 times"). The table below shows the relative gap for the former and whether the
 # claim holds in this run for the latter. Figures 7 and 8 state no number; their
 # chapter compares the curves' shapes.
+#
+# Some numbers are *calibrated*, not predicted: the paper leaves a parameter open, and we
+# chose it so that one reported number comes out right. Section 2.3's greedy loss is one:
+# the initial mean $c_0$ of the noisy quadratic was set so that the greedy schedule ends at
+# the paper's value. Such a number is shown, marked "calibrated", and never counted as a
+# match; the numbers computed with that choice (the fixed and optimized losses) are
+# predictions and are counted.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -53,19 +60,25 @@ comparisons = report.collect(context.results_dir, profile)
 report.comparison_table(comparisons)
 
 # %% tags=["remove-cell"]
+from IPython.display import Markdown
 from myst_nb import glue
 
 claims = [c for c in comparisons if c.kind == "lower_bound"]
 values = [c for c in comparisons if c.kind == "value"]
+calibrated = [c for c in comparisons if c.kind == "calibrated"]
 glue("repro_claims_held", sum(c.verdict == "holds" for c in claims), display=False)
 glue("repro_claims", len(claims), display=False)
-glue("repro_values_close", sum(abs(c.relative_gap) <= 0.1 for c in values), display=False)
+glue("repro_values_close", sum(c.agrees for c in values), display=False)
 glue("repro_values", len(values), display=False)
+glue("repro_calibrated", len(calibrated), display=False)
+glue("repro_calibrated_list", Markdown(
+    "; ".join(f"{c.quantity} ({c.chapter})" for c in calibrated) or "none in this run"), display=False)
 
 # %% [markdown]
-# In this run, {glue:text}`repro_values_close` of the {glue:text}`repro_values` reported
+# In this run, {glue:text}`repro_values_close` of the {glue:text}`repro_values` predicted
 # values are matched within 10%, and {glue:text}`repro_claims_held` of the
-# {glue:text}`repro_claims` claimed bounds hold. The claims are those of Section 3.2: in a
+# {glue:text}`repro_claims` claimed bounds hold; {glue:text}`repro_calibrated` calibrated
+# number(s) are left out of these counts ({glue:md}`repro_calibrated_list`). The claims are those of Section 3.2: in a
 # profile smaller than `paper` the offline experiment runs at a fraction of the paper's time
 # scale, with horizons far shorter than the paper's, and a claim it does not meet there is
 # not a test of the paper's claim at full scale; the [offline chapter](offline_mnist) shows
@@ -74,9 +87,37 @@ glue("repro_values", len(values), display=False)
 # The figure shows the same comparison on a logarithmic scale, one row per reported number.
 # The claims at the paper's own time scale are checked on the archived run further down.
 
-# %% mystnb={"figure": {"caption": "Each reproduced number (cross; green where it agrees: within 10% of a value, above a claimed bound) next to the paper's value (circle) or claimed lower bound (triangle), on a log scale. All points come from the result files of this run.", "name": "fig-reproducibility"}}
+# %% mystnb={"figure": {"caption": "Each reproduced number (cross; green where it agrees: within 10% of a value, above a claimed bound; grey where it was calibrated to the paper's value) next to the paper's value (circle) or claimed lower bound (triangle), on a log scale. All points come from the result files of this run.", "name": "fig-reproducibility"}}
 if comparisons:
     report.comparison_figure(comparisons)
+
+# %% [markdown]
+# ### The noisy quadratic's open choices
+#
+# Besides $c_0$, Section 2.3 leaves the condition number $\kappa$ of its spectrum open. We use
+# {glue:text}`repro_kappa:.0f`, a round value that was not fitted to any reported number. The
+# Figure 3 run also recalibrates $c_0$ for other condition numbers and records the fixed
+# schedule's prediction at each:
+
+# %% tags=["remove-input"]
+import numpy as np
+from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.runs import load_result, result_path
+
+glue("repro_kappa", nq.FIGURE3_SETUP["kappa"], display=False)
+figure3_file = result_path("figure3", profile, seed, results)
+if figure3_file.exists():
+    fig3, _ = load_result(figure3_file)
+    kappa_rows = ["| kappa | calibrated c0 | predicted fixed final loss | paper |", "|---|---|---|---|"]
+    kappa_rows += [f"| {k:g} | {c0:.3f} | {f:.2f} | {nq.PAPER_FINAL_LOSSES['fixed']:.2f} |"
+                   for k, c0, f in zip(fig3["kappas"], fig3["kappa_c0"], fig3["kappa_fixed"])]
+    ok = np.isfinite(fig3["kappa_fixed"])
+    kappa_md = (f"Over these condition numbers the prediction stays between {fig3['kappa_fixed'][ok].min():.2f} "
+                f"and {fig3['kappa_fixed'][ok].max():.2f}, so the choice of kappa moves it by at most "
+                f"{np.abs(fig3['kappa_fixed'][ok] / nq.PAPER_FINAL_LOSSES['fixed'] - 1).max():.1%} of the paper's value.")
+    display(Markdown("\n".join(kappa_rows) + "\n\n" + kappa_md))
+else:
+    display(Markdown(f"No Figure 3 result of profile `{profile}` was found; run the noisy quadratic chapter first."))
 
 # %% [markdown]
 # Where each number came from: the provenance recorded in every result file (git commit,

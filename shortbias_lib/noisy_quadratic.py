@@ -9,7 +9,7 @@ other chapters use ``noisy_quadratic`` as one namespace):
 * :mod:`.nqm_fit`: exact fixed schedules, the global best one, L-BFGS fits;
 * :mod:`.nqm_montecarlo`: simulation with sampled minima.
 
-This module adds the calibration of ``c0`` and Figure 3 (:func:`figure3`,
+This module adds the calibration of ``c0``, the predictions it implies, and Figure 3 (:func:`figure3`,
 saved by :func:`run_figure3`).
 """
 
@@ -41,7 +41,7 @@ __all__ = [
     "check_problem", "check_schedule", "chebyshev_spectrum", "constant_schedule",
     "curvature_group_losses", "decayed_schedule", "make_problem",
     "PAPER_FINAL_LOSSES", "SCHEDULES", "CHAPTER", "STARTS", "FIGURE3_SETUP", "FIGURE3_FIT",
-    "SMOKE_STEPS", "greedy_final_loss", "calibrate_c0", "figure3", "run_figure3",
+    "SMOKE_STEPS", "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "figure3", "run_figure3",
 ]
 
 PAPER_FINAL_LOSSES = {"optimized": 4.25, "greedy": 63.86, "fixed": 42.19}
@@ -76,6 +76,31 @@ def calibrate_c0(target=PAPER_FINAL_LOSSES["greedy"], *, momentum=True, lo=0.1, 
 
 FIGURE3_SETUP = dict(n=PAPER_DIM, kappa=DEFAULT_KAPPA, c0=DEFAULT_C0, spectrum="extreme",
                      horizon=PAPER_HORIZON)
+def calibrated_fixed(settings, iters=30):
+    """For each ``(spectrum, kappa)``: the calibrated ``c0`` and the best fixed final loss it predicts.
+
+    The problem is :data:`FIGURE3_SETUP`'s with that spectrum and condition
+    number; ``c0`` is recalibrated (:func:`calibrate_c0`) so that greedy ends
+    at the paper's value, then :func:`best_fixed` gives the fixed schedule's
+    final loss: how much the prediction depends on the open choices. Settings
+    whose target is out of reach give NaN. Returns ``(c0s, finals)`` as NumPy arrays.
+    """
+    c0s, finals = [], []
+    for spectrum, kappa in settings:
+        setup = {**FIGURE3_SETUP, "kappa": kappa, "spectrum": spectrum}
+        del setup["c0"]
+        try:
+            c0 = calibrate_c0(iters=iters, **setup)
+        except ValueError:
+            c0s.append(math.nan)
+            finals.append(math.nan)
+            continue
+        p = make_problem(c0=c0, **setup)
+        c0s.append(c0)
+        finals.append(float(best_fixed(*p.arrays, p.horizon).final))
+    return np.array(c0s), np.array(finals)
+
+
 # The optimized fit: L-BFGS on the log final loss, stopped when the final loss
 # improved by less than `tol` (relative) over `window` iterations, at most `max_iter`;
 # the deterministic case's start from the fixed schedule at most `det_fixed_iter`.
@@ -156,6 +181,8 @@ def figure3(setup=None, fit=None):
     }
 
 
+# condition numbers at which run_figure3 recalibrates c0 and predicts the fixed loss
+KAPPAS = (300.0, 1000.0, 2000.0, 1e4, 1e5)
 SMOKE_STEPS = 40  # the smoke profile only checks that the chapter runs: a capped fit
 
 
@@ -191,6 +218,7 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
                 "unconstrained_final": (), "unconstrained_iterations": (),
                 "unconstrained_converged": (), "unconstrained_alphas": (T,),
                 "unconstrained_mus": (T,), "fit_tol": (), "fit_window": (),
+                "kappas": None, "kappa_c0": None, "kappa_fixed": None,
                 "h": (FIGURE3_SETUP["n"],), "timings": (n,), "seconds": ()}
     if resume:
         found = load_matching(path, config, expected, same={"profile": profile})
@@ -203,6 +231,9 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
         arrays["reported_names"] = np.array([f"Fig. 3 final loss, {s}" for s in SCHEDULES])
         arrays["reported_ours"] = np.asarray(arrays["final_losses"], dtype=np.float64)
         arrays["reported_paper"] = np.array([PAPER_FINAL_LOSSES[s] for s in SCHEDULES])
+        kappas = pick(profile, {"smoke": KAPPAS[::2], "quick": KAPPAS, "paper": KAPPAS})
+        arrays["kappas"] = np.array(kappas)
+        arrays["kappa_c0"], arrays["kappa_fixed"] = calibrated_fixed([("extreme", k) for k in kappas])
         # greedy calibrated c0 (see the chapter): it cannot count as a match
         arrays["reported_kinds"] = np.array(["calibrated" if s == "greedy" else "value"
                                             for s in SCHEDULES])

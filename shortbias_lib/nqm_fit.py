@@ -255,7 +255,8 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
     x0 = np.concatenate([np.log(_np(alphas0)), np.log(m0 / (1 - m0))], 1)
 
     def schedule(x):
-        return np.exp(x[:, :T]), _sigmoid(x[:, T:])
+        with np.errstate(over="ignore"):  # a trial step to alpha = inf is rejected by the line search
+            return np.exp(x[:, :T]), _sigmoid(x[:, T:])
 
     def fun(x, rows):
         a, m = schedule(x)

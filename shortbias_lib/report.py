@@ -5,8 +5,11 @@ A result file takes part by holding three arrays of equal length:
 ``reported_ours`` (our value) and ``reported_paper`` (the paper's value), and a
 ``chapter`` entry in its configuration. An optional fourth array,
 ``reported_kinds``, says how to compare each pair: ``"value"`` (the paper
-reports a number; the default) or ``"lower_bound"`` (the paper claims "more
-than" this number, so the question is whether the claim holds in our run).
+reports a number; the default), ``"lower_bound"`` (the paper claims "more
+than" this number, so the question is whether the claim holds in our run) or
+``"calibrated"`` (a number we made equal to the paper's by choosing a free
+parameter, e.g. Section 2.3's greedy loss through ``c0``: shown, never
+counted as agreement).
 Optional ``reported_low`` and ``reported_high`` give a 95% interval of ours;
 a claim then holds only if the whole interval lies above the bound, fails
 only if it lies below, and is undecided otherwise.
@@ -54,7 +57,7 @@ class Comparison:
 
     @property
     def paper_text(self):
-        return f"{self.paper:.4g}" if self.kind == "value" else f"> {self.paper:.4g}"
+        return f"> {self.paper:.4g}" if self.kind == "lower_bound" else f"{self.paper:.4g}"
 
     @property
     def has_interval(self):
@@ -75,19 +78,24 @@ class Comparison:
 
     @property
     def agrees(self):
-        """Within 10% of a value; above a claimed bound (with its whole interval, if any)."""
+        """Within 10% of a value; above a claimed bound (with its whole interval, if any);
+        ``None`` for a calibrated number, which cannot agree or disagree."""
+        if self.kind == "calibrated":
+            return None
         return abs(self.relative_gap) <= 0.1 if self.kind == "value" else self.verdict == "holds"
 
     @property
     def agreement(self):
         """The relative gap for a value; whether the claim holds for a lower bound."""
+        if self.kind == "calibrated":
+            return f"{self.relative_gap:+.2%}, calibrated (matched by construction, not a test)"
         if self.kind == "value":
             return f"{self.relative_gap:+.2%}"
         return {"holds": "claim holds", "not met": "claim not met",
                 "undecided": "undecided (interval spans the bound)"}[self.verdict]
 
 
-KINDS = ("value", "lower_bound")
+KINDS = ("value", "lower_bound", "calibrated")
 
 
 def comparisons_of(arrays, meta, source):
@@ -151,24 +159,25 @@ def comparison_figure(comparisons):
 
     A reported value is a circle; a claimed lower bound ("more than ...") is a
     right-pointing triangle at the bound; our value is a cross, green where it agrees
-    (within 10 percent of a value, above a bound with its whole interval) and red
-    otherwise, with its 95% interval as a bar where the file gives one.
+    (within 10 percent of a value, above a bound with its whole interval), red
+    otherwise and grey where it was calibrated to the paper's value, with its 95%
+    interval as a bar where the file gives one.
     """
     if not comparisons:
         raise ValueError("comparisons is empty: there is nothing to draw")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(8, 1.2 + 0.55 * len(comparisons)))
+    colors = {True: "tab:green", False: "tab:red", None: "0.5"}
     for row, c in enumerate(comparisons):
         agrees = c.agrees
         axes.plot([c.paper, c.ours], [row, row], color="0.75", zorder=1)
         if c.has_interval:
             axes.errorbar(c.ours, row, xerr=[[c.ours - c.low], [c.high - c.ours]], fmt="none",
-                          ecolor="tab:green" if agrees else "tab:red", capsize=4, zorder=2)
+                          ecolor=colors[agrees], capsize=4, zorder=2)
         axes.scatter(c.paper, row, marker="o" if c.kind == "value" else ">", s=70,
                      facecolors="none", edgecolors="k", zorder=2)
-        axes.scatter(c.ours, row, marker="x", s=70, color="tab:green" if agrees else "tab:red",
-                     zorder=3)
+        axes.scatter(c.ours, row, marker="x", s=70, color=colors[agrees], zorder=3)
     axes.set_yticks(range(len(comparisons)),
                     [textwrap.fill(f"{c.chapter}: {c.quantity}", 40) for c in comparisons])
     axes.invert_yaxis()
@@ -177,9 +186,11 @@ def comparison_figure(comparisons):
     handles = [axes.scatter([], [], marker="o", facecolors="none", edgecolors="k"),
                axes.scatter([], [], marker=">", facecolors="none", edgecolors="k"),
                axes.scatter([], [], marker="x", color="tab:green"),
-               axes.scatter([], [], marker="x", color="tab:red")]
+               axes.scatter([], [], marker="x", color="tab:red"),
+               axes.scatter([], [], marker="x", color="0.5")]
     axes.legend(handles, ["paper's value", "paper's claimed lower bound", "this run, agrees",
-                          "this run, does not"], loc="upper center",
+                          "this run, does not", "calibrated to the paper (not a test)"],
+                loc="upper center",
                 bbox_to_anchor=(0.5, -0.2 - 0.2 / len(comparisons)),
                 ncols=2, fontsize="small", frameon=False)
     figure.tight_layout()
