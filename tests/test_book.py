@@ -1,7 +1,11 @@
 """The whole book, executed with the ``smoke`` profile and rendered to HTML, then
 opened in headless Chromium with the network off: math typeset, figures loaded,
-widgets drawn from their saved state, and no request leaving the machine."""
+widgets drawn from their saved state, and no request leaving the machine. The
+build leaves the sources alone: the README's interactive commands after it find
+nothing changed in git."""
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,21 +17,45 @@ import pytest
 from shortbias_lib.runs import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
-from build_book import toc_notebooks  # noqa: E402
+from build_book import executed_notebook, toc_notebooks  # noqa: E402
 
 pytestmark = pytest.mark.book
 SCREENSHOTS = REPO_ROOT / "_build" / "screenshots"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
+BIN = Path(sys.executable).parent
+
+
+def _git(root, *args):
+    result = subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@localhost",
+                             *args], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory, data_root):
-    """A copy of the book executed with ``profile=smoke`` and built to HTML."""
+    """A copy of the book, committed in a git repository of its own, executed with
+    ``profile=smoke`` and built to HTML."""
     root = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml"):
+    for name in ("_config.yml", "_toc.yml", ".gitignore"):
         shutil.copy(REPO_ROOT / name, root / name)
     shutil.copytree(REPO_ROOT / "book", root / "book",
                     ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
+    # The sources in the form a round trip through Jupytext gives (its version in the
+    # header, cell metadata keys sorted as in the .ipynb), so that what follows checks
+    # the build and the pairing, not how a source was first written.
+    sources = sorted(map(str, (root / "book").glob("*.py")))
+    subprocess.run([str(BIN / "jupytext"), "--quiet", "--sync", *sources], check=True)
+    for paired in (root / "book").glob("*.ipynb"):
+        os.utime(paired, (paired.stat().st_mtime + 10,) * 2)
+    subprocess.run([str(BIN / "jupytext"), "--quiet", "--sync", *sources], check=True)
+    for paired in (root / "book").glob("*.ipynb"):
+        paired.unlink()
+    _git(root, "init", "--quiet")
+    _git(root, "add", ".")
+    _git(root, "commit", "--quiet", "-m", "sources")
     command = [sys.executable, str(REPO_ROOT / "tools" / "build_book.py"), "--root", str(root),
                "--profile", "smoke", "--device", "cpu", "--data-root", str(data_root)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
@@ -36,7 +64,7 @@ def smoke_book(tmp_path_factory, data_root):
 
 
 def _pages(root):
-    return [(source, source.with_suffix(".ipynb"),
+    return [(source, executed_notebook(root, source),
              root / "_build" / "html" / source.relative_to(root).with_suffix(".html"))
             for source in toc_notebooks(root)]
 
@@ -133,3 +161,48 @@ def test_html_renders_offline_in_headless_chromium(smoke_book, browser):
         for key in totals:
             totals[key] += report[key]
     assert totals["math"] > 0 and totals["images"] > 0, totals
+
+
+def _interactive_commands():
+    """The Jupytext commands of the README's interactive section and of ``make lab``."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = re.search(r"^## [^\n]*interactive[^\n]*\n(.*?)(?=^## )", readme, re.S | re.M | re.I)
+    assert section, "README: no section on running the notebooks interactively"
+    blocks = re.findall(r"```bash\n(.*?)```", section.group(1), re.S)
+    readme_lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    lab = subprocess.run(["make", "-n", "-B", "lab"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    commands = [line for line in readme_lines + lab if re.match(r"(\.venv/bin/)?jupytext ", line)]
+    assert any("--sync" in command for command in commands), (readme_lines, lab)
+    return [re.sub(r"^(\.venv/bin/)?jupytext", str(BIN / "jupytext"), command)
+            for command in commands]
+
+
+def test_build_and_the_readmes_interactive_commands_leave_the_sources_clean(smoke_book):
+    """The build writes nothing beside the sources; pairing them afterwards (the README's
+    commands, ``make lab``) takes the sources as they are, not the executed notebooks."""
+    root = smoke_book
+    assert _git(root, "status", "--porcelain") == ""
+    assert not list((root / "book").glob("*.ipynb")), "the build wrote notebooks into book/"
+    for command in _interactive_commands():
+        subprocess.run(command, shell=True, cwd=root, check=True, capture_output=True)
+    assert _git(root, "status", "--porcelain") == "", _git(root, "diff")
+    paired = sorted((root / "book").glob("*.ipynb"))
+    assert paired, "the interactive commands paired no notebook"
+    for path in paired:  # the pair as JupyterLab leaves it: the .ipynb saved last
+        os.utime(path, (path.stat().st_mtime + 10,) * 2)
+        notebook = nbformat.read(path, as_version=4)
+        assert "papermill" not in notebook.metadata
+        assert not any("injected-parameters" in cell.metadata.get("tags", []) for cell in notebook.cells)
+    subprocess.run([str(BIN / "jupytext"), "--sync", *map(str, paired)], cwd=root, check=True,
+                   capture_output=True)
+    assert _git(root, "status", "--porcelain") == "", _git(root, "diff")
+
+
+def test_published_html_has_no_symbolic_links(smoke_book):
+    """GitHub Pages refuses an artifact holding links; the build's mirror folder links
+    to the sources, and none of those links may reach the HTML."""
+    html = smoke_book / "_build" / "html"
+    links = [path for path in html.rglob("*") if path.is_symlink()]
+    assert links == [], links[:5]
+    assert (html / "index.html").exists() or (html / "book" / "intro.html").exists()

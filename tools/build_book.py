@@ -4,9 +4,12 @@
     python tools/build_book.py --profile smoke --root DIR # a copy of the book in DIR
 
 Each notebook listed in ``_toc.yml`` is converted from its Jupytext ``.py``
-source, executed with the profile's parameters (papermill, kernel
-``python3``, working directory = the book root) and written next to its
-source as ``.ipynb``; Jupyter Book then renders those with warnings as errors.
+source and executed with the profile's parameters (papermill, kernel
+``python3``, working directory = the book root) into ``_build/executed/``, a
+mirror of the book root (its other files are symbolic links to the real ones);
+Jupyter Book renders that mirror into ``_build/html`` with warnings as errors.
+The sources in ``book/`` and their Jupytext pairing (``book/*.ipynb``, made by
+``jupytext --sync`` for interactive use) are never written by the build.
 """
 
 import argparse
@@ -39,18 +42,60 @@ def toc_notebooks(root):
     return [root / f"{name}.py" for name in entries if (root / f"{name}.py").exists()]
 
 
+EXECUTED = Path("_build") / "executed"
+
+
+def executed_notebook(root, source):
+    """Where the build writes the executed notebook of ``source``: ``_build/executed/book/X.ipynb``."""
+    return root / EXECUTED / source.relative_to(root).with_suffix(".ipynb")
+
+
+def stage(root, sources, fresh):
+    """Make ``root/_build/executed`` a mirror of the book root for Jupyter Book: every
+    top-level entry (``_config.yml``, ``_toc.yml``, ...) and every file of ``book/``
+    except the notebook sources and their paired ``.ipynb`` is a symbolic link to the
+    real one, so relative paths resolve as in the sources; the executed notebooks take
+    the sources' places. ``fresh`` drops notebooks executed by an earlier build."""
+    staged = root / EXECUTED
+    if fresh:
+        shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True, exist_ok=True)
+    notebook_dirs = {source.parent for source in sources}
+    stems = {(source.parent, source.stem) for source in sources}
+
+    def mirror(folder, target):
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(".") or entry == root / "_build":
+                continue
+            link = target / entry.name
+            if entry in notebook_dirs:
+                link.mkdir(exist_ok=True)
+                mirror(entry, link)
+            elif (entry.suffix in (".py", ".ipynb") and (folder, entry.stem) in stems):
+                continue  # a source, or its paired notebook: replaced by the executed one
+            elif not link.is_symlink() and not link.exists():
+                link.symlink_to(entry.resolve())
+
+    mirror(root, staged)
+    return staged
+
+
 def execute(source, root, parameters):
-    """Execute one Jupytext notebook with papermill, writing ``source.ipynb``."""
+    """Execute one Jupytext notebook with papermill into ``_build/executed/``."""
+    output = executed_notebook(root, source)
+    output.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
-    unexecuted = source.with_name(f".{source.stem}.unexecuted.ipynb")
+    # the executed copy is paired with nothing: Jupytext never writes it back to a source
+    notebook.metadata.get("jupytext", {}).pop("formats", None)
+    unexecuted = output.with_name(f".{source.stem}.unexecuted.ipynb")
     nbformat.write(notebook, unexecuted)
     try:
         papermill.execute_notebook(
-            str(unexecuted), str(source.with_suffix(".ipynb")), parameters=parameters,
+            str(unexecuted), str(output), parameters=parameters,
             kernel_name="python3", cwd=str(root), progress_bar=False, log_output=False)
     finally:
         unexecuted.unlink(missing_ok=True)
-    hide_injected_parameters(source.with_suffix(".ipynb"))
+    hide_injected_parameters(output)
 
 
 def hide_injected_parameters(path):
@@ -65,10 +110,13 @@ def hide_injected_parameters(path):
 
 
 def build_html(root):
-    """Render the executed notebooks to ``root/_build/html`` with warnings as errors."""
-    shutil.rmtree(root / "_build", ignore_errors=True)
-    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root),
-               "--builder", "html", "-W", "-n", "--keep-going"]
+    """Render ``root/_build/executed`` to ``root/_build/html`` with warnings as errors,
+    after removing the previous HTML (Jupyter Book builds incrementally)."""
+    for old in (root / "_build").glob("*"):
+        if old != root / EXECUTED and old.name != "screenshots":
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root / EXECUTED),
+               "--path-output", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
     if subprocess.run(command).returncode != 0:
         sys.exit("build_book: jupyter-book build failed (warnings are errors); see above")
 
@@ -94,7 +142,9 @@ def main(argv=None):
     parameters = {"profile": args.profile, "device": args.device, "seed": args.seed,
                   "data_root": args.data_root or os.environ.get("SHORTBIAS_DATA"),
                   "results": args.results or str(root / "results")}
-    for source in toc_notebooks(root):
+    sources = toc_notebooks(root)
+    stage(root, sources, fresh=args.only is None)
+    for source in sources:
         if args.only is not None and source.stem not in args.only:
             continue
         start = time.perf_counter()
@@ -104,7 +154,8 @@ def main(argv=None):
         except papermill.PapermillExecutionError as error:
             sys.exit(f"build_book: {source.name} failed in cell {error.exec_count}: "
                      f"{error.ename}: {error.evalue}")
-        print(f"build_book: {source.name} done in {time.perf_counter() - start:.0f} s", flush=True)
+        print(f"build_book: {source.name} done in {time.perf_counter() - start:.0f} s "
+              f"-> {executed_notebook(root, source).relative_to(root)}", flush=True)
     if not args.no_html:
         build_html(root)
         print(f"build_book: HTML in {root / '_build' / 'html'}")
