@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .nqm_dynamics import (DEGENERATE, Moments, Schedule, bounded_scale, brute_force_greedy,
-                           dynamics, final_loss, greedy_coefficients, greedy_schedule,
+                           dynamics, greedy_coefficients, greedy_schedule,
                            initial_moments, one_step_loss, second_moment_step, theorem1_step,
                            theorem1_trajectory)
 from .nqm_fit import (FIXED_SEARCH, ConvergedFit, FixedSchedule, best_fixed, fit_lbfgs,
@@ -33,7 +33,7 @@ from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, DTYPE, PAPER_DIM, PAPER_HOR
 
 __all__ = [
     "DEGENERATE", "Moments", "Schedule", "bounded_scale", "brute_force_greedy", "dynamics",
-    "final_loss", "greedy_coefficients", "greedy_schedule", "initial_moments", "one_step_loss",
+    "greedy_coefficients", "greedy_schedule", "initial_moments", "one_step_loss",
     "second_moment_step", "theorem1_step", "theorem1_trajectory",
     "FIXED_SEARCH", "ConvergedFit", "FixedSchedule", "best_fixed", "fit_lbfgs", "fixed_final_loss",
     "lbfgs", "Fit", "adjoint", "final_loss_grad", "fit_schedule", "MonteCarlo", "monte_carlo",

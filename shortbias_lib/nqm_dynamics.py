@@ -134,12 +134,6 @@ def bounded_scale(a_theta, a_v, c, a0, h, sigma2, alpha, mu):
     return root.amin(-1, keepdim=True).clamp(max=1.0)
 
 
-def final_loss(problem, alphas, mus=None, bound=False):
-    """Expected excess loss at step T of ``problem`` under a schedule (a tensor ``(...)``)."""
-    out = dynamics(*problem.arrays, alphas, mus, bound=bound)
-    return (out[0] if bound else out)[..., -1]
-
-
 # --------------------------------------------------------------------------
 # Greedy-optimal schedules (Theorems 2 and 3)
 # --------------------------------------------------------------------------

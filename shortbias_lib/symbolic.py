@@ -353,3 +353,30 @@ def theorem3_every_horizon():
         and bool(monotone.is_positive) and step == 0,
         "symbols": (A, s2, K),
     }
+
+
+@lru_cache(maxsize=None)
+def noise_floor():
+    """The stationary expected excess loss of constant-step SGD in one dimension (a noise floor).
+
+    With a fixed ``(alpha, mu)`` the second moments ``(A(theta), A(v), E[theta v])``
+    follow a linear recursion (derived here from Eqs. (1)-(3), as Eq. 15's);
+    its fixed point, where one step leaves them unchanged, is the floor the
+    loss settles at. Returns the floors without and with momentum (excess
+    loss ``1/2 h A(theta)``), the stationary second moments, and whether the
+    momentum floor reduces to the plain one at ``mu = 0``.
+    """
+    theta_new, v_new = sgd_momentum_step()
+    a_t, a_v, b = sp.symbols("A_theta^* A_v^* B^*", real=True)
+    to_a = {V_theta: A_theta - m_theta ** 2, V_v: A_v - m_v ** 2, S: B - m_theta * m_v}
+    step = [sp.expand(expect(x).subs(to_a)) for x in (theta_new ** 2, v_new ** 2, theta_new * v_new)]
+    fixed = [e.subs({A_theta: a_t, A_v: a_v, B: b}) for e in step]
+    sol = sp.solve([fixed[0] - a_t, fixed[1] - a_v, fixed[2] - b], [a_t, a_v, b], dict=True)
+    if len(sol) != 1:
+        raise RuntimeError(f"expected one fixed point, got {sol}")
+    floor_mu = sp.factor(sp.simplify(sp.Rational(1, 2) * h * sol[0][a_t]))
+    floor_plain = sp.factor(floor_mu.subs(mu, 0))
+    expected_plain = alpha * h ** 2 * sigma ** 2 / (2 * (2 - alpha * h))
+    return {"plain": floor_plain, "momentum": floor_mu,
+            "moments": {k: sp.factor(v) for k, v in sol[0].items()},
+            "plain_closed_form": _zero(floor_plain - expected_plain)}

@@ -35,8 +35,7 @@ def test_best_fixed_is_at_least_as_good_as_a_dense_grid(noisy):
         grid = nq.dynamics(*p.arrays, *nq.constant_schedule(torch.tensor(A), p.horizon, torch.tensor(M)))[..., -1]
     grid_min = torch.nan_to_num(grid, nan=np.inf).min().item()
     assert best.final <= grid_min * (1 + 1e-9)
-    check = nq.dynamics(*p.arrays, *nq.constant_schedule(torch.tensor(float(best.alpha)), p.horizon,
-                                                         torch.tensor(float(best.mu))))[-1].item()
+    check = nq.dynamics(*p.arrays, *nq.constant_schedule(float(best.alpha), p.horizon, float(best.mu)))[-1].item()
     # repeated squaring rounds differently from T steps: the deterministic loss ends
     # 1e-7 below its start, so the two agree to about 1e-16 / 1e-7 relative
     assert check == pytest.approx(float(best.final), rel=1e-6)

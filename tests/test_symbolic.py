@@ -135,3 +135,20 @@ def test_theorem3_two_step_dynamic_programme():
     A, s2 = sy.theorem3()["symbols"]
     value = float(sols[0].subs({A: 2.0, s2: 0.5, sy.h: 0.7}))
     assert value == pytest.approx(2.0 / (0.7 * 2.5))
+
+
+def test_noise_floor_matches_long_runs_of_the_exact_dynamics_and_monte_carlo():
+    nf = sy.noise_floor()
+    assert nf["plain_closed_form"]
+    floor = sp.lambdify((sy.alpha, sy.mu, sy.h, sy.sigma), nf["momentum"])
+    for h, s2, a, m in ((1.0, 1.0, 0.3, 0.0), (0.5, 2.0, 0.4, 0.8), (2.0, 0.3, 0.02, 0.95)):
+        exact = nq.dynamics([h], [s2], [2.0], [0.0],
+                            *nq.constant_schedule(a, 5000, m))[-1].item()
+        assert exact == pytest.approx(floor(a, m, h, np.sqrt(s2)), rel=1e-9)
+    # Monte Carlo, started at the floor's scale, averaged over the last steps of 4000 runs
+    a, m, h, s2 = 0.4, 0.8, 0.5, 2.0
+    mc = nq.monte_carlo([h], [s2], [0.0], [0.0], torch.full((300,), a), torch.full((300,), m),
+                        n_samples=4000, seed=5)
+    tail = mc.loss_mean[200:].mean().item()
+    sem = mc.loss_sem[200:].mean().item()
+    assert abs(tail - floor(a, m, h, np.sqrt(s2))) < 4 * sem
