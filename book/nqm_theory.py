@@ -511,6 +511,93 @@ glue("t4_rel", t4_rel, display=False)
 mark("t4", t4["base"] and t4["induction"] and t4["positive"] and t4_rel < 1e-10)
 
 # %% [markdown]
+# ## The noise floor of constant-step SGD
+#
+# With a fixed learning rate the expected loss does not go to zero: every step adds noise
+# $(\alpha h\sigma)^2$ and the contraction removes a fixed fraction, so the loss settles where
+# the two balance. In one dimension the second moments $(A(\theta), A(v), \mathbb{E}[\theta v])$
+# follow a linear recursion (derived from Eqs. (1)-(3), as Eq. (15) was); SymPy solves for its
+# fixed point, and the excess loss there is the noise floor, without and with momentum:
+
+# %%
+nf = sym.noise_floor()
+show(r"\mathcal{L}_\infty(\alpha)", nf["plain"])
+show(r"\mathcal{L}_\infty(\alpha, \mu)", nf["momentum"])
+print("the momentum floor at mu = 0 is the plain one, alpha h^2 sigma^2 / (2 (2 - alpha h)):",
+      nf["plain_closed_form"])
+floor_f = sp.lambdify((sym.alpha, sym.mu, sym.h, sym.sigma), nf["momentum"])
+floor_rows = ["| h | sigma^2 | alpha | mu | floor (SymPy) | exact dynamics after 4000 steps |",
+              "|---|---|---|---|---|---|"]
+floor_worst = 0.0
+for h_f, s2_f, a_f, mu_f in ((1.0, 1.0, 0.1, 0.0), (1.0, 1.0, 1.5, 0.0), (0.3, 2.0, 0.5, 0.9),
+                             (2.0, 0.5, 0.05, 0.99)):
+    exact_f = nq.dynamics([h_f], [s2_f], [3.0], [0.0],
+                          *nq.constant_schedule(a_f, 4000, mu_f))[-1].item()
+    formula_f = floor_f(a_f, mu_f, h_f, np.sqrt(s2_f))
+    floor_worst = max(floor_worst, abs(exact_f / formula_f - 1))
+    floor_rows.append(f"| {h_f:g} | {s2_f:g} | {a_f:g} | {mu_f:g} | {formula_f:.10f} | {exact_f:.10f} |")
+display(Markdown("\n".join(floor_rows)))
+assert nf["plain_closed_form"] and floor_worst < 1e-9, floor_worst
+glue("floor_worst", floor_worst, display=False)
+
+# %% [markdown]
+# The floor and the loss of the exact dynamics after 4000 steps agree to
+# {glue:text}`floor_worst:.1e` (relative) on four problems, from a start far above the floor.
+# The floor is finite only where the recursion is stable, $0 < \alpha h < 2(1 + \mu)$: the
+# denominators vanish at the edge. For small $\alpha h$ it is $\approx \alpha h^2\sigma^2/4$ without
+# momentum, proportional to the learning rate, which is why a fixed rate must trade speed
+# against the floor (the solid curves of Figure 2 in {doc}`nqm_experiments`), and why the
+# schedules of Section 2.3 decay.
+#
+# ## Exercises
+#
+# **1. Momentum at the same effective step.** Compare the noise floor of SGD with momentum
+# $\mu$ and learning rate $\alpha = \alpha_{\text{eff}}(1 - \mu)$ with that of plain SGD at
+# $\alpha_{\text{eff}}$ (the same effective step). Which is lower, and by how much for
+# $h = \sigma^2 = 1$, $\alpha_{\text{eff}} = 0.5$, $\mu = 0.9$?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# Substituting $\alpha = \alpha_{\text{eff}}(1-\mu)$ into the momentum floor gives
+# $\frac{\alpha_{\text{eff}} h^2\sigma^2 (1+\mu)}{2\,(2(1+\mu) - \alpha_{\text{eff}}(1-\mu)h)}$, and its ratio
+# to the plain floor is $\frac{(1+\mu)(2 - \alpha_{\text{eff}}h)}{2(1+\mu) - \alpha_{\text{eff}}(1-\mu)h}$.
+# The numerator is the denominator minus $2\mu\alpha_{\text{eff}}h > 0$, so momentum's floor is
+# **lower**, and the two agree as $\alpha_{\text{eff}}h \to 0$. At the numbers asked the ratio is
+# {glue:text}`ex1_ratio:.3f` (floors {glue:text}`ex1_mom:.4f` against {glue:text}`ex1_plain:.4f`).
+# ```
+#
+# **2. Halving the learning rate.** Without momentum, by what factor does halving $\alpha$
+# lower the noise floor when $\alpha h$ is small, and when $\alpha h = 1.5$?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# The floor is $\frac{\alpha h^2 \sigma^2}{2(2 - \alpha h)}$, so halving $\alpha$ multiplies it
+# by $\frac12 \cdot \frac{2 - \alpha h}{2 - \alpha h/2}$: by one half for small $\alpha h$
+# ({glue:text}`ex2_small:.4f` at $\alpha h = 0.01$), and by much more near the stability
+# edge ({glue:text}`ex2_large:.3f` at $\alpha h = 1.5$), where the floor blows up.
+# ```
+
+# %% tags=["remove-cell"]
+# Exercise 1: momentum at the same effective step has the lower floor; the numbers asked
+a_eff, mu_e = 0.5, 0.9
+ex1_mom = floor_f(a_eff * (1 - mu_e), mu_e, 1.0, 1.0)
+ex1_plain = floor_f(a_eff, 0.0, 1.0, 1.0)
+assert ex1_mom < ex1_plain
+assert abs(ex1_mom / ex1_plain - (1 + mu_e) * (2 - a_eff) / (2 * (1 + mu_e) - a_eff * (1 - mu_e))) < 1e-12
+for a_try in (0.01, 0.5, 1.0, 1.9):
+    for mu_try in (0.1, 0.5, 0.9, 0.99):
+        assert floor_f(a_try * (1 - mu_try), mu_try, 1.0, 1.0) < floor_f(a_try, 0.0, 1.0, 1.0)
+glue("ex1_ratio", ex1_mom / ex1_plain, display=False)
+glue("ex1_mom", ex1_mom, display=False)
+glue("ex1_plain", ex1_plain, display=False)
+# Exercise 2: halving alpha
+ex2_small = floor_f(0.005, 0.0, 1.0, 1.0) / floor_f(0.01, 0.0, 1.0, 1.0)
+ex2_large = floor_f(0.75, 0.0, 1.0, 1.0) / floor_f(1.5, 0.0, 1.0, 1.0)
+assert abs(ex2_small - 0.5) < 0.005 and ex2_large < 0.25
+glue("ex2_small", ex2_small, display=False)
+glue("ex2_large", ex2_large, display=False)
+
+# %% [markdown]
 # The largest relative difference over all steps is {glue:text}`t4_rel:.1e`.
 # Theorem 4: {glue:md}`status_t4`.
 #
