@@ -53,6 +53,7 @@ context = setup(profile, device, seed, data_root, results)
 # %% tags=["remove-cell"]
 # %matplotlib inline
 import math
+import re
 import time
 
 import matplotlib.pyplot as plt
@@ -62,6 +63,22 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import beyond, explorer, offline
+
+
+TEX_TEXT = {r"\partial ": "∂", r"\partial": "∂", r"\alpha": "α", r"\beta": "β", r"\kappa": "κ",
+            r"\log": "log ", "_0": "₀", "^{-3}": "⁻³"}
+
+
+def md(text):
+    """Markdown for ``{glue:md}``, which renders neither ``$...$`` nor roles: the little inline math
+    of the chosen sentences below becomes text (Greek letters, italic variables)."""
+    def plain(match):
+        tex = match.group(1)
+        for command, letter in TEX_TEXT.items():
+            tex = tex.replace(command, letter)
+        return re.sub(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])", r"*\1*", tex)
+    return Markdown(re.sub(r"\$([^$]+)\$", plain, text))
+
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 start = time.perf_counter()
@@ -120,7 +137,7 @@ glue("by_det_final_1", float(res["det_loss_at_final"][0]), display=False)
 glue("by_det_best", float(res["det_best_final"]), display=False)
 # Is the best deterministic loss at rounding level (a problem solved), or still well above it?
 det_solved = float(res["det_best_final"]) < 1e-10 * float(res["det_loss_at_final"][0])
-glue("by_det_note", Markdown(
+glue("by_det_note", md(
     "at rounding level, so we do not plot the ratio" if det_solved else
     f"not at rounding level: with this profile's {T_final} steps the best constant schedule has not "
     "solved the problem, and the $T = 1$ choice ends "
@@ -219,7 +236,7 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 # NQM horizons long enough for the decay to act within them (T >= K); shorter horizons barely
 # decay (alpha_T / alpha_0 = (1 + T/K)^-beta is near 1 for any moderate beta), so beta is
 # hardly identified there and the argmin over the grid jumps around.
@@ -228,35 +245,48 @@ long_h = res["decay_horizons"] >= K_nqm
 nqm_b = res["decay_beta"][long_h]
 nqm_T = res["decay_horizons"][long_h]
 nqm_c = cost_decay[long_h]
-nqm_text = (
-    f"On the noisy quadratic ($K$ = {K_nqm:g}) the short-horizon choices ($T < K$) are erratic: "
-    f"the schedule hardly decays within such a horizon, so $\\beta$ is barely identified by it. "
-    f"Over the horizons $T \\ge K$ the best $\\beta$ goes from {nqm_b[0]:.3g} at $T$ = {int(nqm_T[0])} "
-    f"to {nqm_b[-1]:.3g} at $T$ = {int(nqm_T[-1])} "
-    f"({'falling' if nqm_b[0] > nqm_b[-1] else 'not falling'}: "
-    f"{'shorter horizons choose faster decay' if nqm_b[0] > nqm_b[-1] else 'no faster decay for shorter horizons'}), "
-    f"and the {int(nqm_T[0])}-step choice costs {nqm_c[0]:.3g} times the best loss at $T$ = {T_final}.")
+glue("by_dec_K", K_nqm, display=False)
+glue("by_dec_b0", float(nqm_b[0]), display=False)
+glue("by_dec_b1", float(nqm_b[-1]), display=False)
+glue("by_dec_T0", int(nqm_T[0]), display=False)
+glue("by_dec_T1", int(nqm_T[-1]), display=False)
+glue("by_dec_c0", float(nqm_c[0]), display=False)
+glue("by_dec_trend", "falling: shorter horizons choose faster decay" if nqm_b[0] > nqm_b[-1] else
+     "not falling: no faster decay for shorter horizons", display=False)
+if mnist is not None:
+    glue("by_dec_mnist", md(
+        f"On MNIST (profile `{profile}`: {mnist['samples']} sampled schedules, horizons "
+        f"{', '.join(str(int(T)) for T in mnist['horizons'])}, $K$ = {mnist['K']:g}), the best decay exponent "
+        f"of the shortest horizon is {mnist['beta'][0] / mnist['beta'][-1]:.3g} times that of the longest, and "
+        f"its schedule ends with a training loss {mnist['final'][0] / mnist['final'][-1]:.3g} times higher "
+        "after the longest horizon (table below)."), display=False)
+else:
+    glue("by_dec_mnist", md("The MNIST curves are missing on this page (see the warning below)."),
+         display=False)
+
+# %% [markdown]
+# On the noisy quadratic ($K$ = {glue:text}`by_dec_K:g`) the short-horizon choices ($T < K$)
+# are erratic: the schedule hardly decays within such a horizon, so $\beta$ is barely
+# identified by it. Over the horizons $T \ge K$ the best $\beta$ goes from
+# {glue:text}`by_dec_b0:.3g` at $T$ = {glue:text}`by_dec_T0` to {glue:text}`by_dec_b1:.3g` at
+# $T$ = {glue:text}`by_dec_T1` ({glue:text}`by_dec_trend`), and the
+# {glue:text}`by_dec_T0`-step choice costs {glue:text}`by_dec_c0:.3g` times the best loss at
+# $T$ = {glue:text}`by_Tfinal`. {glue:md}`by_dec_mnist`
+
+# %% tags=["remove-input"]
 if mnist is None:
     display(Markdown(
         "```{warning}\nThe MNIST curves are missing: no result of the offline MNIST experiment "
         f"was found for profile `{profile}` and seed {seed} (`{mnist_path.name}`), and this page "
         "does not start that experiment (minutes to hours). Build the offline chapter first "
         f"(the book does), or run `python -m shortbias_lib offline_mnist --profile {profile}`, then "
-        "rerun this page.\n```\n\n" + nqm_text))
+        "rerun this page.\n```"))
 else:
-    rows = "\n".join(
-        f"| {int(T)} | {a:.3g} | {b_:.3g} | {f:.3g} |"
-        for T, a, b_, f in zip(mnist["horizons"], mnist["alpha0"], mnist["beta"], mnist["final"]))
-    b_ratio = mnist["beta"][0] / mnist["beta"][-1]
-    l_ratio = mnist["final"][0] / mnist["final"][-1]
     display(Markdown(
-        f"On MNIST (profile `{profile}`: {mnist['samples']} sampled schedules, horizons "
-        f"{', '.join(str(int(T)) for T in mnist['horizons'])}, $K$ = {mnist['K']:g}), the best decay "
-        f"exponent of the shortest horizon is {b_ratio:.3g} times that of the longest, and its "
-        f"schedule ends with a training loss {l_ratio:.3g} times higher after the longest horizon. "
-        + nqm_text + "\n\n"
         "| horizon | best $\\alpha_0$ | best $\\beta$ | training loss at the longest horizon |\n"
-        "|---|---|---|---|\n" + rows))
+        "|---|---|---|---|\n" + "\n".join(
+            f"| {int(T)} | {a:.3g} | {b_:.3g} | {f:.3g} |"
+            for T, a, b_, f in zip(mnist["horizons"], mnist["alpha0"], mnist["beta"], mnist["final"]))))
 
 # %% [markdown]
 # ## Remedies: noise, conditioning and a preconditioner
@@ -341,7 +371,7 @@ else:
         "**Large batches**: this profile's map has no noise level between 0 and 1 "
         f"(noises {', '.join(f'{x:g}' for x in noi)}), so it cannot say how the ratio changes as the batch "
         "grows; the `quick` profile's map can, and Exercises 1 and 3 below measure it in every profile.")
-glue("by_noise_bullet", Markdown(noise_text), display=False)
+glue("by_noise_bullet", md(noise_text), display=False)
 if 1.0 in gam:
     newton = float(np.nanmax(np.abs(ratio[list(gam).index(1.0)] - 1)))
     assert newton < 1e-3, newton
@@ -349,8 +379,8 @@ if 1.0 in gam:
 else:
     newton_text = ("an exact one makes the problem spherical, where greedy is optimal (this profile's map "
                    "does not include it; the `quick` profile's does);")
-glue("by_newton_text", Markdown(newton_text), display=False)
-glue("by_conclusion_noise", Markdown(
+glue("by_newton_text", md(newton_text), display=False)
+glue("by_conclusion_noise", md(
     "holds for noise only in the limit" if small_noise else
     "cannot be judged for noise from this profile's map (see the `quick` profile)"), display=False)
 
@@ -492,7 +522,7 @@ assert z.max() < 4, z
 trunc_log = res["pes_traj_truncated"][:, 0]
 assert trunc_log[0] < trunc_log[-1] < tfix + 0.05, (trunc_log[0], trunc_log[-1], tfix)
 pes_near = abs(tail.mean() - opt) < max(0.5, 2 * tail.std())
-glue("by_pes_where", Markdown(
+glue("by_pes_where", md(
     "around the true optimum" if pes_near else
     f"still far from the true optimum ($\\alpha$ = {math.exp(opt):.3g}): this profile's "
     f"{cfg['pes_episodes']} episodes of small meta-steps are too few to get there"), display=False)
@@ -618,15 +648,15 @@ m_fd, m_h = res["mnist_check_fd"], res["mnist_fd_steps"]
 spread = (m_fd[:, :, 0].max(1) - m_fd[:, :, 0].min(1)) / np.abs(m_exact[:, 0])
 glue("by_m_zpes_max", float(m_z_pes.max()), display=False)
 glue("by_m_ncomp", int(m_z_pes.size), display=False)
-glue("by_m_zpes_note", Markdown(
+glue("by_m_zpes_note", md(
     f" ({int((m_z_pes > 3).sum())} of them more than 3 standard errors off; see the finite differences below)"
     if m_z_pes.max() > 3 else " (none of them more than 3 standard errors off)"), display=False)
 glue("by_m_ztrunc_max", float(m_z_trunc.max()), display=False)
 glue("by_m_ztrunc_min", float(m_z_trunc.min()), display=False)
 glue("by_m_trunc_relerr", float(100 * np.max(np.abs(m_trunc - m_exact) / np.abs(m_exact))), display=False)
 understates = np.all((m_exact[:, 0] < 0) & (m_trunc[:, 0] <= 0) & (np.abs(m_trunc[:, 0]) < np.abs(m_exact[:, 0])))
-glue("by_m_sign", Markdown(
-    f"At all {len(m_theta)} points the truncated estimate understates how much a larger $\\alpha_0$ "
+glue("by_m_sign", md(
+    f"At {'all ' if len(m_theta) > 1 else ''}{len(m_theta)} point{'s' if len(m_theta) > 1 else ''} the truncated estimate understates how much a larger $\\alpha_0$ "
     "would lower $F$ (same sign as the exact derivative, smaller magnitude): the short-horizon bias "
     "towards small learning rates, seen through one window at a time." if understates else
     "The truncated estimate's error in $\\partial F / \\partial\\log\\alpha_0$ does not have one sign "
@@ -642,10 +672,10 @@ glue("by_m_better", "PES" if endF["pes"] < endF["truncated"] else "truncation", 
 glue("by_m_spread_min", float(spread.min()), display=False)
 glue("by_m_spread_max", float(spread.max()), display=False)
 farthest = np.all(np.abs(m_fd[:, :, 0] - m_exact[:, :1]).argmax(1) == len(m_h) - 1)
-glue("by_m_fd_note", Markdown(" (the smallest step is the farthest from it at every point)" if farthest else
+glue("by_m_fd_note", md(" (the smallest step is the farthest from it at every point)" if farthest else
                              " (the smallest step is not the farthest from it at every point)"), display=False)
 rough = spread.max() > 0.2
-glue("by_m_rough", Markdown(
+glue("by_m_rough", md(
     "$F$ is rough in the learning rate at these scales, as Metz et al. (*Understanding and correcting "
     "pathologies in the training of learned optimizers*, ICML 2019) and the PES paper describe for "
     "unrolled optimization" if rough else
@@ -888,7 +918,7 @@ if 1000.0 in kap and 0.001 in noi:
                f"{cell(0.0, 1000.0, 1.0):.3g} at $s = 1$")
 else:
     ex1_map = "(this profile's map has no small nonzero noise; the `quick` profile's does)"
-glue("by_ex1_map", Markdown(ex1_map), display=False)
+glue("by_ex1_map", md(ex1_map), display=False)
 
 # Exercise 2: effective steps of greedy and of the grid-optimized schedule at the explorer's defaults.
 ex2 = beyond.explore(**beyond.EXPLORER_DEFAULTS, **exp_kw)
