@@ -352,10 +352,10 @@ glue("by_rows_ill", len(rows_ill), display=False)
 # The sentences about the maps below, checked or chosen in every profile.
 r_det_max = float(np.nanmax(np.abs(ratio[:, :, list(noi).index(0.0)] - 1)))
 r_k1_max = float(np.nanmax(np.abs(ratio[:, list(kap).index(1.0), :] - 1)))
-assert r_det_max < 1e-3 and r_k1_max < 1e-3, (r_det_max, r_k1_max)   # greedy optimal where theory says so
-assert cell(0.0, k_ref, 1.0) > 2                                          # "noise plus ill-conditioning makes greedy poor"
-assert cell(0.5, k_ref, 1.0) < cell(0.0, k_ref, 1.0)                      # a square-root preconditioner helps...
-assert np.nanmax(ratio[list(gam).index(0.5)]) < np.nanmax(ratio[0])       # ...at the paper's setting and at worst
+assert r_det_max < 1e-3 and r_k1_max < 1e-3, (r_det_max, r_k1_max)  # greedy optimal where theory says so
+assert cell(0.0, k_ref, 1.0) > 2                                # noise plus ill-conditioning makes greedy poor
+assert cell(0.5, k_ref, 1.0) < cell(0.0, k_ref, 1.0)            # a square-root preconditioner helps at the
+assert np.nanmax(ratio[list(gam).index(0.5)]) < np.nanmax(ratio[0])  # paper's setting and at worst
 small_noise = s_min < 1 and 0.001 in noi
 if small_noise:
     # "not a remedy": a much smaller noise gives a larger ratio, in some ill-conditioned row and at k_ref
@@ -375,7 +375,7 @@ glue("by_noise_bullet", md(noise_text), display=False)
 if 1.0 in gam:
     newton = float(np.nanmax(np.abs(ratio[list(gam).index(1.0)] - 1)))
     assert newton < 1e-3, newton
-    newton_text = "an exact one makes the problem spherical and the ratio is 1 everywhere (to within {:.1e});".format(newton)
+    newton_text = f"an exact one makes the problem spherical and the ratio is 1 everywhere (to within {newton:.1e});"
 else:
     newton_text = ("an exact one makes the problem spherical, where greedy is optimal (this profile's map "
                    "does not include it; the `quick` profile's does);")

@@ -24,7 +24,8 @@
 # $$
 #
 # with the tangents $\partial w_t / \partial u$ carried through every step by a
-# Hessian-vector product (the momentum form of Equation 9). An earlier check found that at
+# Hessian-vector product (the momentum form of Equation 9; `hypergrad.hypergradient` computes
+# both, and the [SMD chapter](smd) shows its source beside the equations). An earlier check found that at
 # the offline experiment's warm start float32 and float64 hypergradients agree closely at
 # $T$ = 100 but differ by tens of percent at $T$ = 1000, where even the meta-objective
 # differs by a few percent. Two explanations predict different things:
