@@ -69,6 +69,8 @@ config = archived_meta["config"]
 horizons = [int(h) for h in config["horizons"]]
 ranges = (tuple(config["log10_alpha0_range"]), tuple(config["log10_beta_range"]))
 warm = offline.warm_state(archived)
+glue("np_floor_rel", npred.FLOOR, display=False)
+glue("np_alt_floors", " and ".join(f"{f:.0e}" for f in npred.ALT_FLOORS), display=False)
 
 # %% [markdown]
 # ## The measurement
@@ -103,10 +105,11 @@ display(Markdown("\n".join([
 # the spectrum is grouped into log-spaced curvature bins, each acting as one dimension that
 # carries its bin's summed second moments (the Section 2 dynamics are linear in the initial
 # second moment and the noise variance, so a bin of identical directions is exactly one
-# dimension with their sums). Curvatures below a floor, $10^{-3}\lambda_{\max}$ for the main
-# prediction, are dropped: the quadratic model has no minimum along flat or negative
-# directions, and SLQ with this budget does not resolve the cluster of eigenvalues near
-# zero. The sensitivity runs move the floor by a factor of ten either way.
+# dimension with their sums). Curvatures below a floor, {glue:text}`np_floor_rel:.0e` times
+# $\lambda_{\max}$ for the main prediction, are dropped: the quadratic model has no minimum
+# along flat or negative directions, and SLQ with this budget does not resolve the cluster
+# of eigenvalues near zero. The sensitivity runs use floors of {glue:text}`np_alt_floors`
+# times $\lambda_{\max}$.
 
 # %% tags=["remove-input"]
 predictions = npred.predict_all(m, sizes, horizons, config["K"], config["momentum"], ranges)
@@ -129,7 +132,7 @@ glue("np_dims", len(nqm[0]), display=False)
 
 # %% [markdown]
 # **What was measured.** The largest Ritz value is {glue:text}`np_lam_max:.3g` and the
-# {glue:text}`np_k`-th {glue:text}`np_lam_k:.3g`. The floor of the main prediction is
+# smallest of the top {glue:text}`np_k` is {glue:text}`np_lam_k:.3g`. The floor of the main prediction is
 # {glue:text}`np_floor:.2g`; below it lie {glue:text}`np_dropped_dirs:.1f`% of the deflated
 # directions (by SLQ weight), holding {glue:text}`np_dropped_grad:.1f`% of the squared
 # gradient norm. The total minibatch noise variance, $\operatorname{tr} C / B$, is
@@ -256,6 +259,17 @@ glue("np_loss_verdict", "inside" if claims["loss_ratio_interval"][0] <= pred_los
 alt_ratios = [predictions[f][2]["loss_ratio"] for f in npred.ALT_FLOORS]
 glue("np_alt_loss_low", float(min(alt_ratios)), display=False)
 glue("np_alt_loss_high", float(max(alt_ratios)), display=False)
+alpha_factor = np.array([r["alpha0"] for r in rows]) / 10.0 ** pred["log10_alpha0"]
+if alpha_factor.min() > 1 or alpha_factor.max() < 1:
+    alpha_sentence = (f"The predicted best initial learning rates are {alpha_factor.min():.2g} to "
+                      f"{alpha_factor.max():.2g} times " if alpha_factor.min() > 1 else
+                      f"The predicted best initial learning rates are {1 / alpha_factor.max():.2g} to "
+                      f"{1 / alpha_factor.min():.2g} times ")
+    alpha_sentence += ("smaller" if alpha_factor.min() > 1 else "larger") + " than the network's, at every horizon."
+else:
+    alpha_sentence = ("The ratio of the network's best initial learning rate to the predicted one ranges "
+                      f"from {alpha_factor.min():.2g} to {alpha_factor.max():.2g} across horizons.")
+glue("np_alpha_sentence", Markdown(alpha_sentence), display=False)
 glue("np_pred_final_beta", float(predicted_beta[-1]), display=False)
 glue("np_meas_final_beta", float(measured_beta[-1]), display=False)
 glue("np_edges", Markdown(offline.edge_sentence(archived, config) or "No measured optimum lies at an end of the sampled range."), display=False)
@@ -268,22 +282,22 @@ glue("np_meas_final", float(measured_final[-1]), display=False)
 # {glue:text}`np_pred_trend` with the horizon, and the network's
 # {glue:text}`np_meas_trend`: the two {glue:text}`np_trend_verdict` on the direction of the
 # bias. The predicted best $\beta$ lies inside the network's 95% interval for
-# {glue:text}`np_inside` of {glue:text}`np_H` horizons.
+# {glue:text}`np_inside` of {glue:text}`np_H` horizons. {glue:md}`np_alpha_sentence`
 #
 # **Where it breaks.** The largest gap is at the {glue:text}`np_worst_T`-step horizon, a
-# factor of {glue:text}`np_worst_gap:.3g` in $\beta$. The ratio of the best $\beta$ of the
+# factor of {glue:text}`np_worst_gap:,.0f` in $\beta$. The ratio of the best $\beta$ of the
 # {glue:text}`np_T_short`- and {glue:text}`np_T_long`-step horizons is
-# {glue:text}`np_pred_beta_ratio:,.3g` predicted against {glue:text}`np_meas_beta_ratio:,.3g`
-# measured (lower end of the 95% interval {glue:text}`np_meas_beta_low:,.3g`).
+# {glue:text}`np_pred_beta_ratio:,.0f` predicted against {glue:text}`np_meas_beta_ratio:,.0f`
+# measured (lower end of the 95% interval {glue:text}`np_meas_beta_low:,.0f`).
 # {glue:md}`np_edges` The loss after {glue:text}`np_T_long` steps of the
 # {glue:text}`np_T_short`-step choice over the {glue:text}`np_T_long`-step choice is
-# {glue:text}`np_pred_loss_ratio:,.3g` predicted against {glue:text}`np_meas_loss_ratio:,.3g`
-# measured (95% interval {glue:text}`np_meas_loss_low:,.3g` to
-# {glue:text}`np_meas_loss_high:,.3g`; {glue:text}`np_meas_loss_trained:,.3g` from the
+# {glue:text}`np_pred_loss_ratio:,.0f` predicted against {glue:text}`np_meas_loss_ratio:,.0f`
+# measured (95% interval {glue:text}`np_meas_loss_low:,.0f` to
+# {glue:text}`np_meas_loss_high:,.0f`; {glue:text}`np_meas_loss_trained:,.0f` from the
 # trained optima), so the prediction is {glue:text}`np_loss_verdict` the interval and the
-# network's ratio is {glue:text}`np_loss_factor:,.3g` times the predicted one. Moving the
-# floor by ten either way gives predicted ratios from {glue:text}`np_alt_loss_low:,.3g` to
-# {glue:text}`np_alt_loss_high:,.3g`.
+# network's ratio is {glue:text}`np_loss_factor:,.0f` times the predicted one. Moving the
+# floor as above gives predicted ratios from {glue:text}`np_alt_loss_low:,.0f` to
+# {glue:text}`np_alt_loss_high:,.0f`.
 #
 # **Why.** For the longest horizon the noisy quadratic wants a decay exponent of
 # {glue:text}`np_pred_final_beta:.3g`, while the network's best is

@@ -219,8 +219,8 @@ SIZES = {
     "smoke": {"examples": 300, "k": 4, "top_steps": 10, "probes": 2, "slq_steps": 6, "grad_steps": 6,
               "bins": 8, "grid": (6, 6), "alt_grid": (4, 4), "later": (5,), "later_k": 3, "later_steps": 6},
     "quick": {"examples": 2000, "k": 20, "top_steps": 50, "probes": 4, "slq_steps": 25, "grad_steps": 30,
-              "bins": 16, "grid": (36, 36), "alt_grid": (16, 16), "later": (1000, 5000), "later_k": 5,
-              "later_steps": 25},
+              "bins": 16, "grid": (30, 30), "alt_grid": (12, 12), "later": (1000, 5000), "later_k": 3,
+              "later_steps": 15},
     "paper": {"examples": 10000, "k": 50, "top_steps": 120, "probes": 10, "slq_steps": 60,
               "grad_steps": 80, "bins": 24, "grid": (60, 60), "alt_grid": (30, 30),
               "later": (1000, 5000, 20000), "later_k": 10, "later_steps": 60},
@@ -288,6 +288,7 @@ def plot_measurement(m, info, floor_h):
     edges = np.linspace(nodes.min(), nodes.max(), 40)
     counts, _ = np.histogram(nodes, edges, weights=weights * float(m["dim"]) / m["slq_nodes"].shape[0])
     axes[1].stairs(np.maximum(counts, 1e-1), edges, fill=True, alpha=0.6)
+    axes[1].set_ylim(bottom=0.5)
     axes[1].axvline(floor_h, color="k", ls="--", lw=1, label=f"floor {floor_h:.1e}")
     axes[1].set(xlabel="curvature (eigenvalue)", ylabel="directions per bin (SLQ)", yscale="log",
                 title="rest of the spectrum (deflated)")

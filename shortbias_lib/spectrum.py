@@ -22,7 +22,6 @@ Everything works on the flat parameter vector ``w`` (length ``n``) of a model gi
 
 import math
 
-import numpy as np
 import torch
 
 from .hypergrad import GRAD_HVP, autograd_grad_hvp
@@ -204,7 +203,7 @@ def spectral_measure(matvec, g, steps, deflate=None):
 
 def per_example_projections(apply, params, images, labels, directions, chunk=250):
     """``(N, r)``: each example's loss gradient projected on the columns of ``directions`` (n, r)."""
-    from torch.func import functional_call, grad, vmap  # noqa: F401 (functional_call unused)
+    from torch.func import grad, vmap
 
     params = as64(params)
 
