@@ -533,7 +533,7 @@ for h_f, s2_f, a_f, mu_f in ((1.0, 1.0, 0.1, 0.0), (1.0, 1.0, 1.5, 0.0), (0.3, 2
                              (2.0, 0.5, 0.05, 0.99)):
     exact_f = nq.dynamics([h_f], [s2_f], [3.0], [0.0],
                           *nq.constant_schedule(a_f, 4000, mu_f))[-1].item()
-    formula_f = floor_f(a_f, mu_f, h_f, np.sqrt(s2_f))
+    formula_f = float(floor_f(a_f, mu_f, h_f, np.sqrt(s2_f)))
     floor_worst = max(floor_worst, abs(exact_f / formula_f - 1))
     floor_rows.append(f"| {h_f:g} | {s2_f:g} | {a_f:g} | {mu_f:g} | {formula_f:.10f} | {exact_f:.10f} |")
 display(Markdown("\n".join(floor_rows)))
@@ -580,8 +580,8 @@ glue("floor_worst", floor_worst, display=False)
 # %% tags=["remove-cell"]
 # Exercise 1: momentum at the same effective step has the lower floor; the numbers asked
 a_eff, mu_e = 0.5, 0.9
-ex1_mom = floor_f(a_eff * (1 - mu_e), mu_e, 1.0, 1.0)
-ex1_plain = floor_f(a_eff, 0.0, 1.0, 1.0)
+ex1_mom = float(floor_f(a_eff * (1 - mu_e), mu_e, 1.0, 1.0))
+ex1_plain = float(floor_f(a_eff, 0.0, 1.0, 1.0))
 assert ex1_mom < ex1_plain
 assert abs(ex1_mom / ex1_plain - (1 + mu_e) * (2 - a_eff) / (2 * (1 + mu_e) - a_eff * (1 - mu_e))) < 1e-12
 for a_try in (0.01, 0.5, 1.0, 1.9):
@@ -591,8 +591,8 @@ glue("ex1_ratio", ex1_mom / ex1_plain, display=False)
 glue("ex1_mom", ex1_mom, display=False)
 glue("ex1_plain", ex1_plain, display=False)
 # Exercise 2: halving alpha
-ex2_small = floor_f(0.005, 0.0, 1.0, 1.0) / floor_f(0.01, 0.0, 1.0, 1.0)
-ex2_large = floor_f(0.75, 0.0, 1.0, 1.0) / floor_f(1.5, 0.0, 1.0, 1.0)
+ex2_small = float(floor_f(0.005, 0.0, 1.0, 1.0) / floor_f(0.01, 0.0, 1.0, 1.0))
+ex2_large = float(floor_f(0.75, 0.0, 1.0, 1.0) / floor_f(1.5, 0.0, 1.0, 1.0))
 assert abs(ex2_small - 0.5) < 0.005 and ex2_large < 0.25
 glue("ex2_small", ex2_small, display=False)
 glue("ex2_large", ex2_large, display=False)
