@@ -58,7 +58,8 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import offline, plot_offline, report
+from shortbias_lib import offline, plot_offline, report, training
+from shortbias_lib.notebook import show_source
 
 # The live run of this page's profile (a longer run can be shown instead: point
 # SHORTBIAS_OFFLINE_RESULT at its result file).
@@ -76,6 +77,10 @@ archive_file = offline.archive_path(seed=0)
 archived, archived_meta = offline.load_offline(archive_file)
 archived_config = archived_meta["config"]
 archived_horizons = [int(h) for h in archived_config["horizons"]]
+
+# %% tags=["remove-input"]
+show_source(training.InverseTime, "Source: `training.InverseTime`, the schedule above")
+show_source(training.momentum_step, "Source: `training.momentum_step`, the update (Equation 2)")
 
 # %% [markdown]
 # ## Two runs on this page

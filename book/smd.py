@@ -39,7 +39,6 @@ context = setup(profile, device, seed, data_root, results)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
-import inspect
 import math
 
 import matplotlib.pyplot as plt
@@ -49,14 +48,9 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import data, hypergrad, models, training
+from shortbias_lib.notebook import show_source
 from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
-
-
-def show_source(fn, title):
-    """Show ``fn``'s source in a collapsed dropdown titled ``title``, under the equation it implements."""
-    code = inspect.getsource(fn)
-    display(Markdown(f"````{{admonition}} {title}\n:class: dropdown\n```python\n{code}```\n````"))
 
 
 torch.set_num_threads(1)  # one thread: steadier timings on a shared machine

@@ -37,3 +37,14 @@ def setup(profile, device="auto", seed=0, data_root=None, results=None, show=Tru
             f"**{context.device}** (seed {seed}). See the introduction for how to "
             "rerun it with another profile.\n```"))
     return context
+
+
+def show_source(fn, title):
+    """Show ``fn``'s source in a collapsed dropdown titled ``title``, next to the equation it
+    implements, so a reader is one click from the code behind each numbered equation."""
+    import inspect
+
+    from IPython.display import Markdown, display
+
+    code = inspect.getsource(fn)
+    display(Markdown(f"````{{admonition}} {title}\n:class: dropdown\n```python\n{code}```\n````"))
