@@ -397,13 +397,13 @@ glue("det_from_fixed", float(det_ends["fixed"]), display=False)
 glue("det_from_fixed_ratio", float(det_ends["fixed"] / det["greedy"]), display=False)
 glue("det_from_fixed_iters", int(fig3["start_iterations"][1, 1]), display=False)
 glue("det_from_greedy_iters", int(fig3["start_iterations"][1, 0]), display=False)
-glue("det_winner", str(det_winner), display=False)
+glue("det_winner", Markdown(f"**{det_winner}**"), display=False)
 
 # %% [markdown]
 # Deterministic final losses: greedy (CG) {glue:text}`det_greedy:.3e`, optimized
 # {glue:text}`det_optimized:.3e` ({glue:text}`det_ratio:.4f` times greedy's), fixed
 # {glue:text}`det_fixed:.2e` ({glue:text}`det_fixed_ratio:.0f` times greedy's). The winning
-# start of the optimized fit was **{glue:text}`det_winner`**: from greedy, L-BFGS finds no
+# start of the optimized fit was {glue:md}`det_winner`: from greedy, L-BFGS finds no
 # direction that lowers the final loss and its stopping rule ends it after
 # {glue:text}`det_from_greedy_iters:d` iterations; from the best fixed schedule, it reaches
 # {glue:text}`det_from_fixed:.2e` ({glue:text}`det_from_fixed_ratio:.2f` times greedy's) within
