@@ -219,7 +219,7 @@ SIZES = {
     "smoke": {"examples": 300, "k": 4, "top_steps": 10, "probes": 2, "slq_steps": 6, "grad_steps": 6,
               "bins": 8, "grid": (6, 6), "alt_grid": (4, 4), "later": (5,), "later_k": 3, "later_steps": 6},
     "quick": {"examples": 2000, "k": 20, "top_steps": 50, "probes": 4, "slq_steps": 25, "grad_steps": 30,
-              "bins": 16, "grid": (30, 30), "alt_grid": (12, 12), "later": (1000, 5000), "later_k": 3,
+              "bins": 16, "grid": (26, 26), "alt_grid": (12, 12), "later": (2000,), "later_k": 3,
               "later_steps": 15},
     "paper": {"examples": 10000, "k": 50, "top_steps": 120, "probes": 10, "slq_steps": 60,
               "grad_steps": 80, "bins": 24, "grid": (60, 60), "alt_grid": (30, 30),
@@ -310,10 +310,22 @@ def plot_measurement(m, info, floor_h):
     return fig
 
 
-def plot_comparison(horizons, predictions, rows, measured_final, beta_range, alpha_range):
+def curves(predictions, replicate=None):
+    """``(label, prediction, style)`` for :func:`plot_comparison`: each floor of
+    :func:`predict_all` (the main one thick) and a replicate measurement's main prediction."""
+    out = [(f"noisy quadratic, floor {floor:g}" + r"$\lambda_{max}$", pred,
+            dict(marker="o", lw=2) if floor == FLOOR else dict(ls=":", lw=1))
+           for floor, (_, _, pred) in predictions.items()]
+    if replicate is not None:
+        out.append(("second measurement, floor " + f"{FLOOR:g}" + r"$\lambda_{max}$", replicate,
+                    dict(marker="^", ls="--", lw=1.5)))
+    return out
+
+
+def plot_comparison(horizons, lines, rows, measured_final, beta_range, alpha_range):
     """Three panels against horizon: best beta, best alpha_0 (measured with 95% bootstrap
-    intervals; predicted for each floor), and the loss after the longest horizon of each
-    horizon's choice relative to the longest horizon's own choice."""
+    intervals; predicted, one line per entry of ``lines`` from :func:`curves`), and the loss
+    after the longest horizon of each horizon's choice relative to the longest horizon's own."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
@@ -324,11 +336,8 @@ def plot_comparison(horizons, predictions, rows, measured_final, beta_range, alp
         high = np.array([r[key + "_high"] for r in rows])
         ax.errorbar(T, value, yerr=[value - low, high - value], fmt="ks", ms=5, capsize=3,
                     label="network (archived run)")
-        for floor, (_, _, pred) in predictions.items():
-            main = floor == FLOOR
-            logs = pred["log10_beta" if key == "beta" else "log10_alpha0"]
-            ax.plot(T, 10.0 ** logs, "o-" if main else ":", lw=2 if main else 1,
-                    label=f"noisy quadratic, floor {floor:g}" + r"$\lambda_{max}$")
+        for label, pred, style in lines:
+            ax.plot(T, 10.0 ** pred["log10_beta" if key == "beta" else "log10_alpha0"], label=label, **style)
         for bound in rng:
             ax.axhline(10.0 ** bound, color="0.6", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="horizon $T$ (steps)",
@@ -338,9 +347,8 @@ def plot_comparison(horizons, predictions, rows, measured_final, beta_range, alp
     axes[0].legend(fontsize=7)
     ax = axes[2]
     ax.plot(T, np.asarray(measured_final) / measured_final[-1], "ks-", label="network (trained optima)")
-    for floor, (_, _, pred) in predictions.items():
-        ax.plot(T, pred["final_loss"] / pred["final_loss"][-1], "o-" if floor == FLOOR else ":",
-                label=f"noisy quadratic, floor {floor:g}" + r"$\lambda_{max}$")
+    for label, pred, style in lines:
+        ax.plot(T, pred["final_loss"] / pred["final_loss"][-1], label=label, **style)
     ax.set(xscale="log", yscale="log", xlabel="horizon $T$ whose best schedule is used",
            ylabel=f"loss at {T[-1]} / that of the {T[-1]}-step choice", title="cost of a short horizon")
     ax.legend(fontsize=7)
@@ -348,5 +356,5 @@ def plot_comparison(horizons, predictions, rows, measured_final, beta_range, alp
     return fig
 
 
-__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
+__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement", "curves", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
            "schedule_grid", "predict"]
