@@ -217,7 +217,13 @@ def lbfgs(fun, x0, *, max_iter=300, tol=1e-6, window=10, memory=20, c1=1e-4, fir
 
 
 class ConvergedFit(NamedTuple):
-    """An L-BFGS fit per row: applied schedule, losses (steps 0..T), final-loss history, how it stopped."""
+    """An L-BFGS fit per row: applied schedule, losses (steps 0..T), final-loss history, how it stopped.
+
+    ``iterations`` counts every L-BFGS iteration of every stage; ``converged``
+    and ``line_search_failed`` describe the last stage (the one whose stopping
+    rule decides convergence), ``final_iterations`` its length; ``kicks`` is how
+    many collapsed-step restarts were accepted.
+    """
 
     alphas: torch.Tensor
     mus: torch.Tensor
@@ -226,22 +232,56 @@ class ConvergedFit(NamedTuple):
     iterations: np.ndarray
     converged: np.ndarray
     line_search_failed: np.ndarray
+    final_iterations: np.ndarray = None
+    kicks: np.ndarray = None
 
 
 def _sigmoid(z):
     return 0.5 * (1 + np.tanh(0.5 * z))
 
 
+# The smoothed bound's continuation (see :func:`fit_lbfgs`): soft minima of sharpness
+# p = 30, 300, 3000 (the last shrinks a binding step by at most (d+1)^(-1/p), 0.2% for d = 1000)
+SHARPNESS = (30.0, 300.0, 3000.0)
+# a step whose learning rate fell this far (log units) below the median of its 5 neighbours has
+# collapsed: in log alpha its gradient vanishes with alpha, so L-BFGS cannot bring it back
+COLLAPSE = 3.0
+KICKS = 3
+
+
+def _collapsed(log_alpha):
+    """Rows x steps whose log learning rate lies :data:`COLLAPSE` below its local median, and that median."""
+    pad = np.pad(log_alpha, ((0, 0), (2, 2)), mode="edge")
+    med = np.median(np.lib.stride_tricks.sliding_window_view(pad, 5, axis=1), -1)
+    return log_alpha < med - COLLAPSE, med
+
+
 def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300, tol=1e-6,
-              window=10, memory=20):
+              window=10, memory=20, sharpness=SHARPNESS, kicks=KICKS):
     """Fit per-step ``(alpha_t, mu_t)`` minimising the final expected loss, one fit per row.
 
     L-BFGS (:func:`lbfgs`) on ``log L_T`` over ``(log alpha_t, logit mu_t)``,
     from the starts ``alphas0``, ``mus0`` ``(B, T)``; the problem arrays broadcast
-    to ``(B, d)``. With ``bound=True`` every step is shrunk by the Section 2.3
-    bound (:func:`bounded_scale`), as in :func:`fit_schedule`. The fit stops
-    when the final loss improved by less than the relative ``tol`` over the
-    last ``window`` iterations, or after ``max_iter``.
+    to ``(B, d)``. Each stage stops when the final loss improved by less than
+    the relative ``tol`` over the last ``window`` iterations, or after
+    ``max_iter`` iterations (a number or one per row).
+
+    With ``bound=True`` every step is shrunk by the Section 2.3 bound. The exact
+    bound (shrink factor ``min(1, r_1, ..., r_d)``, :func:`bounded_scale`) has
+    kinks wherever the binding dimension changes, which are dense here (many
+    curvatures near the top of the spectrum bind alike), and L-BFGS crawls
+    along them. So the fit runs on the smooth soft minimum of
+    :func:`~shortbias_lib.nqm_gradient.adjoint` (``sharpness``), one stage per
+    sharpness, each started where the previous one ended: every stage's
+    applied schedule respects the exact bound (the soft minimum is never
+    larger), and the last stage's stopping rule is the convergence reported.
+    ``sharpness=None`` fits through the exact bound in one stage.
+
+    In log alpha a step whose learning rate collapses towards 0 cannot come
+    back (its gradient vanishes with alpha). After the stages, up to ``kicks``
+    times, collapsed steps (:data:`COLLAPSE`) are reset to their neighbours'
+    median and the last stage is rerun; a row keeps the restart only if it ends
+    lower.
     """
     h, sigma2, mean0, var0 = check_problem(h, sigma2, mean0, var0)
     alphas0, mus0 = check_schedule(alphas0, mus0)
@@ -251,26 +291,65 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
     mus0 = mus0.expand(B, T)
     arrays = [np.ascontiguousarray(np.broadcast_to(_np(x), (B, h.shape[-1])))
               for x in (h, sigma2, mean0, var0)]
-    m0 = np.clip(_np(mus0), 1e-6, 1 - 1e-6)
-    x0 = np.concatenate([np.log(_np(alphas0)), np.log(m0 / (1 - m0))], 1)
+    stages = [None] if not bound or sharpness is None else [float(p) for p in np.atleast_1d(sharpness)]
+    caps = np.broadcast_to(np.asarray(max_iter), (B,))
+
+    def to_x(a, m):
+        m = np.clip(m, 1e-6, 1 - 1e-6)
+        return np.concatenate([np.log(a), np.log(m / (1 - m))], 1)
 
     def schedule(x):
         with np.errstate(over="ignore"):  # a trial step to alpha = inf is rejected by the line search
             return np.exp(x[:, :T]), _sigmoid(x[:, T:])
 
-    def fun(x, rows):
-        a, m = schedule(x)
-        final, ga, gm, *_ = adjoint(*(arr[rows] for arr in arrays), a, m, bound=bound)
-        with np.errstate(all="ignore"):
-            f = np.where(final > 0, np.log(final), np.inf)
-            grad = np.concatenate([ga * a, gm * m * (1 - m)], 1) / final[:, None]
-        bad = ~np.isfinite(f) | ~np.isfinite(grad).all(1)
-        f[bad] = np.inf
-        grad[bad] = 0.0
-        return f, grad
+    def run(x0, sharp, rows):
+        def fun(x, sub):
+            a, m = schedule(x)
+            final, ga, gm, *_ = adjoint(*(arr[rows[sub]] for arr in arrays), a, m, bound=bound,
+                                        sharpness=sharp)
+            with np.errstate(all="ignore"):
+                f = np.where(final > 0, np.log(final), np.inf)
+                grad = np.concatenate([ga * a, gm * m * (1 - m)], 1) / final[:, None]
+            bad = ~np.isfinite(f) | ~np.isfinite(grad).all(1)
+            f[bad] = np.inf
+            grad[bad] = 0.0
+            return f, grad
 
-    res = lbfgs(fun, x0, max_iter=max_iter, tol=tol, window=window, memory=memory)
-    _, _, _, a_used, m_used, losses = adjoint(*arrays, *schedule(res.x), bound=bound)
+        res = lbfgs(fun, x0, max_iter=caps[rows], tol=tol, window=window, memory=memory)
+        return res, res.x   # proposals: the next stage shrinks them by its own soft minimum
+
+    x = to_x(_np(alphas0), _np(mus0))
+    all_rows = np.arange(B)
+    histories, iterations = [], np.zeros(B, dtype=np.int64)
+    for sharp in stages:
+        res, x = run(x, sharp, all_rows)
+        histories.append(res.history[1:] if histories else res.history)
+        iterations += res.iterations
+    converged, failed, last_iters = res.converged.copy(), res.line_search_failed.copy(), res.iterations.copy()
+    best_f = res.history[-1].copy()
+    n_kicks = np.zeros(B, dtype=np.int64)
+    for _ in range(kicks):
+        low, med = _collapsed(x[:, :T])
+        rows = np.flatnonzero(low.any(1))
+        if not rows.size:
+            break
+        x_try = x[rows].copy()
+        x_try[:, :T] = np.where(low[rows], med[rows], x_try[:, :T])
+        res_k, x_k = run(x_try, stages[-1], rows)
+        iterations[rows] += res_k.iterations
+        better = res_k.history[-1] < best_f[rows]
+        keep = rows[better]
+        x[keep], best_f[keep] = x_k[better], res_k.history[-1][better]
+        converged[keep], failed[keep] = res_k.converged[better], res_k.line_search_failed[better]
+        last_iters[keep] = res_k.iterations[better]
+        n_kicks[keep] += 1
+        pad = np.repeat(histories[-1][-1:], res_k.history.shape[0] - 1, 0)
+        pad[:, keep] = res_k.history[1:, better]
+        histories.append(pad)
+        if not better.any():
+            break
+    _, _, _, a_used, m_used, losses = adjoint(*arrays, *schedule(x), bound=bound,
+                                              sharpness=stages[-1])
     tt = lambda z: torch.as_tensor(np.ascontiguousarray(z), dtype=DTYPE)  # noqa: E731
-    return ConvergedFit(tt(a_used), tt(m_used), tt(losses), np.exp(res.history), res.iterations,
-                        res.converged, res.line_search_failed)
+    return ConvergedFit(tt(a_used), tt(m_used), tt(losses), np.exp(np.concatenate(histories)),
+                        iterations, converged, failed, last_iters, n_kicks)

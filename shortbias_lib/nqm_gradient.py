@@ -45,14 +45,22 @@ def final_loss_grad(h, sigma2, mean0, var0, alphas, mus=None, *, bound=False):
     return out
 
 
-def adjoint(h, sigma2, mean0, var0, alphas, mus, *, bound=False):
+def adjoint(h, sigma2, mean0, var0, alphas, mus, *, bound=False, sharpness=None):
     """:func:`final_loss_grad` on NumPy arrays, unchecked; a diverged schedule gives inf or NaN
-    (no warnings), which line searches treat as a rejected step."""
+    (no warnings), which line searches treat as a rejected step.
+
+    ``sharpness=p`` (with ``bound=True``) replaces the bound's shrink factor
+    ``s = min(1, r_1, ..., r_d)`` by the smooth, never larger
+    ``s_p = (1 + sum_i r_i^-p)^(-1/p)`` (a soft minimum; ``s_p >= s (d + 1)^(-1/p)``),
+    so the applied schedule respects the bound with a margin and the final loss
+    is a smooth function of the proposal: no kinks where the binding dimension
+    changes, which stall quasi-Newton fits. ``None``: the exact bound.
+    """
     with np.errstate(all="ignore"):
-        return _adjoint(h, sigma2, mean0, var0, alphas, mus, bound)
+        return _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness)
 
 
-def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound):
+def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
     T = alphas.shape[-1]
     shape = np.broadcast_shapes(h.shape, sigma2.shape, mean0.shape, var0.shape,
                                 alphas.shape[:-1] + (1,), mus.shape[:-1] + (1,))
@@ -71,6 +79,9 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound):
     h2s = hb * hb * sig                       # h^2 sigma^2, the noise per unit alpha^2
     states = np.empty((T + 1, 3) + shape)
     states[0] = A, V, C
+    soft = bound and sharpness is not None
+    if soft:
+        weights = np.empty((T,) + shape)
     # a = 0 gives root = inf below, selected away by np.where
     # forward, written with shared terms (fewer array operations):
     # muC = mu C, u = (1 - k) A + muC, w = k A - muC, P = mu^2 V + alpha^2 h^2 sigma^2,
@@ -87,6 +98,29 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound):
             room = np.maximum(A0 - A, 0.0)
             disc = np.maximum(b * b + a * room, 0.0)
             root = np.where(a > 0, (-b + np.sqrt(disc)) / a, np.inf)
+            if soft:
+                z = -sharpness * np.log(np.maximum(root, 1e-300))    # -inf where root = inf
+                zmax = np.maximum(z.max(-1, keepdims=True), 0.0)
+                lse = zmax + np.log(np.exp(-zmax) + np.exp(z - zmax).sum(-1, keepdims=True))
+                s_soft = np.exp(-lse / sharpness)
+                weights[t] = np.exp(z - lse)                         # d log s / d log r_i
+                scales[..., t] = s_soft[..., 0]
+                binding[..., t] = True
+                al = al * s_soft
+                mu = mu * s_soft
+                k = al * hb
+                muC = mu * C
+                kA = k * A
+                alphas[..., t:t + 1] = al
+                mus[..., t:t + 1] = mu
+                u = A - kA + muC
+                P = (mu * mu) * V + (al * al) * h2s
+                A_new = (1 - k) * (u + muC) + P
+                C = A_new - u
+                V = C + (kA - muC)
+                A = A_new
+                states[t + 1] = A, V, C
+                continue
             arg = root.argmin(-1)[..., None]
             r = np.take_along_axis(root, arg, -1)
             binding[..., t] = r[..., 0] < 1
@@ -143,7 +177,29 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound):
             pa, pm = proposed_a[..., t], proposed_m[..., t]
             gs = ga * pa + gm * pm
             ga, gm = s_t * ga, s_t * gm
-            if binding[..., t].any():
+            if soft:
+                # s = (1 + sum r_i^-p)^(-1/p): ds = s sum_i pi_i dr_i / r_i, pi_i = weights;
+                # each root r_i solves a r^2 + 2 b r = room: dr = (droom - r^2 da - 2 r db) / (2 D)
+                pa_, pm_ = pa[..., None], pm[..., None]
+                kk = pa_ * hb
+                bi = pm_ * C - kk * A
+                ai = (pm_ * pm_) * V - 2 * pm_ * kk * C + kk * kk * A + (pa_ * pa_) * h2s
+                room = A0 - A
+                D = np.sqrt(np.maximum(bi * bi + ai * np.maximum(room, 0.0), 0.0))
+                r = np.where(ai > 0, (-bi + D) / ai, np.inf)
+                pi = weights[t]
+                live = (pi > 0) & (D > 0) & np.isfinite(r)
+                r = np.where(live, r, 0.0)
+                w = np.where(live, -(gs * s_t)[..., None] * pi / np.where(live, r * D * 2, 1.0), 0.0)
+                wr2, wr1 = w * r * r, 2 * w * r
+                ga = ga + np.einsum("...i,...i->...", wr2, -2 * pm_ * hb * C + 2 * pa_ * hb * (hb * A + hb * sig)) \
+                    + np.einsum("...i,...i->...", wr1, -hb * A)
+                gm = gm + np.einsum("...i,...i->...", wr2, 2 * pm_ * V - 2 * kk * C) \
+                    + np.einsum("...i,...i->...", wr1, C)
+                gA = gA + wr2 * kk * kk - wr1 * kk + w * (room > 0)
+                gV = gV + wr2 * (pm_ * pm_)
+                gC = gC - wr2 * (2 * pm_ * kk) + wr1 * pm_
+            elif binding[..., t].any():
                 idx = argmins[..., t].reshape(nb)
                 pick = lambda x: x.reshape(nb, d)[rows, idx].reshape(lead)  # noqa: E731
                 Ai, Vi, Ci, hi, si, ri = pick(A), pick(V), pick(C), h_full_i(idx), s_full_i(idx), s_t

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib import nqm_fit
 
 from test_noisy_quadratic import conjugate_gradient_losses, random_problem
 
@@ -84,3 +85,72 @@ def test_fit_lbfgs_bound_holds_and_gradient_rows_are_independent():
     per_dim = nq.dynamics(h, s2, m0, v0, both.alphas, both.mus, per_dim=True)
     assert (per_dim - per_dim[..., :1, :] <= 1e-9 * per_dim[..., :1, :]).all()
     assert (both.history[-1] <= both.history[0]).all()
+
+
+def _soft_dynamics_torch(h, s2, m0, v0, alphas, mus, p):
+    """Independent autograd reference for the soft bound: roots of every dimension's quadratic,
+    shrink factor (1 + sum_i r_i^-p)^(-1/p), then Theorem 1's second-moment step."""
+    h, s2 = torch.as_tensor(h), torch.as_tensor(s2)
+    A0 = torch.as_tensor(m0) ** 2 + torch.as_tensor(v0)
+    A, V, C = A0.expand(alphas.shape[:-1] + A0.shape), torch.zeros_like(A0), torch.zeros_like(A0)
+    for t in range(alphas.shape[-1]):
+        al, mu = alphas[..., t:t + 1], mus[..., t:t + 1]
+        k = al * h
+        b = mu * C - k * A
+        a = mu ** 2 * V - 2 * mu * k * C + k ** 2 * (A + s2)
+        root = (-b + torch.sqrt(b ** 2 + a * (A0 - A).clamp(min=0))) / a
+        s = (1 + (root ** -p).sum(-1, keepdim=True)) ** (-1 / p)
+        A, V, C = nq.second_moment_step(A, V, C, h, s2, al * s, mu * s)
+    return 0.5 * (h * A).sum(-1)
+
+
+@pytest.mark.parametrize("p", [5.0, 300.0])
+def test_soft_bound_adjoint_matches_autograd_and_finite_differences(p):
+    h, s2, m0, v0 = random_problem(d=7, seed=44)
+    g = np.random.default_rng(45)
+    a, m = g.uniform(0.5, 2.5, (2, 12)), g.uniform(0.1, 0.9, (2, 12))  # large: the bound binds
+    f, ga, gm, a_used, m_used, _ = nq.adjoint(h, s2, m0, v0, a, m, bound=True, sharpness=p)
+    at, mt = torch.tensor(a, requires_grad=True), torch.tensor(m, requires_grad=True)
+    ref = _soft_dynamics_torch(h, s2, m0, v0, at, mt, p)
+    ref.sum().backward()
+    np.testing.assert_allclose(f, ref.detach().numpy(), rtol=1e-11)
+    np.testing.assert_allclose(ga, at.grad.numpy(), rtol=1e-7, atol=1e-9 * np.abs(ga).max())
+    np.testing.assert_allclose(gm, mt.grad.numpy(), rtol=1e-7, atol=1e-9 * np.abs(gm).max())
+    eps = 1e-6
+    for t in (0, 5, 11):
+        plus, minus = a.copy(), a.copy()
+        plus[:, t] += eps
+        minus[:, t] -= eps
+        fd = (nq.adjoint(h, s2, m0, v0, plus, m, bound=True, sharpness=p)[0]
+              - nq.adjoint(h, s2, m0, v0, minus, m, bound=True, sharpness=p)[0]) / (2 * eps)
+        np.testing.assert_allclose(fd, ga[:, t], rtol=1e-5, atol=1e-7 * np.abs(ga).max())
+    # the soft minimum never exceeds the exact one: the applied schedule respects the bound
+    assert (a_used < a).any()
+    per_dim = nq.dynamics(h, s2, m0, v0, a_used, m_used, per_dim=True)
+    assert (per_dim - per_dim[..., :1, :] <= 1e-12 * per_dim[..., :1, :]).all()
+
+
+def test_soft_bound_approaches_the_exact_bound():
+    h, s2, m0, v0 = random_problem(d=7, seed=46)
+    g = np.random.default_rng(47)
+    a, m = g.uniform(0.5, 2.5, (1, 20)), g.uniform(0.1, 0.9, (1, 20))
+    exact = nq.adjoint(h, s2, m0, v0, a, m, bound=True)
+    gaps = [np.abs(nq.adjoint(h, s2, m0, v0, a, m, bound=True, sharpness=p)[3] / exact[3] - 1).max()
+            for p in (30.0, 300.0, 3000.0)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2
+
+
+def test_fit_lbfgs_recovers_a_collapsed_step():
+    """A learning rate near 0 cannot come back in log alpha; the restart resets it and keeps
+    the result only if it is better."""
+    h, s2, m0, v0 = random_problem(d=6, seed=48)
+    a, m = nq.constant_schedule(torch.tensor([0.5]), 20, torch.tensor([0.3]))
+    a = a.clone()
+    a[0, 7] = 1e-9
+    low, med = nqm_fit._collapsed(np.log(a.numpy()))
+    assert low[0].nonzero()[0].tolist() == [7] and med[0, 7] == pytest.approx(np.log(0.5))
+    kicked = nq.fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=200, tol=1e-8)
+    plain = nq.fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=200, tol=1e-8, kicks=0)
+    assert kicked.kicks[0] >= 1 and kicked.alphas[0, 7] > 1e-3
+    assert kicked.losses[0, -1] < plain.losses[0, -1]
+    assert kicked.history[-1, 0] == pytest.approx(kicked.losses[0, -1].item())
