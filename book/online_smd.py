@@ -45,7 +45,8 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import online
+from shortbias_lib import hypergrad, online, plot_online, training
+from shortbias_lib.notebook import show_source
 
 # One CPU thread: these small networks gain little from a second one, and on a shared
 # machine a second spinning thread can make them several times slower.
@@ -98,6 +99,11 @@ torch.set_num_threads(1)
 # three $3\times3$ convolutions (32, 32, 64 channels), each followed by $2\times2$ max-pooling
 # and ReLU, then a hidden layer of 100 units (the authors' code uses $5\times5$ filters;
 # `filter_size=5` selects them). Pixels are scaled to $[0, 1]$, with no augmentation.
+
+# %% tags=["remove-input"]
+show_source(hypergrad.Hyperparameters.from_vector,
+            "Source: `hypergrad.Hyperparameters.from_vector`, from $u$ to $(\\alpha, \\mu)$")
+show_source(training.ExponentialDecay, "Source: `training.ExponentialDecay`, the decay after adaptation")
 
 # %% [markdown]
 # ## Sizes of this run
@@ -170,57 +176,49 @@ glue("online_minutes", seconds / 60, display=False)
 # ## Figure 7: stochastic lookahead
 
 # %% mystnb={"figure": {"caption": "Online SMD with a stochastic 5-step lookahead (blue; darker: larger initial learning rate) against the hand-tuned fixed rate (red). Top: training loss (log scale); bottom: effective learning rate $\\alpha/(1-\\mu)$ (log scale). Adaptation stops halfway; then every rate decays exponentially to $10^{-4}$. A cross marks a diverged run, a circle a network whose loss returned to chance level.", "name": "fig-online-stochastic"}}
-fig = online.figure([("MNIST, MLP", online.select(mnist, ("baseline", "stochastic"))),
-                     ("CIFAR-10, CNN", online.select(cifar, ("baseline", "stochastic")))])
+fig = plot_online.figure([("MNIST, MLP", plot_online.select(mnist, ("baseline", "stochastic"))),
+                     ("CIFAR-10, CNN", plot_online.select(cifar, ("baseline", "stochastic")))])
 
 # %% tags=["remove-cell"]
-def settled_ratio(runs, mode):
-    """Median over runs of (settled effective rate of SMD) / (baseline effective rate)."""
-    base = [r for r in runs.values() if r.mode == "baseline"][0]
-    base_eff = base.init_lr / (1 - base.init_momentum)
-    values = [r.settled_lr / base_eff for r in runs.values()
-              if r.mode == mode and math.isfinite(r.settled_lr)]
-    return float(np.median(values)) if values else float("nan"), float(base_eff)
-
-
-def loss_ratio(runs, mode):
-    base = [r for r in runs.values() if r.mode == "baseline"][0]
-    values = [r.final_train_loss / base.final_train_loss for r in runs.values()
-              if r.mode == mode and math.isfinite(r.final_train_loss)]
-    return float(np.median(values)) if values else float("nan")
-
-
-for name, runs in (("mnist", mnist), ("cifar", cifar)):
-    ratio, base_eff = settled_ratio(runs, "stochastic")
-    glue(f"{name}_sto_ratio", ratio, display=False)
-    glue(f"{name}_sto_factor", 1 / ratio if ratio > 0 else float("nan"), display=False)
-    glue(f"{name}_sto_dir", "below" if ratio < 1 else "above", display=False)
-    glue(f"{name}_base_eff", base_eff, display=False)
-    glue(f"{name}_sto_loss_ratio", loss_ratio(runs, "stochastic"), display=False)
+def glue_stochastic(name, runs):
+    """Glue how the stochastic-lookahead runs of one data set ended against the baseline."""
+    ended = plot_online.versus_baseline(runs, "stochastic")
+    glue(f"{name}_sto_ratio", ended["settled_median"], display=False)
+    glue(f"{name}_sto_factor", 1 / ended["settled_median"], display=False)
+    glue(f"{name}_sto_below", f"{ended['n_below']} of {ended['n']}", display=False)
+    glue(f"{name}_sto_dir", "below" if ended["settled_median"] < 1 else "above", display=False)
+    glue(f"{name}_base_eff", ended["base_eff"], display=False)
+    glue(f"{name}_sto_loss_ratio", ended["loss_median"], display=False)
+    glue(f"{name}_sto_worse", f"{ended['n_worse']} of {ended['n']}", display=False)
     rises = [np.nanmax(r.eff_lr[:max(1, r.steps // 4)]) / (r.init_lr / (1 - r.init_momentum))
              for r in runs.values() if r.mode == "stochastic"]
     rise = float(np.median(rises)) if rises else float("nan")
     glue(f"{name}_sto_rise", rise, display=False)
     glue(f"{name}_sto_rise_word", "raised" if rise > 1 else "did not raise", display=False)
+    return ended
+
+
+mnist_ended = glue_stochastic("mnist", mnist)
+cifar_ended = glue_stochastic("cifar", cifar)
 
 # %% [markdown]
-# Whatever rate it starts from, SMD with a stochastic lookahead settles, at the end of
-# adaptation, on an effective learning rate {glue:text}`mnist_sto_dir` the hand-tuned one
-# on MNIST (median ratio {glue:text}`mnist_sto_ratio:.3g`, that is, a factor
-# {glue:text}`mnist_sto_factor:.3g` from the baseline's $\alpha_{\rm eff}$ =
-# {glue:text}`mnist_base_eff:.3g`) and {glue:text}`cifar_sto_dir` it on CIFAR-10 (median
+# At the end of adaptation, {glue:text}`mnist_sto_below` MNIST runs with a stochastic
+# lookahead settle on an effective learning rate below the hand-tuned one (median ratio
+# {glue:text}`mnist_sto_ratio:.3g`, that is, the median run ends {glue:text}`mnist_sto_dir`
+# the baseline's $\alpha_{\rm eff}$ = {glue:text}`mnist_base_eff:.3g` by a factor
+# {glue:text}`mnist_sto_factor:.3g`), and {glue:text}`cifar_sto_below` on CIFAR-10 (median
 # ratio {glue:text}`cifar_sto_ratio:.3g`, baseline {glue:text}`cifar_base_eff:.3g`). In
 # the first quarter of training SMD {glue:text}`mnist_sto_rise_word` the rate on MNIST (its
 # peak there is, in the median, {glue:text}`mnist_sto_rise:.3g` times the initial rate) and
-# {glue:text}`cifar_sto_rise_word` it on CIFAR-10 ({glue:text}`cifar_sto_rise:.3g` times):
-# early in training the gradient signal dominates the noise, and a few steps ahead a larger
-# step pays. Once the loss is lower the
+# {glue:text}`cifar_sto_rise_word` it on CIFAR-10 ({glue:text}`cifar_sto_rise:.3g` times).
+# An early rise is what the noisy quadratic predicts while the gradient signal dominates the
+# noise: a few steps ahead a larger step pays. A fall comes once the loss is lower, when the
 # 5-step objective sees mostly the noise that a large step injects into the high-curvature
-# directions, which a smaller rate removes at once, and it cannot see the progress along
+# directions, which a smaller rate removes at once, and cannot see the progress along
 # low-curvature directions that only pays later: the short-horizon bias of the noisy
 # quadratic. The final training loss is, in the median, {glue:text}`mnist_sto_loss_ratio:.3g`
-# times the baseline's on MNIST and {glue:text}`cifar_sto_loss_ratio:.3g` times on
-# CIFAR-10.
+# times the baseline's on MNIST ({glue:text}`mnist_sto_worse` runs end above it) and
+# {glue:text}`cifar_sto_loss_ratio:.3g` times on CIFAR-10 ({glue:text}`cifar_sto_worse`).
 
 # %% [markdown]
 # ### Final numbers per data set
@@ -231,20 +229,92 @@ for name, runs in (("mnist", mnist), ("cifar", cifar)):
 
 # %% tags=["remove-input"]
 display(Markdown("**MNIST**"))
-online.summary_table(mnist)
+plot_online.summary_table(mnist)
 
 # %% tags=["remove-input"]
 display(Markdown("**CIFAR-10**"))
-online.summary_table(cifar)
+plot_online.summary_table(cifar)
+
+# %% [markdown]
+# ## Figure 7 on MNIST at the paper's scale (archived run)
+#
+# The live runs above are short. The paper's MNIST experiment, 50,000 steps with adaptation
+# every 10 steps for the first 25,000, from its five initial rates, was run once from the
+# shell and committed as a result file in `archive/`:
+#
+# ```
+# python -m shortbias_lib online --profile archive --results archive
+# ```
+#
+# It keeps the paper's sizes but one: each adaptation takes fewer meta steps with a larger
+# Adam step, so that it moves $u$ as far at most (the table). That cut the cost fivefold: an
+# SMD run took {glue:text}`arch_minutes:.0f` minutes (the median; device:
+# {glue:text}`arch_device`). A test recomputes the start of one archived run with the
+# current code, so the file cannot silently drift from the code.
+
+# %% tags=["remove-input"]
+archive_file = online.archive_path(seed=0)
+archived, archived_meta = online.runs_from_file(archive_file)
+archived_cfg = archived_meta["config"]["mnist"]
+glue("arch_minutes", float(np.median([r.seconds for r in archived.values() if r.mode != "baseline"]))
+     / 60, display=False)
+glue("arch_device", archived_meta["device"], display=False)
+archive_rows = describe("mnist", archived_cfg)
+paper_rows = describe("mnist", paper["mnist"])
+lines = ["| | MNIST, archived run | paper |", "|---|---|---|"]
+lines += [f"| {key} | {archive_rows[key]} | {paper_rows[key]} |" for key in archive_rows]
+lines += [f"| result file, profile, seed | `{archive_file.name}`, `{archived_meta['profile']}`, "
+          f"{archived_meta['seed']} | - |",
+          f"| run on, started, commit | {archived_meta['device']}, {archived_meta['time_utc']}, "
+          f"`{archived_meta['git_commit']}` | - |",
+          f"| data | {archived_cfg['source']} | MNIST |"]
+display(Markdown("\n".join(lines)))
+
+# %% mystnb={"figure": {"caption": "Archived run, MNIST at the paper's scale (50,000 steps, adaptation every 10 steps for the first 25,000): online SMD with a stochastic 5-step lookahead from the paper's five initial rates (blue; darker: larger) against the hand-tuned rate (red). Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale.", "name": "fig-online-archive"}}
+fig = plot_online.figure([("MNIST, MLP, paper's scale (archived)", archived)], figsize=(8, 6.5))
+
+# %% tags=["remove-cell"]
+archived_ended = plot_online.versus_baseline(archived, "stochastic")
+glue("arch_sto_below", f"{archived_ended['n_below']} of {archived_ended['n']}", display=False)
+glue("arch_sto_ratio", archived_ended["settled_median"], display=False)
+glue("arch_sto_ratio_low", float(np.nanmin(archived_ended["settled"])), display=False)
+glue("arch_sto_ratio_high", float(np.nanmax(archived_ended["settled"])), display=False)
+glue("arch_sto_worse", f"{archived_ended['n_worse']} of {archived_ended['n']}", display=False)
+glue("arch_sto_loss_ratio", archived_ended["loss_median"], display=False)
+glue("arch_sto_loss_low", float(np.nanmin(archived_ended["loss"])), display=False)
+glue("arch_sto_loss_high", float(np.nanmax(archived_ended["loss"])), display=False)
+collapse_holds = archived_ended["n_below"] == archived_ended["n"]
+slower_holds = archived_ended["n_worse"] == archived_ended["n"]
+verdict = {(True, True): "Both halves of the paper's claim hold at its scale",
+           (True, False): "The collapse of the rate holds at the paper's scale, but not every "
+                          "run ends with a higher loss than the baseline",
+           (False, True): "Every run ends with a higher loss than the baseline, but not every "
+                          "rate collapses below the baseline's",
+           (False, False): "Neither half of the paper's claim holds for every run at its scale"}
+glue("arch_verdict", verdict[collapse_holds, slower_holds], display=False)
+
+# %% [markdown]
+# {glue:text}`arch_verdict`: {glue:text}`arch_sto_below` runs settle, when adaptation stops,
+# on an effective rate below the hand-tuned one ({glue:text}`arch_sto_ratio_low:.2g` to
+# {glue:text}`arch_sto_ratio_high:.2g` times it, median {glue:text}`arch_sto_ratio:.2g`),
+# and {glue:text}`arch_sto_worse` end with a higher training loss after 50,000 steps
+# ({glue:text}`arch_sto_loss_low:.3g` to {glue:text}`arch_sto_loss_high:.3g` times the
+# baseline's, median {glue:text}`arch_sto_loss_ratio:.3g`). The paper's Figure 7 shows the
+# same picture without numbers: SMD's rate falls far below the hand-tuned one whatever it
+# starts from, and training then makes slow progress.
+
+# %% tags=["remove-input"]
+display(Markdown("**MNIST, archived run at the paper's scale**"))
+plot_online.summary_table(archived)
 
 # %% [markdown]
 # ## Figure 8: deterministic lookahead
 
 # %% mystnb={"figure": {"caption": "Online SMD with a deterministic lookahead (one minibatch repeated 5 times, the meta-objective on that same minibatch; blue) against the hand-tuned fixed rate (red). Top: training loss; bottom: effective learning rate, both log scale. A cross marks a run whose loss became NaN or infinite (with its step), a circle a network that fell back to chance level (loss log 10).", "name": "fig-online-deterministic"}}
-panels = [("CIFAR-10, CNN, deterministic lookahead", online.select(cifar, ("baseline", "deterministic")))]
+panels = [("CIFAR-10, CNN, deterministic lookahead", plot_online.select(cifar, ("baseline", "deterministic")))]
 if any(r.mode == "deterministic" for r in mnist.values()):
-    panels.append(("MNIST, MLP, deterministic lookahead", online.select(mnist, ("baseline", "deterministic"))))
-fig = online.figure(panels)
+    panels.append(("MNIST, MLP, deterministic lookahead", plot_online.select(mnist, ("baseline", "deterministic"))))
+fig = plot_online.figure(panels)
 
 # %% tags=["remove-cell"]
 def loss_at(run, step):
@@ -256,7 +326,7 @@ def loss_at(run, step):
 
 def deterministic_summary(runs):
     det = [r for r in runs.values() if r.mode == "deterministic"]
-    base = [r for r in runs.values() if r.mode == "baseline"][0]
+    base = plot_online.baseline_of(runs)
     base_eff = base.init_lr / (1 - base.init_momentum)
     peak = max((np.nanmax(r.eff_lr[:r.last_finite_step]) for r in det if r.last_finite_step > 0),
                default=float("nan"))
@@ -275,8 +345,7 @@ glue("cifar_det_half_loss", det_loss, display=False)
 glue("cifar_base_half_loss", base_loss, display=False)
 sto_max = max((np.nanmax(r.eff_lr[:r.last_finite_step]) for r in cifar.values()
                if r.mode == "stochastic" and r.last_finite_step > 0), default=float("nan"))
-base_cifar = settled_ratio(cifar, "stochastic")[1]
-glue("cifar_sto_peak", float(sto_max / base_cifar), display=False)
+glue("cifar_sto_peak", float(sto_max / cifar_ended["base_eff"]), display=False)
 if any(r.mode == "deterministic" for r in mnist.values()):
     peak_m, broken_m, total_m, det_loss_m, base_loss_m = deterministic_summary(mnist)
 else:
@@ -317,10 +386,94 @@ glue("chance_loss", math.log(10), display=False)
 #   direction and size of the learning-rate changes, and the final loss against the
 #   baseline's. Nothing here is reported on the reproducibility page.
 # * `quick` runs are short (see the table of sizes), so the collapse is seen over hundreds of
-#   steps instead of tens of thousands, and fewer initial rates are tried.
+#   steps instead of tens of thousands, and fewer initial rates are tried. The archived MNIST
+#   run keeps the paper's scale with a fifth of its meta steps per adaptation; CIFAR-10 at
+#   the paper's scale needs a GPU (`--profile paper --device cuda`).
 # * The CIFAR-10 images came from: {glue:text}`cifar_source`. The JPEG copy has exact labels
 #   but lossy pixels, a difference from the paper's data when it is the source.
 # * Whether the authors reset the meta-optimizer's Adam state at each adaptation is not
 #   stated in the paper; here one Adam state runs through the whole run.
 # * The baseline decays in the second half like the SMD runs (the authors' code); the paper's
 #   text calls it a "fixed" rate.
+
+# %% [markdown]
+# ## Exercises
+#
+# Both exercises use the one-dimensional noisy quadratic of the theory chapter:
+# $\ell(w) = \tfrac h2 w^2$, stochastic gradients $h w + \xi$ with $\mathbb E\xi = 0$,
+# $\mathbb E\xi^2 = \sigma^2$, and SGD without momentum, whose second moment
+# $m_t = \mathbb E w_t^2$ follows $m_{t+1} = (1-\alpha h)^2 m_t + \alpha^2\sigma^2$.
+#
+# **1. Why the online rate collapses.** A one-step lookahead picks the rate that minimizes
+# $\mathbb E\,\ell(w_{t+1})$. Find it as a function of $m_t$. Then suppose training has run
+# long enough with a constant rate $\hat\alpha$ to reach that rate's noise floor (the
+# stationary $m$). Which rate does the one-step lookahead choose there?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# Minimizing $(1-\alpha h)^2 m + \alpha^2\sigma^2$ gives
+# $\alpha^\ast = \dfrac{h m}{h^2 m + \sigma^2}$. The noise floor of $\hat\alpha$ is
+# $m_\infty = \dfrac{\hat\alpha\sigma^2}{h(2-\hat\alpha h)}$, and substituting it gives
+# $\alpha^\ast = \hat\alpha/2$, whatever $h$ and $\sigma^2$: at the floor of any rate, the
+# short horizon asks for half that rate. Once it is taken, the loss falls to the new floor
+# and the lookahead asks for half again. Followed step after step, the greedy rate falls
+# like $1/(ht)$ (with $h = \sigma^2 = m_0 = 1$ it falls from {glue:text}`ex_onl_first:.3g`
+# to {glue:text}`ex_onl_last:.3g` in {glue:text}`ex_onl_steps:,d` greedy steps): the
+# collapse of Figure 7 in its simplest form.
+# ```
+#
+# **2. Why a deterministic lookahead raises the rate.** With the same minibatch repeated
+# for $T$ steps, the lookahead sees no noise ($\sigma^2 = 0$). Which constant rate minimizes
+# the loss after $T$ steps then, and how does that change when the lookahead is noisy?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# Without noise, $w_T = (1-\alpha h)^T w_0$ and the loss is zero at $\alpha = 1/h$ for every
+# $T$: the largest curvature the batch has sets the rate, up to the edge of stability of
+# that batch. With noise the $\alpha^2\sigma^2$ term penalises large rates: for $T$ =
+# {glue:text}`ex_onl_T`, $h = 1$, $m_0 = 1$ and $\sigma^2$ = {glue:text}`ex_onl_sigma2`, the
+# best constant rate is {glue:text}`ex_onl_noisy_best:.3g` instead of 1. A rate tuned on
+# one batch is too large for the stream of different batches.
+# ```
+
+# %% tags=["remove-cell"]
+# The statements of the solutions, derived and checked.
+import sympy as sp
+
+a, h, m, s2, a_hat = sp.symbols("alpha h m sigma2 alpha_hat", positive=True)
+one_step = (1 - a * h) ** 2 * m + a ** 2 * s2
+greedy = sp.solve(sp.diff(one_step, a), a)
+assert greedy == [h * m / (h ** 2 * m + s2)]
+floor = sp.solve(sp.Eq(m, one_step.subs(a, a_hat)), m)[0]
+assert sp.simplify(floor - a_hat * s2 / (h * (2 - a_hat * h))) == 0
+assert sp.simplify(greedy[0].subs(m, floor) - a_hat / 2) == 0
+
+steps, rate, moment = 10_000, 1.0, 1.0   # h = 1, sigma^2 = 1, m_0 = 1
+rates = []
+for _ in range(steps):
+    rate = moment / (moment + 1.0)
+    moment = (1 - rate) ** 2 * moment + rate ** 2
+    rates.append(rate)
+rates = np.array(rates)
+assert np.all(np.diff(rates) < 0) and abs(rates[-1] * steps - 1) < 0.01  # falls like 1/t
+glue("ex_onl_steps", steps, display=False)
+glue("ex_onl_first", float(rates[0]), display=False)
+glue("ex_onl_last", float(rates[-1]), display=False)
+
+T, sigma2 = 5, 0.1
+
+
+def loss_after(alpha, noise):
+    moment = 1.0
+    for _ in range(T):
+        moment = (1 - alpha) ** 2 * moment + alpha ** 2 * noise
+    return moment
+
+
+grid = np.linspace(0.01, 1.99, 19_801)
+noiseless_best = grid[np.argmin([loss_after(x, 0.0) for x in grid])]
+noisy_best = grid[np.argmin([loss_after(x, sigma2) for x in grid])]
+assert abs(noiseless_best - 1.0) < 1e-3 and noisy_best < 0.9
+glue("ex_onl_T", T, display=False)
+glue("ex_onl_sigma2", sigma2, display=False)
+glue("ex_onl_noisy_best", float(noisy_best), display=False)

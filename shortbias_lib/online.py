@@ -4,9 +4,10 @@ Every ``adapt_every`` training steps during the first ``adapt_until`` steps
 (half of training in the paper), Algorithm 1 (:func:`shortbias_lib.hypergrad.smd`)
 takes ``meta_steps`` Adam steps on ``u = (log alpha_eff, log(1 - mu))``,
 ``alpha_eff = alpha / (1 - mu)``, each from a ``horizon``-step lookahead that
-restarts at the current weights. One Adam state is kept for the whole run,
-as in the authors' code. The lookahead batches are drawn once per
-adaptation and shared by its meta steps (the authors' code):
+restarts at the current weights. Two choices are ours, where the paper and
+what we know of the authors' code are silent: one Adam state is kept for the
+whole run, and the lookahead batches are drawn once per adaptation and shared
+by its meta steps:
 
 * stochastic lookahead: ``horizon`` fresh batches for the lookahead, the next
   ``horizon`` for the meta-objective (their mean loss at ``w_{t+T}``);
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import hypergrad, models, training
+from . import hypergrad, models, plot_online, training
 from .profiles import check_profile, pick
 from .runs import (REPO_ROOT, check_seed, load_matching, progress, provenance,
                    resolve_device, result_path, results_dir, run_lock, save_result)
@@ -181,167 +182,205 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
     started = time.perf_counter()
     hyper = hypergrad.Hyperparameters(lr=float(lr), momentum=float(momentum),
                                       learn=("lr", "momentum"), space="log")
-    low, high = hyper.bounds()
     if mode != "baseline":  # SMD works within the authors' bounds from the start
-        hyper = hyper.from_vector(np.clip(hyper.vector(), low, high))
+        hyper = hyper.from_vector(np.clip(hyper.vector(), *hyper.bounds()))
     optimizer = hypergrad.make_meta_optimizer("adam", meta_lr)
-    state = training.init_state(params)
-
-    eff = np.full(steps, np.nan)
-    mom = np.full(steps, np.nan)
-    losses = np.full(steps, np.nan)
-    eval_steps, eval_losses = [], []
-    adapt_steps, first, last, look_bad = [], [], [], []
-    diverged_step = -1
-    settled = None
-
-    def evaluate(t):
-        nonlocal diverged_step
-        if eval_fn is None:
-            return True
-        value = float(eval_fn(tuple(p.detach() for p in state.params)))
-        if training.diverged(value):
-            diverged_step = t
-            return False
-        eval_steps.append(t)
-        eval_losses.append(value)
-        return True
-
-    def batches_for_adaptation():
-        if mode == "deterministic":
-            batch = meta_sampler()
-            return [batch] * horizon, [batch]
-        return meta_sampler.take(horizon), meta_sampler.take(n_eval)
-
+    samplers = {"train": train_sampler, "meta": meta_sampler}
+    run = _Progress.start(params, hyper, steps)
+    ckpt_meta = {"checkpoint_config": checkpoint_config, "steps": steps, "mode": mode, "lr": lr}
     if checkpoint_path is not None:
         training.check_steps(checkpoint_every, "checkpoint_every")
-        for name, sampler in (("train_sampler", train_sampler), ("meta_sampler", meta_sampler)):
+        for name, sampler in samplers.items():
             if not isinstance(sampler, training.BatchSampler):
-                raise ValueError(f"{name} must be a BatchSampler to checkpoint a run")
-    records = {"eff": eff, "mom": mom, "losses": losses}
-    lists = {"eval_steps": eval_steps, "eval_losses": eval_losses, "adapt_steps": adapt_steps,
-             "first": first, "last": last, "look_bad": look_bad}
-    ckpt_meta = {"checkpoint_config": checkpoint_config, "steps": steps, "mode": mode, "lr": lr}
-
-    def save_checkpoint(t):
-        arrays = {f"rec_{k}": v for k, v in records.items()}
-        arrays.update({f"list_{k}": np.asarray(v) for k, v in lists.items()})
-        arrays.update({f"w{i}": p.detach().cpu().numpy() for i, p in enumerate(state.params)})
-        arrays.update({f"v{i}": q.detach().cpu().numpy() for i, q in enumerate(state.velocity)})
-        arrays.update({
-            "t": t, "hyper": [hyper.lr, hyper.momentum],
-            "settled": [settled.lr, settled.momentum] if settled is not None else [np.nan, np.nan],
-            "elapsed": time.perf_counter() - started})
-        arrays.update(_prefixed("adam_", optimizer.state_dict()))
-        for name, sampler in (("train", train_sampler), ("meta", meta_sampler)):
-            arrays.update(_prefixed(f"{name}_", sampler.state_dict()))
-        save_result(checkpoint_path, arrays, {"config": ckpt_meta})
-
-    t = 0
-    found = (load_matching(checkpoint_path, json_ready(ckpt_meta))
-             if checkpoint_path is not None else None)
-    if found is not None:
-        saved = found[0]
-        t = int(saved["t"])
-        for k, v in records.items():
-            v[:] = saved[f"rec_{k}"]
-        for k, v in lists.items():
-            v.extend(saved[f"list_{k}"].tolist())
-        n = len(state.params)
-        dev, dtype = state.params[0].device, state.params[0].dtype
-        state = training.TrainState(
-            tuple(torch.from_numpy(saved[f"w{i}"]).to(dev, dtype) for i in range(n)),
-            tuple(torch.from_numpy(saved[f"v{i}"]).to(dev, dtype) for i in range(n)), t)
-        hyper = hypergrad.Hyperparameters(float(saved["hyper"][0]), float(saved["hyper"][1]),
-                                          learn=("lr", "momentum"), space="log")
-        if np.isfinite(saved["settled"]).all():
-            settled = hypergrad.Hyperparameters(float(saved["settled"][0]),
-                                                float(saved["settled"][1]),
-                                                learn=("lr", "momentum"), space="log")
-        optimizer.load_state_dict(_unprefixed("adam_", saved))
-        for name, sampler in (("train", train_sampler), ("meta", meta_sampler)):
-            sampler.load_state_dict(_unprefixed(f"{name}_", saved))
-        started -= float(saved["elapsed"])
-    last_checkpoint = t
-    bar = progress(total=steps, initial=t, desc=label, leave=False) if show_progress else None
-    while t < steps:
+                raise ValueError(f"{name}_sampler must be a BatchSampler to checkpoint a run")
+        found = load_matching(checkpoint_path, json_ready(ckpt_meta))
+        if found is not None:
+            started -= run.restore(found[0], optimizer, samplers)
+    last_checkpoint = run.t
+    bar = progress(total=steps, initial=run.t, desc=label, leave=False) if show_progress else None
+    while run.t < steps:
+        t = run.t
         if checkpoint_path is not None and t >= last_checkpoint + checkpoint_every:
-            save_checkpoint(t)
+            run.save(checkpoint_path, optimizer, samplers, ckpt_meta, time.perf_counter() - started)
             last_checkpoint = t
             if stop_after is not None and t >= stop_after:
                 if bar is not None:
                     bar.close()
                 return None
-        if t % eval_every == 0 and not evaluate(t):
+        if t % eval_every == 0 and not run.evaluate(eval_fn):
             break
         adapting = t < adapt_until
         if adapting and mode != "baseline" and t % adapt_every == 0:
-            lookahead, evaluation = batches_for_adaptation()
-            result = hypergrad.smd(apply, state, hyper, horizon, meta_steps,
-                                   batch_fn=lambda m: (lookahead, evaluation),
-                                   meta_optimizer=optimizer, clip=clip, convention=convention,
-                                   project=True)
-            hyper = result.hyper
-            adapt_steps.append(t)
-            first.append(result.meta_losses[0] if len(result.meta_losses) else np.nan)
-            last.append(result.meta_losses[-1] if len(result.meta_losses) else np.nan)
-            if result.diverged:
-                look_bad.append(t)
+            lookahead, evaluation = _adaptation_batches(meta_sampler, mode, horizon, n_eval)
+            run.adapt(hypergrad.smd(apply, run.train, run.hyper, horizon, meta_steps,
+                                    batch_fn=lambda m: (lookahead, evaluation),
+                                    meta_optimizer=optimizer, clip=clip, convention=convention,
+                                    project=True))
+        nxt = min(steps, (t // eval_every + 1) * eval_every)
         if adapting:
-            nxt = min(steps, adapt_until, (t // adapt_every + 1) * adapt_every,
-                      (t // eval_every + 1) * eval_every)
-            schedule = training.Constant(hyper.lr)
-        else:
-            if settled is None:
-                settled = hyper
-            nxt = min(steps, (t // eval_every + 1) * eval_every)
-            one_minus = 1.0 - settled.momentum
-            if decay:
-                schedule = training.ExponentialDecay(
-                    settled.effective_lr * one_minus, final_lr * one_minus,
-                    steps=steps - 1 - adapt_until, t0=adapt_until)
-            else:
-                schedule = training.Constant(settled.lr)
-        mu = hyper.momentum if adapting else settled.momentum
-        run = training.train(apply, state, train_sampler, nxt - t, schedule, mu,
-                             convention=convention)
-        done = len(run.losses)
-        losses[t:t + done] = run.losses
-        eff[t:t + done] = run.lrs / (1.0 - mu)
-        mom[t:t + done] = mu
+            nxt = min(nxt, adapt_until, (t // adapt_every + 1) * adapt_every)
+        schedule, mu = run.schedule(adapting, decay, final_lr, adapt_until, steps)
+        done = run.train_until(nxt, training.train(apply, run.train, train_sampler, nxt - t,
+                                                   schedule, mu, convention=convention), mu)
         if bar is not None:
             bar.update(done)
-        if run.diverged:
-            diverged_step = run.diverged_step
-            losses[diverged_step:] = np.nan
-            eff[diverged_step + 1:] = np.nan
-            mom[diverged_step + 1:] = np.nan
+        if run.diverged_step >= 0:
             break
-        state = run.state
-        t = nxt
     else:
-        evaluate(steps)
+        run.evaluate(eval_fn)
     if bar is not None:
         bar.close()
-    diverged = diverged_step >= 0
-    if settled is None:
-        settled = hyper
-    test_error = float("nan")
-    if not diverged and test_fn is not None:
-        test_error = float(test_fn(tuple(p.detach() for p in state.params)))
-    reached_settling = not diverged or diverged_step > adapt_until
-    return OnlineRun(
-        label=label, mode=mode, init_lr=float(lr), init_momentum=float(momentum),
-        eff_lr=eff, momentum=mom, losses=losses,
-        eval_steps=np.asarray(eval_steps, dtype=np.int64), eval_losses=np.asarray(eval_losses),
-        adapt_steps=np.asarray(adapt_steps, dtype=np.int64), meta_loss_first=np.asarray(first),
-        meta_loss_last=np.asarray(last),
-        lookahead_diverged_steps=np.asarray(look_bad, dtype=np.int64),
-        diverged=diverged, diverged_step=int(diverged_step),
-        settled_lr=settled.effective_lr if reached_settling else float("nan"),
-        settled_momentum=settled.momentum if reached_settling else float("nan"),
-        final_train_loss=eval_losses[-1] if (eval_losses and not diverged) else float("nan"),
-        test_error=test_error, seconds=time.perf_counter() - started)
+    return run.result(label, mode, lr, momentum, adapt_until, test_fn,
+                      time.perf_counter() - started)
+
+
+def _adaptation_batches(meta_sampler, mode, horizon, n_eval):
+    """The lookahead's batches and the meta-objective's, drawn once per adaptation."""
+    if mode == "deterministic":
+        batch = meta_sampler()
+        return [batch] * horizon, [batch]
+    return meta_sampler.take(horizon), meta_sampler.take(n_eval)
+
+
+@dataclass
+class _Progress:
+    """Where an online run stands: step, weights, hyperparameters and records so far.
+
+    Everything a checkpoint saves besides the meta-optimizer and the samplers (whose
+    ``state_dict`` it stores beside).
+    """
+
+    t: int
+    train: training.TrainState
+    hyper: hypergrad.Hyperparameters
+    settled: object   # the Hyperparameters when adaptation stopped, None before
+    records: dict     # per step: eff, mom, losses
+    lists: dict       # eval_steps, eval_losses, adapt_steps, first, last, look_bad
+    diverged_step: int = -1
+
+    @classmethod
+    def start(cls, params, hyper, steps):
+        records = {name: np.full(steps, np.nan) for name in ("eff", "mom", "losses")}
+        lists = {name: [] for name in ("eval_steps", "eval_losses", "adapt_steps", "first",
+                                       "last", "look_bad")}
+        return cls(0, training.init_state(params), hyper, None, records, lists)
+
+    def evaluate(self, eval_fn):
+        """Record the training-set loss now; False (and the divergence) if it is not finite."""
+        if eval_fn is None:
+            return True
+        value = float(eval_fn(tuple(p.detach() for p in self.train.params)))
+        if training.diverged(value):
+            self.diverged_step = self.t
+            return False
+        self.lists["eval_steps"].append(self.t)
+        self.lists["eval_losses"].append(value)
+        return True
+
+    def adapt(self, result):
+        """Take an SMD result's hyperparameters and record its meta-losses."""
+        self.hyper = result.hyper
+        self.lists["adapt_steps"].append(self.t)
+        losses = result.meta_losses
+        self.lists["first"].append(losses[0] if len(losses) else np.nan)
+        self.lists["last"].append(losses[-1] if len(losses) else np.nan)
+        if result.diverged:
+            self.lists["look_bad"].append(self.t)
+
+    def schedule(self, adapting, decay, final_lr, adapt_until, steps):
+        """The raw-rate schedule and momentum of the next stretch of training."""
+        if adapting:
+            return training.Constant(self.hyper.lr), self.hyper.momentum
+        if self.settled is None:
+            self.settled = self.hyper
+        one_minus = 1.0 - self.settled.momentum
+        if not decay:
+            return training.Constant(self.settled.lr), self.settled.momentum
+        return (training.ExponentialDecay(self.settled.effective_lr * one_minus,
+                                          final_lr * one_minus, steps=steps - 1 - adapt_until,
+                                          t0=adapt_until),
+                self.settled.momentum)
+
+    def train_until(self, nxt, trained, mu):
+        """Record a stretch of training (steps ``t`` to ``nxt``); returns the steps done."""
+        t, done = self.t, len(trained.losses)
+        self.records["losses"][t:t + done] = trained.losses
+        self.records["eff"][t:t + done] = trained.lrs / (1.0 - mu)
+        self.records["mom"][t:t + done] = mu
+        if trained.diverged:
+            self.diverged_step = trained.diverged_step
+            self.records["losses"][self.diverged_step:] = np.nan
+            self.records["eff"][self.diverged_step + 1:] = np.nan
+            self.records["mom"][self.diverged_step + 1:] = np.nan
+        else:
+            self.train, self.t = trained.state, nxt
+        return done
+
+    def save(self, path, optimizer, samplers, meta, elapsed):
+        """Write everything needed to continue, atomically, to ``path``."""
+        arrays = {f"rec_{k}": v for k, v in self.records.items()}
+        arrays.update({f"list_{k}": np.asarray(v) for k, v in self.lists.items()})
+        arrays.update({f"w{i}": p.detach().cpu().numpy() for i, p in enumerate(self.train.params)})
+        arrays.update({f"v{i}": q.detach().cpu().numpy() for i, q in enumerate(self.train.velocity)})
+        settled = self.settled
+        arrays.update({
+            "t": self.t, "hyper": [self.hyper.lr, self.hyper.momentum],
+            "settled": [settled.lr, settled.momentum] if settled is not None else [np.nan, np.nan],
+            "elapsed": elapsed})
+        arrays.update(_prefixed("adam_", optimizer.state_dict()))
+        for name, sampler in samplers.items():
+            arrays.update(_prefixed(f"{name}_", sampler.state_dict()))
+        save_result(path, arrays, {"config": meta})
+
+    def restore(self, saved, optimizer, samplers):
+        """Continue from :meth:`save`'s arrays; returns the seconds already spent."""
+        self.t = int(saved["t"])
+        for k, v in self.records.items():
+            v[:] = saved[f"rec_{k}"]
+        for k, v in self.lists.items():
+            v.extend(saved[f"list_{k}"].tolist())
+        n = len(self.train.params)
+        dev, dtype = self.train.params[0].device, self.train.params[0].dtype
+        self.train = training.TrainState(
+            tuple(torch.from_numpy(saved[f"w{i}"]).to(dev, dtype) for i in range(n)),
+            tuple(torch.from_numpy(saved[f"v{i}"]).to(dev, dtype) for i in range(n)), self.t)
+
+        def hyper(values):
+            return hypergrad.Hyperparameters(float(values[0]), float(values[1]),
+                                             learn=("lr", "momentum"), space="log")
+
+        self.hyper = hyper(saved["hyper"])
+        if np.isfinite(saved["settled"]).all():
+            self.settled = hyper(saved["settled"])
+        optimizer.load_state_dict(_unprefixed("adam_", saved))
+        for name, sampler in samplers.items():
+            sampler.load_state_dict(_unprefixed(f"{name}_", saved))
+        return float(saved["elapsed"])
+
+    def result(self, label, mode, lr, momentum, adapt_until, test_fn, seconds):
+        """The finished :class:`OnlineRun`."""
+        diverged = self.diverged_step >= 0
+        settled = self.settled if self.settled is not None else self.hyper
+        test_error = float("nan")
+        if not diverged and test_fn is not None:
+            test_error = float(test_fn(tuple(p.detach() for p in self.train.params)))
+        reached_settling = not diverged or self.diverged_step > adapt_until
+        lists = self.lists
+        return OnlineRun(
+            label=label, mode=mode, init_lr=float(lr), init_momentum=float(momentum),
+            eff_lr=self.records["eff"], momentum=self.records["mom"],
+            losses=self.records["losses"],
+            eval_steps=np.asarray(lists["eval_steps"], dtype=np.int64),
+            eval_losses=np.asarray(lists["eval_losses"]),
+            adapt_steps=np.asarray(lists["adapt_steps"], dtype=np.int64),
+            meta_loss_first=np.asarray(lists["first"]), meta_loss_last=np.asarray(lists["last"]),
+            lookahead_diverged_steps=np.asarray(lists["look_bad"], dtype=np.int64),
+            diverged=diverged, diverged_step=int(self.diverged_step),
+            settled_lr=settled.effective_lr if reached_settling else float("nan"),
+            settled_momentum=settled.momentum if reached_settling else float("nan"),
+            final_train_loss=(lists["eval_losses"][-1] if (lists["eval_losses"] and not diverged)
+                              else float("nan")),
+            test_error=test_error, seconds=seconds)
 
 
 def _prefixed(prefix, state):
@@ -549,7 +588,7 @@ def run_online(profile="quick", *, device="auto", seed=0, data_root=None, result
         print(f"wrote {path}")
         for dataset, result in out.items():
             print(f"{dataset} ({result['source']}):")
-            for row in summary_rows(result["runs"]):
+            for row in plot_online.summary_rows(result["runs"]):
                 state = ("diverged at step %d" % row["diverged_step"]
                          if row["diverged_step"] is not None else
                          f"final training loss {row['final_train_loss']:.4g}, "
@@ -564,151 +603,6 @@ def runs_from_file(path):
 
     arrays, meta = load_result(path)
     return {str(k): OnlineRun.from_arrays(arrays, prefix=f"{k}__") for k in arrays["run_keys"]}, meta
-
-
-# ---------------------------------------------------------------- tables and figures
-
-def summary_rows(runs):
-    """One row per run: mode, initial and settled effective rate, final loss, test error, divergence."""
-    rows = []
-    for key, run in runs.items():
-        rows.append({
-            "run": key, "mode": run.mode, "init_lr": run.init_lr,
-            "init_eff_lr": run.init_lr / (1.0 - run.init_momentum),
-            "settled_eff_lr": run.settled_lr, "settled_momentum": run.settled_momentum,
-            "final_train_loss": run.final_train_loss, "test_error": run.test_error,
-            "diverged_step": run.diverged_step if run.diverged else None,
-            "lookahead_divergences": int(len(run.lookahead_diverged_steps)),
-            "chance_step": run.chance_step(),
-        })
-    return rows
-
-
-def summary_table(runs):
-    """Markdown table of :func:`summary_rows` (for display in the chapter)."""
-    from IPython.display import Markdown
-
-    def fmt(value, spec):
-        return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
-
-    lines = ["| run | initial $\\alpha$ | initial $\\alpha_{\\rm eff}$ | $\\alpha_{\\rm eff}$ at end of "
-             "adaptation | $\\mu$ there | final training loss | test error | diverged |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in summary_rows(runs):
-        diverged = "no" if row["diverged_step"] is None else f"**yes, step {row['diverged_step']}**"
-        if row["chance_step"] >= 0:
-            diverged += f", **loss at chance level from step {row['chance_step']}**"
-        if row["lookahead_divergences"]:
-            diverged += f" ({row['lookahead_divergences']} lookahead(s) diverged)"
-        lines.append(
-            f"| {row['mode']} | {row['init_lr']:.0e} | {row['init_eff_lr']:.2g} | "
-            f"{fmt(row['settled_eff_lr'], '.2e')} | {fmt(row['settled_momentum'], '.3f')} | "
-            f"{fmt(row['final_train_loss'], '.3g')} | {fmt(row['test_error'], '.2%')} | {diverged} |")
-    return Markdown("\n".join(lines))
-
-
-def baseline_of(runs):
-    """The hand-tuned run among ``runs``."""
-    found = [r for r in runs.values() if r.mode == "baseline"]
-    if len(found) != 1:
-        raise ValueError(f"runs must hold exactly one baseline run; got {len(found)}")
-    return found[0]
-
-
-def versus_baseline(runs, mode):
-    """How the ``mode`` runs ended against the baseline, for sentences chosen by the numbers.
-
-    Returns a dict: ``settled`` (each run's effective rate at the end of adaptation over
-    the baseline's), ``loss`` (each final training loss over the baseline's), their
-    medians (NaN without finite values), ``n`` runs, ``n_below`` settled below the
-    baseline's rate and ``n_worse`` ending with a higher training loss.
-    """
-    base = baseline_of(runs)
-    base_eff = base.init_lr / (1 - base.init_momentum)
-    chosen = [r for r in runs.values() if r.mode == mode]
-    settled = np.array([r.settled_lr / base_eff for r in chosen])
-    loss = np.array([r.final_train_loss / base.final_train_loss for r in chosen])
-
-    def median(values):
-        values = values[np.isfinite(values)]
-        return float(np.median(values)) if values.size else float("nan")
-
-    return {"settled": settled, "loss": loss, "settled_median": median(settled),
-            "loss_median": median(loss), "base_eff": float(base_eff), "n": len(chosen),
-            "n_below": int(np.sum(settled < 1)), "n_worse": int(np.sum(loss > 1))}
-
-
-def plot_runs(axes_loss, axes_lr, runs, title=None):
-    """Training loss (log) and effective learning rate (log) against steps, Figure 7 style.
-
-    The baseline is red, SMD runs blue (darker: larger initial rate). A
-    diverged run is drawn up to its last finite value and marked with an ``x``
-    and its step; nothing NaN is plotted.
-    """
-    smd_runs = [r for r in runs.values() if r.mode != "baseline"]
-    order = sorted({r.init_lr for r in smd_runs})
-    shades = {lr: 0.45 + 0.55 * (i + 1) / len(order) for i, lr in enumerate(order)}
-    import matplotlib.pyplot as plt
-
-    blues = plt.get_cmap("Blues")
-    for run in runs.values():
-        if run.mode == "baseline":
-            color, name = "tab:red", f"hand-tuned, $\\alpha$={run.init_lr:g}"
-        else:
-            color, name = blues(shades[run.init_lr]), f"SMD, $\\alpha_0$={run.init_lr:g}"
-        steps = run.eval_steps
-        if len(steps):
-            axes_loss.plot(steps, run.eval_losses, color=color, lw=1.6, label=name)
-        good = run.last_finite_step
-        t = np.arange(good)
-        axes_lr.plot(t, run.eff_lr[:good], color=color, lw=1.6, label=name)
-        if run.diverged:
-            label = f"diverged at step {run.diverged_step}"
-            if len(steps):
-                axes_loss.plot(steps[-1], run.eval_losses[-1], "x", color=color, ms=10, mew=2.5)
-                axes_loss.annotate(label, (steps[-1], run.eval_losses[-1]), fontsize=8,
-                                   xytext=(4, 4), textcoords="offset points", color=color)
-            if good > 0:
-                axes_lr.plot(good - 1, run.eff_lr[good - 1], "x", color=color, ms=10, mew=2.5)
-                axes_lr.annotate(label, (good - 1, run.eff_lr[good - 1]), fontsize=8,
-                                 xytext=(4, 4), textcoords="offset points", color=color)
-        chance = run.chance_step()
-        if chance >= 0:
-            k = int(np.searchsorted(steps, chance))
-            axes_loss.plot(steps[k], run.eval_losses[k], "o", mfc="none", color=color, ms=9, mew=2)
-            axes_loss.annotate(f"at chance from step {chance}", (steps[k], run.eval_losses[k]),
-                               fontsize=8, xytext=(4, -12), textcoords="offset points", color=color)
-    for axes in (axes_loss, axes_lr):
-        values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in axes.get_lines()]
-                                or [np.ones(1)])
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size:  # explicit limits: never singular, even for a single point
-            axes.set_ylim(values.min() / 1.5, values.max() * 1.5)
-        axes.set_yscale("log")
-        axes.grid(True, which="major", ls=":")
-    axes_loss.set_ylabel("training loss")
-    axes_lr.set_ylabel("effective learning rate $\\alpha/(1-\\mu)$")
-    axes_lr.set_xlabel("step")
-    if title:
-        axes_loss.set_title(title)
-    axes_loss.legend(fontsize=7, loc="best")
-
-
-def figure(panels, figsize=None):
-    """A figure with one column per ``(title, runs)`` panel: loss on top, effective rate below."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(panels), figsize=figsize or (5.5 * len(panels), 6.5),
-                             sharex="col", squeeze=False)
-    for k, (title, runs) in enumerate(panels):
-        plot_runs(axes[0, k], axes[1, k], runs, title)
-    fig.tight_layout()
-    return fig
-
-
-def select(runs, modes):
-    """The runs whose mode is in ``modes``, keeping order."""
-    return {k: r for k, r in runs.items() if r.mode in modes}
 
 
 def archive_path(seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import models, online, training
+from shortbias_lib import models, online, plot_online, training
 from shortbias_lib.runs import load_result
 
 SIZES = (784, 12, 10)
@@ -106,13 +106,13 @@ def test_a_diverged_run_is_recorded_with_its_step_and_plotted_without_nan():
     assert np.all(np.isfinite(run.losses[:run.diverged_step]))
     assert math.isnan(run.final_train_loss) and math.isnan(run.test_error)
     runs = {"b": run}
-    fig = online.figure([("diverging", runs)])
+    fig = plot_online.figure([("diverging", runs)])
     lines = [line for axes in fig.axes for line in axes.get_lines()]
     assert all(np.all(np.isfinite(np.asarray(line.get_ydata(), dtype=float))) for line in lines)
     assert any(line.get_marker() == "x" for line in lines)
     texts = [t.get_text() for axes in fig.axes for t in axes.texts]
     assert f"diverged at step {run.diverged_step}" in texts
-    assert "yes, step" in online.summary_table(runs).data
+    assert "yes, step" in plot_online.summary_table(runs).data
 
 
 def test_lookahead_batches_drawn_once_per_adaptation():
