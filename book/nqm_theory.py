@@ -28,6 +28,12 @@
 # The symbolic work lives in `shortbias_lib.symbolic`, the numerical
 # implementation in `shortbias_lib.noisy_quadratic`; the experiments chapter
 # uses the latter.
+#
+# ```{note}
+# The text of the paper available to us is an OCR extraction of the PDF, which garbles
+# some formulas. Where this chapter notes that "the extracted text" differs from a
+# derivation, the difference may be an extraction artefact rather than a misprint.
+# ```
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -130,7 +136,7 @@ print("derived minus paper simplifies to 0 for all five:", t1_equal)
 # %% [markdown]
 # All five derived expressions equal the paper's Eqs. (10)-(14) after expansion.
 # One line of the appendix's derivation differs, though the equations derived from
-# it are right: in the text of the paper available to us (an OCR extraction of the PDF; possibly an extraction artefact rather than a misprint), A.1 reads
+# it are right: in the extracted text, A.1 reads
 # $\theta' = (1 - \alpha h)\theta + \mu v + h\sigma\xi$, without the factor $\alpha$ on the
 # noise term (and the paper's first line, $v' = \mu v - \alpha(h\theta + h\sigma\xi)$, gives
 # $-\alpha h\sigma\xi$, the sign being immaterial for symmetric $\xi$):
@@ -280,9 +286,8 @@ assert t2u["positive_definite"]
 # $h^3(A(\theta) + \sigma^2)$ is positive too, so the Hessian is positive definite and Eq. (15),
 # a quadratic, has this point as its unique minimum. The minus sign of $\mu^*$ matters:
 # $\mathbb{E}[\theta v]$ is usually negative (the velocity points back to the optimum), which
-# makes $\mu^* > 0$. The main text's statement of Theorem 2, in the text of the paper
-# available to us (an OCR extraction of the PDF), has no minus sign; this is possibly an
-# extraction artefact rather than a misprint.
+# makes $\mu^* > 0$. The main text's statement of Theorem 2, in the extracted text, has
+# no minus sign.
 #
 # For $d$ dimensions the loss is the sum of Eq. (15) over coordinates, still quadratic in
 # $(\alpha, \mu)$. Theorem 2 states, with $P = \sum_j h_j A(v_j)$,
@@ -291,8 +296,7 @@ assert t2u["positive_definite"]
 #                   {\sum_i \big[h_i^3 (A(\theta_i) + \sigma_i^2)\, P - \big(\sum_j h_j^2 \mathbb{E}[\theta_j v_j]\big) h_i^2\,\mathbb{E}[\theta_i v_i]\big]}, \qquad
 #    \mu^* = -\frac{\sum_i h_i (1 - \alpha^* h_i)\,\mathbb{E}[\theta_i v_i]}{P}. $$
 #
-# The denominator of the main text's statement is garbled in the text of the paper
-# available to us (an OCR extraction of the PDF, which garbles many formulas); the form
+# The denominator of the main text's statement is garbled in the extracted text; the form
 # above is the one of Appendix A.2.2. As in one dimension, we start from the update equations:
 # each of three coordinates gets its own mean, fluctuations and noise, the updates (1)-(2) with
 # a shared $(\alpha, \mu)$ are rewritten in them, and $\frac12 h_i\mathbb{E}[\theta_i'^2]$ is taken
@@ -358,10 +362,8 @@ mark("t2", eq15_ok and t2u["alpha"][2] and t2u["mu"][2] and t2u["positive_defini
 #
 # $$ A^{(t+1)} = (1 - \alpha^{(t)} h)^2 A^{(t)} + (\alpha^{(t)} h\sigma)^2. $$
 #
-# (In the text of the paper available to us, an OCR extraction of the PDF, Appendix A.3
-# has $\mathbb{V}[\theta]^2$ in the middle expression of this line, possibly an extraction
-# artefact rather than a misprint; it must be $\mathbb{V}[\theta]$, as the right-hand side
-# has it.) Theorem 3 states that for
+# (In the extracted text, Appendix A.3 has $\mathbb{V}[\theta]^2$ in the middle expression
+# of this line; it must be $\mathbb{V}[\theta]$, as the right-hand side has it.) Theorem 3 states that for
 # every horizon $T$ the rates minimising $\mathcal{L}(\theta^{(T)})$ are the greedy ones,
 #
 # $$ \alpha^{(t)*} = \frac{A(\theta^{(t)})}{h\,\big(A(\theta^{(t)}) + \sigma^2\big)}. \tag{7} $$
@@ -478,9 +480,8 @@ mark("t3", t3["recursion"][2] and t3["alpha"][2] and t3["A_min"][2] and proof["p
 #
 # $$ \mathcal{L}_{\min} = \tfrac12 h\Big(\frac{A\,\sigma^2}{kA + \sigma^2} + \sigma^2\Big), \tag{16} $$
 #
-# and the optimal rate at every step is Eq. (7), restated as Eq. (17). In the text of the
-# paper available to us (an OCR extraction of the PDF; possibly an extraction artefact
-# rather than a misprint), the constant stands outside the bracket, as
+# and the optimal rate at every step is Eq. (7), restated as Eq. (17). In the extracted text,
+# the constant stands outside the bracket, as
 # $\mathcal{L}_{\min} = \frac12 h A^{(T)}_{\min} + \sigma^2$, in the definition of
 # $\mathcal{L}_{\min}$ at the start of A.3 and again in the line just before Theorem 4;
 # Eq. (6) puts it inside, as above. SymPy proves the closed form for
@@ -603,8 +604,8 @@ glue("ex2_large", ex2_large, display=False)
 #
 # ## Summary
 #
-# The notes on the paper's text in this table refer to the OCR extraction of the PDF
-# available to us and may be extraction artefacts rather than misprints.
+# The notes on the paper's text in this table refer to the extracted text (see the note at
+# the top of the page).
 #
 # | result | symbolic derivation | numerical check | status |
 # |---|---|---|---|
