@@ -348,3 +348,71 @@ glue("np_meas_final", float(measured_final[-1]), display=False)
 # qualitative mechanism carries over; the size of the effect is set by what the quadratic
 # leaves out. {glue:md}`np_noise_sentence` Building and solving a new noisy quadratic at
 # each later point (not done here) would test that directly.
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. The largest stable rate.** With momentum $\mu$ (the paper's form,
+# $v \leftarrow \mu v - \alpha g$, $w \leftarrow w + v$), SGD along a quadratic direction of
+# curvature $h$ is stable exactly when $0 < \alpha h < 2(1 + \mu)$. Derive this from the
+# characteristic polynomial of the two-step recursion, then use the measured top curvature
+# to find the largest learning rate the warm start tolerates. How does it compare with the
+# top of the authors' range for $\alpha_0$ and with the shortest horizon's best $\alpha_0$?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# Along the direction, $w_{t+1} = (1 + \mu - \alpha h) w_t - \mu w_{t-1}$, with
+# characteristic polynomial $z^2 - (1 + \mu - \alpha h) z + \mu$. Its roots have product
+# $\mu < 1$; they stay inside the unit circle until a real root reaches $z = -1$, where
+# $1 + (1 + \mu - \alpha h) + \mu = 0$, that is $\alpha h = 2(1 + \mu)$. With
+# $\mu$ = {glue:text}`np_ex_mu:.2g` and the top curvature {glue:text}`np_lam_max:.3g`, the
+# largest stable rate is {glue:text}`np_ex_amax:.3g`. The top of the sampled range,
+# {glue:text}`np_ex_range_top:.3g`, is {glue:text}`np_ex_range_word` it, and the
+# {glue:text}`np_T_short`-step horizon's best $\alpha_0$, {glue:text}`np_ex_a_short:.3g`,
+# is {glue:text}`np_ex_short_frac:.0%` of it.
+# ```
+#
+# **2. What freezing the curvature hides.** The chapter measured the top curvature again
+# after {glue:text}`np_later_T` steps of the long horizon's best schedule. Had the noisy
+# quadratic used that later curvature, would its largest stable rate rise or fall, and by
+# what factor? What does that say about a long schedule that keeps a large rate?
+#
+# ```{admonition} Solution
+# :class: dropdown
+# The largest stable rate is proportional to $1/\lambda_{\max}$. The top curvature went from
+# {glue:text}`np_later_lam0:.3g` to {glue:text}`np_later_lam:.3g`, so the largest stable
+# rate {glue:text}`np_ex_later_word` by a factor {glue:text}`np_ex_later_factor:.3g`. A
+# quadratic frozen at the warm start charges a long schedule for a sharpness the network
+# {glue:text}`np_ex_later_keeps`.
+# ```
+
+# %% tags=["remove-cell"]
+# The numbers the solutions state, and an independent check of the stability bound.
+mu = float(config["momentum"])
+
+
+def spectral_radius(alpha, h):
+    """Largest |root| of the momentum recursion along a direction of curvature h."""
+    return max(abs(np.roots([1.0, -(1.0 + mu - alpha * h), mu])))
+
+
+low, high = 1e-6, 10.0 / lam_max           # bisection for the stability edge
+for _ in range(200):
+    middle = 0.5 * (low + high)
+    low, high = (middle, high) if spectral_radius(middle, lam_max) < 1.0 else (low, middle)
+alpha_max = 2.0 * (1.0 + mu) / lam_max
+assert abs(low / alpha_max - 1.0) < 1e-6
+range_top = 10.0 ** ranges[0][1]
+alpha_short = float(rows[0]["alpha0"])
+glue("np_ex_mu", mu, display=False)
+glue("np_ex_amax", alpha_max, display=False)
+glue("np_ex_range_top", range_top, display=False)
+glue("np_ex_range_word", "below" if range_top < alpha_max else "above", display=False)
+glue("np_ex_a_short", alpha_short, display=False)
+glue("np_ex_short_frac", alpha_short / alpha_max, display=False)
+lam_before, lam_after = float(later[0]["top_values"][0]), float(later[-1]["top_values"][0])
+glue("np_ex_later_factor", max(lam_before, lam_after) / min(lam_before, lam_after), display=False)
+glue("np_ex_later_word", "rises" if lam_after < lam_before else "falls", display=False)
+glue("np_ex_later_keeps", "soon loses, so it overstates the cost of a large rate kept for long"
+     if lam_after < lam_before else "keeps or gains, so on this count it does not overstate the "
+     "cost of a large rate kept for long", display=False)
