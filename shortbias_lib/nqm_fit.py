@@ -243,17 +243,23 @@ def _sigmoid(z):
 # The smoothed bound's continuation (see :func:`fit_lbfgs`): soft minima of sharpness
 # p = 30, 300, 3000 (the last shrinks a binding step by at most (d+1)^(-1/p), 0.2% for d = 1000)
 SHARPNESS = (30.0, 300.0, 3000.0)
-# a step whose learning rate fell this far (log units) below the median of its 5 neighbours has
-# collapsed: in log alpha its gradient vanishes with alpha, so L-BFGS cannot bring it back
+# a step whose log learning rate or logit momentum fell this far below the median of its 4
+# neighbours has collapsed: in these coordinates the gradient vanishes with alpha (or mu), so
+# L-BFGS cannot bring it back
 COLLAPSE = 3.0
 KICKS = 3
+# the stages before the last stop at this multiple of ``tol`` (10 ends 3(a) at 4.307
+# instead of 4.286: the early stages decide which valley the last one polishes)
+EARLY_TOL = 1.0
 
 
-def _collapsed(log_alpha):
-    """Rows x steps whose log learning rate lies :data:`COLLAPSE` below its local median, and that median."""
-    pad = np.pad(log_alpha, ((0, 0), (2, 2)), mode="edge")
-    med = np.median(np.lib.stride_tricks.sliding_window_view(pad, 5, axis=1), -1)
-    return log_alpha < med - COLLAPSE, med
+def _collapsed(x):
+    """Entries of ``x`` ``(B, T)`` (log alpha or logit mu) lying :data:`COLLAPSE` below the
+    median of their two neighbours on each side (mirrored at the ends), and those medians."""
+    pad = np.pad(x, ((0, 0), (2, 2)), mode="reflect" if x.shape[1] > 2 else "edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, 5, axis=1)
+    med = np.median(win[..., [0, 1, 3, 4]], -1)
+    return x < med - COLLAPSE, med
 
 
 def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300, tol=1e-6,
@@ -278,10 +284,11 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
     ``sharpness=None`` fits through the exact bound in one stage.
 
     In log alpha a step whose learning rate collapses towards 0 cannot come
-    back (its gradient vanishes with alpha). After the stages, up to ``kicks``
-    times, collapsed steps (:data:`COLLAPSE`) are reset to their neighbours'
-    median and the last stage is rerun; a row keeps the restart only if it ends
-    lower.
+    back (its gradient vanishes with alpha), nor in logit mu a momentum. After
+    the stages, up to ``kicks`` times, collapsed entries (:data:`COLLAPSE`) are
+    reset to their neighbours' median and the last stage is rerun; a row keeps
+    the restart only if it ends lower (restarts from several starts: the fit is
+    not convex, and which valley it ends in can hinge on rounding).
     """
     h, sigma2, mean0, var0 = check_problem(h, sigma2, mean0, var0)
     alphas0, mus0 = check_schedule(alphas0, mus0)
@@ -302,7 +309,7 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
         with np.errstate(over="ignore"):  # a trial step to alpha = inf is rejected by the line search
             return np.exp(x[:, :T]), _sigmoid(x[:, T:])
 
-    def run(x0, sharp, rows):
+    def run(x0, sharp, rows, tol=tol):
         def fun(x, sub):
             a, m = schedule(x)
             final, ga, gm, *_ = adjoint(*(arr[rows[sub]] for arr in arrays), a, m, bound=bound,
@@ -321,20 +328,25 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
     x = to_x(_np(alphas0), _np(mus0))
     all_rows = np.arange(B)
     histories, iterations = [], np.zeros(B, dtype=np.int64)
-    for sharp in stages:
-        res, x = run(x, sharp, all_rows)
+    for i, sharp in enumerate(stages):
+        res, x = run(x, sharp, all_rows, tol if i == len(stages) - 1 else EARLY_TOL * tol)
         histories.append(res.history[1:] if histories else res.history)
         iterations += res.iterations
     converged, failed, last_iters = res.converged.copy(), res.line_search_failed.copy(), res.iterations.copy()
     best_f = res.history[-1].copy()
     n_kicks = np.zeros(B, dtype=np.int64)
     for _ in range(kicks):
-        low, med = _collapsed(x[:, :T])
+        # log alpha and logit mu, each against its own neighbours
+        (low_a, med_a), (low_m, med_m) = _collapsed(x[:, :T]), _collapsed(x[:, T:])
+        low, med = np.concatenate([low_a, low_m], 1), np.concatenate([med_a, med_m], 1)
         rows = np.flatnonzero(low.any(1))
+        x_try = np.where(low[rows], med[rows], x[rows])
+        f_try = adjoint(*(arr[rows] for arr in arrays), *schedule(x_try), bound=bound,
+                        sharpness=stages[-1])[0]
+        ok = np.isfinite(f_try) & (f_try > 0)   # a restart that diverges is not tried
+        rows, x_try = rows[ok], x_try[ok]
         if not rows.size:
             break
-        x_try = x[rows].copy()
-        x_try[:, :T] = np.where(low[rows], med[rows], x_try[:, :T])
         res_k, x_k = run(x_try, stages[-1], rows)
         iterations[rows] += res_k.iterations
         better = res_k.history[-1] < best_f[rows]

@@ -82,6 +82,7 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
     soft = bound and sharpness is not None
     if soft:
         weights = np.empty((T,) + shape)
+        skip = (1e17 * shape[-1]) ** (1 / sharpness)
     # a = 0 gives root = inf below, selected away by np.where
     # forward, written with shared terms (fewer array operations):
     # muC = mu C, u = (1 - k) A + muC, w = k A - muC, P = mu^2 V + alpha^2 h^2 sigma^2,
@@ -98,14 +99,20 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
             room = np.maximum(A0 - A, 0.0)
             disc = np.maximum(b * b + a * room, 0.0)
             root = np.where(a > 0, (-b + np.sqrt(disc)) / a, np.inf)
+            if soft and not (root.min(-1) < skip).any():
+                # every r_i^-p below 1e-17 / d: s_p = 1 to rounding, no gradient through it
+                scales[..., t] = 1.0
+                states[t + 1] = _step(A, V, C, al, mu, hb, h2s)
+                A, V, C = states[t + 1]
+                continue
             if soft:
+                binding[..., t] = root.min(-1) < skip
                 z = -sharpness * np.log(np.maximum(root, 1e-300))    # -inf where root = inf
                 zmax = np.maximum(z.max(-1, keepdims=True), 0.0)
                 lse = zmax + np.log(np.exp(-zmax) + np.exp(z - zmax).sum(-1, keepdims=True))
                 s_soft = np.exp(-lse / sharpness)
                 weights[t] = np.exp(z - lse)                         # d log s / d log r_i
                 scales[..., t] = s_soft[..., 0]
-                binding[..., t] = True
                 al = al * s_soft
                 mu = mu * s_soft
                 k = al * hb
@@ -177,7 +184,7 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
             pa, pm = proposed_a[..., t], proposed_m[..., t]
             gs = ga * pa + gm * pm
             ga, gm = s_t * ga, s_t * gm
-            if soft:
+            if soft and binding[..., t].any():
                 # s = (1 + sum r_i^-p)^(-1/p): ds = s sum_i pi_i dr_i / r_i, pi_i = weights;
                 # each root r_i solves a r^2 + 2 b r = room: dr = (droom - r^2 da - 2 r db) / (2 D)
                 pa_, pm_ = pa[..., None], pm[..., None]
@@ -190,7 +197,9 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
                 pi = weights[t]
                 live = (pi > 0) & (D > 0) & np.isfinite(r)
                 r = np.where(live, r, 0.0)
-                w = np.where(live, -(gs * s_t)[..., None] * pi / np.where(live, r * D * 2, 1.0), 0.0)
+                # s / r_i from logs, with r_i floored as in the forward (finite where r_i = 0)
+                s_over_r = np.exp(np.log(s_t)[..., None] - np.log(np.maximum(r, 1e-300)))
+                w = np.where(live, -gs[..., None] * pi * s_over_r / np.where(live, D * 2, 1.0), 0.0)
                 wr2, wr1 = w * r * r, 2 * w * r
                 ga = ga + np.einsum("...i,...i->...", wr2, -2 * pm_ * hb * C + 2 * pa_ * hb * (hb * A + hb * sig)) \
                     + np.einsum("...i,...i->...", wr1, -hb * A)
@@ -199,7 +208,7 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
                 gA = gA + wr2 * kk * kk - wr1 * kk + w * (room > 0)
                 gV = gV + wr2 * (pm_ * pm_)
                 gC = gC - wr2 * (2 * pm_ * kk) + wr1 * pm_
-            elif binding[..., t].any():
+            elif not soft and binding[..., t].any():
                 idx = argmins[..., t].reshape(nb)
                 pick = lambda x: x.reshape(nb, d)[rows, idx].reshape(lead)  # noqa: E731
                 Ai, Vi, Ci, hi, si, ri = pick(A), pick(V), pick(C), h_full_i(idx), s_full_i(idx), s_t
@@ -223,6 +232,17 @@ def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
         g_alpha[..., t] = ga
         g_mu[..., t] = gm
     return final, g_alpha, g_mu, alphas, mus, losses
+
+
+def _step(A, V, C, al, mu, hb, h2s):
+    """One step of the second-moment recursion (as in :func:`_adjoint`'s forward)."""
+    k = al * hb
+    muC = mu * C
+    kA = k * A
+    u = A - kA + muC
+    A_new = (1 - k) * (u + muC) + (mu * mu) * V + (al * al) * h2s
+    C_new = A_new - u
+    return A_new, C_new + (kA - muC), C_new
 
 
 def _to_raw(alphas, mus, parameterization):
