@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib import plotting
+from shortbias_lib import nqm_fit, plotting
 from shortbias_lib.profiles import pick
 
 torch.set_num_threads(1)
@@ -252,6 +252,10 @@ plt.show()
 #   stopped once the final loss improves by less than {glue:text}`fit_tol:.0e` (relative) over
 #   {glue:text}`fit_window:d` iterations. The noisy fit starts from the best fixed schedule; the
 #   deterministic one from both greedy and the best fixed schedule, and the better end wins.
+#   In $\log\alpha_t$ a learning rate that collapses towards 0 cannot come back (its gradient
+#   vanishes with it), so once the fit has stopped, steps whose learning rate lies
+#   $e^{3} \approx 20$ times below the median of their neighbours are reset to it and the fit is rerun,
+#   kept only if it ends lower; {glue:md}`opt_collapsed`.
 #
 # Two implementation choices for the optimized schedule are ours:
 #
@@ -260,8 +264,15 @@ plt.show()
 #   We apply it exactly at every step: the proposed step $(\alpha_t, \mu_t)$ is
 #   scaled by the largest $s \le 1$ for which every dimension's next $A(\theta_i)$
 #   stays at or below $A_0$. The next $A(\theta_i)$ is a convex quadratic in $s$,
-#   so $s$ is a closed-form root; shrinking toward $(0, 0)$ (no update) bounds the
-#   momentum too, and the fit differentiates through it. Beside the bound-respecting
+#   so $s$ is a closed-form root $r_i$ per dimension and $s = \min(1, r_1, \dots, r_N)$;
+#   shrinking toward $(0, 0)$ (no update) bounds the momentum too. That minimum has a kink
+#   wherever the binding dimension changes, and here the kinks are dense (many curvatures
+#   near the top of the spectrum bind alike): L-BFGS through the exact minimum crawls along
+#   them until its stopping rule fires on the crawl, well above the optimum. So the
+#   fit uses the smooth soft minimum $s_p = (1 + \sum_i r_i^{-p})^{-1/p}$, never larger than
+#   $s$ (so every schedule it visits respects the bound) and at least $s\,(N+1)^{-1/p}$,
+#   in stages $p =$ {glue:md}`fit_sharpness`, each started where the previous one ended; the
+#   convergence reported is the last stage's stopping rule. Beside the bound-respecting
 #   optimum we report the unconstrained one.
 # * *The objective and its coordinates.* The problem is invariant under rescaling $h$ and
 #   $\alpha$ together (see above), which only $\log\alpha$ inherits; and the final loss spans
@@ -285,13 +296,21 @@ glue("fixed_mu", float(fig3["fixed_mu"][0]), display=False)
 opt_iters = int(fig3["start_iterations"][0, 1])
 opt_converged = bool(fig3["start_converged"][0, 1])
 glue("opt_stop_sentence", Markdown(
-    f"the stopping rule ended the fit after {opt_iters} L-BFGS iterations" if opt_converged else
-    f"the fit was cut off after {opt_iters} L-BFGS iterations (this profile's cap) before the "
-    "stopping rule fired, so it is not converged"), display=False)
+    f"the stopping rule ended the fit's last stage, after {opt_iters} L-BFGS iterations in all"
+    if opt_converged else
+    f"the fit's last stage ended after {opt_iters} L-BFGS iterations in all without the stopping "
+    "rule firing (this profile's cap, or no step lowered the loss), so it is not converged"), display=False)
+glue("fit_sharpness", Markdown(", ".join(f"{p:g}" for p in nqm_fit.SHARPNESS)), display=False)
+# collapsed steps left in the saved noisy optimized schedule (the same rule as the restarts)
+n_collapsed = int(nqm_fit._collapsed(np.log(fig3["alphas"][0, :1]))[0].sum())
+glue("opt_collapsed", Markdown(
+    "the noisy optimized schedule below has no collapsed step left" if n_collapsed == 0 else
+    f"{n_collapsed} step{'s' if n_collapsed > 1 else ''} of the noisy optimized schedule below "
+    "still count as collapsed (no restart from there ended lower)"), display=False)
 glue("free_final", float(fig3["unconstrained_final"]), display=False)
 glue("free_iters", int(fig3["unconstrained_iterations"]), display=False)
-glue("free_stop", Markdown("stopped by the same rule" if bool(fig3["unconstrained_converged"])
-                           else "cut off by the iteration cap"), display=False)
+glue("free_stop", Markdown("stopped by the same rule: converged" if bool(fig3["unconstrained_converged"])
+                           else "the stopping rule did not fire, so it has not converged"), display=False)
 # the unconstrained fit starts at the bounded optimum, so it can only be lower
 assert float(fig3["unconstrained_final"]) <= final["optimized"] * (1 + 1e-12)
 free_per_dim = nq.dynamics(problem.h, problem.sigma2, problem.mean0, problem.var0,
@@ -396,7 +415,14 @@ glue("det_fixed_ratio", float(det["fixed"] / det["greedy"]), display=False)
 glue("det_from_fixed", float(det_ends["fixed"]), display=False)
 glue("det_from_fixed_ratio", float(det_ends["fixed"] / det["greedy"]), display=False)
 glue("det_from_fixed_iters", int(fig3["start_iterations"][1, 1]), display=False)
-glue("det_from_greedy_iters", int(fig3["start_iterations"][1, 0]), display=False)
+glue("det_fixed_cap", Markdown(
+    f"{nq.FIGURE3_FIT['det_fixed_iter']} iterations per stage, {int(fig3['start_iterations'][1, 1])} in all"),
+    display=False)
+_n_greedy = int(fig3["start_iterations"][1, 0])
+glue("det_from_greedy", Markdown(
+    f"its stopping rule ends it after {_n_greedy} iterations" if bool(fig3["start_converged"][1, 0]) else
+    f"it ends after {_n_greedy} iterations, when no step along its direction lowers the final loss "
+    "any more (greedy is optimal to rounding)"), display=False)
 glue("det_winner", Markdown(f"**{det_winner}**"), display=False)
 
 # %% [markdown]
@@ -404,10 +430,9 @@ glue("det_winner", Markdown(f"**{det_winner}**"), display=False)
 # {glue:text}`det_optimized:.3e` ({glue:text}`det_ratio:.4f` times greedy's), fixed
 # {glue:text}`det_fixed:.2e` ({glue:text}`det_fixed_ratio:.0f` times greedy's). The winning
 # start of the optimized fit was {glue:md}`det_winner`: from greedy, L-BFGS finds no
-# direction that lowers the final loss and its stopping rule ends it after
-# {glue:text}`det_from_greedy_iters:d` iterations; from the best fixed schedule, it reaches
+# direction that lowers the final loss: {glue:md}`det_from_greedy`; from the best fixed schedule, it reaches
 # {glue:text}`det_from_fixed:.2e` ({glue:text}`det_from_fixed_ratio:.2f` times greedy's) within
-# its cap of {glue:text}`det_from_fixed_iters:d` iterations, approaching CG from above. So the
+# its cap ({glue:md}`det_fixed_cap`), approaching CG from above. So the
 # optimized schedule matches greedy here, as the paper says: greedy is optimal in the
 # deterministic case, and the short-horizon bias of Figure 3(a) comes from the noise.
 #
