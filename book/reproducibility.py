@@ -92,7 +92,7 @@ if comparisons:
     report.comparison_figure(comparisons)
 
 # %% [markdown]
-# ### The noisy quadratic's open choices
+# ## The noisy quadratic's open choices
 #
 # Besides $c_0$, Section 2.3 leaves the condition number $\kappa$ of its spectrum open. We use
 # {glue:text}`repro_kappa:.0f`, a round value that was not fitted to any reported number. The
