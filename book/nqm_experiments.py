@@ -255,7 +255,9 @@ plt.show()
 #   In $\log\alpha_t$ a learning rate that collapses towards 0 cannot come back (its gradient
 #   vanishes with it), so once the fit has stopped, steps whose learning rate lies
 #   $e^{3} \approx 20$ times below the median of their neighbours are reset to it and the fit is rerun,
-#   kept only if it ends lower; {glue:md}`opt_collapsed`.
+#   kept only if it ends lower; {glue:md}`opt_collapsed`. The fit is not convex, so "converged"
+#   means a local optimum: runs that differ only in rounding can end in different valleys of
+#   the schedule's last steps (`bench/README.md` records how far apart).
 #
 # Two implementation choices for the optimized schedule are ours:
 #
