@@ -205,7 +205,7 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
                               "paper": FIGURE3_FIT["max_iter"]})
     resolve_device(device)
     config = {"chapter": CHAPTER, "setup": FIGURE3_SETUP, "fit": {**FIGURE3_FIT, "max_iter": max_iter},
-              "version": 2}
+              "version": 3}
     path = result_path("figure3", profile, seed, results)
     T, n = FIGURE3_SETUP["horizon"], len(SCHEDULES)
     expected = {"alphas": (2, n, T), "mus": (2, n, T), "losses": (2, n, T + 1),
