@@ -58,11 +58,13 @@ chapter_start = time.perf_counter()
 # The paper specifies $N = 1000$ dimensions, the curvature distribution "from Li
 # (2005), on which CG achieves its worst-case convergence rate",
 # $\sigma_i^2 = 1/h_i$ and the horizon $T = 250$. Li (2005) shows that CG's
-# worst case is attained on the translated Chebyshev extreme points
+# worst case on $[a, b]$ is attained on the translated Chebyshev extreme points
 #
 # $$ h_j = \tfrac{b+a}{2} + \tfrac{b-a}{2}\cos\tfrac{j\pi}{N-1}, \qquad j = 0, \dots, N-1, $$
 #
-# on $[a, b]$, so that is our spectrum, with $b = 1$ and $a = 1/\kappa$. Three things
+# together with specific weights of the initial error on the eigenvectors: the spectrum
+# alone does not make it the worst case. We take the spectrum, with $b = 1$ and
+# $a = 1/\kappa$, and choose the initial state ourselves (below). Three things
 # remain open, and each is fixed here on a stated principle:
 #
 # * **Scale.** Only $A_0 = \mathbb{E}[\theta_0]^2 + \mathbb{V}[\theta_0]$ per dimension
@@ -99,8 +101,9 @@ glue("c0_calibrated", c0_check, display=False)
 #
 # ## Figure 1: aggressive then decayed beats conservative
 #
-# A two-dimensional noisy quadratic with $h = (1, 0.02)$, $\sigma_i^2 = 1/h_i$ and
-# $\theta_0 = (1, 4)$: a conservative fixed learning rate (blue) against an
+# The paper gives no numbers for Figure 1, so its settings here are our choices: a
+# two-dimensional noisy quadratic with $h = (1, 0.02)$, $\sigma_i^2 = 1/h_i$ and
+# $\theta_0 = (1, 4)$, and a conservative fixed learning rate (blue) against an
 # aggressive one (red) followed by exponential decay (yellow). One sampled
 # trajectory of each is drawn on the contours, and the exact expected losses
 # are on the right, with Monte Carlo means as dots.
@@ -163,8 +166,9 @@ plt.show()
 #
 # On the 1000-dimensional problem, plain SGD ($\mu = 0$) with a fixed learning
 # rate $\alpha$ for $k$ steps (solid), and the same $k$ steps followed by 50 steps of
-# exponential decay to $\alpha/100$ (dashed; the paper gives no decay rate, we
-# chose a 100-fold decay). Dots mark each curve's best learning rate on the grid.
+# exponential decay to $\alpha/100$ (dashed). The paper gives neither the decay rate nor
+# the horizons $k$ nor the grid of rates: the 100-fold decay, the $k$ and the grid are our
+# choices. Dots mark each curve's best learning rate on the grid.
 # The grid runs from $10^{-3}$ to {glue:text}`fig2_lr_top:.0f`, past the value 2 at which a
 # fixed rate diverges in the highest-curvature direction ($h = 1$): the dashed curves
 # can afford such rates for a few steps because the decay follows.
