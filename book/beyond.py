@@ -215,7 +215,7 @@ if mnist_path.exists() or profile == "smoke":
                  K=float(m_cfg["K"]), samples=int(m_cfg["samples"]))
 
 # %% mystnb={"figure": {"caption": "Best inverse-time decay schedule for each horizon T (as a fraction of the longest horizon): initial learning rate alpha_0, decay exponent beta, and the final loss at the longest horizon of each horizon's best schedule relative to the longest horizon's own best. Noisy quadratic: exact, over a grid. MNIST: the offline experiment's samples (shown only if its result file exists for this profile).", "name": "fig-beyond-decay"}}
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
 x = res["decay_horizons"] / T_final
 axes[0].loglog(x, res["decay_alpha0"], "^-", label="noisy quadratic")
 axes[1].loglog(x, res["decay_beta"], "^-", label="noisy quadratic")

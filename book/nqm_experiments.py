@@ -360,16 +360,17 @@ display(Markdown("\n".join(rows)))
 # fit) took {glue:text}`fig3_seconds:.1f` s when it was computed.
 
 # %% mystnb={"figure": {"caption": "Figure 3(a) regenerated, noisy quadratic: expected excess loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules, and the loss summed over the 50 highest- and 50 lowest-curvature directions.", "name": "fig-nqm-3a"}}
-fig, axes = plotting.figure(5, width=3.1, height=2.9)
+fig, axes = plotting.figure(3, nrows=2, width=3.4, height=2.9)   # at most 3 panels a row
 series = {n: dict(losses=fig3["losses"][0, i], alphas=fig3["alphas"][0, i], mus=fig3["mus"][0, i])
           for i, n in enumerate(names)}
 plotting.schedule_panels(axes[0, :3], series)
 steps = np.arange(fig3["losses"].shape[-1])
 for i, n in enumerate(names):
-    axes[0, 3].plot(steps, fig3["loss_high50"][0, i], color=plotting.SCHEDULE_COLORS[n])
-    axes[0, 4].plot(steps, fig3["loss_low50"][0, i], color=plotting.SCHEDULE_COLORS[n])
-axes[0, 3].set(xlabel="step", ylabel="loss, 50 highest curvatures", yscale="log")
-axes[0, 4].set(xlabel="step", ylabel="loss, 50 lowest curvatures", yscale="log")
+    axes[1, 0].plot(steps, fig3["loss_high50"][0, i], color=plotting.SCHEDULE_COLORS[n])
+    axes[1, 1].plot(steps, fig3["loss_low50"][0, i], color=plotting.SCHEDULE_COLORS[n])
+axes[1, 0].set(xlabel="step", ylabel="loss, 50 highest curvatures", yscale="log")
+axes[1, 1].set(xlabel="step", ylabel="loss, 50 lowest curvatures", yscale="log")
+axes[1, 2].axis("off")
 plt.show()
 
 # %%

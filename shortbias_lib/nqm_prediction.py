@@ -279,7 +279,7 @@ def plot_measurement(m, info, floor_h):
     squared mean gradient per direction (top pairs as points, bulk bins as lines)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
     k = len(m["top_values"])
     axes[0].errorbar(np.arange(1, k + 1), m["top_values"], yerr=m["top_residuals"], fmt="o", ms=3)
     axes[0].set(xlabel="index $i$ (descending)", ylabel=r"Ritz value $\lambda_i$", yscale="log",
@@ -328,7 +328,7 @@ def plot_comparison(horizons, lines, rows, measured_final, beta_range, alpha_ran
     after the longest horizon of each horizon's choice relative to the longest horizon's own."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
     T = np.asarray(horizons)
     for key, ax, rng in (("beta", axes[0], beta_range), ("alpha0", axes[1], alpha_range)):
         value = np.array([r[key] for r in rows])

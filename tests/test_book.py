@@ -122,7 +122,12 @@ def browser():
     driver.quit()
 
 
+# At the browser's 1280 px window no figure may be shown at less than this fraction of its
+# natural width (issue: legible pages); wider figures need fewer panels per row.
+MIN_SHOWN_FRACTION = 0.6
+
 PAGE_CHECK = """
+const MIN_SHOWN_FRACTION = %s;
 const done = arguments[arguments.length - 1];
 const ready = (window.MathJax && MathJax.startup) ? MathJax.startup.promise : Promise.resolve();
 ready.then(() => new Promise(r => setTimeout(r, 1500))).then(() => {
@@ -133,13 +138,19 @@ ready.then(() => new Promise(r => setTimeout(r, 1500))).then(() => {
     rawMath: document.querySelectorAll('div.math, span.math').length,
     images: images.length,
     brokenImages: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+    // Figures squeezed below MIN_SHOWN_FRACTION of their natural width have unreadable labels.
+    narrowImages: images.filter(i => {
+      const shown = i.getBoundingClientRect().width;
+      return i.naturalWidth > 0 && shown > 0 && shown < MIN_SHOWN_FRACTION * i.naturalWidth;
+    }).map(i => `${(i.closest('figure') || {}).id || i.src}: ${i.naturalWidth} px shown at ` +
+                 `${Math.round(i.getBoundingClientRect().width)}`),
     widgets: document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets').length,
     fontErrors: [...document.fonts].filter(f => f.status === 'error').map(f => f.family),
     external: performance.getEntriesByType('resource').map(e => e.name)
                 .filter(n => !n.startsWith('file:') && !n.startsWith('data:')),
   });
 });
-"""
+""" % MIN_SHOWN_FRACTION
 
 
 def test_html_renders_offline_in_headless_chromium(smoke_book, browser):
@@ -156,6 +167,7 @@ def test_html_renders_offline_in_headless_chromium(smoke_book, browser):
         if report["rawMath"]:
             assert report["math"] > 0, f"{name}: math left untypeset"
         assert report["brokenImages"] == [], f"{name}: broken images {report['brokenImages']}"
+        assert report["narrowImages"] == [], f"{name}: figures squeezed {report['narrowImages']}"
         assert report["fontErrors"] == [], f"{name}: fonts failed to load {report['fontErrors']}"
         if WIDGET_STATE in html.read_text():
             assert report["widgets"] > 0, f"{name}: saved widgets not drawn"
