@@ -190,7 +190,7 @@ def glue_stochastic(name, runs):
     glue(f"{name}_base_eff", ended["base_eff"], display=False)
     glue(f"{name}_sto_loss_ratio", ended["loss_median"], display=False)
     glue(f"{name}_sto_worse", f"{ended['n_worse']} of {ended['n']}", display=False)
-    rises = [np.nanmax(r.eff_lr[:max(1, r.steps // 4)]) / (r.init_lr / (1 - r.init_momentum))
+    rises = [np.nanmax(r.eff_lr[:max(1, r.steps // 4)]) / r.init_eff_lr
              for r in runs.values() if r.mode == "stochastic"]
     rise = float(np.median(rises)) if rises else float("nan")
     glue(f"{name}_sto_rise", rise, display=False)
@@ -327,7 +327,7 @@ def loss_at(run, step):
 def deterministic_summary(runs):
     det = [r for r in runs.values() if r.mode == "deterministic"]
     base = plot_online.baseline_of(runs)
-    base_eff = base.init_lr / (1 - base.init_momentum)
+    base_eff = base.init_eff_lr
     peak = max((np.nanmax(r.eff_lr[:r.last_finite_step]) for r in det if r.last_finite_step > 0),
                default=float("nan"))
     broken = sum(r.diverged or r.chance_step() >= 0 for r in det)

@@ -89,6 +89,11 @@ class OnlineRun:
     def steps(self):
         return len(self.eff_lr)
 
+    @property
+    def init_eff_lr(self):
+        """The initial effective learning rate ``alpha / (1 - mu)``."""
+        return self.init_lr / (1.0 - self.init_momentum)
+
     def chance_step(self, n_classes=10, tolerance=0.02):
         """First evaluation step from which the training loss stays at chance level, ``log(n_classes)``.
 

@@ -15,7 +15,7 @@ def summary_rows(runs):
     for key, run in runs.items():
         rows.append({
             "run": key, "mode": run.mode, "init_lr": run.init_lr,
-            "init_eff_lr": run.init_lr / (1.0 - run.init_momentum),
+            "init_eff_lr": run.init_eff_lr,
             "settled_eff_lr": run.settled_lr, "settled_momentum": run.settled_momentum,
             "final_train_loss": run.final_train_loss, "test_error": run.test_error,
             "diverged_step": run.diverged_step if run.diverged else None,
@@ -65,7 +65,7 @@ def versus_baseline(runs, mode):
     baseline's rate and ``n_worse`` ending with a higher training loss.
     """
     base = baseline_of(runs)
-    base_eff = base.init_lr / (1 - base.init_momentum)
+    base_eff = base.init_eff_lr
     chosen = [r for r in runs.values() if r.mode == mode]
     settled = np.array([r.settled_lr / base_eff for r in chosen])
     loss = np.array([r.final_train_loss / base.final_train_loss for r in chosen])

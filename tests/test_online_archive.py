@@ -21,11 +21,15 @@ def test_the_archived_online_run_is_current_with_the_code(tmp_path):
     assert meta["profile"] == "archive" and meta["config"]["datasets"] == ["mnist"]
     lr = max(online.ARCHIVE_SIZES["mnist"]["init_lrs"])
     old = archived[online.run_key("mnist", "stochastic", lr)]
-    torch.set_num_threads(1)
-    fresh = online.run_dataset(
-        "mnist", "archive", device="cpu", results=tmp_path, show_progress=False,
-        overrides=dict(steps=60, init_lrs=(lr,), checkpoint_every=None, n_eval_train=100,
-                       n_test=100))["runs"][online.run_key("mnist", "stochastic", lr)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the archive was run
+    try:
+        fresh = online.run_dataset(
+            "mnist", "archive", device="cpu", results=tmp_path, show_progress=False,
+            overrides=dict(steps=60, init_lrs=(lr,), checkpoint_every=None, n_eval_train=100,
+                           n_test=100))["runs"][online.run_key("mnist", "stochastic", lr)]
+    finally:
+        torch.set_num_threads(threads)
     n = 30
     assert np.unique(np.round(np.log(old.eff_lr[:n]), 9)).size >= 3  # three adaptations moved it
     np.testing.assert_allclose(fresh.eff_lr[:n], old.eff_lr[:n], rtol=1e-4)
