@@ -91,10 +91,28 @@ SIZES = {
         "smd_checkpoint_every": 5, "curve_every": 250,
         "sampling": "halton", "refine_per_horizon": 40,
     },
+    # The paper's own sweep (2,500 uniform samples in one pass, about 4 minutes on an H200)
+    # with the ``archive`` profile's SMD; see ``ARCHIVE_GPU_COMMANDS``.
+    "archive_gpu": {
+        "samples": 2500, "chunk": 2500, "horizons": PAPER_HORIZONS, "K": 5000.0,
+        "train_limit": None, "test_limit": None, "objective_examples": 60000, "eval_chunk": 2000,
+        "smd_horizons": (100, 1000, 5000), "smd_meta_steps": (300, 80, 30), "smd_meta_lr": 0.2,
+        "smd_objective_examples": 10000,
+        "smd_checkpoint_every": 5, "curve_every": 250,
+    },
 }
-EXTRA_PROFILES = ("archive",)
+EXTRA_PROFILES = ("archive", "archive_gpu")
 ARCHIVE_DIR = "archive"
 ARCHIVE_COMMAND = "python -m shortbias_lib offline_mnist --profile archive --results archive"
+# The one command does the whole ``archive_gpu`` run on any device. Its committed file was made
+# in two legs, because a lent GPU is held for minutes: the sweep and Figure 6 on the GPU
+# (``stop_before_smd``), then the SMD resumed from that checkpoint on a CPU (SMD is a
+# sequential, launch-bound loop that gains little from a GPU; its CPU time is about 45 min).
+ARCHIVE_GPU_COMMANDS = (
+    "python -c \"from shortbias_lib import offline; offline.run_offline('archive_gpu', device='cuda', "
+    "results='archive', stop_before_smd=True)\"",
+    "python -m shortbias_lib offline_mnist --profile archive_gpu --device cpu --results archive",
+)
 
 
 def config_for(profile, seed=0):
@@ -540,7 +558,8 @@ def _load_same(path, config, profile, seed, data_fingerprint=None):
 
 
 def run_experiment(config, train_data, test_data, path, *, profile="quick", seed=0, device="cpu",
-                   resume=True, on_checkpoint=None, show_progress=True, data_fingerprint=None):
+                   resume=True, on_checkpoint=None, show_progress=True, data_fingerprint=None,
+                   stop_before_smd=False):
     """Run (or resume) the whole offline experiment for ``config``; returns ``(arrays, meta)``.
 
     ``train_data``/``test_data`` are ``(images, labels)``. A finished file
@@ -549,6 +568,8 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     ``on_checkpoint(stage)`` is called after every checkpoint (tests use it
     to interrupt a run). ``data_fingerprint`` (e.g. the data sets' fingerprints) is
     recorded in the provenance; a file recorded from other data is not reused.
+    ``stop_before_smd`` returns after Figure 6, leaving the partial checkpoint for a later
+    run (on another device) to finish; the finished file's ``earlier_legs`` records each leg.
     """
     config = check_config(config)
     path = Path(path)
@@ -563,13 +584,14 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     try:
         with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
             return _run_experiment(config, train_data, test_data, path, profile, seed, device,
-                                   resume, on_checkpoint, show_progress, data_fingerprint)
+                                   resume, on_checkpoint, show_progress, data_fingerprint,
+                                   stop_before_smd)
     finally:
         torch.set_flush_denormal(False)
 
 
 def _run_experiment(config, train_data, test_data, path, profile, seed, device, resume,
-                    on_checkpoint, show_progress, data_fingerprint):
+                    on_checkpoint, show_progress, data_fingerprint, stop_before_smd):
     partial = path.with_suffix(".partial.npz")
     dtype = getattr(torch, config["dtype"])
     mu, conv = config["momentum"], config["convention"]
@@ -595,14 +617,19 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
               "run_steps": np.full(S, max(horizons)), "samples_done": np.asarray(0),
               "refined_horizons": np.asarray(0)}
     smd_starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
+    earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
     if resume:
         saved = _load_same(partial, config, profile, seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
+            earlier_legs = saved[1].get("earlier_legs", []) + [
+                {name: saved[1].get(name) for name in ("device", "git_commit", "torch", "time_utc", "stage")}]
     else:
         partial.unlink(missing_ok=True)
 
     started = runs.provenance(profile, device, seed, **config)  # the commit that computes it
+    if earlier_legs:
+        started["earlier_legs"] = earlier_legs
     if data_fingerprint is not None:
         started["data_fingerprint"] = data_fingerprint
 
@@ -685,6 +712,8 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
             if name != "steps":
                 arrays[f"surface_curve_{name}"] = value[H:]
         save("figure 6 curves")
+    if stop_before_smd:
+        return arrays, json_roundtrip(dict(started, stage="figure 6 curves"))
 
     # 4. SMD trajectories from each start point, on each SMD horizon.
     for j, (h, beta0) in enumerate(smd_starts):
@@ -804,7 +833,7 @@ def smd_trajectories(arrays, config):
 
 
 def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, results=None, resume=True,
-                path=None, show_progress=True):
+                path=None, show_progress=True, stop_before_smd=False):
     """CLI/chapter entry point: the offline experiment of ``profile``; returns ``(arrays, meta)``.
 
     Writes ``results/offline_mnist_{profile}_seed{seed}.npz`` (or ``path``),
@@ -822,7 +851,8 @@ def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, resul
     arrays, meta = run_experiment(config, (train_set.images, train_set.labels),
                                   (test_set.images, test_set.labels), path, profile=profile,
                                   seed=seed, device=device, resume=resume, show_progress=show_progress,
-                                  data_fingerprint=[train_set.fingerprint, test_set.fingerprint])
+                                  data_fingerprint=[train_set.fingerprint, test_set.fingerprint],
+                                  stop_before_smd=stop_before_smd)
     return arrays, meta
 
 

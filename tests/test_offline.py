@@ -98,6 +98,23 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert meta["config"]["samples"] == 6
 
 
+def test_a_run_stopped_before_smd_is_finished_by_a_second_leg_with_both_recorded(tmp_path):
+    config = _tiny_config()
+    reference, _ = _run(tmp_path / "reference.npz", config)
+    path = tmp_path / "two_legs.npz"
+    train_data, test_data = _data(120, 0), _data(40, 1)
+    first, meta = offline.run_experiment(config, train_data, test_data, path, profile="smoke", seed=0,
+                                         show_progress=False, stop_before_smd=True)
+    assert meta["stage"] == "figure 6 curves" and not any(name.startswith("smd_") for name in first)
+    assert path.with_suffix(".partial.npz").exists() and not path.exists()
+    arrays, meta = _run(path, config)
+    assert path.exists() and not path.with_suffix(".partial.npz").exists()
+    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
+    assert meta["earlier_legs"][0]["device"] == "cpu" and meta["stage"] == "finished"
+    for name in reference:
+        np.testing.assert_array_equal(arrays[name], reference[name], err_msg=name)
+
+
 def test_a_finished_file_is_reused_and_a_different_configuration_recomputed(tmp_path):
     path = tmp_path / "run.npz"
     first, _ = _run(path, _tiny_config())
