@@ -935,9 +935,12 @@ def summary_table(arrays, config):
     return "\n".join(lines)
 
 
-def archive_path(seed=0):
-    """The committed result of the ``archive`` profile (the paper's time scale)."""
-    return runs.REPO_ROOT / ARCHIVE_DIR / f"{CHAPTER}_archive_seed{seed}.npz"
+def archive_path(seed=0, profile="archive"):
+    """The committed result of an archived profile (``archive`` or ``archive_gpu``: the paper's
+    time scale)."""
+    if profile not in EXTRA_PROFILES:
+        raise ValueError(f"profile must be one of {EXTRA_PROFILES}; got {profile!r}")
+    return runs.REPO_ROOT / ARCHIVE_DIR / f"{CHAPTER}_{profile}_seed{seed}.npz"
 
 
 __all__ = ["BASE", "SIZES", "config_for", "check_config", "sample_hyperparameters", "StepBatches",

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from . import report, runs
 from .offline import PAPER_HORIZONS, sample_run_steps, smd_trajectories, summary_rows, surface_grids
 
 
@@ -24,7 +25,7 @@ def settings_table(shown):
 
     rows = [("result file", lambda a, m, c, p: f"`{os.path.basename(str(p))}`", "-"),
             ("profile, seed", lambda a, m, c, p: f"`{m['profile']}`, {m['seed']}", "-"),
-            ("run on, started", lambda a, m, c, p: f"{m['device']}, {m['time_utc']}", "-"),
+            ("run on, started", lambda a, m, c, p: f"{runs.devices_text(m)}; {_started(m)}", "-"),
             ("commit", lambda a, m, c, p: f"`{m['git_commit']}`", "-"),
             ("schedules sampled", lambda a, m, c, p: design(a, c), "2,500 random"),
             ("horizons $T$", lambda a, m, c, p: ", ".join(str(int(h)) for h in c["horizons"]),
@@ -41,6 +42,29 @@ def settings_table(shown):
         cells = [cell(a, m, m["config"], p) for _, a, m, p in shown]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
     return "\n".join(lines)
+
+
+def claims_table(shown):
+    """Markdown table of the paper's two claims in one or more results, one row per result.
+
+    ``shown`` is a list of ``(label, arrays, meta, path)`` as for :func:`settings_table`.
+    Each claim shows our estimate with its 95% bootstrap interval and the verdict against
+    the paper's bound (:class:`report.Comparison`); the trained loss ratio (Figure 6's two
+    optima actually trained) is beside the smoothed one.
+    """
+    lines = ["| run | schedules | best $\\beta$ ratio [95%] | verdict (paper: > 100) | "
+             "loss ratio, smoothed [95%] | verdict (paper: > 1000) | loss ratio, trained |",
+             "|---|---|---|---|---|---|---|"]
+    for label, arrays, meta, path in shown:
+        beta, loss = report.comparisons_of(arrays, meta, os.path.basename(str(path)))
+        lines.append(f"| {label} | {len(arrays['log10_alpha0']):,} | {beta.ours_text} | {beta.agreement} | "
+                     f"{loss.ours_text} | {loss.agreement} | {float(arrays['trained_loss_ratio']):,.0f} |")
+    return "\n".join(lines)
+
+
+def _started(meta):
+    """When a result was started (its first leg's time, if it was resumed)."""
+    return (meta.get("earlier_legs") or [meta])[0]["time_utc"]
 
 
 def smd_table(arrays, config):

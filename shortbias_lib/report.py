@@ -15,7 +15,8 @@ a claim then holds only if the whole interval lies above the bound, fails
 only if it lies below, and is undecided otherwise.
 
 Archived runs (the paper's time scale, committed in ``archive/``) are
-collected the same way with ``profile="archive"``, apart from the live run's.
+collected the same way with their profiles (``"archive"``, ``"archive_gpu"``),
+apart from the live run's.
 
 Partial checkpoints (``*.partial.npz``) are not results and are left out. A file
 that cannot be read (damaged, or not written by this tool) is skipped by
@@ -30,7 +31,7 @@ from pathlib import Path
 
 
 from .errors import ResultFileError
-from .runs import load_result
+from .runs import devices_text, load_result
 
 
 @dataclass(frozen=True)
@@ -133,11 +134,16 @@ def read_results(results_dir):
     return readable, unreadable
 
 
+def _profiles(profile):
+    return (profile,) if isinstance(profile, str) else tuple(profile)
+
+
 def collect(results_dir, profile):
-    """All comparisons stored in ``results_dir`` by runs of ``profile`` (unreadable files skipped)."""
+    """All comparisons stored in ``results_dir`` by runs of ``profile`` (a name or several;
+    unreadable files skipped)."""
     comparisons = []
     for path, arrays, meta in read_results(results_dir)[0]:
-        if meta.get("profile") == profile:
+        if meta.get("profile") in _profiles(profile):
             comparisons += comparisons_of(arrays, meta, path.name)
     return comparisons
 
@@ -148,10 +154,19 @@ def comparison_table(comparisons):
 
     if not comparisons:
         return Markdown("No result file of this profile holds a reported number yet.")
-    rows = ["| chapter | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
-    rows += [f"| {c.chapter} | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
-             for c in comparisons]
+    if _several_sources(comparisons):  # which file each number comes from
+        rows = ["| result file | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
+        rows += [f"| `{c.source}` | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
+                 for c in comparisons]
+    else:
+        rows = ["| chapter | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
+        rows += [f"| {c.chapter} | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
+                 for c in comparisons]
     return Markdown("\n".join(rows))
+
+
+def _several_sources(comparisons):
+    return len({c.source for c in comparisons}) > 1
 
 
 def comparison_figure(comparisons):
@@ -178,8 +193,9 @@ def comparison_figure(comparisons):
         axes.scatter(c.paper, row, marker="o" if c.kind == "value" else ">", s=70,
                      facecolors="none", edgecolors="k", zorder=2)
         axes.scatter(c.ours, row, marker="x", s=70, color=colors[agrees], zorder=3)
+    where = (lambda c: c.source.removesuffix(".npz")) if _several_sources(comparisons) else (lambda c: c.chapter)
     axes.set_yticks(range(len(comparisons)),
-                    [textwrap.fill(f"{c.chapter}: {c.quantity}", 40) for c in comparisons])
+                    [textwrap.fill(f"{where(c)}: {c.quantity}", 40) for c in comparisons])
     axes.invert_yaxis()
     axes.set_xscale("log")
     axes.set_xlabel("reported value (log scale)")
@@ -198,20 +214,21 @@ def comparison_figure(comparisons):
 
 
 def provenance_table(results_dir, profile):
-    """A Markdown table of the provenance of every result file of ``profile``, and a list of
-    the files that could not be read (whatever their profile: it cannot be read either)."""
+    """A Markdown table of the provenance of every result file of ``profile`` (a name or
+    several), and a list of the files that could not be read (whatever their profile: it
+    cannot be read either). A run resumed on another device lists each (``devices_text``)."""
     from IPython.display import Markdown
 
     keys = ("git_commit", "device", "seed", "time_utc")
     rows = ["| result file | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     readable, unreadable = read_results(results_dir)
     for path, _, meta in readable:
-        if meta.get("profile") != profile:
+        if meta.get("profile") not in _profiles(profile):
             continue
-        cells = [html.escape(str(meta.get(key, ""))) for key in keys]
+        cells = [html.escape(devices_text(meta) if key == "device" else str(meta.get(key, ""))) for key in keys]
         rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
     text = ("\n".join(rows) if len(rows) > 2
-            else f"No result file of profile `{profile}` was found.")
+            else f"No result file of profile `{'`, `'.join(_profiles(profile))}` was found.")
     if unreadable:
         text += "\n\nThese files could not be read and were left out:\n\n" + "\n".join(
             f"- `{path.name}`: {html.escape(reason)}" for path, reason in unreadable)

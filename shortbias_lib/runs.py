@@ -277,6 +277,13 @@ def provenance(profile, device, seed, **config):
     }
 
 
+def devices_text(meta):
+    """Where a result was computed: its device, preceded by those of the runs it resumed
+    (``earlier_legs``, e.g. ``"cuda (NVIDIA H200) up to figure 6 curves, then cpu"``)."""
+    legs = [f"{leg['device']} up to {leg['stage']}" for leg in meta.get("earlier_legs", [])]
+    return ", then ".join(legs + [str(meta.get("device", ""))])
+
+
 def save_result(path, arrays, meta):
     """Write ``arrays`` (name -> array) and ``meta`` (JSON-able) to ``path`` atomically.
 
