@@ -18,7 +18,7 @@
 # the same bias in neural networks (Section 3), by analogy. This chapter tests the
 # analogy quantitatively. At the warm start of the offline MNIST experiment (the
 # 784-100-100-10 MLP after 50 warm-up steps, the point from which every schedule of the
-# archived run starts) we **measure the network's own noisy quadratic**:
+# archived run of the paper's design starts) we **measure the network's own noisy quadratic**:
 #
 # * the top of the Hessian spectrum, by Lanczos with Hessian-vector products;
 # * the density of the rest, by stochastic Lanczos quadrature (SLQ) on the Hessian with
@@ -64,7 +64,7 @@ from shortbias_lib.profiles import pick
 
 torch.set_num_threads(1)
 sizes = pick(profile, npred.SIZES)
-archived, archived_meta = offline.load_offline(offline.archive_path(seed=0))
+archived, archived_meta = offline.load_offline(offline.archive_path(seed=0, profile="archive_gpu"))
 config = archived_meta["config"]
 horizons = [int(h) for h in config["horizons"]]
 ranges = (tuple(config["log10_alpha0_range"]), tuple(config["log10_beta_range"]))

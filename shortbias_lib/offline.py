@@ -107,7 +107,7 @@ ARCHIVE_COMMAND = "python -m shortbias_lib offline_mnist --profile archive --res
 # The one command does the whole ``archive_gpu`` run on any device. Its committed file was made
 # in two legs, because a lent GPU is held for minutes: the sweep and Figure 6 on the GPU
 # (``stop_before_smd``), then the SMD resumed from that checkpoint on a CPU (SMD is a
-# sequential, launch-bound loop that gains little from a GPU; its CPU time is about 45 min).
+# sequential, launch-bound loop that gains little from a GPU: about 20 min per seed on one core).
 ARCHIVE_GPU_COMMANDS = (
     "python -c \"from shortbias_lib import offline; offline.run_offline('archive_gpu', device='cuda', "
     "results='archive', stop_before_smd=True)\"",

@@ -25,7 +25,7 @@ def settings_table(shown):
 
     rows = [("result file", lambda a, m, c, p: f"`{os.path.basename(str(p))}`", "-"),
             ("profile, seed", lambda a, m, c, p: f"`{m['profile']}`, {m['seed']}", "-"),
-            ("run on, started", lambda a, m, c, p: f"{runs.devices_text(m)}; {_started(m)}", "-"),
+            ("run on, started", lambda a, m, c, p: f"{runs.devices_text(m)}; {runs.started_utc(m)}", "-"),
             ("commit", lambda a, m, c, p: f"`{m['git_commit']}`", "-"),
             ("schedules sampled", lambda a, m, c, p: design(a, c), "2,500 random"),
             ("horizons $T$", lambda a, m, c, p: ", ".join(str(int(h)) for h in c["horizons"]),
@@ -60,11 +60,6 @@ def claims_table(shown):
         lines.append(f"| {label} | {len(arrays['log10_alpha0']):,} | {beta.ours_text} | {beta.agreement} | "
                      f"{loss.ours_text} | {loss.agreement} | {float(arrays['trained_loss_ratio']):,.0f} |")
     return "\n".join(lines)
-
-
-def _started(meta):
-    """When a result was started (its first leg's time, if it was resumed)."""
-    return (meta.get("earlier_legs") or [meta])[0]["time_utc"]
 
 
 def smd_table(arrays, config):

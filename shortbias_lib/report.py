@@ -31,7 +31,7 @@ from pathlib import Path
 
 
 from .errors import ResultFileError
-from .runs import devices_text, load_result
+from .runs import devices_text, load_result, started_utc
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,8 @@ def comparison_figure(comparisons):
 def provenance_table(results_dir, profile):
     """A Markdown table of the provenance of every result file of ``profile`` (a name or
     several), and a list of the files that could not be read (whatever their profile: it
-    cannot be read either). A run resumed on another device lists each (``devices_text``)."""
+    cannot be read either). A run resumed on another device lists each (``devices_text``)
+    and the time its first leg started."""
     from IPython.display import Markdown
 
     keys = ("git_commit", "device", "seed", "time_utc")
@@ -225,7 +226,8 @@ def provenance_table(results_dir, profile):
     for path, _, meta in readable:
         if meta.get("profile") not in _profiles(profile):
             continue
-        cells = [html.escape(devices_text(meta) if key == "device" else str(meta.get(key, ""))) for key in keys]
+        shown = {"device": devices_text(meta), "time_utc": started_utc(meta)}
+        cells = [html.escape(str(shown[key] if key in shown else meta.get(key, ""))) for key in keys]
         rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
     text = ("\n".join(rows) if len(rows) > 2
             else f"No result file of profile `{'`, `'.join(_profiles(profile))}` was found.")

@@ -284,6 +284,11 @@ def devices_text(meta):
     return ", then ".join(legs + [str(meta.get("device", ""))])
 
 
+def started_utc(meta):
+    """When a result was started: its first leg's time if it resumed runs elsewhere."""
+    return (meta.get("earlier_legs") or [meta])[0].get("time_utc", "")
+
+
 def save_result(path, arrays, meta):
     """Write ``arrays`` (name -> array) and ``meta`` (JSON-able) to ``path`` atomically.
 

@@ -269,3 +269,88 @@ def test_a_result_from_other_data_is_not_reused(tmp_path):
     unknown = []
     run(None, unknown)                                   # no fingerprint to compare: reused
     assert unknown == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
+    """The paper's design (``archive_gpu``: sweep and Figure 6 on a GPU, SMD on a CPU),
+    recomputed in part on this CPU with today's code.
+
+    The warm start is redone from its seed; one archived schedule is trained again from the
+    archived warm start for 100 and 1,000 steps; the first three SMD meta steps at T = 100
+    are redone. GPU and CPU round differently (measured for seed 0: 3e-7 on the warm
+    start's weights, 1e-7 relative after 100 steps, 1.2e-4 after 1,000), while a change of
+    the numerics moves these values by percents. Regenerate with ``offline.ARCHIVE_GPU_COMMANDS``.
+    """
+    from shortbias_lib.data import load
+
+    arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
+    assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
+    assert meta["config"] == offline.json_roundtrip(offline.config_for("archive_gpu", seed))
+    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
+    assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
+    config = meta["config"]
+    train_set = load("mnist", train=True, root=data_root)
+    images, labels = train_set.images.to(torch.float32), train_set.labels
+    fresh_warm = offline.seeded_warm_start(config, seed, images, labels)
+    for i, (p, v) in enumerate(zip(fresh_warm.params, fresh_warm.velocity)):
+        np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=2e-6)
+    warm = offline.warm_state(arrays)
+    k = 1   # the median of the schedules' losses at the 1,000-step horizon
+    finite = np.flatnonzero(np.isfinite(arrays["objective"][:, k]))
+    s = finite[np.argsort(arrays["objective"][finite, k])[len(finite) // 2]]
+    n = config["objective_examples"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        values, bad = offline.horizon_objectives(
+            warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
+            torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
+            offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 2)),
+            (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
+        assert bad[0] == -1
+        np.testing.assert_allclose(values[0, 0], arrays["objective"][s, 0], rtol=1e-5)
+        np.testing.assert_allclose(values[0, 1], arrays["objective"][s, 1], rtol=2e-3)
+        # The SMD leg ran on a CPU from the archived (GPU) warm start: its start is redone exactly.
+        chunk, m = config["eval_chunk"], config["smd_objective_examples"]
+        objective = [(images[i:i + chunk], labels[i:i + chunk]) for i in range(0, m, chunk)]
+        j, meta_steps = 0, 3
+        fresh = offline.smd_trajectory(
+            warm, config["smd_alpha0"], config["smd_betas"][0], config["K"], config["smd_horizons"][0],
+            meta_steps, offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 4, j)),
+            objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"], config["convention"])
+        np.testing.assert_allclose(fresh["hypergrad"], arrays[f"smd_{j}_hypergrad"][:meta_steps], rtol=1e-4)
+        np.testing.assert_allclose(fresh["meta_loss"], arrays[f"smd_{j}_meta_loss"][:meta_steps], rtol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+
+
+
+def test_results_of_several_profiles_are_collected_with_the_file_and_each_device_named(tmp_path):
+    from shortbias_lib import runs
+
+    def save(name, profile, ours, **meta):
+        arrays = {"reported_names": np.array(["ratio"]), "reported_ours": np.array([ours]),
+                  "reported_paper": np.array([100.0]), "reported_kinds": np.array(["lower_bound"])}
+        runs.save_result(tmp_path / name, arrays, {"profile": profile, "config": {"chapter": "c"}, **meta})
+
+    save("a.npz", "archive", 300.0, device="cpu")
+    save("b.npz", "archive_gpu", 50.0, device="cpu",
+         earlier_legs=[{"device": "cuda (H200)", "stage": "figure 6 curves", "time_utc": "t0"}])
+    save("c.npz", "quick", 1.0, device="cpu")
+    found = report.collect(tmp_path, ("archive_gpu", "archive"))
+    assert [(c.source, c.verdict) for c in found] == [("a.npz", "holds"), ("b.npz", "not met")]
+    assert [c.source for c in report.collect(tmp_path, "archive")] == ["a.npz"]
+    table = report.comparison_table(found).data
+    assert "| `a.npz` |" in table and "| `b.npz` |" in table   # several files: each row names its own
+    assert "| `a.npz` |" not in report.comparison_table(found[:1]).data
+    provenance = report.provenance_table(tmp_path, ("archive_gpu", "archive")).data
+    assert "cuda (H200) up to figure 6 curves, then cpu" in provenance and "c.npz" not in provenance
+    assert "| t0 |" in provenance   # the time its first leg started
+
+
+def test_archive_paths_name_an_archived_profile():
+    assert offline.archive_path(1, "archive_gpu").name == "offline_mnist_archive_gpu_seed1.npz"
+    with pytest.raises(ValueError, match="profile must be one of"):
+        offline.archive_path(0, "quick")
