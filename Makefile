@@ -1,5 +1,6 @@
 # make book   executes every notebook (PROFILE=quick by default) and builds _build/html
-# make test   runs the test suite (unit tests, workflow lint, smoke-profile book build, browser check)
+# make lint   runs the linter (ruff, configured in pyproject.toml) on the code, tests, tools, benchmarks and chapters
+# make test   runs make lint, then the test suite (unit tests, workflow lint, smoke-profile book build, browser check)
 # make lab    installs JupyterLab (requirements-lab.txt) and opens the chapters as notebooks
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ LAB_ARGS ?=
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 BIN := $(VENV)/bin
 
-.PHONY: venv dev assets browser book test lab clean
+.PHONY: venv dev assets browser book lint test lab clean
 
 venv: $(VENV)/.installed
 
@@ -20,7 +21,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --no-deps --no-build-isolation -e .
 	touch $@
 
-# development checks used by the tests (actionlint for .github/workflows)
+# development checks used by the tests (ruff for make lint, actionlint for .github/workflows)
 dev: $(VENV)/.dev-installed
 
 $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
@@ -40,7 +41,12 @@ browser:
 book: venv assets
 	$(BIN)/python tools/build_book.py --profile $(PROFILE) --device $(DEVICE)
 
-test: venv dev assets browser
+LINTED := shortbias_lib tests tools bench book/*.py
+
+lint: dev
+	$(BIN)/ruff check $(LINTED)
+
+test: venv dev assets browser lint
 	$(BIN)/python -m pytest
 
 # Pair every chapter source with a notebook (book/X.py <-> book/X.ipynb; the .py stays the

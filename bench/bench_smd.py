@@ -18,20 +18,16 @@ Timings take the best of interleaved repeats, because the machine is shared.
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shortbias_lib.hypergrad import (Hyperparameters, autograd_grad_hvp, hypergradient,  # noqa: E402
-                                     peak_rss_mib, reverse_hypergradient)
-from shortbias_lib.models import loss_fn, mlp_apply, mlp_init  # noqa: E402
-from shortbias_lib.runs import resolve_device  # noqa: E402
-from shortbias_lib.training import InverseTime, init_state, train, train_batched  # noqa: E402
+from shortbias_lib.hypergrad import (Hyperparameters, autograd_grad_hvp, hypergradient, peak_rss_mib,
+                                     reverse_hypergradient)
+from shortbias_lib.models import loss_fn, mlp_apply, mlp_init
+from shortbias_lib.runs import resolve_device
+from shortbias_lib.training import InverseTime, init_state, train, train_batched
 
 
 def sync(device):

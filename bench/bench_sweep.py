@@ -36,18 +36,14 @@ synchronisation.
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from shortbias_lib import hypergrad, offline  # noqa: E402
-from shortbias_lib.models import MNIST_SIZES, mlp_apply, mlp_init  # noqa: E402
-from shortbias_lib.runs import resolve_device  # noqa: E402
-from shortbias_lib.training import InverseTime, init_state, train, train_batched  # noqa: E402
+from shortbias_lib import hypergrad, offline
+from shortbias_lib.models import MNIST_SIZES, mlp_apply, mlp_init
+from shortbias_lib.runs import resolve_device
+from shortbias_lib.training import InverseTime, init_state, train, train_batched
 
 BATCH = 100
 K = 5000.0

@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+# The GPU machine runs a copy of the tree without installing the package: import it (and bench_sweep) from here.
 sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(REPO / "bench"))

@@ -563,7 +563,7 @@ plt.show()
 # truncated point). Which objective is wanted is the
 # user's choice; the estimator's bias is not, and it is the same kind as the paper's: an
 # online short-horizon estimate wants a smaller learning rate than its objective. PES's Monte Carlo means lie on the exact gradient (largest
-# deviation {glue:text}`by_pes_zmax:.2f` standard errors over {glue:text}`by_pes_checks` points, 
+# deviation {glue:text}`by_pes_zmax:.2f` standard errors over {glue:text}`by_pes_checks` points,
 # {glue:text}`by_pes_runs` episodes each), while the truncated curve is visibly shifted.
 # Online, with {glue:text}`by_pes_pairs` particles and {glue:text}`by_pes_episodes` episodes
 # of updates, truncation creeps up towards its fixed point ($\alpha$ =

@@ -60,7 +60,7 @@ comparisons = report.collect(context.results_dir, profile)
 report.comparison_table(comparisons)
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 claims = [c for c in comparisons if c.kind == "lower_bound"]

@@ -289,7 +289,7 @@ def check_rows():
 rows = check_rows()
 
 # %% tags=["remove-input"]
-fmt = lambda v: "(" + ", ".join(f"{a:+.4e}" for a in v) + ")"
+fmt = lambda v: "(" + ", ".join(f"{a:+.4e}" for a in v) + ")"  # noqa: E731
 table = ["| model | T | lookahead | convention | forward mode | finite differences | rel. diff. to FD | rel. diff. to reverse |",
          "|---|---|---|---|---|---|---|---|"]
 for r in rows:

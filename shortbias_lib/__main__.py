@@ -54,7 +54,9 @@ def _parser():
     parser = _Parser(prog="python -m shortbias_lib", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", help="experiment name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the experiments")
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke, quick or paper (offline_mnist, hypergrad_precision and online also: archive; offline_mnist also: archive_gpu)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE,
+                        help="smoke, quick or paper (offline_mnist, hypergrad_precision and online also: archive; "
+                             "offline_mnist also: archive_gpu)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="data folder (default: $SHORTBIAS_DATA)")

@@ -124,11 +124,6 @@ def mean_loss(apply, params, images, labels, chunk=10000):
     return total / max(len(labels), 1)
 
 
-def count_params(params):
-    """Number of scalar parameters in a parameter tuple."""
-    return sum(p.numel() for p in params)
-
-
 MODELS = {
     "mlp": (mlp_init, mlp_apply),
     "cnn": (cnn_init, cnn_apply),

@@ -32,11 +32,15 @@ def setup(profile, device="auto", seed=0, data_root=None, results=None, show=Tru
     if show:
         from IPython.display import Markdown, display
 
-        display(Markdown(
-            f"```{{note}}\nThis page was executed with the **`{profile}`** profile on "
-            f"**{context.device}** (seed {seed}). See the introduction for how to "
-            "rerun it with another profile.\n```"))
+        display(Markdown(banner(profile, context.device, seed)))
     return context
+
+
+def banner(profile, device, seed):
+    """The Markdown note :func:`setup` shows at the top of a chapter: profile, device and seed."""
+    return (f"```{{note}}\nThis page was executed with the **`{profile}`** profile on "
+            f"**{device}** (seed {seed}). See the introduction for how to "
+            "rerun it with another profile.\n```")
 
 
 def show_source(fn, title):

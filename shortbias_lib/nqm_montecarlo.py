@@ -79,11 +79,10 @@ def monte_carlo(h, sigma2, mean0, var0, alphas, mus=None, *, n_samples=1000, see
             record(t + 1, theta, v)
         done += n
     N = n_samples
-    mean_theta, mean_v, mean_tv = sums[0] / N, sums[1] / N, sums[2] / N
+    mean_theta, mean_v = sums[0] / N, sums[1] / N
     var_theta = (sq[0] - N * mean_theta ** 2) / (N - 1)
     var_v = (sq[1] - N * mean_v ** 2) / (N - 1)
     cov = (sums[2] - N * mean_theta * mean_v) / (N - 1)
-    del mean_tv
     loss_mean = loss_sum / N
     loss_sem = torch.sqrt(((loss_sq - N * loss_mean ** 2) / (N - 1)).clamp(min=0) / N)
     return MonteCarlo(loss_mean, loss_sem, mean_theta, var_theta, mean_v, var_v, cov, paths, N)

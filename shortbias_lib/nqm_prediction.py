@@ -18,8 +18,9 @@ noisy quadratic (:func:`build_nqm`) in the Hessian's eigenbasis:
   quadratic model has no minimum there; what they hold is reported.
 
 A gradient measured on ``N`` examples has its sampling noise (``noise at B * B / N`` per
-direction) subtracted from its squares. The velocity of the warm start is not carried over (the Section 2 dynamics start at rest)
-and noise correlations between directions are dropped (the diagonal approximation).
+direction) subtracted from its squares. The velocity of the warm start is not carried over
+(the Section 2 dynamics start at rest) and noise correlations between directions are dropped
+(the diagonal approximation).
 
 :func:`horizon_losses` runs the exact second-moment dynamics of Section 2
 (:func:`shortbias_lib.nqm_dynamics.second_moment_step`, unchanged) for many inverse-time
@@ -356,5 +357,6 @@ def plot_comparison(horizons, lines, rows, measured_final, beta_range, alpha_ran
     return fig
 
 
-__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement", "curves", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic", "horizon_losses",
-           "schedule_grid", "predict"]
+__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement", "curves",
+           "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic",
+           "horizon_losses", "schedule_grid", "predict"]

@@ -286,8 +286,8 @@ def train(apply, state, batches, steps, lr, momentum=0.9, convention="paper",
     The schedule is evaluated at the global step ``state.step + i``, so a run
     can be continued in pieces. ``eval_fn(params) -> float`` is called at the
     global steps listed in ``eval_steps`` (after that many steps). A diverged loss
-    (NaN, infinite or above :data:`LOSS_LIMIT`, :func:`diverged`) stops the run: the result says ``diverged`` and the step
-    (or :class:`DivergenceError` is raised if ``raise_on_divergence``).
+    (NaN, infinite or above :data:`LOSS_LIMIT`, :func:`diverged`) stops the run: the result says
+    ``diverged`` and the step (or :class:`DivergenceError` is raised if ``raise_on_divergence``).
     """
     steps = check_steps(steps, minimum=0)
     check_convention(convention)

@@ -9,7 +9,7 @@ import torch
 from shortbias_lib.hypergrad import (BOUNDS, Hyperparameters, autograd_grad_hvp, finite_difference,
                                      hypergradient, make_meta_optimizer, meta_loss, mlp_grad_hvp,
                                      reverse_hypergradient, smd)
-from shortbias_lib.models import cnn_apply, cnn_init, loss_fn, mlp_apply, mlp_init
+from shortbias_lib.models import cnn_apply, cnn_init, mlp_apply, mlp_init
 from shortbias_lib.training import BatchSampler, init_state
 from shortbias_lib import hypergrad
 

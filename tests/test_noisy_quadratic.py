@@ -139,7 +139,8 @@ def brute_minimise(f, center, width, levels=12, n=41):
     wa, wm = width
     for _ in range(levels):
         ga = torch.linspace(ca - wa, ca + wa, n, dtype=torch.float64)
-        gm = torch.linspace(cm - wm, cm + wm, n, dtype=torch.float64) if wm > 0 else torch.tensor([cm], dtype=torch.float64)
+        gm = (torch.linspace(cm - wm, cm + wm, n, dtype=torch.float64) if wm > 0
+              else torch.tensor([cm], dtype=torch.float64))
         A, M = torch.meshgrid(ga, gm, indexing="ij")
         vals = f(A.reshape(-1), M.reshape(-1))
         i = vals.argmin()

@@ -114,6 +114,12 @@ def test_make_lab_installs_pinned_jupyterlab_pairs_the_chapters_and_opens_one():
     assert "requirements-dev.txt" in _make_dry_run("test")
 
 
+def test_make_test_lints_the_sources_before_the_tests():
+    commands = _make_dry_run("test")
+    assert re.search(r"ruff check shortbias_lib tests tools bench book/\*\.py", commands)
+    assert commands.index("ruff check") < commands.index("pytest")
+
+
 def _pins(name):
     pins = {}
     for line in (REPO_ROOT / name).read_text().splitlines():
@@ -129,7 +135,7 @@ def test_optional_requirements_are_exact_pins_that_agree_with_the_core_ones():
     core = _pins("requirements.txt")
     lab, dev = _pins("requirements-lab.txt"), _pins("requirements-dev.txt")
     assert "jupyterlab" in lab and "jupytext" in lab
-    assert any(name.startswith("actionlint") for name in dev)
+    assert any(name.startswith("actionlint") for name in dev) and "ruff" in dev
     for extra in (lab, dev):
         for package, version in extra.items():
             assert core.get(package, version) == version, f"{package}: {version} vs {core[package]}"

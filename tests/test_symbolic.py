@@ -15,7 +15,6 @@ def test_theorem1_derived_equals_paper():
 
 
 def test_theorem1_symbolic_matches_numeric_step():
-    g = np.random.default_rng(0)
     vals = dict(zip(["alpha", "mu", "h", "sigma", "m_theta", "m_v", "V_theta", "V_v", "Sigma"],
                     [0.3, 0.7, 0.8, 1.3, 2.0, -0.5, 0.4, 0.2, -0.1]))
     subs = {getattr(sy, k if k != "Sigma" else "S"): v for k, v in vals.items()}
@@ -29,7 +28,6 @@ def test_theorem1_symbolic_matches_numeric_step():
              "V[v']": new.var_v, "Cov(theta', v')": new.cov}
     for name, value in pairs.items():
         assert float(derived[name][0].subs(subs)) == pytest.approx(value.item(), rel=1e-12)
-    del g
 
 
 def test_appendix_a1_print_drops_alpha_on_noise():

@@ -25,8 +25,7 @@ import nbformat
 import papermill
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from shortbias_lib.profiles import DEFAULT_PROFILE, PROFILES  # noqa: E402
+from shortbias_lib.profiles import DEFAULT_PROFILE, PROFILES
 
 
 def toc_notebooks(root):

@@ -1,0 +1,54 @@
+"""The reproducibility report: values and claims read from result files, and the provenance table."""
+
+import numpy as np
+import pytest
+
+from shortbias_lib import runs
+
+
+def test_reproducibility_report_reads_values_and_claims_from_result_files(tmp_path):
+    from shortbias_lib import report
+
+    def save(name, profile, **arrays):
+        runs.save_result(tmp_path / name, arrays, {"profile": profile, "config": {"chapter": name}})
+
+    save("a.npz", "quick", reported_names=np.array(["loss"]), reported_ours=np.array([5.0]),
+         reported_paper=np.array([4.0]))
+    save("b.npz", "quick", reported_names=np.array(["ratio", "ratio2"]),
+         reported_ours=np.array([50.0, 500.0]), reported_paper=np.array([100.0, 100.0]),
+         reported_kinds=np.array(["lower_bound", "lower_bound"]))
+    save("c.npz", "paper", reported_names=np.array(["other"]), reported_ours=np.array([1.0]),
+         reported_paper=np.array([1.0]))
+    found = report.collect(tmp_path, "quick")
+    assert [(c.chapter, c.quantity) for c in found] == [("a.npz", "loss"), ("b.npz", "ratio"),
+                                                         ("b.npz", "ratio2")]
+    assert [c.agreement for c in found] == ["+25.00%", "claim not met", "claim holds"]
+    assert found[1].paper_text == "> 100"
+    with pytest.raises(ValueError, match="kind"):
+        report.Comparison("x", "y", 1.0, 1.0, "z", kind="approximately")
+
+
+def test_provenance_table_lists_only_the_profile_s_result_files(tmp_path):
+    from shortbias_lib import report
+
+    runs.save_result(tmp_path / "mine.npz", {"x": np.zeros(1)},
+                     runs.provenance("quick", "cpu", 3))
+    runs.save_result(tmp_path / "other.npz", {"x": np.zeros(1)},
+                     runs.provenance("paper", "cpu", 3))
+    text = report.provenance_table(tmp_path, "quick").data
+    assert "mine.npz" in text and "other.npz" not in text and "| cpu | 3 |" in text
+    assert "No result file" in report.provenance_table(tmp_path, "smoke").data
+
+
+def test_reproducibility_report_skips_partial_files_and_reports_damaged_ones(tmp_path):
+    from shortbias_lib import report
+
+    arrays = dict(reported_names=np.array(["loss"]), reported_ours=np.array([5.0]),
+                  reported_paper=np.array([4.0]))
+    for name in ("a.npz", "a.partial.npz"):
+        runs.save_result(tmp_path / name, arrays, runs.provenance("quick", "cpu", 0, chapter="a"))
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 and then nothing")
+    assert [c.source for c in report.collect(tmp_path, "quick")] == ["a.npz"]
+    text = report.provenance_table(tmp_path, "quick").data
+    assert "`a.npz`" in text and "a.partial.npz" not in text
+    assert "`broken.npz`: result file" in text and "--no-resume" in text
