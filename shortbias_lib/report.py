@@ -167,7 +167,7 @@ def comparison_figure(comparisons):
         raise ValueError("comparisons is empty: there is nothing to draw")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.55 * len(comparisons)))
+    figure, axes = plt.subplots(figsize=(6.0, 1.2 + 0.55 * len(comparisons)))
     colors = {True: "tab:green", False: "tab:red", None: "0.5"}
     for row, c in enumerate(comparisons):
         agrees = c.agrees
