@@ -24,7 +24,7 @@ BOOK_STYLE = {
     "axes.labelsize": 10.0,
     "xtick.labelsize": 9.5,
     "ytick.labelsize": 9.5,
-    "legend.fontsize": 9.0,
+    "legend.fontsize": 9.5,
     "legend.title_fontsize": 9.5,
     "figure.titlesize": 11.0,
     "figure.dpi": 100,
@@ -96,8 +96,10 @@ def check_legible(fig, min_pt=MIN_DISPLAYED_PT, column_px=COLUMN_PX, *, renderer
 def _check_on_draw(event):
     from matplotlib.backends.backend_agg import RendererAgg
 
-    if isinstance(event.renderer, RendererAgg):  # a PNG (not a PDF or SVG) being drawn
-        check_legible(event.canvas.figure, renderer=event.renderer)
+    figure = event.canvas.figure
+    # a PNG (not a PDF or SVG) being drawn; one warning a figure (savefig draws it twice)
+    if isinstance(event.renderer, RendererAgg) and not getattr(figure, "_illegible", False):
+        figure._illegible = check_legible(figure, renderer=event.renderer) < MIN_DISPLAYED_PT
 
 
 def watch_legibility(fig):
