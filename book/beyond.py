@@ -151,7 +151,7 @@ assert cost_const.max() > 1 and greedy_final > float(res["const_best_final"])
 assert cost_decay[:-1].max() > cost_const[:-1].max()  # "the same pattern at larger cost"
 
 # %% mystnb={"figure": {"caption": "The bias across horizons on the noisy quadratic. Left: the effective learning rate alpha/(1-mu) of the constant schedule that is optimal for horizon T (noisy and deterministic problems). Right: its final loss after T_final steps relative to the best constant schedule for T_final (constant schedules, and the inverse-time decay family of the MNIST experiment with mu = 0.9); dashed: the greedy schedule (Theorem 2).", "name": "fig-beyond-horizon"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6.6, 3.4))
 ax1.loglog(hz, eff, "o-", label=r"noisy ($s = 1$)")
 ax1.loglog(hz, eff_det, "s--", label="deterministic")
 ax1.set(xlabel="horizon T (steps)", ylabel=r"best effective lr $\alpha/(1-\mu)$")
@@ -163,7 +163,7 @@ ax2.axhline(greedy_final / float(res["const_best_final"]), color="tab:blue", ls=
 ax2.axhline(1, color="k", lw=0.5)
 ax2.set(xlabel="horizon T used to choose the schedule (steps)",
         ylabel=f"loss at T = {T_final} / best loss at T = {T_final}")
-ax2.legend(fontsize=8)
+ax2.legend(fontsize="small")
 fig.tight_layout()
 plt.show()
 
@@ -215,7 +215,7 @@ if mnist_path.exists() or profile == "smoke":
                  K=float(m_cfg["K"]), samples=int(m_cfg["samples"]))
 
 # %% mystnb={"figure": {"caption": "Best inverse-time decay schedule for each horizon T (as a fraction of the longest horizon): initial learning rate alpha_0, decay exponent beta, and the final loss at the longest horizon of each horizon's best schedule relative to the longest horizon's own best. Noisy quadratic: exact, over a grid. MNIST: the offline experiment's samples (shown only if its result file exists for this profile).", "name": "fig-beyond-decay"}}
-fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
+fig, axes = plt.subplots(1, 3, figsize=(6.8, 2.9))
 x = res["decay_horizons"] / T_final
 axes[0].loglog(x, res["decay_alpha0"], "^-", label="noisy quadratic")
 axes[1].loglog(x, res["decay_beta"], "^-", label="noisy quadratic")
@@ -232,7 +232,7 @@ axes[1].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"best decay exponent $\bet
 axes[2].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"loss at $T_{\max}$ / best at $T_{\max}$")
 axes[2].axhline(1, color="k", lw=0.5)
 for ax in axes:
-    ax.legend(fontsize=8)
+    ax.legend(fontsize="small")
 fig.tight_layout()
 plt.show()
 
@@ -385,7 +385,7 @@ glue("by_conclusion_noise", md(
     "cannot be judged for noise from this profile's map (see the `quick` profile)"), display=False)
 
 # %% mystnb={"figure": {"caption": "Greedy final loss over optimized final loss (log10 colour, value in each cell) over condition number kappa and noise scale s (s = 1 is the paper's; s = 1/B for a B times larger batch), without a preconditioner (gamma = 0), with an Adam-like one (gamma = 1/2) and with an exact one (gamma = 1). A ratio of 1 means the greedy (one-step-horizon) schedule is optimal.", "name": "fig-beyond-map"}}
-fig, axes = plt.subplots(1, len(gam), figsize=(4.4 * len(gam), 3.8), squeeze=False,
+fig, axes = plt.subplots(1, len(gam), figsize=(6.6, 3.0), squeeze=False,
                          constrained_layout=True)
 vmax = max(1.0, float(np.nanmax(np.log10(ratio))))
 for g_i, ax in enumerate(axes[0]):
@@ -393,7 +393,7 @@ for g_i, ax in enumerate(axes[0]):
                    aspect="auto")
     for i in range(len(kap)):
         for j in range(len(noi)):
-            ax.text(j, i, f"{ratio[g_i, i, j]:.3g}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{ratio[g_i, i, j]:.3g}", ha="center", va="center", fontsize="small",
                     color="w" if np.log10(ratio[g_i, i, j]) < 0.6 * vmax else "k")
     ax.set_xticks(range(len(noi)), [f"{s:g}" for s in noi])
     ax.set_yticks(range(len(kap)), [f"{k:g}" for k in kap])
@@ -528,7 +528,7 @@ glue("by_pes_where", md(
     f"{cfg['pes_episodes']} episodes of small meta-steps are too few to get there"), display=False)
 
 # %% mystnb={"figure": {"caption": "Truncated hypergradient against PES on the noisy quadratic. Left: the long-horizon meta-objective's exact gradient dF/dlog(alpha) (black), the truncated estimate summed over an episode (orange), and PES's Monte Carlo mean with two standard errors (blue); dotted lines mark the true optimum and the truncated fixed point. Right: log(alpha) during online meta-optimization (one SGD update per window), from alpha = 0.01.", "name": "fig-beyond-pes"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6.8, 3.4))
 grid = res["pes_grid"]
 ok = np.isfinite(res["pes_exact_grad"]) & np.isfinite(res["pes_trunc_grad"]) & np.isfinite(res["pes_F"])
 ax1.plot(grid[ok], res["pes_exact_grad"][ok], "k-", label=r"exact $\nabla F$")
@@ -540,14 +540,14 @@ ax1.axvline(opt, color="k", ls=":")
 ax1.axvline(tfix, color="tab:orange", ls=":")
 ax1.set(xlabel=r"$\theta = \log\alpha$", ylabel=r"gradient estimate ($dF/d\theta$)",
         ylim=(-3, 3))
-ax1.legend(fontsize=8)
+ax1.legend(fontsize="small")
 steps = np.arange(len(res["pes_traj_pes"]))
 ax2.plot(steps, res["pes_traj_truncated"][:, 0], color="tab:orange", label="truncated")
 ax2.plot(steps, res["pes_traj_pes"][:, 0], color="tab:blue", lw=0.8, label="PES")
 ax2.axhline(opt, color="k", ls=":", label=r"optimum of $F$")
 ax2.axhline(tfix, color="tab:orange", ls=":", label="truncated fixed point")
 ax2.set(xlabel="meta-step (window)", ylabel=r"$\log\alpha$")
-ax2.legend(fontsize=8)
+ax2.legend(fontsize="small")
 fig.tight_layout()
 plt.show()
 
@@ -615,7 +615,7 @@ m_z_pes = np.abs(m_pes - m_exact) / m_se
 m_z_trunc = np.abs(m_trunc - m_exact) / m_se
 
 # %% mystnb={"figure": {"caption": "Truncated hypergradient against PES on the MNIST decay schedule (small scale). Left: the two components of dF/dtheta at each checked (alpha_0, beta): exact (black bars), truncated (orange) and PES mean with two standard errors (blue). Right: (log10 alpha_0, log10 beta) during online meta-optimization (one SGD update per window) from the same start.", "name": "fig-beyond-pes-mnist"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.8, 6.4))
 labels_x = []
 for i, th in enumerate(m_theta):
     for c, comp in enumerate([r"$\partial/\partial\log\alpha_0$", r"$\partial/\partial\log\beta$"]):
@@ -626,10 +626,10 @@ for i, th in enumerate(m_theta):
         ax1.errorbar(x0 + 0.55, m_pes[i, c], yerr=2 * m_se[i, c], fmt="o", color="tab:blue",
                      label="PES" if i + c == 0 else None)
         labels_x.append((x0 + 0.25, f"{comp}\n" + rf"$\alpha_0$={np.exp(th[0]):.3g}, $\beta$={np.exp(th[1]):.3g}"))
-ax1.set_xticks([x for x, _ in labels_x], [t for _, t in labels_x], fontsize=7)
+ax1.set_xticks([x for x, _ in labels_x], [t for _, t in labels_x], fontsize="small")
 ax1.axhline(0, color="k", lw=0.5)
 ax1.set(ylabel=r"gradient of $F$")
-ax1.legend(fontsize=8)
+ax1.legend(fontsize="small")
 for method, color in (("truncated", "tab:orange"), ("pes", "tab:blue")):
     tr = res[f"mnist_traj_{method}"] / math.log(10)
     ax2.plot(tr[:, 0], tr[:, 1], "-", color=color, lw=0.8,
@@ -637,7 +637,7 @@ for method, color in (("truncated", "tab:orange"), ("pes", "tab:blue")):
     ax2.plot(tr[-1, 0], tr[-1, 1], "o", color=color)
 ax2.plot(*(res["mnist_traj_pes"][0] / math.log(10)), "k*", ms=10, label="start")
 ax2.set(xlabel=r"$\log_{10}\alpha_0$", ylabel=r"$\log_{10}\beta$")
-ax2.legend(fontsize=8)
+ax2.legend(fontsize="small")
 fig.tight_layout()
 plt.show()
 

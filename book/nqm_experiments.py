@@ -130,7 +130,7 @@ glue("fig1_c_T", float(loss_c[-1]), display=False)
 glue("fig1_a_T", float(loss_a[-1]), display=False)
 
 # %% mystnb={"figure": {"caption": "Figure 1 regenerated. Left: one sampled trajectory of SGD with a conservative fixed learning rate 0.1 (blue) and with an aggressive learning rate 1.0 (red) followed by 50 steps of exponential decay (yellow), on the contours of the loss; the low-curvature direction is horizontal, and the axes are widened to hold both sampled paths. Right: exact expected excess losses (lines) and Monte Carlo means of 2000 runs (dots).", "name": "fig-nqm-1"}}
-fig, axes = plotting.figure(2, width=4.6, height=3.6)
+fig, axes = plotting.figure(2, width=3.4, height=3.0)
 ax = axes[0, 0]
 pc = mc_c.paths[:, 0].numpy()
 pa = mc_a.paths[:, 0].numpy()
@@ -360,7 +360,7 @@ display(Markdown("\n".join(rows)))
 # fit) took {glue:text}`fig3_seconds:.1f` s when it was computed.
 
 # %% mystnb={"figure": {"caption": "Figure 3(a) regenerated, noisy quadratic: expected excess loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules, and the loss summed over the 50 highest- and 50 lowest-curvature directions.", "name": "fig-nqm-3a"}}
-fig, axes = plotting.figure(3, nrows=2, width=3.4, height=2.9)   # at most 3 panels a row
+fig, axes = plotting.figure(3, nrows=2, width=2.2, height=2.4)   # at most 3 panels a row
 series = {n: dict(losses=fig3["losses"][0, i], alphas=fig3["alphas"][0, i], mus=fig3["mus"][0, i])
           for i, n in enumerate(names)}
 plotting.schedule_panels(axes[0, :3], series)
@@ -401,7 +401,7 @@ assert lo_opt[-1] < lo_greedy[-1] and hi_opt[50] / hi_opt[0] > hi_greedy[50] / h
 # space, so the optimized schedule can at best match it.
 
 # %% mystnb={"figure": {"caption": "Figure 3(b) regenerated, deterministic quadratic: expected loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules.", "name": "fig-nqm-3b"}}
-fig, axes = plotting.figure(3, width=3.6, height=3.0)
+fig, axes = plotting.figure(3, width=2.2, height=2.4)
 series_det = {n: dict(losses=fig3["losses"][1, i], alphas=fig3["alphas"][1, i], mus=fig3["mus"][1, i])
               for i, n in enumerate(names)}
 plotting.schedule_panels(axes[0], series_det)

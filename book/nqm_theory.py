@@ -214,7 +214,7 @@ glue("t1_zmax", float(z_all.abs().max()), display=False)
 glue("t1_coverage", 100 * coverage, display=False)
 
 # %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic ($h$ = 1, 0.3, 0.05; $\\sigma^2 = 1/h$) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of $\\theta$ per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
-fig, axes = plotting.figure(3, width=3.6, height=3.0)
+fig, axes = plotting.figure(3, width=2.2, height=2.6)
 steps1 = np.arange(T1 + 1)
 colors3 = ["tab:blue", "tab:orange", "tab:green"]
 for i in range(3):
@@ -231,7 +231,7 @@ axes[0, 0].set(xlabel="step", ylabel=r"$\mathbb{E}[\theta_i]$")
 axes[0, 1].set(xlabel="step", ylabel=r"$\mathbb{V}[\theta_i]$")
 axes[0, 2].set(xlabel="step", ylabel="expected excess loss", yscale="log")
 axes[0, 0].legend(fontsize="small")
-axes[0, 2].legend(fontsize="small")
+axes[0, 2].legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.0, -0.3))
 plt.show()
 
 # %%
@@ -435,7 +435,7 @@ t3_never_better = bool((fit_u.history >= greedy_u.losses[..., -1:] - 1e-12).all(
 glue("t3_rel", t3_rel, display=False)
 
 # %% mystnb={"figure": {"caption": "Theorem 3 numerically: Adam on the whole 8-step learning-rate schedule of three univariate noisy quadratics, minimising the final expected loss. Left: the gap between the fitted schedule's final loss and the greedy schedule's, per Adam step (log scale; gaps below 1e-16 drawn at 1e-16). Right: the fitted learning rates (dots) on top of the greedy rates of Eq. (7) (lines), multiplied by h to share one axis.", "name": "fig-theory-t3"}}
-fig, axes = plotting.figure(2, width=4.2, height=3.2)
+fig, axes = plotting.figure(2, width=3.3, height=2.8)
 for j in range(3):
     label = f"h={h_u[j, 0].item():g}, $\\sigma^2$={s_u[j, 0].item():g}"
     gap = (fit_u.history[j] - greedy_u.losses[j, -1]).numpy()

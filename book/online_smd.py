@@ -271,7 +271,7 @@ lines += [f"| result file, profile, seed | `{archive_file.name}`, `{archived_met
 display(Markdown("\n".join(lines)))
 
 # %% mystnb={"figure": {"caption": "Archived run, MNIST at the paper's scale (50,000 steps, adaptation every 10 steps for the first 25,000): online SMD with a stochastic 5-step lookahead from the paper's five initial rates (blue; darker: larger) against the hand-tuned rate (red). Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale.", "name": "fig-online-archive"}}
-fig = plot_online.figure([("MNIST, MLP, paper's scale (archived)", archived)], figsize=(8, 6.5))
+fig = plot_online.figure([("MNIST, MLP, paper's scale (archived)", archived)], figsize=(6.0, 5.8))
 
 # %% tags=["remove-cell"]
 archived_ended = plot_online.versus_baseline(archived, "stochastic")

@@ -18,7 +18,7 @@ LABELS = {"greedy": "greedy (Theorem 2)", "optimized": "best decay schedule (gri
 
 def plot_explore(result, title=None):
     """Loss curves and learning rates of the three schedules in ``result``; returns the figure."""
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(6.8, 3.2))
     steps = result["steps"]
     for name in ("greedy", "optimized", "fixed"):
         loss = np.asarray(result[f"{name}_losses"], dtype=float)
@@ -28,10 +28,10 @@ def plot_explore(result, title=None):
         ax_loss.plot(steps[ok], loss[ok], color=COLORS[name], label=f"{LABELS[name]}: {final}")
         ax_lr.plot(steps[1:], result[f"{name}_alphas"], color=COLORS[name])
     ax_loss.set(yscale="log", xlabel="step t", ylabel="expected excess loss")
-    ax_loss.legend(fontsize=8, title="final loss", title_fontsize=8)
+    ax_loss.legend(fontsize="small", title="final loss", title_fontsize="small")
     ax_lr.set(yscale="log", xlabel="step t", ylabel=r"learning rate $\alpha_t$")
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -18,15 +18,19 @@ class Context:
 
 
 def setup(profile, device="auto", seed=0, data_root=None, results=None, show=True):
-    """Validate a chapter's papermill parameters, seed torch, and show a banner.
+    """Validate a chapter's papermill parameters, seed torch, set the book's figure style
+    (``plotting.use_book_style``), and show a banner.
 
     The banner names the profile and device, so every executed notebook and
     every HTML page says what produced it.
     """
     import torch
 
+    from .plotting import use_book_style
+
     check_profile(profile)
     seed = check_seed(seed)
+    use_book_style()  # legible figures: a drawing with text below 9 pt as shown warns on stderr
     torch.manual_seed(seed)
     context = Context(profile, resolve_device(device), seed, data_root, results_dir(results))
     if show:

@@ -275,12 +275,15 @@ def later_points(apply, state, batches, alpha0, beta, K, mu, steps, images, labe
 # ---------------------------------------------------------------- figures
 
 def plot_measurement(m, info, floor_h):
-    """Three panels: the top Ritz values (with residual bounds), the deflated spectral density
-    (SLQ, directions per bin) and, against curvature, the minibatch noise variance and the
-    squared mean gradient per direction (top pairs as points, bulk bins as lines)."""
+    """Three panels (two a row, the fourth place for the third's legend, so that the text is
+    legible in the book's column): the top Ritz values (with residual bounds), the deflated
+    spectral density (SLQ, directions per bin) and, against curvature, the minibatch noise
+    variance and the squared mean gradient per direction (top pairs as points, bulk bins as
+    lines)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
+    fig, axes = plt.subplots(2, 2, figsize=(6.8, 5.6))
+    axes = axes.ravel()
     k = len(m["top_values"])
     axes[0].errorbar(np.arange(1, k + 1), m["top_values"], yerr=m["top_residuals"], fmt="o", ms=3)
     axes[0].set(xlabel="index $i$ (descending)", ylabel=r"Ritz value $\lambda_i$", yscale="log",
@@ -293,7 +296,7 @@ def plot_measurement(m, info, floor_h):
     axes[1].axvline(floor_h, color="k", ls="--", lw=1, label=f"floor {floor_h:.1e}")
     axes[1].set(xlabel="curvature (eigenvalue)", ylabel="directions per bin (SLQ)", yscale="log",
                 title="rest of the spectrum (deflated)")
-    axes[1].legend(fontsize=8)
+    axes[1].legend()
     bins = info["bins"]
     used = bins["count"] > 0
     ax = axes[2]
@@ -306,9 +309,15 @@ def plot_measurement(m, info, floor_h):
             label="(mean grad.)$^2$, bulk bins")
     ax.set(xscale="log", yscale="log", xlabel="curvature", ylabel="per direction (batch 100)",
            title="gradient noise and signal")
-    ax.legend(fontsize=7)
+    _legend_in(axes[3], ax)
     fig.tight_layout()
     return fig
+
+
+def _legend_in(place, ax):
+    """``ax``'s legend drawn in the otherwise empty axes ``place``."""
+    place.axis("off")
+    place.legend(*ax.get_legend_handles_labels(), loc="center", frameon=False)
 
 
 def curves(predictions, replicate=None):
@@ -324,12 +333,14 @@ def curves(predictions, replicate=None):
 
 
 def plot_comparison(horizons, lines, rows, measured_final, beta_range, alpha_range):
-    """Three panels against horizon: best beta, best alpha_0 (measured with 95% bootstrap
-    intervals; predicted, one line per entry of ``lines`` from :func:`curves`), and the loss
-    after the longest horizon of each horizon's choice relative to the longest horizon's own."""
+    """Three panels against horizon (two a row, the fourth place for the legend): best beta,
+    best alpha_0 (measured with 95% bootstrap intervals; predicted, one line per entry of
+    ``lines`` from :func:`curves`), and the loss after the longest horizon of each horizon's
+    choice relative to the longest horizon's own."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6))
+    fig, axes = plt.subplots(2, 2, figsize=(6.8, 5.8))
+    axes = axes.ravel()
     T = np.asarray(horizons)
     for key, ax, rng in (("beta", axes[0], beta_range), ("alpha0", axes[1], alpha_range)):
         value = np.array([r[key] for r in rows])
@@ -343,16 +354,15 @@ def plot_comparison(horizons, lines, rows, measured_final, beta_range, alpha_ran
             ax.axhline(10.0 ** bound, color="0.6", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="horizon $T$ (steps)",
                ylabel=r"best $\beta$" if key == "beta" else r"best $\alpha_0$")
-    axes[0].set_title("decay exponent (grey: sampled range)")
+    axes[0].set_title("decay exponent\n(grey: sampled range)")
     axes[1].set_title("initial learning rate")
-    axes[0].legend(fontsize=7)
+    _legend_in(axes[3], axes[0])
     ax = axes[2]
     ax.plot(T, np.asarray(measured_final) / measured_final[-1], "ks-", label="network (trained optima)")
     for label, pred, style in lines:
         ax.plot(T, pred["final_loss"] / pred["final_loss"][-1], label=label, **style)
     ax.set(xscale="log", yscale="log", xlabel="horizon $T$ whose best schedule is used",
-           ylabel=f"loss at {T[-1]} / that of the {T[-1]}-step choice", title="cost of a short horizon")
-    ax.legend(fontsize=7)
+           ylabel=f"loss at {T[-1]} /\nthat of the {T[-1]}-step choice", title="cost of a short horizon")
     fig.tight_layout()
     return fig
 

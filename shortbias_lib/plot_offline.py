@@ -87,8 +87,9 @@ def smd_near_optimum(arrays, config):
     return count
 
 
-def _grid_of_axes(n, width=4.2, height=3.6, ncols=2):
-    """``n`` panels, at most ``ncols`` a row, so that labels stay legible in the text column."""
+def _grid_of_axes(n, width=3.3, height=3.0, ncols=2):
+    """``n`` panels, at most ``ncols`` a row, so that labels stay legible in the text column
+    (``plotting.COLUMN_PX``: the default two panels a row are no wider than it)."""
     import matplotlib.pyplot as plt
 
     nrows = -(-n // ncols)
@@ -140,7 +141,7 @@ def plot_surfaces(arrays, config, grid=80, bandwidth=None, show_samples=True):
         ax.set_xlabel(r"decay exponent $\beta$")
         ax.set_ylabel(r"initial learning rate $\alpha_0$")
         ax.set_title(f"horizon T = {h}")
-    axes[0].legend(loc="lower left", fontsize=8)
+    axes[0].legend(loc="lower left")
     return figure
 
 
@@ -155,7 +156,7 @@ def plot_training_curves(arrays, config, which="surface"):
     prefix = "surface_curve_" if which == "surface" else "curve_"
     horizons = [int(h) for h in config["horizons"]]
     steps = arrays["curve_steps"]
-    figure, axes = _grid_of_axes(4, width=4.2, height=3.2)
+    figure, axes = _grid_of_axes(4, width=3.3, height=2.7)
     colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(horizons)))
     panels = [("train_loss", "training loss", True), ("train_error", "training error", False),
               ("test_error", "test error", False), ("lr", r"learning rate $\alpha_t$", True)]
@@ -170,7 +171,7 @@ def plot_training_curves(arrays, config, which="surface"):
         ax.set_ylabel(label)
     axes[1].set_ylim(bottom=0)
     axes[2].set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     return figure
 
 
@@ -178,7 +179,7 @@ def plot_smd_losses(arrays, config):
     """Meta-objective along each SMD run (one line per start point and horizon)."""
     import matplotlib.pyplot as plt
 
-    figure, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    figure, ax = plt.subplots(figsize=(6.4, 3.5), constrained_layout=True)
     for run in smd_trajectories(arrays, config):
         loss = run["meta_loss"]
         ok = np.isfinite(loss)
@@ -187,5 +188,5 @@ def plot_smd_losses(arrays, config):
     ax.set_yscale("log")
     ax.set_xlabel("meta step")
     ax.set_ylabel("meta-objective (training loss at T)")
-    ax.legend(fontsize=8)
+    ax.legend()
     return figure

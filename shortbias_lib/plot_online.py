@@ -107,18 +107,18 @@ def plot_runs(axes_loss, axes_lr, runs, title=None):
             label = f"diverged at step {run.diverged_step}"
             if len(steps):
                 axes_loss.plot(steps[-1], run.eval_losses[-1], "x", color=color, ms=10, mew=2.5)
-                axes_loss.annotate(label, (steps[-1], run.eval_losses[-1]), fontsize=8,
+                axes_loss.annotate(label, (steps[-1], run.eval_losses[-1]), fontsize="small",
                                    xytext=(4, 4), textcoords="offset points", color=color)
             if good > 0:
                 axes_lr.plot(good - 1, run.eff_lr[good - 1], "x", color=color, ms=10, mew=2.5)
-                axes_lr.annotate(label, (good - 1, run.eff_lr[good - 1]), fontsize=8,
+                axes_lr.annotate(label, (good - 1, run.eff_lr[good - 1]), fontsize="small",
                                  xytext=(4, 4), textcoords="offset points", color=color)
         chance = run.chance_step()
         if chance >= 0:
             k = int(np.searchsorted(steps, chance))
             axes_loss.plot(steps[k], run.eval_losses[k], "o", mfc="none", color=color, ms=9, mew=2)
             axes_loss.annotate(f"at chance from step {chance}", (steps[k], run.eval_losses[k]),
-                               fontsize=8, xytext=(4, -12), textcoords="offset points", color=color)
+                               fontsize="small", xytext=(4, -12), textcoords="offset points", color=color)
     for axes in (axes_loss, axes_lr):
         values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in axes.get_lines()]
                                 or [np.ones(1)])
@@ -132,14 +132,14 @@ def plot_runs(axes_loss, axes_lr, runs, title=None):
     axes_lr.set_xlabel("step")
     if title:
         axes_loss.set_title(title)
-    axes_loss.legend(fontsize=7, loc="best")
+    axes_loss.legend(fontsize="small", loc="best")
 
 
 def figure(panels, figsize=None):
     """A figure with one column per ``(title, runs)`` panel: loss on top, effective rate below."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(panels), figsize=figsize or (5.5 * len(panels), 6.5),
+    fig, axes = plt.subplots(2, len(panels), figsize=figsize or (3.4 * len(panels), 5.8),
                              sharex="col", squeeze=False)
     for k, (title, runs) in enumerate(panels):
         plot_runs(axes[0, k], axes[1, k], runs, title)

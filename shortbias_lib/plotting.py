@@ -4,9 +4,122 @@ Each helper draws on axes it is given (or makes a figure) and returns them,
 so notebooks keep one figure per cell and label every axis.
 """
 
+import warnings
+
 import numpy as np
 
 SCHEDULE_COLORS = {"optimized": "tab:red", "greedy": "tab:blue", "fixed": "tab:green"}
+
+# Legible pages: the HTML book's text column is this wide at a 1280 px window (tests/test_book.py
+# checks the figures in a browser); a wider image is scaled down to it, and its text with it.
+COLUMN_PX = 660
+# No text of a figure may be shown smaller than this, in CSS points (1/72 in; a CSS pixel is 1/96 in).
+MIN_DISPLAYED_PT = 9.0
+# The book's figures are drawn with this style (installed by :func:`use_book_style`, which
+# ``notebook.setup`` calls): every text at least 9 pt, so that a figure no wider than the
+# column (about 6.8 in at 100 dpi, padding included) shows all its text at 9 pt or more.
+BOOK_STYLE = {
+    "font.size": 11.0,  # so that a "small" (x 0.833) text is 9.2 pt
+    "axes.titlesize": 10.5,
+    "axes.labelsize": 10.0,
+    "xtick.labelsize": 9.5,
+    "ytick.labelsize": 9.5,
+    "legend.fontsize": 9.5,
+    "legend.title_fontsize": 9.5,
+    "figure.titlesize": 11.0,
+    "figure.dpi": 100,
+    "savefig.dpi": "figure",
+}
+
+
+class LegibilityWarning(UserWarning):
+    """A figure would show some of its text below ``MIN_DISPLAYED_PT`` in the book."""
+
+
+def _texts(fig):
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip()]
+
+
+def natural_width_px(fig, renderer=None, tight=True):
+    """The width in pixels of the PNG the inline backend makes of ``fig`` (at ``fig.dpi``, cropped
+    with ``bbox_inches="tight"`` and ``savefig.pad_inches`` as IPython's ``print_figure`` does)."""
+    import matplotlib
+
+    if not tight:
+        return fig.get_figwidth() * fig.dpi
+    if renderer is None:
+        renderer = fig.canvas.get_renderer()
+    bbox = fig.get_tightbbox(renderer)  # inches
+    pad = matplotlib.rcParams["savefig.pad_inches"]
+    pad = 0.0 if pad == "layout" else float(pad)
+    return (bbox.width + 2 * pad) * fig.dpi
+
+
+def displayed_scale(fig, column_px=COLUMN_PX, renderer=None):
+    """CSS points per point of font size as ``fig`` is shown in the book: the image has
+    ``fig.dpi`` pixels per inch, one image pixel is one CSS pixel (1/96 in), and an image wider
+    than the column is scaled down to ``column_px``."""
+    natural = natural_width_px(fig, renderer)
+    return fig.dpi / 96.0 * min(1.0, column_px / natural)
+
+
+def smallest_displayed_font_pt(fig, column_px=COLUMN_PX, *, renderer=None, with_text=False):
+    """The smallest size, in CSS points as shown in the book, of any visible non-empty text of
+    ``fig`` (tick labels, axis labels, titles, legends, annotations): its font size times
+    :func:`displayed_scale`. ``fig`` is laid out first (ticks and constrained layout are only
+    decided at draw time), unless ``renderer`` is given (from inside a draw). With
+    ``with_text``, return ``(size, text)`` for the smallest text. ``inf`` if ``fig`` has no text."""
+    if renderer is None:
+        fig.draw_without_rendering()
+    scale = displayed_scale(fig, column_px, renderer)
+    sizes = [(t.get_fontsize() * scale, t.get_text()) for t in _texts(fig)]
+    smallest = min(sizes, default=(float("inf"), None), key=lambda s: s[0])
+    return smallest if with_text else smallest[0]
+
+
+def check_legible(fig, min_pt=MIN_DISPLAYED_PT, column_px=COLUMN_PX, *, renderer=None):
+    """Warn (:class:`LegibilityWarning`) when ``fig`` would show some text below ``min_pt``;
+    return the smallest displayed size."""
+    size, text = smallest_displayed_font_pt(fig, column_px, renderer=renderer, with_text=True)
+    if size < min_pt:
+        label = fig.get_suptitle() or next((ax.get_title() for ax in fig.axes if ax.get_title()), "")
+        warnings.warn(f"figure {label!r} ({fig.get_figwidth():.2f} x {fig.get_figheight():.2f} in) "
+                      f"shows {text!r} at {size:.1f} pt in the book's {column_px} px column "
+                      f"(at least {min_pt:g} pt needed): use larger fonts or a narrower figure",
+                      LegibilityWarning, stacklevel=2)
+    return size
+
+
+def _check_on_draw(event):
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    figure = event.canvas.figure
+    # a PNG (not a PDF or SVG) being drawn; one warning a figure (savefig draws it twice)
+    if isinstance(event.renderer, RendererAgg) and not getattr(figure, "_illegible", False):
+        figure._illegible = check_legible(figure, renderer=event.renderer) < MIN_DISPLAYED_PT
+
+
+def watch_legibility(fig):
+    """A ``figure.hooks`` entry: check every PNG drawing of ``fig`` with :func:`check_legible`."""
+    fig.canvas.mpl_connect("draw_event", _check_on_draw)
+
+
+WATCH_HOOK = "shortbias_lib.plotting:watch_legibility"
+
+
+def use_book_style():
+    """Draw every figure made from now on with :data:`BOOK_STYLE`, and warn
+    (:class:`LegibilityWarning`, on stderr in a notebook, so the book's build fails) whenever
+    one is drawn with some text below :data:`MIN_DISPLAYED_PT` as shown in the book."""
+    import matplotlib
+
+    matplotlib.rcParams.update(BOOK_STYLE)
+    hooks = list(matplotlib.rcParams["figure.hooks"])
+    if WATCH_HOOK not in hooks:
+        matplotlib.rcParams["figure.hooks"] = hooks + [WATCH_HOOK]
 
 
 def _np(x):

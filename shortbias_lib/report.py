@@ -182,7 +182,7 @@ def comparison_figure(comparisons):
         raise ValueError("comparisons is empty: there is nothing to draw")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(8, 1.2 + 0.55 * len(comparisons)))
+    figure, axes = plt.subplots(figsize=(6.0, 2.0 + 0.55 * len(comparisons)), layout="constrained")
     colors = {True: "tab:green", False: "tab:red", None: "0.5"}
     for row, c in enumerate(comparisons):
         agrees = c.agrees
@@ -204,12 +204,9 @@ def comparison_figure(comparisons):
                axes.scatter([], [], marker="x", color="tab:green"),
                axes.scatter([], [], marker="x", color="tab:red"),
                axes.scatter([], [], marker="x", color="0.5")]
-    axes.legend(handles, ["paper's value", "paper's claimed lower bound", "this run, agrees",
-                          "this run, does not", "calibrated to the paper (not a test)"],
-                loc="upper center",
-                bbox_to_anchor=(0.5, -0.2 - 0.2 / len(comparisons)),
-                ncols=2, fontsize="small", frameon=False)
-    figure.tight_layout()
+    figure.legend(handles, ["paper's value", "paper's claimed lower bound", "this run, agrees",
+                            "this run, does not", "calibrated to the paper (not a test)"],
+                  loc="outside lower center", ncols=2, fontsize="small", frameon=False)
     return figure
 
 

@@ -1,0 +1,269 @@
+"""Legible pages: every figure the library draws shows all its text (tick labels, axis
+labels, titles, legends, annotations) at 9 pt or more in the book's 660 px text column,
+drawn with the book's style (``plotting.use_book_style``, which every chapter's
+``notebook.setup`` installs). The figures are drawn from the committed archives where the
+chapters draw them from those, otherwise from small synthetic inputs of the same shape.
+Figures drawn in the chapters themselves are checked as they are drawn: the style's
+figure hook warns (on stderr, which fails the book's build) when a PNG drawing has text
+below 9 pt as shown."""
+
+import functools
+import io
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from shortbias_lib import plotting  # noqa: E402
+from shortbias_lib.plotting import (MIN_DISPLAYED_PT, LegibilityWarning,  # noqa: E402
+                                    smallest_displayed_font_pt)
+
+
+@pytest.fixture(autouse=True)
+def book_style():
+    with matplotlib.rc_context():
+        plotting.use_book_style()
+        yield
+    plt.close("all")
+
+
+def _png_width(fig):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")  # as IPython's inline backend does
+    return Image.open(buffer).size[0]
+
+
+# ---------------------------------------------------------------- the measure and the hook
+
+QUIET = pytest.mark.filterwarnings("ignore::shortbias_lib.plotting.LegibilityWarning")
+
+
+@QUIET
+@pytest.mark.parametrize("width", [4.0, 7.0, 12.0])
+def test_natural_width_is_that_of_the_inline_png(width):
+    fig, ax = plt.subplots(figsize=(width, 3))
+    ax.plot([1, 10], [1, 100])
+    ax.set(title="a title", xlabel="x", ylabel="y")
+    assert abs(plotting.natural_width_px(fig) - _png_width(fig)) <= 1.5
+
+
+@QUIET
+def test_displayed_size_is_font_size_scaled_to_the_column():
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.set_title("narrow", fontsize=10)
+    ax.set_xticks([]), ax.set_yticks([])
+    assert smallest_displayed_font_pt(fig) == pytest.approx(10 * 100 / 96)  # 100 dpi: no shrink
+    fig.set_size_inches(13.2, 3)  # about twice the column: everything shown at about half size
+    natural = plotting.natural_width_px(fig)
+    assert natural > 1.5 * 660
+    assert smallest_displayed_font_pt(fig) == pytest.approx(10 * 100 / 96 * 660 / natural)
+    fig.set_dpi(200)  # the same figure at another dpi is shown at the same size
+    assert smallest_displayed_font_pt(fig) == pytest.approx(10 * 100 / 96 * 660 / natural, rel=0.02)
+
+
+def test_hidden_and_empty_texts_do_not_count():
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.text(0.5, 0.5, "tiny", fontsize=3).set_visible(False)
+    ax.text(0.5, 0.5, " ", fontsize=3)
+    assert smallest_displayed_font_pt(fig) >= MIN_DISPLAYED_PT
+
+
+def test_drawing_a_figure_with_too_small_text_warns():
+    fig, ax = plt.subplots(figsize=(12, 3))  # shown at about 60% of its size
+    ax.plot([0, 1])
+    ax.set_title("wide")
+    with pytest.warns(LegibilityWarning, match="pt in the book's 660 px column"):
+        _png_width(fig)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.annotate("small note", (0.5, 0.5), fontsize=6)
+    with pytest.warns(LegibilityWarning, match="'small note' at 6.2 pt"):
+        _png_width(fig)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot([0, 1], label="fine")
+    ax.legend()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegibilityWarning)
+        _png_width(fig)
+
+
+def test_the_book_style_is_installed_by_notebook_setup():
+    from shortbias_lib.notebook import setup
+
+    matplotlib.rcParams["figure.hooks"] = []
+    matplotlib.rcParams["font.size"] = 6
+    setup("smoke", device="cpu", show=False)
+    assert matplotlib.rcParams["font.size"] == plotting.BOOK_STYLE["font.size"]
+    assert matplotlib.rcParams["figure.hooks"] == [plotting.WATCH_HOOK]
+    setup("smoke", device="cpu", show=False)  # once, however often a chapter calls it
+    assert matplotlib.rcParams["figure.hooks"] == [plotting.WATCH_HOOK]
+
+
+# ---------------------------------------------------------------- every library figure
+
+def _unrolled_graph():
+    return plotting.unrolled_sgd_graph(steps=2).figure
+
+
+def _schedule_panels():
+    fig, axes = plotting.figure(3, width=2.2, height=2.4)  # as the NQM chapters draw them
+    steps = np.arange(1, 102)
+    series = {name: dict(losses=1.0 / steps ** k, alphas=0.1 / steps[1:] ** (k / 2),
+                         mus=0.9 - 0.1 / steps[1:])
+              for k, name in enumerate(plotting.SCHEDULE_COLORS, 1)}
+    plotting.schedule_panels(axes[0], series)
+    return fig
+
+
+@functools.cache
+def _offline_archive():
+    from shortbias_lib import offline
+
+    arrays, meta = offline.load_offline(offline.archive_path())
+    return arrays, meta["config"]
+
+
+def _offline_surfaces():
+    from shortbias_lib import plot_offline
+
+    return plot_offline.plot_surfaces(*_offline_archive())
+
+
+def _offline_training_curves():
+    from shortbias_lib import plot_offline
+
+    return plot_offline.plot_training_curves(*_offline_archive())
+
+
+def _offline_smd_losses():
+    from shortbias_lib import plot_offline
+
+    return plot_offline.plot_smd_losses(*_offline_archive())
+
+
+@functools.cache
+def _online_archive():
+    from shortbias_lib import online
+
+    return online.runs_from_file(online.archive_path())[0]
+
+
+def _online_figure(panels):
+    from shortbias_lib import plot_online
+
+    archived = _online_archive()
+    return plot_online.figure([(title, archived) for title in panels])
+
+
+def _online_one_panel():
+    return _online_figure(["MNIST, MLP, paper's scale (archived)"])
+
+
+def _online_two_panels():
+    return _online_figure(["MNIST, MLP", "CIFAR-10, CNN"])
+
+
+def _measurement():
+    rng = np.random.default_rng(0)
+    k, bins = 20, 12
+    top = np.sort(10 ** rng.uniform(-1, 2, k))[::-1]
+    m = {"top_values": top, "top_residuals": 0.01 * top, "slq_nodes": 10 ** rng.uniform(-4, 0, (4, 30)),
+         "slq_weights": rng.dirichlet(np.ones(30), 4), "dim": 89610,
+         "top_noise": top * 0.1, "top_noise_se": top * 0.01, "top_grad": np.sqrt(top) * 0.01}
+    info = {"bins": {"h": np.logspace(-4, -1, bins), "noise": np.logspace(-3, 0, bins),
+                     "count": np.arange(bins) + 1.0, "grad2": np.logspace(-6, -3, bins)}}
+    return m, info
+
+
+def _nqm_measurement():
+    from shortbias_lib import nqm_prediction as npred
+
+    m, info = _measurement()
+    return npred.plot_measurement(m, info, npred.FLOOR * m["top_values"][0])
+
+
+def _nqm_comparison():
+    from shortbias_lib import nqm_prediction as npred
+
+    horizons = [100, 1000, 5000, 20000]
+    n = len(horizons)
+    pred = {"log10_beta": np.linspace(-1, 1, n), "log10_alpha0": np.linspace(-2, -1, n),
+            "final_loss": np.linspace(2.0, 1.0, n)}
+    predictions = {floor: (None, None, pred) for floor in (npred.FLOOR, *npred.ALT_FLOORS)}
+    rows = [{"beta": 1.0, "beta_low": 0.5, "beta_high": 2.0, "alpha0": 0.1, "alpha0_low": 0.05,
+             "alpha0_high": 0.2} for _ in horizons]
+    return npred.plot_comparison(horizons, npred.curves(predictions, pred), rows,
+                                 np.linspace(2.0, 1.0, n), (-2.0, 2.3), (-3.0, -0.3))
+
+
+def _explorer():
+    from shortbias_lib import beyond, explorer
+
+    kw = dict(kappa=1000.0, noise=1.0, horizon=20, lr=0.05, mu=0.9)
+    return explorer.plot_explore(beyond.explore(**kw, n=5, grid=3), explorer._title(**kw))
+
+
+def _comparisons():
+    from shortbias_lib.report import Comparison
+
+    quantities = ["greedy/optimized loss ratio at the final step", "best beta, 20k-step horizon",
+                  "SMD final learning rate over the hand-tuned rate", "a short one"]
+    return [Comparison(chapter, quantity, ours=1.5 * (i + 1), paper=1.4 * (i + 1), source="x.npz",
+                       kind="lower_bound" if i % 2 else "value", low=1.2 * (i + 1), high=1.8 * (i + 1))
+            for i, (chapter, quantity) in enumerate(
+                (c, q) for c in ("offline_mnist", "online_smd") for q in quantities)]
+
+
+def _comparison_figure():
+    from shortbias_lib import report
+
+    return report.comparison_figure(_comparisons())
+
+
+def _precision():
+    from shortbias_lib import precision
+
+    arrays, _ = precision.load_precision(precision.archive_path())
+    return precision.plot_relative_differences(arrays)
+
+
+FIGURES = {
+    "plotting.unrolled_sgd_graph": _unrolled_graph,
+    "plotting.schedule_panels": _schedule_panels,
+    "plot_offline.plot_surfaces": _offline_surfaces,
+    "plot_offline.plot_training_curves": _offline_training_curves,
+    "plot_offline.plot_smd_losses": _offline_smd_losses,
+    "plot_online.figure, one panel": _online_one_panel,
+    "plot_online.figure, two panels": _online_two_panels,
+    "nqm_prediction.plot_measurement": _nqm_measurement,
+    "nqm_prediction.plot_comparison": _nqm_comparison,
+    "explorer.plot_explore": _explorer,
+    "report.comparison_figure": _comparison_figure,
+    "precision.plot_relative_differences": _precision,
+}
+
+
+# precision.py is being edited elsewhere: its figure needs the change named here (a strict xfail,
+# so the test says when it has been made and the mark can go).
+PENDING = {"precision.plot_relative_differences": (
+    "precision.plot_relative_differences: figsize (10, 4.8) -> (6.8, 3.6), and no explicit "
+    "fontsize=8 (legend) or fontsize=10 (titles): the book style's sizes")}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=PENDING[name]))
+    if name in PENDING else name for name in FIGURES])
+def test_every_library_figure_shows_its_text_at_9_pt_or_more(name):
+    fig = FIGURES[name]()
+    size, text = smallest_displayed_font_pt(fig, with_text=True)
+    assert math.isfinite(size), f"{name}: no text at all"
+    assert size >= MIN_DISPLAYED_PT, (
+        f"{name}: {text!r} is shown at {size:.1f} pt (figure {fig.get_figwidth():.1f} in wide, "
+        f"{plotting.natural_width_px(fig):.0f} px natural, column {plotting.COLUMN_PX} px)")
