@@ -27,8 +27,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shortbias_lib.hypergrad import (Hyperparameters, autograd_grad_hvp, hypergradient,  # noqa: E402
-                                     peak_rss_mib, reverse_hypergradient)
+from shortbias_lib.hvp import autograd_grad_hvp  # noqa: E402
+from shortbias_lib.hypergrad import hypergradient  # noqa: E402
+from shortbias_lib.hyperparams import Hyperparameters  # noqa: E402
+from shortbias_lib.measure import peak_rss_mib  # noqa: E402
+from shortbias_lib.reference import reverse_hypergradient  # noqa: E402
 from shortbias_lib.models import loss_fn, mlp_apply, mlp_init  # noqa: E402
 from shortbias_lib.runs import resolve_device  # noqa: E402
 from shortbias_lib.training import InverseTime, init_state, train, train_batched  # noqa: E402

@@ -74,7 +74,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import data, hypergrad, models, offline, precision
+from shortbias_lib import data, hvp, hypergrad, hyperparams, models, offline, precision
 
 # The committed result of the `archive` profile (the paper's horizons, about 5 minutes on
 # one core), and the live run of this page's profile.
@@ -288,13 +288,13 @@ ex3_T, ex3_early_steps = 300, 20
 ex3_set = data.load("mnist", train=True, root=data_root, limit=ex3_config["train_limit"])
 ex3_batches = offline.StepBatches(ex3_set.images, ex3_set.labels, ex3_config["batch_size"],
                                   offline._seed(meta["seed"], 8, 0))
-ex3_hyper = hypergrad.Hyperparameters(lr=float(ex3_config["alpha0"]), momentum=ex3_config["momentum"],
+ex3_hyper = hyperparams.Hyperparameters(lr=float(ex3_config["alpha0"]), momentum=ex3_config["momentum"],
                                       beta=float(ex3_config["beta"]), K=float(ex3_config["K"]),
                                       learn=("lr", "beta"))
 ex3_warm = offline.warm_state(arrays)
 ex3_losses = {}
 for name, dtype, grad_hvp in (("float64", torch.float64, None), ("default", torch.float32, None),
-                              ("double-backward", torch.float32, hypergrad.autograd_grad_hvp(models.mlp_apply))):
+                              ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):
     state = precision.start_state(ex3_warm, dict(dtype=str(dtype).removeprefix("torch."), direction=0, eps=0.0),
                                   meta["seed"])
     lookahead = ((ex3_batches(t)[0].to(dtype), ex3_batches(t)[1]) for t in range(ex3_T))

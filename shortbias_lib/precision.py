@@ -16,7 +16,7 @@ minibatches unless stated:
 - ``float64``: the reference;
 - ``float32``: the precision the offline experiment's SMD uses;
 - ``float32 double backward``: float32 by the generic Hessian-vector products of
-  :func:`~shortbias_lib.hypergrad.autograd_grad_hvp`: the same mathematics with the
+  :func:`~shortbias_lib.hvp.autograd_grad_hvp`: the same mathematics with the
   operations in another order, so only the roundoff differs;
 - ``float64 perturbed``: starting weights ``w + eps * rms(w) * z`` (each
   tensor, ``z`` standard Gaussian, ``eps`` = ``perturbation``, about float32's
@@ -51,7 +51,9 @@ import torch
 
 from . import runs
 from .errors import DivergenceError
-from .hypergrad import Hyperparameters, autograd_grad_hvp, hypergradient
+from .hvp import autograd_grad_hvp
+from .hypergrad import hypergradient
+from .hyperparams import Hyperparameters
 from .models import loss_fn, mlp_apply
 from .offline import BASE as OFFLINE_BASE
 from .offline import (StepBatches, _load_same, _seed, json_roundtrip, seeded_warm_start, warm_arrays,
@@ -158,7 +160,7 @@ def variants(config):
     perturbation, 1-based; 0 for none), ``batches`` (minibatch sequence, 0
     is the reference's) and ``path``: ``"fast"`` (the default Hessian-vector
     products of :func:`~shortbias_lib.hypergrad.hypergradient`) or ``"double backward"``
-    (its generic path, :func:`~shortbias_lib.hypergrad.autograd_grad_hvp`: the same
+    (its generic path, :func:`~shortbias_lib.hvp.autograd_grad_hvp`: the same
     mathematics with its operations in another order, so another float32 roundoff).
     """
     out = [{"kind": "float64", "dtype": "float64", "eps": 0.0, "direction": 0, "batches": 0},

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from shortbias_lib import precision, runs
-from shortbias_lib.hypergrad import Hyperparameters
+from shortbias_lib.hyperparams import Hyperparameters
 from shortbias_lib.models import mlp_init
 from shortbias_lib.offline import StepBatches
 from shortbias_lib.training import init_state
