@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import noisy_quadratic as nq
+from .training import InverseTime
 
 DTYPE = torch.float64
 
@@ -128,13 +129,17 @@ def horizon_bias(arrays, horizons, final_horizon, alphas, mus):
 
 
 def decay_schedule(alpha0, beta, steps, K):
-    """``alpha_t = alpha0 / (1 + t/K)**beta``, t = 0..steps-1 (the offline MNIST family)."""
+    """``alpha_t = alpha0 / (1 + t/K)**beta``, t = 0..steps-1 (the offline MNIST family).
+
+    Batched over the grids ``alpha0`` and ``beta``: :class:`~shortbias_lib.training.InverseTime`
+    read at every step, shape ``(..., steps)``.
+    """
     if not K > 0:
         raise ValueError(f"K (decay time scale) must be > 0; got {K!r}")
     t = torch.arange(steps, dtype=DTYPE)
     alpha0 = torch.as_tensor(alpha0, dtype=DTYPE)[..., None]
     beta = torch.as_tensor(beta, dtype=DTYPE)[..., None]
-    return alpha0 / (1 + t / K) ** beta
+    return InverseTime(alpha0, beta, K).lr(t)
 
 
 def decay_horizon_bias(arrays, horizons, final_horizon, alpha0s, betas, mu=0.9, K=None):

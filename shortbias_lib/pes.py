@@ -12,19 +12,21 @@ import torch
 
 from . import noisy_quadratic as nq
 from .horizon_bias import DTYPE
+from .training import InverseTime
 
 
 def schedule_from_theta(theta, t0, steps, K):
     """Learning rates for steps ``t0..t0+steps-1`` from meta-parameters ``theta``.
 
     ``theta[..., 0] = log alpha_0``; with a second entry ``theta[..., 1] = log beta``
-    the schedule decays as in :func:`~shortbias_lib.horizon_bias.decay_schedule`, otherwise it is constant.
+    the schedule decays as :class:`~shortbias_lib.training.InverseTime` with
+    ``alpha_0 = exp(theta[..., 0])`` and ``beta = exp(theta[..., 1])``, otherwise it is constant.
     """
     t = torch.arange(t0, t0 + steps, dtype=DTYPE)
-    log_alpha = theta[..., :1]
+    alpha = torch.exp(theta[..., :1])
     if theta.shape[-1] >= 2:
-        log_alpha = log_alpha - torch.exp(theta[..., 1:2]) * torch.log1p(t / K)
-    return torch.exp(log_alpha).expand(*theta.shape[:-1], steps)
+        alpha = InverseTime(alpha, torch.exp(theta[..., 1:2]), K).lr(t)
+    return alpha.expand(*theta.shape[:-1], steps)
 
 
 class MetaTask:
