@@ -782,7 +782,7 @@ display(explorer.make_explorer(**exp_kw))
 # %% [markdown]
 # ## Exercises
 #
-# The explorer and the functions of `shortbias_lib.beyond` are enough for all of them.
+# The explorer and the functions of `shortbias_lib.horizon_bias` and `shortbias_lib.pes` are enough for all of them.
 #
 # **1. When is greedy optimal?** Set the noise slider to its smallest value and move the
 # condition number; then set the condition number to 1 and move the noise. What happens to

@@ -1,4 +1,4 @@
-"""Checks of shortbias_lib.beyond against independent computations.
+"""Checks of the beyond-the-paper modules (horizon_bias, pes, beyond_mnist) against independent computations.
 
 PES against the exact (reverse-mode) gradient by Monte Carlo; the truncation
 bias's sign; the greedy/optimized ratio against closed forms (spherical:
