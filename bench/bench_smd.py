@@ -23,8 +23,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shortbias_lib.hypergrad import (Hyperparameters, autograd_grad_hvp, hypergradient, peak_rss_mib,
-                                     reverse_hypergradient)
+from shortbias_lib.hvp import autograd_grad_hvp
+from shortbias_lib.hypergrad import hypergradient
+from shortbias_lib.hyperparams import Hyperparameters
+from shortbias_lib.measure import peak_rss_mib
+from shortbias_lib.reference import reverse_hypergradient
 from shortbias_lib.models import loss_fn, mlp_apply, mlp_init
 from shortbias_lib.runs import resolve_device
 from shortbias_lib.training import InverseTime, init_state, train, train_batched

@@ -24,9 +24,9 @@ Prints
     at lookahead T = 5000 against T = 100, the batches drawn lazily from
     ``offline.StepBatches`` (a generator, one batch held at a time): peak
     resident memory above the level before the call
-    (``hypergrad.peak_rss_mib``) on the CPU, peak allocated CUDA memory on
+    (``measure.peak_rss_mib``) on the CPU, peak allocated CUDA memory on
     the GPU. Target: ratio <= 1.2;
-(d) the hypergradient step against a plain step (``hypergrad.step_costs``)
+(d) the hypergradient step against a plain step (``measure.step_costs``)
     with 1 (lr) and 2 (lr, momentum) hyperparameters. Target: <= 2.0.
 
 Timings on the CPU are process CPU time with one torch thread (the machine
@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from shortbias_lib import hypergrad, offline
+from shortbias_lib import hypergrad, hyperparams, measure, offline
 from shortbias_lib.models import MNIST_SIZES, mlp_apply, mlp_init
 from shortbias_lib.runs import resolve_device
 from shortbias_lib.training import InverseTime, init_state, train, train_batched
@@ -114,7 +114,7 @@ def time_separate(params, alpha0, beta, steps, batches, device):
 
 def hypergradient_peak(state, images, labels, T, eval_batches, device, seed=1):
     """Peak memory (MiB) of one offline-SMD hypergradient of lookahead T with lazy batches."""
-    hyper = hypergrad.Hyperparameters(0.01, MOMENTUM, beta=1.0, K=K, learn=("lr", "beta"))
+    hyper = hyperparams.Hyperparameters(0.01, MOMENTUM, beta=1.0, K=K, learn=("lr", "beta"))
     batches = offline.StepBatches(images, labels, BATCH, seed)
 
     def lookahead():
@@ -130,7 +130,7 @@ def hypergradient_peak(state, images, labels, T, eval_batches, device, seed=1):
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2 ** 20, time.perf_counter() - start
     start = time.perf_counter()
-    _, peak = hypergrad.peak_rss_mib(lookahead)
+    _, peak = measure.peak_rss_mib(lookahead)
     return peak, time.perf_counter() - start
 
 
@@ -185,7 +185,7 @@ def main(argv=None):
 
     # (d) hypergradient step / plain step.
     ratio_batches = [batches(t) for t in range(10)]
-    costs = hypergrad.step_costs(mlp_apply, state, ratio_batches, steps=20 if args.quick else 40,
+    costs = measure.step_costs(mlp_apply, state, ratio_batches, steps=20 if args.quick else 40,
                                  repeats=3 if args.quick else 5)
     plain = costs["plain"]
     print("\n== (d) time per step ==")

@@ -5,7 +5,7 @@ bench/README.md), within about 7 minutes, and to be tested here on the CPU
 (``--device cpu --tiny``, under a minute). Each slice calls the library's
 own entry points, times them, and projects the paper profile's full time:
 
-* ``hyper_ratio``: ``hypergrad.step_costs`` (hypergradient step with 1 and
+* ``hyper_ratio``: ``measure.step_costs`` (hypergradient step with 1 and
   2 hyperparameters against a plain step) on the device;
 * ``offline_sweep``: ``training.train_batched`` with all 2,500 schedules of
   the paper profile in one pass (the profile's chunk), and with Figure 6's 8
@@ -62,7 +62,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
-from shortbias_lib import hypergrad, models, offline, online, training  # noqa: E402
+from shortbias_lib import measure, models, offline, online, training  # noqa: E402
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -173,7 +173,7 @@ def slice_hyper_ratio(ctx):
     params = models.mlp_init(torch.Generator().manual_seed(0), device=ctx["device"])
     batches = [(images[i:i + 100], labels[i:i + 100]) for i in range(0, 1000, 100)]
     steps, repeats = (5, 1) if ctx["tiny"] else (50, 3)
-    costs = hypergrad.step_costs(models.mlp_apply, training.init_state(params), batches,
+    costs = measure.step_costs(models.mlp_apply, training.init_state(params), batches,
                                  steps=steps, repeats=repeats)
     plain = costs["plain"]
     ratios = {name: value / plain for name, value in costs.items()}

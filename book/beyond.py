@@ -62,7 +62,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import beyond, explorer, offline
+from shortbias_lib import beyond, explorer, horizon_bias, offline, pes
 
 
 TEX_TEXT = {r"\partial ": "∂", r"\partial": "∂", r"\alpha": "α", r"\beta": "β", r"\kappa": "κ",
@@ -759,21 +759,21 @@ reps = 5
 def one_update(**kw):
     """What a slider move costs: the computation and drawing the figure (not displaying it)."""
     t0 = time.perf_counter()
-    fig = explorer.plot_explore(beyond.explore(**kw, **exp_kw), explorer._title(**kw))
+    fig = explorer.plot_explore(horizon_bias.explore(**kw, **exp_kw), explorer._title(**kw))
     fig.canvas.draw()
     plt.close(fig)
     return time.perf_counter() - t0
 
 
-one_update(**beyond.EXPLORER_DEFAULTS)
-times = [one_update(**beyond.EXPLORER_DEFAULTS) for _ in range(reps)]
-glue("by_exp_ms_long", 1000 * one_update(**dict(beyond.EXPLORER_DEFAULTS, horizon=500)), display=False)
+one_update(**horizon_bias.EXPLORER_DEFAULTS)
+times = [one_update(**horizon_bias.EXPLORER_DEFAULTS) for _ in range(reps)]
+glue("by_exp_ms_long", 1000 * one_update(**dict(horizon_bias.EXPLORER_DEFAULTS, horizon=500)), display=False)
 glue("by_exp_ms", 1000 * float(np.median(times)), display=False)
 glue("by_exp_reps", reps, display=False)
 
 # %% mystnb={"figure": {"caption": "The explorer at its default values (kappa = 1000, noise s = 1, T = 250, fixed lr 0.05, mu = 0.9, 50 dimensions): expected loss (left) and learning rate (right) of the greedy schedule, the best decay schedule on a grid, and the fixed schedule.", "name": "fig-beyond-explorer-static"}}
-d = beyond.EXPLORER_DEFAULTS
-explorer.plot_explore(beyond.explore(**d, **exp_kw), explorer._title(**d))
+d = horizon_bias.EXPLORER_DEFAULTS
+explorer.plot_explore(horizon_bias.explore(**d, **exp_kw), explorer._title(**d))
 plt.show()
 
 # %% tags=["remove-input"]
@@ -782,7 +782,7 @@ display(explorer.make_explorer(**exp_kw))
 # %% [markdown]
 # ## Exercises
 #
-# The explorer and the functions of `shortbias_lib.beyond` are enough for all of them.
+# The explorer and the functions of `shortbias_lib.horizon_bias` and `shortbias_lib.pes` are enough for all of them.
 #
 # **1. When is greedy optimal?** Set the noise slider to its smallest value and move the
 # condition number; then set the condition number to 1 and move the noise. What happens to
@@ -828,7 +828,7 @@ display(explorer.make_explorer(**exp_kw))
 # {glue:text}`by_ex2_g_end:.3g`, with the lower final loss.
 # ```
 #
-# **3. Batch size as a remedy.** Using `beyond.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50, horizon=100)`,
+# **3. Batch size as a remedy.** Using `horizon_bias.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50, horizon=100)`,
 # how does the ratio change as the batch grows? Explain the non-monotone behaviour.
 #
 # ```{admonition} Solution
@@ -850,13 +850,13 @@ display(explorer.make_explorer(**exp_kw))
 # In $u = P^{1/2}\theta$ the curvature is $h_i / p_i = h_i^{1-\gamma}$, whose ratio of
 # extremes is $\kappa^{1-\gamma}$. The ratio falls steadily with $\gamma$ and is exactly 1 at
 # $\gamma = 1$, where the problem is spherical; call
-# `beyond.greedy_ratio_map([1e4], [1.0], [0, 0.25, 0.5, 0.75, 1], n=50, horizon=100)["ratio"]`:
+# `horizon_bias.greedy_ratio_map([1e4], [1.0], [0, 0.25, 0.5, 0.75, 1], n=50, horizon=100)["ratio"]`:
 # {glue:text}`by_ex4_ratios`.
 # ```
 #
-# **5. Truncation bias.** With `task = beyond.MetaTask(beyond.noisy_problem(50, 1000.0), 200, W)`,
-# find the fixed point of the truncated estimator (`beyond.fixed_point_1d` on
-# `beyond.truncated_estimates(task, [x]).sum(-2)[0]`) and the optimum of the task's own $F$
+# **5. Truncation bias.** With `task = pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, W)`,
+# find the fixed point of the truncated estimator (`pes.fixed_point_1d` on
+# `pes.truncated_estimates(task, [x]).sum(-2)[0]`) and the optimum of the task's own $F$
 # (the same on `task.gradient([x])[0]`) for windows $W = 1, 10, 50, 200$. What happens at
 # $W = 200$, and why?
 #
@@ -874,7 +874,7 @@ display(explorer.make_explorer(**exp_kw))
 # ```
 #
 # **6. PES variance.** Estimate the standard deviation of the PES estimate per episode with
-# `beyond.pes_estimates(task, theta, pairs=P, sigma=sigma, runs=200)` for several
+# `pes.pes_estimates(task, theta, pairs=P, sigma=sigma, runs=200)` for several
 # $\sigma$ and $P$. How does it scale, and why does antithetic sampling matter?
 #
 # ```{admonition} Solution
@@ -894,7 +894,7 @@ display(explorer.make_explorer(**exp_kw))
 # %% tags=["remove-cell"]
 # Exercise 1: the explorer's greedy / optimized ratio at the smallest noise of the slider and at s = 1.
 def explorer_ratio(**kw):
-    r = beyond.explore(**dict(beyond.EXPLORER_DEFAULTS, **kw), **exp_kw)
+    r = horizon_bias.explore(**dict(horizon_bias.EXPLORER_DEFAULTS, **kw), **exp_kw)
     return float(r["greedy_losses"][-1] / r["optimized_losses"][-1])
 
 
@@ -905,7 +905,7 @@ ex1_widen = [explorer_ratio(kappa=k, noise=1e-3) / explorer_ratio(kappa=k, noise
 assert min(ex1_widen) > 1, ex1_widen
 ex1_k1 = [explorer_ratio(kappa=1.0, noise=s_) for s_ in (1e-3, 1e-2, 0.1, 1.0, 10.0)]
 assert max(ex1_k1) <= 1 + 1e-9, ex1_k1                             # greedy optimal for kappa = 1
-ex1_det = float(beyond.greedy_ratio_map([1000.0], [0.0], n=50, horizon=100)["ratio"].item())
+ex1_det = float(horizon_bias.greedy_ratio_map([1000.0], [0.0], n=50, horizon=100)["ratio"].item())
 assert abs(ex1_det - 1) < 1e-6, ex1_det                             # ... and at zero noise
 glue("by_ex1_small", ex1_small, display=False)
 glue("by_ex1_paper", ex1_paper, display=False)
@@ -921,7 +921,7 @@ else:
 glue("by_ex1_map", md(ex1_map), display=False)
 
 # Exercise 2: effective steps of greedy and of the grid-optimized schedule at the explorer's defaults.
-ex2 = beyond.explore(**beyond.EXPLORER_DEFAULTS, **exp_kw)
+ex2 = horizon_bias.explore(**horizon_bias.EXPLORER_DEFAULTS, **exp_kw)
 ex2_g = ex2["greedy_alphas"] / (1 - ex2["greedy_mus"])
 ex2_o = ex2["optimized_alphas"] / (1 - ex2["optimized_mus"])
 assert ex2_g[49] < ex2_g[0] / 10                        # greedy collapses within tens of steps
@@ -935,7 +935,7 @@ for name, value in (("g0", ex2_g[0]), ("g50", ex2_g[49]), ("o_early", ex2_o[:50]
     glue(f"by_ex2_{name}", float(value), display=False)
 
 # Exercise 3: the ratio over the noise at kappa = 1000 rises, peaks inside, falls, and is 1 at s = 0.
-ex3 = beyond.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50, horizon=100)["ratio"][0, 0]
+ex3 = horizon_bias.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50, horizon=100)["ratio"][0, 0]
 peak = int(np.argmax(ex3))
 assert 0 < peak < len(ex3) - 1, ex3
 assert np.all(np.diff(ex3[:peak + 1]) > 0) and np.all(np.diff(ex3[peak:]) < 0), ex3
@@ -943,18 +943,18 @@ assert abs(ex3[-1] - 1) < 1e-6, ex3
 glue("by_ex3_ratios", ", ".join(f"{r:.3g}" for r in ex3), display=False)
 
 # Exercise 4: a preconditioner h^gamma lowers the ratio steadily, to 1 at gamma = 1.
-ex4 = beyond.greedy_ratio_map([1e4], [1.0], [0, 0.25, 0.5, 0.75, 1], n=50, horizon=100)["ratio"][:, 0, 0]
+ex4 = horizon_bias.greedy_ratio_map([1e4], [1.0], [0, 0.25, 0.5, 0.75, 1], n=50, horizon=100)["ratio"][:, 0, 0]
 assert np.all(np.diff(ex4) < 0) and abs(ex4[-1] - 1) < 1e-6, ex4
 glue("by_ex4_ratios", ", ".join(f"{r:.3g}" for r in ex4), display=False)
 
 # Exercise 5: the truncated fixed point against the optimum of each window's own F.
 ex5 = []
 for W in (1, 10, 50, 200):
-    task = beyond.MetaTask(beyond.noisy_problem(50, 1000.0), 200, W)
+    task = pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, W)
     lo, hi = math.log(0.01), math.log(1.0)   # both points lie inside; 14 halvings: 3e-4 in log alpha
-    fixed = beyond.fixed_point_1d(lambda x: float(beyond.truncated_estimates(task, [x]).sum(-2)[0]), lo, hi,
+    fixed = pes.fixed_point_1d(lambda x: float(pes.truncated_estimates(task, [x]).sum(-2)[0]), lo, hi,
                                   iters=14)
-    best = beyond.fixed_point_1d(lambda x: float(task.gradient([x])[0]), lo, hi, iters=14)
+    best = pes.fixed_point_1d(lambda x: float(task.gradient([x])[0]), lo, hi, iters=14)
     ex5.append(math.exp(best - fixed))
 assert all(r > 1.01 for r in ex5[:-1]) and np.all(np.diff(ex5) < 0) and abs(ex5[-1] - 1) < 1e-3, ex5
 glue("by_ex5_ratios", ", ".join(f"{r:.3g}" for r in ex5), display=False)
@@ -965,7 +965,7 @@ ex6_theta = torch.tensor([math.log(0.2)], dtype=torch.float64)
 
 
 def pes_sd(task, pairs, sigma, runs=200):
-    est = beyond.pes_estimates(task, ex6_theta, pairs=pairs, sigma=sigma, runs=runs, generator=ex6_gen)
+    est = pes.pes_estimates(task, ex6_theta, pairs=pairs, sigma=sigma, runs=runs, generator=ex6_gen)
     return float(est.sum(1)[:, 0].std())
 
 
@@ -982,11 +982,11 @@ def plain_es_sd(task, pairs, sigma, runs=200):
     return float(total[:, 0].std())
 
 
-ex6_task = beyond.MetaTask(beyond.noisy_problem(50, 1000.0), 200, 10)
+ex6_task = pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, 10)
 ex6_pairs = [pes_sd(ex6_task, P, 0.01) for P in (1, 4, 16)]
 ex6_sigmas = [pes_sd(ex6_task, 4, s_) for s_ in (0.1, 0.01, 0.001)]
 ex6_plain = [plain_es_sd(ex6_task, 4, s_) for s_ in (0.1, 0.01, 0.001)]
-ex6_one = pes_sd(beyond.MetaTask(beyond.noisy_problem(50, 1000.0), 200, 200), 4, 0.01, runs=400)
+ex6_one = pes_sd(pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, 200), 4, 0.01, runs=400)
 ex6_twenty = pes_sd(ex6_task, 4, 0.01, runs=400)
 assert 2.5 < ex6_pairs[0] / ex6_pairs[2] < 6.5, ex6_pairs            # 1/sqrt(P): a factor 4 for 16x pairs
 assert max(ex6_sigmas) < 2 * min(ex6_sigmas), ex6_sigmas             # antithetic: bounded as sigma -> 0

@@ -51,7 +51,7 @@
 # float32 on other minibatch sequences: the noise that SMD already faces from one meta
 # step to the next, and a check of how float32's error varies with the minibatches. The verdicts
 # and the sentences of the conclusion below are chosen by code
-# (`shortbias_lib.precision.verdicts` and `conclusion`) from the numbers.
+# (`shortbias_lib.precision_analysis.verdicts` and `conclusion`) from the numbers.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -74,7 +74,8 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import data, hypergrad, models, offline, precision
+from shortbias_lib import (data, hvp, hypergrad, hyperparams, models, offline, plot_precision, precision,
+                           precision_analysis, precision_variants)
 
 # The committed result of the `archive` profile (the paper's horizons, about 5 minutes on
 # one core), and the live run of this page's profile.
@@ -118,15 +119,15 @@ horizons = [int(h) for h in arrays["horizons"]]
 # hypergradients have anyway.
 
 # %% mystnb={"figure": {"caption": "Relative difference to the float64 hypergradient against the horizon, for each component (left: the log effective learning rate, right: log beta), in the archived result: float32 (red; open circles: on other minibatch sequences, each against float64 on the same sequence), float32 by double backward (brown), float64 from starting weights perturbed by 1e-7 (blue, each perturbation a dot, the largest a line) and by 1e-10 (green), float32 from a perturbed start (orange), and float64 on other minibatches against the reference (grey, the minibatch noise).", "name": "fig-precision-archive"}}
-figure = precision.plot_relative_differences(arrays)
+figure = plot_precision.plot_relative_differences(arrays)
 
 # %% tags=["remove-input"]
 display(Markdown(
     f"Relative differences to float64 in {shown}, the larger of the two components' (the figure "
-    "shows both), and the verdict of each horizon:\n\n" + precision.markdown_table(arrays)))
+    "shows both), and the verdict of each horizon:\n\n" + precision_analysis.markdown_table(arrays)))
 
 # %% tags=["remove-cell"]
-rows = precision.table_rows(arrays)
+rows = precision_analysis.table_rows(arrays)
 worst = max(rows, key=lambda row: row["float32_any"])
 glue("hp_shown", Markdown(shown), display=False)
 glue("hp_T_first", rows[0]["horizon"], display=False)
@@ -134,15 +135,15 @@ glue("hp_f32_first", rows[0]["float32_any"], display=False)
 glue("hp_f32_max", worst["float32_any"], display=False)
 glue("hp_T_f32_max", worst["horizon"], display=False)
 glue("hp_f32_loss_max", max(row["float32_any_loss"] for row in rows), display=False)
-glue("hp_headline", Markdown(precision.headline(arrays)), display=False)
-glue("hp_conclusion", Markdown(precision.conclusion(arrays)), display=False)
+glue("hp_headline", Markdown(precision_analysis.headline(arrays)), display=False)
+glue("hp_conclusion", Markdown(precision_analysis.conclusion(arrays)), display=False)
 # Do float32 computations that differ only in roundoff disagree with each other somewhere?
 split = [row for row in rows
-         if max(row["float32"], row["float32_double"], row["float32_perturbed"]) > precision.AGREE_TOL
-         and min(row["float32"], row["float32_double"], row["float32_perturbed"]) < precision.AGREE_TOL]
+         if max(row["float32"], row["float32_double"], row["float32_perturbed"]) > precision_analysis.AGREE_TOL
+         and min(row["float32"], row["float32_double"], row["float32_perturbed"]) < precision_analysis.AGREE_TOL]
 if split:
     lottery = (f"At T = {', '.join(str(row['horizon']) for row in split)} some of the float32 computations "
-               f"agree with float64 to within {precision.AGREE_TOL:.0%} and others do not, although they "
+               f"agree with float64 to within {precision_analysis.AGREE_TOL:.0%} and others do not, although they "
                "differ only in the order of their operations: which hypergradient float32 gives there is a "
                "matter of roundoff luck.")
 else:
@@ -181,18 +182,18 @@ glue("hp_lottery", Markdown(lottery), display=False)
 # ## This page's live run
 
 # %% tags=["remove-input"]
-display(Markdown(f"**Live run**: {settings(live_meta)}.\n\n" + precision.markdown_table(live)
-                 + "\n\n" + precision.conclusion(live)))
+display(Markdown(f"**Live run**: {settings(live_meta)}.\n\n" + precision_analysis.markdown_table(live)
+                 + "\n\n" + precision_analysis.conclusion(live)))
 
 # %% mystnb={"figure": {"caption": "The same comparison as in the first figure, in this page's live run (its profile's horizons).", "name": "fig-precision-live"}}
-figure = precision.plot_relative_differences(live)
+figure = plot_precision.plot_relative_differences(live)
 
 # %% [markdown]
 # ## Exercises
 #
 # **1. Linear or chaotic?** The table's perturbation columns come from a relative
 # perturbation of $10^{-7}$ and, in the same direction, one of $10^{-10}$. What does
-# `precision.table_rows(arrays)[k]["linearity"]` measure, and what value would chaos give
+# `precision_analysis.table_rows(arrays)[k]["linearity"]` measure, and what value would chaos give
 # at a long horizon?
 #
 # ```{admonition} Solution
@@ -215,7 +216,7 @@ figure = precision.plot_relative_differences(live)
 #
 # ```{admonition} Solution
 # :class: dropdown
-# `precision.relative_differences(arrays)[0]` gives the plain values, row
+# `precision_analysis.relative_differences(arrays)[0]` gives the plain values, row
 # `list(arrays["variant_kind"]).index("float32 other minibatches")`: for the $\log\beta$
 # component at $T$ = 1000 it is {glue:text}`hp_ex2_plain:.0%`, against
 # {glue:text}`hp_ex2_scaled:.0%` of the component's typical size. On that sequence the
@@ -246,8 +247,8 @@ figure = precision.plot_relative_differences(live)
 # %% tags=["remove-cell"]
 # Exercise 1: the linearity column is the ratio of the two perturbations' differences over the
 # ratio of their sizes, recomputed here from the raw hypergradients.
-ex_rows = precision.table_rows(arrays)
-ex_rel, _ = precision.relative_differences(arrays)
+ex_rows = precision_analysis.table_rows(arrays)
+ex_rel, _ = precision_analysis.relative_differences(arrays)
 ex_kind = list(arrays["variant_kind"])
 ex_eps = np.asarray(arrays["variant_eps"], dtype=float)
 ex_dir = np.asarray(arrays["variant_direction"])
@@ -266,10 +267,10 @@ ex2_arrays = archived[0] if archived is not None else arrays
 ex2_H = [int(h) for h in ex2_arrays["horizons"]]
 ex2_k = ex2_H.index(1000) if 1000 in ex2_H else len(ex2_H) - 1
 ex2_j = list(ex2_arrays["variant_kind"]).index("float32 other minibatches")
-ex2_ref = precision.reference_rows(ex2_arrays)[ex2_j]
+ex2_ref = precision_analysis.reference_rows(ex2_arrays)[ex2_j]
 ex2_grad = np.asarray(ex2_arrays["grad"], dtype=float)[:, ex2_k, 1]   # the log beta component
 ex2_scale = float(ex2_arrays["summary_scale"][ex2_k, 1])
-ex2_plain = float(precision.relative_differences(ex2_arrays)[0][ex2_j, ex2_k, 1])
+ex2_plain = float(precision_analysis.relative_differences(ex2_arrays)[0][ex2_j, ex2_k, 1])
 ex2_scaled = abs(ex2_grad[ex2_j] - ex2_grad[ex2_ref]) / ex2_scale
 ex2_small = abs(ex2_grad[ex2_ref]) / ex2_scale
 if archived is not None:
@@ -288,14 +289,14 @@ ex3_T, ex3_early_steps = 300, 20
 ex3_set = data.load("mnist", train=True, root=data_root, limit=ex3_config["train_limit"])
 ex3_batches = offline.StepBatches(ex3_set.images, ex3_set.labels, ex3_config["batch_size"],
                                   offline._seed(meta["seed"], 8, 0))
-ex3_hyper = hypergrad.Hyperparameters(lr=float(ex3_config["alpha0"]), momentum=ex3_config["momentum"],
+ex3_hyper = hyperparams.Hyperparameters(lr=float(ex3_config["alpha0"]), momentum=ex3_config["momentum"],
                                       beta=float(ex3_config["beta"]), K=float(ex3_config["K"]),
                                       learn=("lr", "beta"))
 ex3_warm = offline.warm_state(arrays)
 ex3_losses = {}
 for name, dtype, grad_hvp in (("float64", torch.float64, None), ("default", torch.float32, None),
-                              ("double-backward", torch.float32, hypergrad.autograd_grad_hvp(models.mlp_apply))):
-    state = precision.start_state(ex3_warm, dict(dtype=str(dtype).removeprefix("torch."), direction=0, eps=0.0),
+                              ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):
+    state = precision_variants.start_state(ex3_warm, dict(dtype=str(dtype).removeprefix("torch."), direction=0, eps=0.0),
                                   meta["seed"])
     lookahead = ((ex3_batches(t)[0].to(dtype), ex3_batches(t)[1]) for t in range(ex3_T))
     result = hypergrad.hypergradient(models.mlp_apply, state, ex3_hyper, lookahead,

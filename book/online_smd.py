@@ -45,7 +45,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import hypergrad, online, plot_online, training
+from shortbias_lib import hyperparams, online, plot_online, training
 from shortbias_lib.notebook import show_source
 
 # One CPU thread: these small networks gain little from a second one, and on a shared
@@ -101,8 +101,8 @@ torch.set_num_threads(1)
 # `filter_size=5` selects them). Pixels are scaled to $[0, 1]$, with no augmentation.
 
 # %% tags=["remove-input"]
-show_source(hypergrad.Hyperparameters.from_vector,
-            "Source: `hypergrad.Hyperparameters.from_vector`, from $u$ to $(\\alpha, \\mu)$")
+show_source(hyperparams.Hyperparameters.from_vector,
+            "Source: `hyperparams.Hyperparameters.from_vector`, from $u$ to $(\\alpha, \\mu)$")
 show_source(training.ExponentialDecay, "Source: `training.ExponentialDecay`, the decay after adaptation")
 
 # %% [markdown]

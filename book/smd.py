@@ -47,7 +47,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import data, hypergrad, models, training
+from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, models, reference, training
 from shortbias_lib.notebook import show_source
 from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
@@ -168,7 +168,7 @@ show_source(training.momentum_step, "Source: `training.momentum_step`, the momen
 # are `hypergrad.hypergradient` (Equation 9 is its case $\mu = 0$):
 
 # %% tags=["remove-input"]
-show_source(hypergrad.Hyperparameters.at,
+show_source(hyperparams.Hyperparameters.at,
             "Source: `Hyperparameters.at`, the schedule and its derivatives in each coordinate")
 show_source(hypergrad.hypergradient,
             "Source: `hypergrad.hypergradient`, Equations 8 and 9 with momentum (forward mode)")
@@ -265,7 +265,7 @@ def check_rows():
     x_c = cifar.images.double()
     mlp_params = models.mlp_init(gen, sizes=sizes["mlp_check"], init_std=0.1, dtype=torch.float64)
     cnn_params = models.cnn_init(gen, init_std=0.1, dtype=torch.float64, **sizes["cnn_check"])
-    hyper = hypergrad.Hyperparameters(0.05, 0.9, beta=1.0, K=10, learn=("lr", "momentum", "beta"))
+    hyper = hyperparams.Hyperparameters(0.05, 0.9, beta=1.0, K=10, learn=("lr", "momentum", "beta"))
     cases = [("MLP", models.mlp_apply, mlp_params, x_m, mnist.labels, T) for T in sizes["check_T"]]
     cases += [("CNN", models.cnn_apply, cnn_params, x_c, cifar.labels, T) for T in sizes["cnn_T"]]
     rows = []
@@ -281,7 +281,7 @@ def check_rows():
                 look = [(x[:B], y[:B])] * T
                 evaluation = look[:1]
             for convention in ("paper", "heavy_ball"):
-                out = hypergrad.compare_hypergradients(apply, state, hyper, look, evaluation, convention)
+                out = reference.compare_hypergradients(apply, state, hyper, look, evaluation, convention)
                 rows.append(dict(model=name, T=T, lookahead=lookahead, convention=convention, **out))
     return rows
 
@@ -320,9 +320,9 @@ glue("smd_n_checks", len(rows), display=False)
 # %%
 mem_params = models.mlp_init(torch.Generator().manual_seed(seed), sizes=sizes["mem_sizes"])
 mem_batches = [(mnist.images[i:i + 100], mnist.labels[i:i + 100]) for i in range(0, min(len(mnist), 1000), 100)]
-mem_hyper = hypergrad.Hyperparameters(0.01, 0.9)
+mem_hyper = hyperparams.Hyperparameters(0.01, 0.9)
 horizons = np.array(sizes["mem_T"])
-fwd_mem, rev_mem = hypergrad.memory_vs_horizon(models.mlp_apply, training.init_state(mem_params), mem_hyper,
+fwd_mem, rev_mem = measure.memory_vs_horizon(models.mlp_apply, training.init_state(mem_params), mem_hyper,
                                                mem_batches, mem_batches[:1], horizons)
 slope = np.polyfit(horizons, rev_mem, 1)[0]  # MiB per lookahead step
 
@@ -359,9 +359,9 @@ small_batches = [(mnist.images[i:i + 20], mnist.labels[i:i + 20]) for i in range
 long_mem = {}
 for T in (100, sizes["long_T"]):
     look = [small_batches[t % len(small_batches)] for t in range(T)]  # references only
-    long_mem[T] = hypergrad.peak_rss_mib(hypergrad.hypergradient, models.mlp_apply, small, mem_hyper,
+    long_mem[T] = measure.peak_rss_mib(hypergrad.hypergradient, models.mlp_apply, small, mem_hyper,
                                          look, small_batches[:1])[1]
-_, small_rev = hypergrad.memory_vs_horizon(models.mlp_apply, small, mem_hyper, small_batches,
+_, small_rev = measure.memory_vs_horizon(models.mlp_apply, small, mem_hyper, small_batches,
                                            small_batches[:1], [50, 200])
 small_slope = (small_rev[1] - small_rev[0]) / 150
 
@@ -394,8 +394,8 @@ display(Markdown("| T | forward mode (MiB) |\n|---|---|\n" + "\n".join(
 # other model falls back on double backward through autograd.
 
 # %% tags=["remove-input"]
-show_source(hypergrad.mlp_grad_hvp,
-            "Source: `hypergrad.mlp_grad_hvp`, the gradient and the Hessian-vector products of Equation 9 in one pass")
+show_source(hvp.mlp_grad_hvp,
+            "Source: `hvp.mlp_grad_hvp`, the gradient and the Hessian-vector products of Equation 9 in one pass")
 
 # %% [markdown]
 # Seconds per step of the MNIST MLP, minibatch 100, one CPU thread's process time (best of
@@ -404,7 +404,7 @@ show_source(hypergrad.mlp_grad_hvp,
 # %%
 cost_params = models.mlp_init(torch.Generator().manual_seed(seed), device=dev)
 cost_batches = [(x.to(dev), y.to(dev)) for x, y in mem_batches]
-costs = hypergrad.step_costs(models.mlp_apply, training.init_state(cost_params), cost_batches,
+costs = measure.step_costs(models.mlp_apply, training.init_state(cost_params), cost_batches,
                              steps=sizes["cost_steps"], repeats=sizes["cost_repeats"])
 
 # %% tags=["remove-input"]
@@ -442,7 +442,7 @@ gen = torch.Generator().manual_seed(seed)
 smd_params = models.mlp_init(gen, device=dev)
 sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed, device=dev)
 warm = training.train(models.mlp_apply, smd_params, sampler, sizes["warm"], 0.1, 0.9)
-start = hypergrad.Hyperparameters(0.01, 0.9, learn=("lr", "momentum"))
+start = hyperparams.Hyperparameters(0.01, 0.9, learn=("lr", "momentum"))
 runs = {}
 for kind in ("stochastic", "deterministic"):
     meta_sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
@@ -556,7 +556,7 @@ ex_T = 3
 ex_look = [(ex_x[10 * i:10 * i + 10], ex_y[10 * i:10 * i + 10]) for i in range(ex_T)]
 ex_eval = [(ex_x[-10:], ex_y[-10:])]
 ex_grads = {space: hypergrad.hypergradient(models.mlp_apply, ex_params,
-                                           hypergrad.Hyperparameters(0.05, 0.9, learn=("lr",), space=space),
+                                           hyperparams.Hyperparameters(0.05, 0.9, learn=("lr",), space=space),
                                            ex_look, ex_eval).grad[0]
             for space in ("log", "raw")}
 ex_ratio = ex_grads["log"] / ex_grads["raw"]

@@ -1,6 +1,6 @@
 """An ipywidgets explorer of greedy, optimized and fixed schedules on the noisy quadratic.
 
-The numbers come from :func:`shortbias_lib.beyond.explore`; this module only
+The numbers come from :func:`shortbias_lib.horizon_bias.explore`; this module only
 draws them. :func:`plot_explore` is a plain matplotlib figure (what the HTML
 book shows for the default sliders); :func:`make_explorer` wraps it in sliders,
 which need a running kernel to update.
@@ -9,7 +9,7 @@ which need a running kernel to update.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .beyond import EXPLORER_DEFAULTS, explore
+from .horizon_bias import EXPLORER_DEFAULTS, explore
 
 COLORS = {"greedy": "tab:blue", "optimized": "tab:red", "fixed": "tab:green"}
 LABELS = {"greedy": "greedy (Theorem 2)", "optimized": "best decay schedule (grid)",

@@ -5,7 +5,7 @@ Everything works on the flat parameter vector ``w`` (length ``n``) of a model gi
 
 * :func:`hvp_operator` -- ``V -> H V`` for a block of directions (columns of ``V``), the
   Hessian of the mean training loss on those examples (Pearlmutter's R-operator,
-  :func:`shortbias_lib.hypergrad.mlp_grad_hvp` for the MLP, double backward otherwise).
+  :func:`shortbias_lib.hvp.mlp_grad_hvp` for the MLP, double backward otherwise).
 * :func:`lanczos` -- the Lanczos tridiagonalisation of a symmetric operator started from
   each column of a block, with full reorthogonalisation; :func:`ritz` turns it into Ritz
   values, Gauss quadrature weights and Ritz vectors.
@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from .hypergrad import GRAD_HVP, autograd_grad_hvp
+from .hvp import GRAD_HVP, autograd_grad_hvp
 from .models import loss_fn
 
 DTYPE = torch.float64

@@ -1,4 +1,4 @@
-"""Checks of shortbias_lib.beyond against independent computations.
+"""Checks of the beyond-the-paper modules (horizon_bias, pes, beyond_mnist) against independent computations.
 
 PES against the exact (reverse-mode) gradient by Monte Carlo; the truncation
 bias's sign; the greedy/optimized ratio against closed forms (spherical:
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond as b
+from shortbias_lib import beyond_mnist, horizon_bias, pes
 from shortbias_lib import noisy_quadratic as nq
 
 F64 = torch.float64
@@ -21,7 +21,7 @@ F64 = torch.float64
 
 @pytest.fixture(scope="module")
 def task():
-    return b.MetaTask(b.noisy_problem(12, 1000.0, 1.0, c0=5.0), horizon=40, window=10)
+    return pes.MetaTask(horizon_bias.noisy_problem(12, 1000.0, 1.0, c0=5.0), horizon=40, window=10)
 
 
 @pytest.mark.parametrize("theta, biased", [([-2.0], True), ([-0.5], False), ([-2.0, -1.0], True)])
@@ -30,13 +30,13 @@ def test_pes_is_unbiased(task, theta, biased):
     theta = torch.tensor(theta, dtype=F64)
     exact = task.gradient(theta)
     runs = 600
-    est = b.pes_estimates(task, theta, pairs=4, sigma=1e-3, runs=runs,
+    est = pes.pes_estimates(task, theta, pairs=4, sigma=1e-3, runs=runs,
                           generator=torch.Generator().manual_seed(1)).sum(1)
     mean, se = est.mean(0), est.std(0) / math.sqrt(runs)
     assert torch.all((mean - exact).abs() < 4 * se + 1e-6), (mean, se, exact)
     # the check has teeth: where truncation is strongly biased, its estimate is far outside
     if biased:
-        trunc = b.truncated_estimates(task, theta).sum(-2)
+        trunc = pes.truncated_estimates(task, theta).sum(-2)
         assert torch.any((trunc - exact).abs() > 8 * se)
 
 
@@ -53,37 +53,37 @@ def test_exact_gradient_matches_finite_differences(task):
 
 def test_truncation_without_truncation_is_exact():
     """One window covering the whole horizon: the truncated estimate is the exact gradient."""
-    t = b.MetaTask(b.noisy_problem(8, 100.0, 1.0), horizon=30, window=30)
+    t = pes.MetaTask(horizon_bias.noisy_problem(8, 100.0, 1.0), horizon=30, window=30)
     theta = torch.tensor([-1.0], dtype=F64)
-    assert torch.allclose(b.truncated_estimates(t, theta).sum(-2), t.gradient(theta), rtol=1e-10)
+    assert torch.allclose(pes.truncated_estimates(t, theta).sum(-2), t.gradient(theta), rtol=1e-10)
 
 
 def test_truncation_bias_has_predicted_sign(task):
     """Plain SGD, noisy and ill-conditioned: at the long-horizon optimum of log alpha the
     truncated gradient is positive, so truncation settles at a smaller learning rate."""
-    opt = b.fixed_point_1d(lambda x: float(task.gradient([x])[0]), -6.0, 0.5)
+    opt = pes.fixed_point_1d(lambda x: float(task.gradient([x])[0]), -6.0, 0.5)
     assert abs(task.gradient([opt])[0]) < 1e-6
-    trunc_at_opt = b.truncated_estimates(task, torch.tensor([opt], dtype=F64)).sum(-2)[0]
+    trunc_at_opt = pes.truncated_estimates(task, torch.tensor([opt], dtype=F64)).sum(-2)[0]
     assert trunc_at_opt > 0
-    fixed = b.fixed_point_1d(lambda x: float(b.truncated_estimates(task, [x]).sum(-2)[0]), -6.0, 0.5)
+    fixed = pes.fixed_point_1d(lambda x: float(pes.truncated_estimates(task, [x]).sum(-2)[0]), -6.0, 0.5)
     assert fixed < opt
     assert task.objective(torch.tensor([fixed], dtype=F64)) > task.objective(torch.tensor([opt], dtype=F64))
 
 
 def test_meta_optimize_settles_at_the_fixed_points(task):
-    opt = b.fixed_point_1d(lambda x: float(task.gradient([x])[0]), -6.0, 0.5)
-    fixed = b.fixed_point_1d(lambda x: float(b.truncated_estimates(task, [x]).sum(-2)[0]), -6.0, 0.5)
+    opt = pes.fixed_point_1d(lambda x: float(task.gradient([x])[0]), -6.0, 0.5)
+    fixed = pes.fixed_point_1d(lambda x: float(pes.truncated_estimates(task, [x]).sum(-2)[0]), -6.0, 0.5)
     start = torch.tensor([math.log(0.05)], dtype=F64)
-    tr = b.meta_optimize(task, start, "truncated", episodes=40, lr=0.2)
-    pes = b.meta_optimize(task, start, "pes", episodes=40, lr=0.2, pairs=8, sigma=0.05, seed=3)
+    tr = pes.meta_optimize(task, start, "truncated", episodes=40, lr=0.2)
+    by_pes = pes.meta_optimize(task, start, "pes", episodes=40, lr=0.2, pairs=8, sigma=0.05, seed=3)
     assert abs(tr[-task.windows:].mean() - fixed) < 0.1
-    assert abs(pes[-10 * task.windows:].mean() - opt) < 0.1
+    assert abs(by_pes[-10 * task.windows:].mean() - opt) < 0.1
     with pytest.raises(ValueError, match="method"):
-        b.meta_optimize(task, start, "adam")
+        pes.meta_optimize(task, start, "adam")
 
 
 def test_ratio_is_one_where_greedy_is_optimal():
-    out = b.greedy_ratio_map([1, 1000], [0.0, 1.0], [0.0, 1.0], n=30, horizon=25, fit_steps=60)
+    out = horizon_bias.greedy_ratio_map([1, 1000], [0.0, 1.0], [0.0, 1.0], n=30, horizon=25, fit_steps=60)
     r = out["ratio"]
     np.testing.assert_allclose(r[:, :, 0], 1.0, atol=1e-6)     # deterministic
     np.testing.assert_allclose(r[:, 0, :], 1.0, atol=1e-6)     # kappa = 1 (spherical)
@@ -96,7 +96,7 @@ def test_spherical_greedy_is_the_best_linear_estimator():
     """kappa = 1: every momentum-SGD iterate is an affine average of the noisy targets; the best
     one has E[theta_T^2] = 1 / (1/A0 + T/sigma2), which greedy attains (and the fit cannot beat)."""
     n, T, c0, noise = 7, 20, 3.0, 0.5
-    out = b.greedy_ratio_map([1], [noise], n=n, horizon=T, c0=c0, fit_steps=30)
+    out = horizon_bias.greedy_ratio_map([1], [noise], n=n, horizon=T, c0=c0, fit_steps=30)
     closed = n * 0.5 / (1 / c0 ** 2 + T / noise)
     np.testing.assert_allclose(out["greedy"].item(), closed, rtol=1e-9)
     np.testing.assert_allclose(out["optimized"].item(), closed, rtol=1e-9)
@@ -106,7 +106,7 @@ def test_deterministic_greedy_is_the_best_krylov_polynomial():
     """noise 0: the loss after T steps of any momentum schedule is 1/2 sum h p(h)^2 c0^2 with
     deg p <= T, p(0) = 1; the least-squares minimum over such p is greedy's (CG's) loss."""
     n, kappa, T, c0 = 12, 10.0, 4, 2.0
-    h, s2, m0, v0 = b.noisy_problem(n, kappa, 0.0, c0)
+    h, s2, m0, v0 = horizon_bias.noisy_problem(n, kappa, 0.0, c0)
     greedy = nq.greedy_schedule(h, s2, m0, v0, T).losses[-1].item()
     hn = h.numpy()
     w = np.sqrt(0.5 * hn * c0 ** 2)
@@ -122,7 +122,7 @@ def test_preconditioner_change_of_variables_by_monte_carlo():
     gen = torch.Generator().manual_seed(0)
     h = torch.tensor([1.0, 0.3, 0.05, 0.01], dtype=F64)
     s2, c0, gamma, alpha, mu, T = 1.0 / h, 2.0, 0.5, 0.4, 0.5, 12
-    hp, s2p, a0p = b.precondition(h, s2, torch.full_like(h, c0 ** 2), gamma)
+    hp, s2p, a0p = horizon_bias.precondition(h, s2, torch.full_like(h, c0 ** 2), gamma)
     exact = nq.dynamics(hp, s2p, torch.sqrt(a0p), torch.zeros_like(h),
                         torch.full((T,), alpha, dtype=F64), torch.full((T,), mu, dtype=F64))[-1]
     m = 200_000
@@ -139,9 +139,9 @@ def test_preconditioner_change_of_variables_by_monte_carlo():
 
 
 def test_horizon_bias_matches_brute_force():
-    arrays = b.noisy_problem(20, 500.0, 1.0)
+    arrays = horizon_bias.noisy_problem(20, 500.0, 1.0)
     alphas, mus = [0.01, 0.05, 0.2, 0.8], [0.0, 0.9]
-    out = b.horizon_bias(arrays, [2, 10, 40], 60, alphas, mus)
+    out = horizon_bias.horizon_bias(arrays, [2, 10, 40], 60, alphas, mus)
     for k, T in enumerate([2, 10, 40]):
         cand = {(a, m): nq.dynamics(*arrays, torch.full((T,), a, dtype=F64),
                                     torch.full((T,), m, dtype=F64))[-1].item()
@@ -153,31 +153,32 @@ def test_horizon_bias_matches_brute_force():
         assert out["loss_at_final"][k] == pytest.approx(at_final.item(), rel=1e-12)
     assert out["best_final"] <= out["loss_at_final"].min() + 1e-12
     with pytest.raises(ValueError, match="final_horizon"):
-        b.horizon_bias(arrays, [2, 100], 60, alphas, mus)
+        horizon_bias.horizon_bias(arrays, [2, 100], 60, alphas, mus)
 
 
 def test_decay_horizon_bias_and_schedule():
-    a = b.decay_schedule(0.5, 2.0, 5, K=2.0)
+    a = horizon_bias.decay_schedule(0.5, 2.0, 5, K=2.0)
     np.testing.assert_allclose(a.numpy(), 0.5 / (1 + np.arange(5) / 2.0) ** 2)
-    arrays = b.noisy_problem(10, 100.0, 1.0)
-    out = b.decay_horizon_bias(arrays, [5, 40], 40, [0.05, 0.5], [0.01, 3.0], mu=0.5)
+    arrays = horizon_bias.noisy_problem(10, 100.0, 1.0)
+    out = horizon_bias.decay_horizon_bias(arrays, [5, 40], 40, [0.05, 0.5], [0.01, 3.0], mu=0.5)
     T = 5
-    best = min(nq.dynamics(*arrays, b.decay_schedule(a0, be, 40, 10.0)[:T], torch.full((T,), 0.5, dtype=F64))[-1].item()
+    best = min(nq.dynamics(*arrays, horizon_bias.decay_schedule(a0, be, 40, 10.0)[:T],
+                           torch.full((T,), 0.5, dtype=F64))[-1].item()
                for a0 in [0.05, 0.5] for be in [0.01, 3.0])
     assert out["loss_at_horizon"][0] == pytest.approx(best, rel=1e-12)
 
 
 def test_explore_outputs_are_consistent():
-    r = b.explore(kappa=300.0, noise=0.5, horizon=40, lr=0.1, mu=0.8, n=15, grid=6)
-    arrays = b.noisy_problem(15, 300.0, 0.5)
+    r = horizon_bias.explore(kappa=300.0, noise=0.5, horizon=40, lr=0.1, mu=0.8, n=15, grid=6)
+    arrays = horizon_bias.noisy_problem(15, 300.0, 0.5)
     g = nq.greedy_schedule(*arrays, 40)
     np.testing.assert_allclose(r["greedy_losses"], g.losses.numpy(), rtol=1e-12)
     fixed = nq.dynamics(*arrays, torch.full((40,), 0.1, dtype=F64), torch.full((40,), 0.8, dtype=F64))
     np.testing.assert_allclose(r["fixed_losses"], fixed.numpy(), rtol=1e-12)
     opt = nq.dynamics(*arrays, torch.as_tensor(r["optimized_alphas"]), torch.full((40,), 0.8, dtype=F64))
     np.testing.assert_allclose(r["optimized_losses"], opt.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(r["optimized_alphas"],
-                               b.decay_schedule(r["optimized_alpha0"], r["optimized_beta"], 40, 10.0).numpy())
+    expected = horizon_bias.decay_schedule(r["optimized_alpha0"], r["optimized_beta"], 40, 10.0)
+    np.testing.assert_allclose(r["optimized_alphas"], expected.numpy())
     # the chosen schedule beats every other member of its grid, e.g. the constant ones
     for a0 in np.logspace(-2.5, 0.5, 6):
         other = nq.dynamics(*arrays, torch.full((40,), a0, dtype=F64), torch.full((40,), 0.8, dtype=F64))[-1]
@@ -186,7 +187,7 @@ def test_explore_outputs_are_consistent():
 
 
 def test_explore_marks_divergence_as_inf():
-    r = b.explore(kappa=10.0, noise=1.0, horizon=200, lr=5.0, mu=0.9, n=5, grid=4)
+    r = horizon_bias.explore(kappa=10.0, noise=1.0, horizon=200, lr=5.0, mu=0.9, n=5, grid=4)
     assert np.isinf(r["fixed_losses"][-1])
 
 
@@ -195,16 +196,16 @@ def test_explore_marks_divergence_as_inf():
     (dict(kappa=0.5), "kappa"), (dict(noise=-1.0), "noise")])
 def test_explore_rejects_bad_input(kw, name):
     with pytest.raises(ValueError, match=name):
-        b.explore(**dict(dict(n=5, horizon=10, grid=3), **kw))
+        horizon_bias.explore(**dict(dict(n=5, horizon=10, grid=3), **kw))
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="gamma"):
-        b.precondition(torch.ones(3), torch.ones(3), torch.ones(3), 1.5)
+        horizon_bias.precondition(torch.ones(3), torch.ones(3), torch.ones(3), 1.5)
     with pytest.raises(ValueError, match="window"):
-        b.MetaTask(b.noisy_problem(5, 10.0), horizon=25, window=10)
+        pes.MetaTask(horizon_bias.noisy_problem(5, 10.0), horizon=25, window=10)
     with pytest.raises(ValueError, match="sigma"):
-        b.pes_estimates(b.MetaTask(b.noisy_problem(5, 10.0), 20, 10), torch.zeros(1), sigma=0.0)
+        pes.pes_estimates(pes.MetaTask(horizon_bias.noisy_problem(5, 10.0), 20, 10), torch.zeros(1), sigma=0.0)
 
 
 def test_plot_and_widget():
@@ -213,7 +214,7 @@ def test_plot_and_widget():
     matplotlib.use("Agg")
     from shortbias_lib import explorer
 
-    r = b.explore(n=5, horizon=20, grid=3)
+    r = horizon_bias.explore(n=5, horizon=20, grid=3)
     fig = explorer.plot_explore(r, "t")
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
     box = explorer.make_explorer(dict(horizon=20), n=5, grid=3)
@@ -228,7 +229,7 @@ def mnist_task():
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(300, 1, 28, 28, generator=gen)
     labels = torch.randint(0, 10, (300,), generator=gen)
-    return b.MNISTMetaTask((images, labels), (images[:100], labels[:100]), horizon=4, window=2,
+    return beyond_mnist.MNISTMetaTask((images, labels), (images[:100], labels[:100]), horizon=4, window=2,
                            batch_size=50, warm_steps=5, dtype=F64, sizes=(784, 12, 10))
 
 
@@ -237,7 +238,7 @@ def test_mnist_task_matches_a_plain_training_loop(mnist_task):
     from shortbias_lib.models import loss_fn, mlp_apply
 
     theta = torch.tensor([math.log(0.05), math.log(0.7)], dtype=F64)
-    alphas = b.schedule_from_theta(theta, 0, 4, mnist_task.K)
+    alphas = pes.schedule_from_theta(theta, 0, 4, mnist_task.K)
     w, v = list(mnist_task.w0), list(mnist_task.v0)
     logs = []
     for t in range(4):
@@ -265,18 +266,18 @@ def test_mnist_gradient_matches_finite_differences_and_one_window(mnist_task):
         with torch.no_grad():
             fd = (mnist_task.objective(theta + e) - mnist_task.objective(theta - e)) / 2e-5
         assert fd.item() == pytest.approx(g[i].item(), rel=1e-4, abs=1e-8)
-    one = b.MNISTMetaTask.__new__(b.MNISTMetaTask)
+    one = beyond_mnist.MNISTMetaTask.__new__(beyond_mnist.MNISTMetaTask)
     one.__dict__.update(mnist_task.__dict__, window=4, windows=1)
-    assert torch.allclose(b.truncated_estimates(one, theta).sum(-2), one.gradient(theta), rtol=1e-8)
+    assert torch.allclose(pes.truncated_estimates(one, theta).sum(-2), one.gradient(theta), rtol=1e-8)
 
 
 def test_mnist_pes_is_unbiased(mnist_task):
     theta = torch.tensor([math.log(0.2), math.log(0.7)], dtype=F64)
     exact = mnist_task.gradient(theta)
     runs = 300
-    est = b.pes_estimates(mnist_task, theta, pairs=2, sigma=1e-3, runs=runs,
+    est = pes.pes_estimates(mnist_task, theta, pairs=2, sigma=1e-3, runs=runs,
                           generator=torch.Generator().manual_seed(2)).sum(1)
     mean, se = est.mean(0), est.std(0) / math.sqrt(runs)
     assert torch.all((mean - exact).abs() < 4 * se), (mean, se, exact)
-    trunc = b.truncated_estimates(mnist_task, theta).sum(-2)
+    trunc = pes.truncated_estimates(mnist_task, theta).sum(-2)
     assert (trunc[0] - exact[0]).abs() > 4 * se[0]  # truncation is visibly biased here

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib.hypergrad import (BOUNDS, Hyperparameters, autograd_grad_hvp, finite_difference,
-                                     hypergradient, make_meta_optimizer, meta_loss, mlp_grad_hvp,
-                                     reverse_hypergradient, smd)
+from shortbias_lib.hvp import autograd_grad_hvp, mlp_grad_hvp
+from shortbias_lib.hypergrad import hypergradient, smd
+from shortbias_lib.hyperparams import BOUNDS, Hyperparameters
+from shortbias_lib.meta_optim import META_OPTIMIZERS, make_meta_optimizer
+from shortbias_lib.reference import finite_difference, meta_loss, reverse_hypergradient
 from shortbias_lib.models import cnn_apply, cnn_init, mlp_apply, mlp_init
 from shortbias_lib.training import BatchSampler, init_state
-from shortbias_lib import hypergrad
 
 F64 = torch.float64
 
@@ -362,15 +363,15 @@ def test_generators_of_batches_give_the_same_hypergradient():
 def test_meta_optimizer_state_round_trip_continues_the_same_path(name):
     """Stopping after 3 steps and continuing from state_dict gives the uninterrupted path."""
     grad = lambda u: np.array([2.0 * u[0] - 1.0, np.sin(u[1])])  # noqa: E731
-    whole = hypergrad.META_OPTIMIZERS[name](lr=0.1)
-    first = hypergrad.META_OPTIMIZERS[name](lr=0.1)
+    whole = META_OPTIMIZERS[name](lr=0.1)
+    first = META_OPTIMIZERS[name](lr=0.1)
     assert set(first.state_dict()) and all(np.size(v) == 0 for k, v in first.state_dict().items()
                                            if k != "t")
     u = v = np.array([0.3, -0.7])
     for _ in range(3):
         u = whole.step(u, grad(u))
         v = first.step(v, grad(v))
-    second = hypergrad.META_OPTIMIZERS[name](lr=0.1)
+    second = META_OPTIMIZERS[name](lr=0.1)
     second.load_state_dict({k: np.array(x) for k, x in first.state_dict().items()})
     for _ in range(4):
         u = whole.step(u, grad(u))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond, data, notebook, online, runs
+from shortbias_lib import beyond, beyond_mnist, data, notebook, online, runs
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib.__main__ import EXPERIMENTS, main
 from shortbias_lib.errors import DataError, ResultFileError, ResultLockedError, ResultsFolderError
@@ -136,7 +136,7 @@ def test_a_lock_where_none_can_be_made(tmp_path, monkeypatch):
 def test_experiments_refuse_to_run_while_their_file_is_locked(tmp_path, small_figure3,
                                                               synthetic_mnist):
     cases = [(nq.run_figure3, "figure3"), (beyond.run_beyond_nqm, "beyond"),
-             (beyond.run_beyond_mnist, "beyond_mnist"), (online.run_online, "online")]
+             (beyond_mnist.run_beyond_mnist, "beyond_mnist"), (online.run_online, "online")]
     for run, name in cases:
         with runs.run_lock(runs.result_path(name, "smoke", 3, tmp_path)):
             with pytest.raises(ResultLockedError, match=f"{name}_smoke_seed3.npz is being computed"):
@@ -345,7 +345,7 @@ def test_check_seed_accepts_integers_in_range():
 def test_every_experiment_checks_its_seed_before_any_work(tmp_path, seed):
     results = tmp_path / "results"
     for run in (nq.run_figure3, online.run_online, beyond.run_beyond, beyond.run_beyond_nqm,
-                beyond.run_beyond_mnist, data.run_check):
+                beyond_mnist.run_beyond_mnist, data.run_check):
         with pytest.raises(ValueError, match="seed must be an integer"):
             run("smoke", device="cpu", seed=seed, data_root=tmp_path / "none", results=results)
     with pytest.raises(ValueError, match="seed must be an integer"):
@@ -554,18 +554,18 @@ def test_beyond_mnist_does_not_reuse_a_result_made_from_other_data(tmp_path, mon
     def compute(path, cfg, profile, seed, dataset):  # writes a valid file, as the real one would
         computed.append(dataset.fingerprint)
         arrays = {name: np.zeros([n if n is not None else 1 for n in shape])
-                  for name, shape in beyond._mnist_expected(cfg).items()}
+                  for name, shape in beyond_mnist._mnist_expected(cfg).items()}
         meta = runs.provenance(profile, "cpu", seed, **cfg)
         meta["data"] = {"source": "synthetic", "fingerprint": recorded}
         runs.save_result(path, arrays, meta)
 
-    monkeypatch.setattr(beyond, "_compute_beyond_mnist", compute)
+    monkeypatch.setattr(beyond_mnist, "_compute_beyond_mnist", compute)
     recorded = "yesterday"
-    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path)
+    beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path)
     assert computed == ["today"]
-    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # recorded "yesterday": redone
+    beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # recorded "yesterday": redone
     assert computed == ["today", "today"]
     recorded = "today"
-    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path, resume=False)
-    beyond.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # same data: reused
+    beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path, resume=False)
+    beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # same data: reused
     assert computed == ["today", "today", "today"]

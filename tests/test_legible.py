@@ -204,10 +204,10 @@ def _nqm_comparison():
 
 
 def _explorer():
-    from shortbias_lib import beyond, explorer
+    from shortbias_lib import explorer, horizon_bias
 
     kw = dict(kappa=1000.0, noise=1.0, horizon=20, lr=0.05, mu=0.9)
-    return explorer.plot_explore(beyond.explore(**kw, n=5, grid=3), explorer._title(**kw))
+    return explorer.plot_explore(horizon_bias.explore(**kw, n=5, grid=3), explorer._title(**kw))
 
 
 def _comparisons():
@@ -228,10 +228,10 @@ def _comparison_figure():
 
 
 def _precision():
-    from shortbias_lib import precision
+    from shortbias_lib import plot_precision, precision
 
     arrays, _ = precision.load_precision(precision.archive_path())
-    return precision.plot_relative_differences(arrays)
+    return plot_precision.plot_relative_differences(arrays)
 
 
 FIGURES = {
@@ -246,20 +246,11 @@ FIGURES = {
     "nqm_prediction.plot_comparison": _nqm_comparison,
     "explorer.plot_explore": _explorer,
     "report.comparison_figure": _comparison_figure,
-    "precision.plot_relative_differences": _precision,
+    "plot_precision.plot_relative_differences": _precision,
 }
 
 
-# precision.py is being edited elsewhere: its figure needs the change named here (a strict xfail,
-# so the test says when it has been made and the mark can go).
-PENDING = {"precision.plot_relative_differences": (
-    "precision.plot_relative_differences: figsize (10, 4.8) -> (6.8, 3.6), and no explicit "
-    "fontsize=8 (legend) or fontsize=10 (titles): the book style's sizes")}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=PENDING[name]))
-    if name in PENDING else name for name in FIGURES])
+@pytest.mark.parametrize("name", list(FIGURES))
 def test_every_library_figure_shows_its_text_at_9_pt_or_more(name):
     fig = FIGURES[name]()
     size, text = smallest_displayed_font_pt(fig, with_text=True)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import precision, runs
-from shortbias_lib.hypergrad import Hyperparameters
+from shortbias_lib import precision, precision_analysis, precision_variants, runs
+from shortbias_lib.hyperparams import Hyperparameters
 from shortbias_lib.models import mlp_init
 from shortbias_lib.offline import StepBatches
 from shortbias_lib.training import init_state
@@ -32,7 +32,7 @@ def _problem(dtype=torch.float64, lr=0.05):
 
 
 def _perturbed(state, eps, direction=1):
-    params = precision.perturb(state.params, eps, torch.Generator().manual_seed(direction))
+    params = precision_variants.perturb(state.params, eps, torch.Generator().manual_seed(direction))
     return init_state(params, state.velocity)
 
 
@@ -49,18 +49,18 @@ def test_zero_perturbation_changes_nothing_exactly():
     state, hyper, batches, objective = _problem()
     zero = _perturbed(state, 0.0)
     assert all(torch.equal(a, b) for a, b in zip(zero.params, state.params))
-    loss0, grad0, bad0, _ = precision.measure(state, hyper, batches, 8, objective)
-    loss1, grad1, bad1, _ = precision.measure(zero, hyper, batches, 8, objective)
+    loss0, grad0, bad0, _ = precision_variants.measure(state, hyper, batches, 8, objective)
+    loss1, grad1, bad1, _ = precision_variants.measure(zero, hyper, batches, 8, objective)
     assert bad0 == bad1 == -1
     assert loss1 == loss0 and np.array_equal(grad1, grad0)
 
 
 def test_smaller_perturbation_gives_proportionally_smaller_difference_at_short_horizon():
     state, hyper, batches, objective = _problem()
-    _, reference, _, _ = precision.measure(state, hyper, batches, 5, objective)
+    _, reference, _, _ = precision_variants.measure(state, hyper, batches, 5, objective)
     differences = []
     for eps in (1e-5, 1e-7, 1e-9):
-        _, grad, _, _ = precision.measure(_perturbed(state, eps), hyper, batches, 5, objective)
+        _, grad, _, _ = precision_variants.measure(_perturbed(state, eps), hyper, batches, 5, objective)
         differences.append(np.abs(grad - reference).max() / np.abs(reference).max())
     assert 0 < differences[2] < differences[1] < differences[0]
     # Linear response: 100 times smaller perturbation, about 100 times smaller difference.
@@ -70,14 +70,14 @@ def test_smaller_perturbation_gives_proportionally_smaller_difference_at_short_h
 
 def test_perturbation_is_relative_to_each_tensor_and_reproducible():
     params = (torch.full((50, 40), 2.0, dtype=torch.float64), torch.full((50,), 1e-3, dtype=torch.float64))
-    a = precision.perturb(params, 1e-3, torch.Generator().manual_seed(3))
-    b = precision.perturb(params, 1e-3, torch.Generator().manual_seed(3))
+    a = precision_variants.perturb(params, 1e-3, torch.Generator().manual_seed(3))
+    b = precision_variants.perturb(params, 1e-3, torch.Generator().manual_seed(3))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     for p, q in zip(params, a):
         relative = ((q - p).norm() / p.norm()).item()
         assert 0.5e-3 < relative < 2e-3
     with pytest.raises(ValueError, match="eps"):
-        precision.perturb(params, -1.0, torch.Generator())
+        precision_variants.perturb(params, -1.0, torch.Generator())
 
 
 def test_float32_and_float64_agree_tightly_at_a_short_horizon():
@@ -88,7 +88,7 @@ def test_float32_and_float64_agree_tightly_at_a_short_horizon():
         state = init_state(tuple(p.to(torch.float32).to(dtype) for p in state64.params))
         batches = StepBatches(images.to(dtype), labels, 10, seed=4)
         for path in ("fast", "double backward"):
-            loss, grad, bad, _ = precision.measure(state, hyper, batches, 5,
+            loss, grad, bad, _ = precision_variants.measure(state, hyper, batches, 5,
                                                    [(images[:60].to(dtype), labels[:60])], path=path)
             assert bad == -1
             grads[dtype, path] = (loss, grad)
@@ -108,26 +108,26 @@ def test_measure_draws_batches_lazily_and_reports_divergence():
         calls.append(t)
         return batches(t)
 
-    precision.measure(state, hyper, counted, 7, objective)
+    precision_variants.measure(state, hyper, counted, 7, objective)
     assert calls == list(range(7))
 
     def broken(t):   # a NaN input at step 3 makes the loss NaN there
         images, labels = batches(t)
         return (images * float("nan") if t == 3 else images), labels
 
-    loss, grad, bad, _ = precision.measure(state, hyper, broken, 10, objective)
+    loss, grad, bad, _ = precision_variants.measure(state, hyper, broken, 10, objective)
     assert np.isnan(loss) and np.all(np.isnan(grad)) and bad == 3
 
 
 def test_variants_follow_the_configuration():
     config = _tiny_config()
-    kinds = [v["kind"] for v in precision.variants(config)]
+    kinds = [v["kind"] for v in precision_variants.variants(config)]
     assert kinds == ["float64", "float32", "float32 double backward", "float64 perturbed", "float64 perturbed",
                      "float32 perturbed", "float64 small perturbation", "float64 other minibatches",
                      "float32 other minibatches"]
-    assert [v["path"] for v in precision.variants(config)][1:3] == ["fast", "double backward"]
-    assert len(precision.variants(_tiny_config(small_perturbation=0.0, batch_resamples=0))) == 6
-    assert len(precision.variants(_tiny_config(batch_resamples=3))) == 13
+    assert [v["path"] for v in precision_variants.variants(config)][1:3] == ["fast", "double backward"]
+    assert len(precision_variants.variants(_tiny_config(small_perturbation=0.0, batch_resamples=0))) == 6
+    assert len(precision_variants.variants(_tiny_config(batch_resamples=3))) == 13
 
 
 def test_profiles_and_bad_configurations():
@@ -153,7 +153,7 @@ def test_result_file_round_trips_is_reused_and_resumes(tmp_path):
     assert np.all(arrays["done"]) and np.all(np.isfinite(arrays["grad"]))
     loaded, loaded_meta = precision.load_precision(path)
     assert np.array_equal(loaded["grad"], arrays["grad"]) and loaded_meta == meta
-    assert list(loaded["summary_verdict"]) == precision.verdicts(loaded)
+    assert list(loaded["summary_verdict"]) == precision_analysis.verdicts(loaded)
 
     def fail(stage):
         raise AssertionError(f"a finished file must be reused, not recomputed ({stage})")
@@ -207,41 +207,41 @@ def _fake(f32, perturbed, batches=(1.0, 1.0, 1.0), f32_other=None):
 
 def test_verdicts_and_conclusion_come_from_the_numbers():
     arrays = _fake([1e-4, 0.3, 0.5], [1e-7, 0.2, 1e-4])
-    assert precision.verdicts(arrays) == ["agree", "sensitivity", "roundoff"]
-    arrays.update(precision.summary(arrays))
+    assert precision_analysis.verdicts(arrays) == ["agree", "sensitivity", "roundoff"]
+    arrays.update(precision_analysis.summary(arrays))
     assert list(arrays["summary_verdict"]) == ["agree", "sensitivity", "roundoff"]
     assert list(arrays["summary_perturbed_over"]) == [0, 1, 0]
-    text = precision.conclusion(arrays)
+    text = precision_analysis.conclusion(arrays)
     assert (text.index("At T = 100 all 1 float32 computations agree") < text.index("sensitivity is")
             < text.index("float64 is stable there"))
     assert "at T = 1000 float64 would not make them more meaningful" in text
     assert "at T = 5000 whether its hypergradients are right" in text and "erratic" not in text
-    assert "sensitivity is" in precision.headline(arrays)
-    assert "float32 roundoff is the issue" in precision.headline(arrays)
+    assert "sensitivity is" in precision_analysis.headline(arrays)
+    assert "float32 roundoff is the issue" in precision_analysis.headline(arrays)
     # float32's error a thousand times smaller on the other minibatches: erratic.
     arrays = _fake([1e-2, 0.5, 0.5], [1e-7, 1e-7, 1e-7], f32_other=[1e-5, 1e-4, 1e-4])
-    arrays.update(precision.summary(arrays))
-    assert "erratic" in precision.conclusion(arrays)
+    arrays.update(precision_analysis.summary(arrays))
+    assert "erratic" in precision_analysis.conclusion(arrays)
     arrays = _fake([1e-5, 1e-4], [1e-5, 1e-4])
-    arrays.update(precision.summary(arrays))
+    arrays.update(precision_analysis.summary(arrays))
     assert list(arrays["summary_verdict"]) == ["agree", "agree"]
-    assert "as good as float64" in precision.headline(arrays)
-    assert "it gets float64's hypergradients" in precision.conclusion(arrays)
+    assert "as good as float64" in precision_analysis.headline(arrays)
+    assert "it gets float64's hypergradients" in precision_analysis.conclusion(arrays)
     diverged = _fake([np.nan, 0.1], [0.1, 0.1])
-    assert precision.verdicts(diverged)[0] == "diverged"
+    assert precision_analysis.verdicts(diverged)[0] == "diverged"
 
 
 def test_rounding_the_weights_loses_updates_below_half_a_float32_unit():
     state, _, batches, objective = _problem()
     state = init_state(tuple(p.float().double() for p in state.params))
     tiny = Hyperparameters(lr=1e-12, momentum=0.0, beta=1.0, K=20.0, learn=("lr", "beta"))
-    objective_values, lost = precision.rounded_weights_run(state, tiny, batches, (2, 4), objective)
+    objective_values, lost = precision_variants.rounded_weights_run(state, tiny, batches, (2, 4), objective)
     # Every update of a nonzero weight is lost (the zero biases do move): the weights stay put.
     assert lost.shape == (4,) and np.all(lost > 0.9)
-    start, _, _, _ = precision.measure(state, tiny, batches, 1, objective)
+    start, _, _, _ = precision_variants.measure(state, tiny, batches, 1, objective)
     assert objective_values == pytest.approx([start, start], rel=1e-9)
     normal = Hyperparameters(lr=0.5, momentum=0.0, beta=1.0, K=20.0, learn=("lr", "beta"))
-    _, lost = precision.rounded_weights_run(state, normal, batches, (4,), objective)
+    _, lost = precision_variants.rounded_weights_run(state, normal, batches, (4,), objective)
     assert np.all(lost < 0.5)
 
 

@@ -1,0 +1,79 @@
+"""Meta-optimizers on the small vector ``u`` of learned hyperparameters (Algorithm 1's update).
+
+:class:`Adam` and :class:`Momentum` on NumPy vectors, with their state as arrays
+(``state_dict`` / ``load_state_dict``); :func:`make_meta_optimizer` picks one by name.
+"""
+
+import numpy as np
+
+from .training import check_momentum
+
+
+class Adam:
+    """Adam on a small NumPy vector (Kingma & Ba 2015), minimizing."""
+
+    def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
+        if not lr > 0:
+            raise ValueError(f"meta_lr must be > 0; got {lr!r}")
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = self.s = None
+        self.t = 0
+
+    def step(self, u, grad):
+        if self.m is None:
+            self.m, self.s = np.zeros_like(u), np.zeros_like(u)
+        self.t += 1
+        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+        self.s = self.beta2 * self.s + (1 - self.beta2) * grad ** 2
+        m_hat = self.m / (1 - self.beta1 ** self.t)
+        s_hat = self.s / (1 - self.beta2 ** self.t)
+        return u - self.lr * m_hat / (np.sqrt(s_hat) + self.eps)
+
+    def state_dict(self):
+        """The moments and step count as arrays (empty moments before the first step)."""
+        empty = np.zeros(0)
+        return {"m": empty if self.m is None else np.array(self.m),
+                "s": empty if self.s is None else np.array(self.s), "t": int(self.t)}
+
+    def load_state_dict(self, state):
+        """Continue from :meth:`state_dict`'s output."""
+        self.t = int(state["t"])
+        started = self.t > 0 and np.size(state["m"]) > 0
+        self.m = np.array(state["m"], dtype=np.float64) if started else None
+        self.s = np.array(state["s"], dtype=np.float64) if started else None
+
+
+class Momentum:
+    """Heavy-ball momentum on a small NumPy vector, minimizing."""
+
+    def __init__(self, lr=1e-2, momentum=0.9):
+        if not lr > 0:
+            raise ValueError(f"meta_lr must be > 0; got {lr!r}")
+        check_momentum(momentum, "meta_momentum")
+        self.lr, self.momentum = lr, momentum
+        self.velocity = None
+
+    def step(self, u, grad):
+        if self.velocity is None:
+            self.velocity = np.zeros_like(u)
+        self.velocity = self.momentum * self.velocity + grad
+        return u - self.lr * self.velocity
+
+    def state_dict(self):
+        """The velocity as an array (empty before the first step)."""
+        return {"velocity": np.zeros(0) if self.velocity is None else np.array(self.velocity)}
+
+    def load_state_dict(self, state):
+        """Continue from :meth:`state_dict`'s output."""
+        velocity = np.asarray(state["velocity"], dtype=np.float64)
+        self.velocity = velocity.copy() if velocity.size else None
+
+
+META_OPTIMIZERS = {"adam": Adam, "momentum": Momentum}
+
+
+def make_meta_optimizer(name="adam", lr=1e-2, **kwargs):
+    """``"adam"`` or ``"momentum"`` meta-optimizer with meta learning rate ``lr``."""
+    if name not in META_OPTIMIZERS:
+        raise ValueError(f"meta_optimizer must be one of {', '.join(META_OPTIMIZERS)}; got {name!r}")
+    return META_OPTIMIZERS[name](lr, **kwargs)
