@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -82,7 +84,7 @@ cifar = data.load("cifar10", train=True, root=data_root, limit=64)
 # differentiation gives $\partial L(\theta_T) / \partial \alpha$, the *hypergradient*. The
 # paper draws this as its Figure 4; the figure below is our drawing of the same graph.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "SGD in the form of a computation graph (after the paper's Figure 4). Each step takes the weights and a minibatch, computes the gradient, and updates the weights with the learning rate alpha, a single input shared by all steps; the meta-objective L is measured after the last step, and the hypergradient (dashed) is its derivative with respect to alpha through the whole graph.", "name": "fig-smd-graph"}}
+# %% mystnb={"figure": {"caption": "SGD in the form of a computation graph (after the paper's Figure 4). Each step takes the weights and a minibatch, computes the gradient, and updates the weights with the learning rate alpha, a single input shared by all steps; the meta-objective L is measured after the last step, and the hypergradient (dashed) is its derivative with respect to alpha through the whole graph.", "name": "fig-smd-graph"}} tags=["hide-input"]
 ax = unrolled_sgd_graph(steps=2)
 plt.show()
 

@@ -209,3 +209,15 @@ def test_progress_draws_a_bar_on_a_terminal():
     for _ in runs.progress(range(3), desc="tty", file=out, mininterval=0):
         pass
     assert "\r" in out.getvalue() and "|" in out.getvalue()  # tqdm's redrawn bar
+
+
+@pytest.mark.parametrize("source", sorted((REPO_ROOT / "book").glob("*.py")), ids=lambda path: path.name)
+def test_chapter_sources_survive_the_notebook_round_trip_unchanged(source):
+    """`make lab` pairs each chapter with a notebook (jupytext --sync): a source not already in
+    the form Jupytext writes would be rewritten by it (header fields, cell-option order)."""
+    import jupytext
+
+    text = source.read_text()
+    notebook = jupytext.reads(jupytext.writes(jupytext.reads(text, fmt="py:percent"), fmt="ipynb"), fmt="ipynb")
+    assert jupytext.writes(notebook, fmt="py:percent") == text, \
+        f"run `jupytext --to py:percent book/{source.name}` on its notebook, or see CONTRIBUTING.md"
