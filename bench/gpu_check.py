@@ -10,12 +10,12 @@ own entry points, times them, and projects the paper profile's full time:
 * ``offline_sweep``: ``training.train_batched`` with all 2,500 schedules of
   the paper profile in one pass (the profile's chunk), and with Figure 6's 8
   schedules, for a few steps each; ``training.batched_loss`` and
-  ``offline.batched_metrics`` for the objective and the curves' records;
+  ``offline_training.batched_metrics`` for the objective and the curves' records;
   projects the sweep (its chunks x 20,000 steps + 4 objectives each) and
   Figure 6;
-* ``offline_smd``: ``offline.smd_trajectory`` one meta step at T = 100 and
+* ``offline_smd``: ``offline_smd.smd_trajectory`` one meta step at T = 100 and
   one at T = 5000 (fewer if the slice's budget says so), batches drawn
-  lazily from ``offline.StepBatches``; the two give seconds per lookahead
+  lazily from ``offline_training.StepBatches``; the two give seconds per lookahead
   step and per meta-objective, which project the 6 x 5,000 meta steps;
   peak CUDA memory of each;
 * ``online_mnist`` and ``online_cifar10``: ``online.online_run`` in baseline
@@ -62,7 +62,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
-from shortbias_lib import measure, models, offline, online, training  # noqa: E402
+from shortbias_lib import (measure, models, offline, offline_design, offline_smd, offline_training,  # noqa: E402
+                           online, training)
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -208,9 +209,9 @@ def slice_offline_sweep(ctx):
     n_obj = len(labels) if tiny else int(cfg["objective_examples"])
     eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
     params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
-    batches = offline.StepBatches(images, labels, int(cfg["batch_size"]), seed=2)
+    batches = offline_training.StepBatches(images, labels, int(cfg["batch_size"]), seed=2)
     batches(0)
-    log_a, log_b = offline.sample_hyperparameters(S_all, 0)
+    log_a, log_b = offline_design.sample_hyperparameters(S_all, 0)
     alpha0, beta = torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b)
     share = ctx["budget"] / 8
     per_step, times, errors = {}, {}, {}
@@ -233,8 +234,8 @@ def slice_offline_sweep(ctx):
             log(f"  objective ({n_obj} examples) of {S} runs: {times['objective']:.3f} s")
         if name == "curves":
             times["curve_record"], _ = clock.time(
-                lambda p: (offline.batched_metrics(p, images, labels, chunk=eval_chunk),
-                           offline.batched_metrics(p, test_x, test_y, chunk=eval_chunk)), result.params)
+                lambda p: (offline_training.batched_metrics(p, images, labels, chunk=eval_chunk),
+                           offline_training.batched_metrics(p, test_x, test_y, chunk=eval_chunk)), result.params)
             log(f"  Figure 6 record (train and test metrics) of {S} runs: {times['curve_record']:.3f} s")
     flops = flops_per_sample_step(cfg["sizes"], int(cfg["batch_size"]))
     if "all" not in per_step:  # one pass failed: project it from the chunk
@@ -266,7 +267,7 @@ def slice_offline_sweep(ctx):
 
 
 def slice_offline_smd(ctx):
-    """offline.smd_trajectory: one meta step at T = 100 and one at T = 5000, lazy batches."""
+    """offline_smd.smd_trajectory: one meta step at T = 100 and one at T = 5000, lazy batches."""
     cfg = ctx["paper_offline"]
     device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
     (images, labels), _, _ = ctx["mnist"]
@@ -274,17 +275,17 @@ def slice_offline_smd(ctx):
     eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
     objective_batches = [(images[s:s + eval_chunk], labels[s:s + eval_chunk]) for s in range(0, n_obj, eval_chunk)]
     params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
-    warm = offline.warm_start(params, offline.StepBatches(images, labels, int(cfg["batch_size"]), 1),
+    warm = offline_training.warm_start(params, offline_training.StepBatches(images, labels, int(cfg["batch_size"]), 1),
                               int(cfg["warm_steps"]), cfg["warm_lr"], cfg["warm_momentum"], cfg["convention"])
     K, mu = float(cfg["K"]), cfg["momentum"]
 
     def meta_step(T, seed):
-        batches = offline.StepBatches(images, labels, int(cfg["batch_size"]), seed)
+        batches = offline_training.StepBatches(images, labels, int(cfg["batch_size"]), seed)
         batches(0)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() if device.type == "cuda" else 0
-        seconds, out = clock.time(offline.smd_trajectory, warm, cfg["smd_alpha0"], cfg["smd_betas"][0], K, T, 1,
+        seconds, out = clock.time(offline_smd.smd_trajectory, warm, cfg["smd_alpha0"], cfg["smd_betas"][0], K, T, 1,
                                   batches, objective_batches, momentum=mu, meta_lr=cfg["smd_meta_lr"],
                                   clip=cfg["smd_clip"], convention=cfg["convention"])
         peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if device.type == "cuda" else float("nan")

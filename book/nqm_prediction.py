@@ -59,7 +59,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import nqm_prediction as npred
-from shortbias_lib import offline
+from shortbias_lib import offline, offline_surface, offline_training
 from shortbias_lib.data import load
 from shortbias_lib.models import mlp_apply
 from shortbias_lib.profiles import pick
@@ -70,7 +70,7 @@ archived, archived_meta = offline.load_offline(offline.archive_path(seed=0, prof
 config = archived_meta["config"]
 horizons = [int(h) for h in config["horizons"]]
 ranges = (tuple(config["log10_alpha0_range"]), tuple(config["log10_beta_range"]))
-warm = offline.warm_state(archived)
+warm = offline_training.warm_state(archived)
 glue("np_floor_rel", npred.FLOOR, display=False)
 glue("np_alt_floors", " and ".join(f"{f:.0e}" for f in npred.ALT_FLOORS), display=False)
 
@@ -182,8 +182,8 @@ nqm2, info2 = npred.build_nqm(m2, npred.FLOOR * float(m2["top_values"][0]), size
 pred2 = npred.predict(nqm2, horizons, config["K"], config["momentum"], *ranges, *sizes["grid"])
 
 # %% tags=["remove-input"]
-rows = offline.summary_rows(archived, config)
-claims = offline.claims(archived)
+rows = offline_surface.summary_rows(archived, config)
+claims = offline_surface.claims(archived)
 measured_beta = np.array([r["beta"] for r in rows])
 predicted_beta = 10.0 ** pred["log10_beta"]
 inside = [r["beta_low"] <= b <= r["beta_high"] for r, b in zip(rows, predicted_beta)]
@@ -214,7 +214,7 @@ figure = npred.plot_comparison(horizons, npred.curves(predictions, pred2), rows,
 
 # %% tags=["remove-input"]
 best_long = rows[-1]
-later = npred.later_points(mlp_apply, warm, offline.StepBatches(train.images, train.labels,
+later = npred.later_points(mlp_apply, warm, offline_training.StepBatches(train.images, train.labels,
                                                                 int(config["batch_size"]), seed),
                            best_long["alpha0"], best_long["beta"], config["K"], config["momentum"],
                            sizes["later"], images, labels, k=sizes["later_k"],
@@ -300,7 +300,7 @@ glue("np_rep_inside", int(sum(r["beta_low"] <= 10 ** b <= r["beta_high"]
                               for r, b in zip(rows, pred2["log10_beta"]))), display=False)
 glue("np_pred_final_beta", float(predicted_beta[-1]), display=False)
 glue("np_meas_final_beta", float(measured_beta[-1]), display=False)
-glue("np_edges", Markdown(offline.edge_sentence(archived, config) or "No measured optimum lies at an end of the sampled range."), display=False)
+glue("np_edges", Markdown(offline_surface.edge_sentence(archived, config) or "No measured optimum lies at an end of the sampled range."), display=False)
 glue("np_meas_final_beta_high", float(rows[-1]["beta_high"]), display=False)
 glue("np_final_excess", float(pred["final_loss"][-1]), display=False)
 glue("np_meas_final", float(measured_final[-1]), display=False)

@@ -60,7 +60,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import offline, plot_offline, report, training
+from shortbias_lib import offline, offline_smd, offline_surface, plot_offline, report, training
 from shortbias_lib.notebook import show_source
 
 # The live run of this page's profile (a longer run can be shown instead: point
@@ -163,13 +163,13 @@ figure = plot_offline.plot_surfaces(archived, archived_config)
 # every archived run.
 
 # %% tags=["remove-input"]
-display(Markdown(offline.summary_table(archived, archived_config)))
+display(Markdown(offline_surface.summary_table(archived, archived_config)))
 
 # %% tags=["remove-input"]
 display(Markdown(plot_offline.claims_table(archived_runs)))
 
 # %% tags=["remove-cell"]
-arch = offline.claims(archived)
+arch = offline_surface.claims(archived)
 glue("arch_beta_ratio", float(arch["beta_ratio"]), display=False)
 glue("arch_beta_low", float(arch["beta_ratio_interval"][0]), display=False)
 glue("arch_beta_high", float(arch["beta_ratio_interval"][1]), display=False)
@@ -185,11 +185,11 @@ every_claim = [c for _, a, m, path in archived_runs for c in report.comparisons_
 glue("arch_runs", len(archived_runs), display=False)
 glue("arch_claims_held", sum(c.verdict == "holds" for c in every_claim), display=False)
 glue("arch_claims_all", len(every_claim), display=False)
-arch_rows = offline.summary_rows(archived, archived_config)
+arch_rows = offline_surface.summary_rows(archived, archived_config)
 arch_betas = np.array([row["beta"] for row in arch_rows])
 glue("arch_beta_trend", "falls" if np.all(np.diff(arch_betas) < 0) else
      "never rises" if np.all(np.diff(arch_betas) <= 0) else "does not fall monotonically", display=False)
-glue("arch_edges", Markdown(offline.edge_sentence(archived, archived_config)), display=False)
+glue("arch_edges", Markdown(offline_surface.edge_sentence(archived, archived_config)), display=False)
 glue("arch_T_short", archived_horizons[0], display=False)
 glue("arch_T_long", archived_horizons[-1], display=False)
 
@@ -261,7 +261,7 @@ display(Markdown(plot_offline.smd_table(archived, archived_config)))
 
 # %% tags=["remove-cell"]
 glue("arch_smd_near", plot_offline.smd_near_optimum(archived, archived_config), display=False)
-glue("arch_smd_runs", len(offline.smd_trajectories(archived, archived_config)), display=False)
+glue("arch_smd_runs", len(offline_smd.smd_trajectories(archived, archived_config)), display=False)
 
 # %% [markdown]
 # {glue:text}`arch_smd_near` of the {glue:text}`arch_smd_runs` SMD runs end with $\beta$
@@ -281,7 +281,7 @@ glue("arch_smd_runs", len(offline.smd_trajectories(archived, archived_config)), 
 figure = plot_offline.plot_surfaces(arrays, config)
 
 # %% tags=["remove-input"]
-display(Markdown(offline.summary_table(arrays, config)))
+display(Markdown(offline_surface.summary_table(arrays, config)))
 live_claims = report.comparisons_of(arrays, meta, os.path.basename(shown_file))
 report.comparison_table(live_claims)
 
@@ -292,7 +292,7 @@ figure = plot_offline.plot_training_curves(arrays, config)
 figure = plot_offline.plot_smd_losses(arrays, config)
 
 # %% tags=["remove-cell"]
-live = offline.claims(arrays)
+live = offline_surface.claims(arrays)
 glue("off_T_short", horizons[0], display=False)
 glue("off_T_long", horizons[-1], display=False)
 glue("off_beta_ratio", float(live["beta_ratio"]), display=False)
@@ -304,7 +304,7 @@ n_diverged = int((arrays["diverged_step"] >= 0).sum())
 glue("off_diverged", n_diverged, display=False)
 glue("off_samples", len(arrays["diverged_step"]), display=False)
 glue("off_smd_near", plot_offline.smd_near_optimum(arrays, config), display=False)
-glue("off_smd_runs", len(offline.smd_trajectories(arrays, config)), display=False)
+glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=False)
 
 # %% [markdown]
 # In the live run the best-$\beta$ ratio between the {glue:text}`off_T_short`- and
@@ -407,7 +407,7 @@ assert decay_factor(beta_short, T_short) > 3 and decay_factor(beta_long, T_short
 assert decay_factor(beta_short, T_long) > 1e6 * decay_factor(beta_long, T_long)
 # Exercise 2: the CPU design's optima on the range's edges (its point ratio is the range's
 # width), the paper's design's inside it; the intervals overlap, both lower ends above 100.
-cpu_rows, cpu_claims = offline.summary_rows(cpu_archived, cpu_meta["config"]), offline.claims(cpu_archived)
+cpu_rows, cpu_claims = offline_surface.summary_rows(cpu_archived, cpu_meta["config"]), offline_surface.claims(cpu_archived)
 beta_range = archived_config["log10_beta_range"]
 assert [cpu_rows[0]["beta_edge"], cpu_rows[-1]["beta_edge"]] == ["upper", "lower"]
 assert not arch_rows[0]["beta_edge"] and not arch_rows[-1]["beta_edge"]

@@ -60,7 +60,7 @@ class MNISTMetaTask(MetaTask):
                  batch_size=100, seed=0, warm_steps=50, cap=10.0, dtype=torch.float32,
                  sizes=(784, 100, 100, 10)):
         from .models import mlp_init
-        from .offline import StepBatches, warm_start
+        from .offline_training import StepBatches, warm_start
 
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "

@@ -6,7 +6,9 @@ import os
 import numpy as np
 
 from . import report, runs
-from .offline import PAPER_HORIZONS, sample_run_steps, smd_trajectories, summary_rows, surface_grids
+from .offline_config import PAPER_HORIZONS
+from .offline_smd import smd_trajectories
+from .offline_surface import sample_run_steps, summary_rows, surface_grids
 
 
 def settings_table(shown):

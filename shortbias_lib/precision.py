@@ -52,9 +52,10 @@ import torch
 
 from . import runs
 from .hyperparams import Hyperparameters
-from .offline import BASE as OFFLINE_BASE
-from .offline import (StepBatches, _load_same, _seed, json_roundtrip, seeded_warm_start, warm_arrays,
-                      warm_state)
+from .offline import _load_same, json_roundtrip
+from .offline_config import BASE as OFFLINE_BASE
+from .offline_design import derived_seed
+from .offline_training import StepBatches, seeded_warm_start, warm_arrays, warm_state
 from .precision_analysis import summary
 from .precision_variants import measure, rounded_weights_run, start_state, variants
 from .profiles import check_profile, pick
@@ -241,8 +242,8 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
         for j, variant in enumerate(table):
             if arrays["done"][j, k]:
                 continue
-            batches = _cast(StepBatches(images, labels, config["batch_size"], _seed(seed, 8, variant["batches"])),
-                            getattr(torch, variant["dtype"]))
+            stream = StepBatches(images, labels, config["batch_size"], derived_seed(seed, 8, variant["batches"]))
+            batches = _cast(stream, getattr(torch, variant["dtype"]))
             state = start_state(warm, variant, seed, device)
             loss, grad, bad, seconds = measure(state, hyper, batches, horizon, objectives[variant["dtype"]],
                                                config["convention"], path=variant["path"])
@@ -252,7 +253,7 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
             save(f"T={horizon}: {variant['kind']} ({j + 1}/{V})")
 
     if not bool(arrays["rounded_done"]):
-        reference = _cast(StepBatches(images, labels, config["batch_size"], _seed(seed, 8, 0)), torch.float64)
+        reference = _cast(StepBatches(images, labels, config["batch_size"], derived_seed(seed, 8, 0)), torch.float64)
         arrays["rounded_objective"], arrays["rounded_lost"] = rounded_weights_run(
             start_state(warm, table[0], seed, device), hyper, reference, horizons, objectives["float64"],
             config["convention"])

@@ -18,7 +18,7 @@ from .errors import DivergenceError
 from .hvp import autograd_grad_hvp
 from .hypergrad import hypergradient
 from .models import loss_fn, mlp_apply
-from .offline import _seed
+from .offline_design import derived_seed
 from .training import init_state, momentum_step
 
 KINDS = ("float64", "float32", "float32 double backward", "float64 perturbed", "float32 perturbed",
@@ -81,7 +81,7 @@ def start_state(warm, variant, seed, device="cpu"):
     params = tuple(p.to(device=device, dtype=dtype) for p in warm.params)
     velocity = tuple(v.to(device=device, dtype=dtype) for v in warm.velocity)
     if variant["direction"]:
-        generator = torch.Generator().manual_seed(_seed(seed, 9, variant["direction"]))
+        generator = torch.Generator().manual_seed(derived_seed(seed, 9, variant["direction"]))
         params = perturb(params, variant["eps"], generator)
     return init_state(params, velocity, step=0)
 

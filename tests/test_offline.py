@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline
+from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training
 from shortbias_lib.models import mean_loss, mlp_apply, mlp_init
 from shortbias_lib.training import InverseTime, train
 
@@ -34,13 +34,13 @@ def _tiny_config(**changes):
 def test_one_run_gives_the_same_objective_as_separate_runs_of_each_horizon():
     images, labels = _data()
     params = mlp_init(torch.Generator().manual_seed(1), SIZES, 0.3, torch.float64)
-    warm = offline.warm_start(params, offline.StepBatches(images, labels, 10, 5), steps=3)
-    batches = offline.StepBatches(images, labels, 10, 7)
+    warm = offline_training.warm_start(params, offline_training.StepBatches(images, labels, 10, 5), steps=3)
+    batches = offline_training.StepBatches(images, labels, 10, 7)
     objective = (images[:60], labels[:60])
     alpha0 = torch.tensor([0.01, 0.05, 0.2, 0.5], dtype=torch.float64)
     beta = torch.tensor([0.02, 1.0, 5.0, 50.0], dtype=torch.float64)
     horizons = (3, 7, 12)
-    values, bad = offline.horizon_objectives(warm, alpha0, beta, 4.0, horizons, batches, objective,
+    values, bad = offline_training.horizon_objectives(warm, alpha0, beta, 4.0, horizons, batches, objective,
                                              eval_chunk=30)
     assert values.shape == (4, 3) and np.all(bad == -1)
     # Independent computation: one plain (unbatched) training run per schedule AND per horizon.
@@ -54,9 +54,9 @@ def test_one_run_gives_the_same_objective_as_separate_runs_of_each_horizon():
 
 def test_step_batches_are_random_access_and_epochs_are_permutations():
     images, labels = _data(50)
-    batches = offline.StepBatches(images, labels, 10, seed=3)
+    batches = offline_training.StepBatches(images, labels, 10, seed=3)
     sequential = [batches.indices(t).clone() for t in range(12)]
-    again = offline.StepBatches(images, labels, 10, seed=3)
+    again = offline_training.StepBatches(images, labels, 10, seed=3)
     for t in (11, 0, 7, 5):
         assert torch.equal(again.indices(t), sequential[t])
     epoch = torch.cat(sequential[:5])
@@ -139,29 +139,29 @@ def test_best_schedule_curves_pass_through_the_sweep_objectives(tmp_path):
 def test_smoothing_reproduces_constants_and_is_local():
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 1, 40), rng.uniform(-2, 2, 40)
-    _, _, Z = offline.smooth_surface(x, y, np.full(40, 3.5), (0, 1), (-2, 2), grid=10)
+    _, _, Z = offline_surface.smooth_surface(x, y, np.full(40, 3.5), (0, 1), (-2, 2), grid=10)
     np.testing.assert_allclose(Z, 3.5)
-    gx, gy, Z = offline.smooth_surface(np.array([0.0, 1.0]), np.array([0.0, 0.0]),
+    gx, gy, Z = offline_surface.smooth_surface(np.array([0.0, 1.0]), np.array([0.0, 0.0]),
                                        np.array([1.0, 5.0]), (0, 1), (-1, 1), grid=11, bandwidth=0.05)
     assert Z[5, 0] == pytest.approx(1.0) and Z[5, -1] == pytest.approx(5.0)
     # Brute force at one grid point: the kernel-weighted mean.
     x, y, z = rng.uniform(0, 1, 7), rng.uniform(0, 1, 7), rng.normal(size=7)
-    gx, gy, Z = offline.smooth_surface(x, y, z, (0, 1), (0, 1), grid=5, bandwidth=0.3)
+    gx, gy, Z = offline_surface.smooth_surface(x, y, z, (0, 1), (0, 1), grid=5, bandwidth=0.3)
     w = np.exp(-0.5 * ((gx[2] - x) / 0.3) ** 2 - 0.5 * ((gy[3] - y) / 0.3) ** 2)
     assert Z[3, 2] == pytest.approx((w * z).sum() / w.sum())
 
 
 def test_capped_log_loss_and_best_per_horizon_handle_divergence():
     values = np.array([[0.5, np.nan], [0.2, 0.1], [np.inf, 7.0]])
-    np.testing.assert_allclose(offline.capped_log_loss(values, 1.0),
+    np.testing.assert_allclose(offline_surface.capped_log_loss(values, 1.0),
                                np.log10([[0.5, 1.0], [0.2, 0.1], [1.0, 1.0]]))
-    np.testing.assert_array_equal(offline.best_per_horizon(values), [1, 1])
-    assert offline.best_per_horizon(np.array([[np.nan], [np.inf]]))[0] == -1
+    np.testing.assert_array_equal(offline_surface.best_per_horizon(values), [1, 1])
+    assert offline_surface.best_per_horizon(np.array([[np.nan], [np.inf]]))[0] == -1
 
 
 def test_smd_log10_inverts_the_hypergrad_coordinates():
     u = np.array([np.log(0.01 / (1 - 0.9)), np.log(10.0)])
-    la, lb = offline.smd_log10(u, 0.9)
+    la, lb = offline_smd.smd_log10(u, 0.9)
     assert la == pytest.approx(-2.0) and lb == pytest.approx(1.0)
 
 
@@ -177,13 +177,13 @@ def test_bad_inputs_raise_value_errors_naming_the_parameter():
     with pytest.raises(ValueError, match="eval_chunk"):
         _tiny_config(eval_chunk=7)
     with pytest.raises(ValueError, match="bandwidth"):
-        offline.smooth_surface([0.0], [0.0], [1.0], (0, 1), (0, 1), bandwidth=0)
+        offline_surface.smooth_surface([0.0], [0.0], [1.0], (0, 1), (0, 1), bandwidth=0)
     with pytest.raises(ValueError, match="samples"):
-        offline.sample_hyperparameters(0, 0)
+        offline_design.sample_hyperparameters(0, 0)
 
 
 def test_samples_follow_the_authors_ranges():
-    a, b = offline.sample_hyperparameters(2000, 0)
+    a, b = offline_design.sample_hyperparameters(2000, 0)
     assert a.min() >= -3 and a.max() <= -0.3 and b.min() >= -2 and b.max() <= 2.3
     assert abs(a.mean() - (-1.65)) < 0.05 and abs(b.mean() - 0.15) < 0.08
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, report
+from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, report
+from shortbias_lib.offline_design import derived_seed
 from shortbias_lib.models import mean_loss, mlp_apply
 from shortbias_lib.training import InverseTime, train
 
@@ -15,31 +16,31 @@ from test_offline import Interrupt, _run, _tiny_config
 
 
 def test_halton_points_are_even_and_the_seed_only_shifts_them():
-    points = offline.halton(256, seed=0)
+    points = offline_design.halton(256, seed=0)
     assert points.shape == (256, 2) and points.min() >= 0 and points.max() < 1
     for d in range(2):  # 256 points in 16 bins: within +-2 of 16 (independent draws: +-4 typical)
         counts = np.histogram(points[:, d], bins=16, range=(0, 1))[0]
         assert counts.min() >= 14 and counts.max() <= 18
-    other = offline.halton(256, seed=1)
+    other = offline_design.halton(256, seed=1)
     gaps = (other - points) % 1.0
     np.testing.assert_allclose(gaps, np.broadcast_to(gaps[0], gaps.shape), atol=1e-12)  # one shift
     assert not np.allclose(gaps[0], 0.0)
-    np.testing.assert_array_equal(offline.halton(256, seed=0), points)
+    np.testing.assert_array_equal(offline_design.halton(256, seed=0), points)
 
 
 def test_halton_samples_cover_the_authors_ranges():
-    a, b = offline.sample_hyperparameters(200, 0, sampling="halton")
+    a, b = offline_design.sample_hyperparameters(200, 0, sampling="halton")
     assert a.min() >= -3 and a.max() <= -0.3 and b.min() >= -2 and b.max() <= 2.3
     assert abs(a.mean() + 1.65) < 0.03 and abs(b.mean() - 0.15) < 0.05
     with pytest.raises(ValueError, match="sampling"):
-        offline.sample_hyperparameters(10, 0, sampling="sobol")
+        offline_design.sample_hyperparameters(10, 0, sampling="sobol")
 
 
 def test_refinement_box_is_centred_and_moved_inside_the_ranges():
     ranges = ((-3.0, -0.3), (-2.0, 2.3))
-    a, b = offline.refinement_samples(50, 0, 1, (-1.0, 0.5), 0.1, *ranges)
+    a, b = offline_design.refinement_samples(50, 0, 1, (-1.0, 0.5), 0.1, *ranges)
     assert np.all(np.abs(a + 1.0) <= 0.27 + 1e-12) and np.all(np.abs(b - 0.5) <= 0.43 + 1e-12)
-    a, b = offline.refinement_samples(50, 0, 1, (-0.3, 2.3), 0.1, *ranges)   # a corner
+    a, b = offline_design.refinement_samples(50, 0, 1, (-0.3, 2.3), 0.1, *ranges)   # a corner
     assert a.max() <= -0.3 and b.max() <= 2.3 and a.min() >= -0.3 - 0.54 - 1e-12
 
 
@@ -49,8 +50,8 @@ def test_weighted_smoothing_equals_smoothing_the_resample():
     x, y, z = rng.uniform(0, 1, 30), rng.uniform(-1, 1, 30), rng.normal(size=30)
     index = rng.integers(0, 30, 30)
     counts = np.bincount(index, minlength=30)
-    _, _, weighted = offline.smooth_surface(x, y, z, (0, 1), (-1, 1), grid=9, bandwidth=0.2, weights=counts)
-    _, _, duplicated = offline.smooth_surface(x[index], y[index], z[index], (0, 1), (-1, 1), grid=9,
+    _, _, weighted = offline_surface.smooth_surface(x, y, z, (0, 1), (-1, 1), grid=9, bandwidth=0.2, weights=counts)
+    _, _, duplicated = offline_surface.smooth_surface(x[index], y[index], z[index], (0, 1), (-1, 1), grid=9,
                                               bandwidth=0.2)
     np.testing.assert_allclose(weighted, duplicated, rtol=1e-12)
 
@@ -58,7 +59,7 @@ def test_weighted_smoothing_equals_smoothing_the_resample():
 def _quadratic_result(n=400, optimum=(-1.2, 0.8), noise=0.0, seed=0):
     """Synthetic result arrays whose log10 loss is a bowl around ``optimum`` at every horizon."""
     rng = np.random.default_rng(seed)
-    a, b = offline.sample_hyperparameters(n, seed, sampling="halton")
+    a, b = offline_design.sample_hyperparameters(n, seed, sampling="halton")
     log_loss = 0.5 * ((a - optimum[0]) / 0.5) ** 2 + 0.5 * ((b - optimum[1]) / 1.0) ** 2 - 1.0
     values = 10.0 ** (log_loss + noise * rng.normal(size=n))
     config = {"horizons": (10, 20), "log10_alpha0_range": (-3.0, -0.3), "log10_beta_range": (-2.0, 2.3)}
@@ -69,13 +70,13 @@ def _quadratic_result(n=400, optimum=(-1.2, 0.8), noise=0.0, seed=0):
 
 def test_surface_optimum_finds_a_known_minimum_and_the_bootstrap_brackets_it():
     arrays, config = _quadratic_result(noise=0.1)
-    optima, _ = offline.surface_optima(arrays, config)
+    optima, _ = offline_surface.surface_optima(arrays, config)
     # Smoothing a symmetric bowl keeps its minimum; the grid spacing is 0.034 and 0.054 decades.
     np.testing.assert_allclose(optima[0], [-1.2, 0.8], atol=0.12)
-    boot, _ = offline.bootstrap_optima(arrays, config, reps=40, seed=0)
+    boot, _ = offline_surface.bootstrap_optima(arrays, config, reps=40, seed=0)
     low, high = np.percentile(boot[:, 0], [2.5, 97.5], axis=0)
     assert np.all(low <= [-1.2, 0.8] + np.array([0.05, 0.1])) and np.all(high >= [-1.2, 0.8] - np.array([0.05, 0.1]))
-    again, _ = offline.bootstrap_optima(arrays, config, reps=40, seed=0)
+    again, _ = offline_surface.bootstrap_optima(arrays, config, reps=40, seed=0)
     np.testing.assert_array_equal(again, boot)
 
 
@@ -85,7 +86,7 @@ def test_claims_are_ratios_of_the_surface_optima_and_the_trained_losses():
               "surface_curve_train_loss": np.array([[0.5, 0.2], [0.4, 0.002]]),
               "surface_log_loss": np.array([-0.5, -2.5]),
               "bootstrap_log_loss": np.array([[-0.4, -2.4], [-0.6, -2.6]])}
-    found = offline.claims(arrays)
+    found = offline_surface.claims(arrays)
     assert found["beta_ratio"] == pytest.approx(100.0)
     low, high = 10.0 ** 1.8, 10.0 ** 2.2   # the two resamples' ratios, interpolated percentiles
     np.testing.assert_allclose(found["beta_ratio_interval"], [low + 0.025 * (high - low), high - 0.025 * (high - low)])
@@ -118,8 +119,8 @@ def test_refinement_samples_are_trained_to_their_horizon_only(tmp_path):
     from test_offline import _data
     images, labels = _data(120, 0)
     s, k = S + 2 * 1, 1
-    warm = offline.warm_state(arrays)
-    batches = offline.StepBatches(images, labels, config["batch_size"], offline._seed(0, 2))
+    warm = offline_training.warm_state(arrays)
+    batches = offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     run = train(mlp_apply, warm, batches, config["horizons"][k],
                 InverseTime(10.0 ** arrays["log10_alpha0"][s], 10.0 ** arrays["log10_beta"][s], config["K"]))
     expected = mean_loss(mlp_apply, run.state.params, images[:60], labels[:60])
@@ -151,8 +152,8 @@ def test_figure6_trains_the_surface_optima(tmp_path):
     config = meta["config"]
     from test_offline import _data
     images, labels = _data(120, 0)
-    warm = offline.warm_state(arrays)
-    batches = offline.StepBatches(images, labels, config["batch_size"], offline._seed(0, 2))
+    warm = offline_training.warm_state(arrays)
+    batches = offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     k, T = 0, max(config["horizons"])
     log_a, log_b = arrays["surface_log10"][k]
     run = train(mlp_apply, warm, batches, T, InverseTime(10.0 ** log_a, 10.0 ** log_b, config["K"]))
@@ -187,7 +188,7 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     config, seed = meta["config"], meta["seed"]
     train_set = load("mnist", train=True, root=data_root)
     images, labels = train_set.images.to(torch.float32), train_set.labels
-    warm = offline.seeded_warm_start(config, seed, images, labels)
+    warm = offline_training.seeded_warm_start(config, seed, images, labels)
     for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
         np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=1e-6)
         np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=1e-6)
@@ -196,10 +197,10 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     finite = np.flatnonzero(np.isfinite(arrays["objective"][:config["samples"], k]))
     s = finite[np.argsort(arrays["objective"][finite, k])[len(finite) // 2]]
     n = config["objective_examples"]
-    values, bad = offline.horizon_objectives(
+    values, bad = offline_training.horizon_objectives(
         warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
         torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
-        offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 2)),
+        offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
         (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
     assert bad[0] == -1
     # The archive trained 50 schedules at once (vmapped float32); one at a time rounds
@@ -224,7 +225,7 @@ def test_the_archived_smd_is_current_with_the_code(data_root):
     config, seed = meta["config"], meta["seed"]
     train_set = load("mnist", train=True, root=data_root)
     images, labels = train_set.images.to(torch.float32), train_set.labels
-    warm = offline.seeded_warm_start(config, seed, images, labels)
+    warm = offline_training.seeded_warm_start(config, seed, images, labels)
     chunk, n = config["eval_chunk"], config["smd_objective_examples"]
     objective = [(images[s:s + chunk], labels[s:s + chunk]) for s in range(0, n, chunk)]
     starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
@@ -233,9 +234,9 @@ def test_the_archived_smd_is_current_with_the_code(data_root):
     try:
         for (j, meta_steps, rtol) in ((0, 3, 1e-4), (2, 1, 2e-2)):
             horizon, beta0 = starts[j]
-            fresh = offline.smd_trajectory(
+            fresh = offline_smd.smd_trajectory(
                 warm, config["smd_alpha0"], beta0, config["K"], horizon, meta_steps,
-                offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 4, j)),
+                offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
                 objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"],
                 config["convention"])
             np.testing.assert_allclose(fresh["hypergrad"], arrays[f"smd_{j}_hypergrad"][:meta_steps],
@@ -292,11 +293,11 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     config = meta["config"]
     train_set = load("mnist", train=True, root=data_root)
     images, labels = train_set.images.to(torch.float32), train_set.labels
-    fresh_warm = offline.seeded_warm_start(config, seed, images, labels)
+    fresh_warm = offline_training.seeded_warm_start(config, seed, images, labels)
     for i, (p, v) in enumerate(zip(fresh_warm.params, fresh_warm.velocity)):
         np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=2e-6)
         np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=2e-6)
-    warm = offline.warm_state(arrays)
+    warm = offline_training.warm_state(arrays)
     k = 1   # the median of the schedules' losses at the 1,000-step horizon
     finite = np.flatnonzero(np.isfinite(arrays["objective"][:, k]))
     s = finite[np.argsort(arrays["objective"][finite, k])[len(finite) // 2]]
@@ -304,10 +305,10 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        values, bad = offline.horizon_objectives(
+        values, bad = offline_training.horizon_objectives(
             warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
             torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
-            offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 2)),
+            offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
             (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
         assert bad[0] == -1
         np.testing.assert_allclose(values[0, 0], arrays["objective"][s, 0], rtol=1e-5)
@@ -316,9 +317,9 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
         chunk, m = config["eval_chunk"], config["smd_objective_examples"]
         objective = [(images[i:i + chunk], labels[i:i + chunk]) for i in range(0, m, chunk)]
         j, meta_steps = 0, 3
-        fresh = offline.smd_trajectory(
+        fresh = offline_smd.smd_trajectory(
             warm, config["smd_alpha0"], config["smd_betas"][0], config["K"], config["smd_horizons"][0],
-            meta_steps, offline.StepBatches(images, labels, config["batch_size"], offline._seed(seed, 4, j)),
+            meta_steps, offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
             objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"], config["convention"])
         np.testing.assert_allclose(fresh["hypergrad"], arrays[f"smd_{j}_hypergrad"][:meta_steps], rtol=1e-4)
         np.testing.assert_allclose(fresh["meta_loss"], arrays[f"smd_{j}_meta_loss"][:meta_steps], rtol=1e-5)
