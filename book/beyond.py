@@ -386,22 +386,27 @@ glue("by_conclusion_noise", md(
     "holds for noise only in the limit" if small_noise else
     "cannot be judged for noise from this profile's map (see the `quick` profile)"), display=False)
 
-# %% mystnb={"figure": {"caption": "Greedy final loss over optimized final loss (log10 colour, value in each cell) over condition number kappa and noise scale s (s = 1 is the paper's; s = 1/B for a B times larger batch), without a preconditioner (gamma = 0), with an Adam-like one (gamma = 1/2) and with an exact one (gamma = 1). A ratio of 1 means the greedy (one-step-horizon) schedule is optimal.", "name": "fig-beyond-map"}}
-fig, axes = plt.subplots(1, len(gam), figsize=(6.6, 3.0), squeeze=False,
-                         constrained_layout=True)
+# %% mystnb={"figure": {"caption": "Greedy final loss over optimized final loss (log10 colour; in each cell the value, to two digits below 10) over condition number kappa and noise scale s (s = 1 is the paper's; s = 1/B for a B times larger batch), without a preconditioner (gamma = 0), with an Adam-like one (gamma = 1/2) and with an exact one (gamma = 1). A ratio of 1 means the greedy (one-step-horizon) schedule is optimal.", "name": "fig-beyond-map"}}
+# Two panels a row, so that each cell's number stays legible (a third panel goes below).
+n_rows = (len(gam) + 1) // 2
+fig, axes = plt.subplots(n_rows, 2, figsize=(6.6, 3.1 * n_rows), squeeze=False, constrained_layout=True)
+used = axes.flat[:len(gam)]
+for ax in axes.flat[len(gam):]:
+    ax.axis("off")
 vmax = max(1.0, float(np.nanmax(np.log10(ratio))))
-for g_i, ax in enumerate(axes[0]):
+for g_i, ax in enumerate(used):
     im = ax.imshow(np.log10(ratio[g_i]), origin="lower", cmap="viridis", vmin=0, vmax=vmax,
                    aspect="auto")
     for i in range(len(kap)):
         for j in range(len(noi)):
-            ax.text(j, i, f"{ratio[g_i, i, j]:.3g}", ha="center", va="center", fontsize="small",
+            value = ratio[g_i, i, j]
+            ax.text(j, i, f"{value:.0f}" if value >= 10 else f"{value:.2g}", ha="center", va="center", fontsize="small",
                     color="w" if np.log10(ratio[g_i, i, j]) < 0.6 * vmax else "k")
-    ax.set_xticks(range(len(noi)), [f"{s:g}" for s in noi])
+    ax.set_xticks(range(len(noi)), [f"{s:g}" for s in noi], rotation=45)
     ax.set_yticks(range(len(kap)), [f"{k:g}" for k in kap])
     ax.set(xlabel="noise scale s", ylabel=r"condition number $\kappa$",
            title=rf"preconditioner $h^{{{gam[g_i]:g}}}$")
-fig.colorbar(im, ax=axes[0].tolist(), label="log10 greedy / optimized")
+fig.colorbar(im, ax=list(used), label="log10 greedy / optimized")
 plt.show()
 
 # %% [markdown]
