@@ -144,9 +144,8 @@ def train_curves(state, alpha0, beta, K, steps, every, batches, train_eval, test
     bad = np.isnan(result.losses)
     for array in (loss, error, test_error):
         array[bad] = np.nan
-    t = np.asarray(record, dtype=np.float64)
-    lr = (np.asarray(alpha0, dtype=np.float64)[:, None]
-          / (1.0 + t[None, :] / K) ** np.asarray(beta, dtype=np.float64)[:, None])
+    lr = InverseTime(np.asarray(alpha0, dtype=np.float64)[:, None], np.asarray(beta, dtype=np.float64)[:, None],
+                     K).lr(np.asarray(record, dtype=np.float64)[None, :])
     return {"steps": np.asarray(record), "train_loss": loss, "train_error": error,
             "test_error": test_error, "lr": lr}
 

@@ -134,6 +134,10 @@ def test_best_schedule_curves_pass_through_the_sweep_objectives(tmp_path):
         assert arrays["objective"][best, k] == pytest.approx(
             arrays["curve_train_loss"][k, steps.index(T)], rel=1e-9)
         assert arrays["objective"][best, k] == np.nanmin(arrays["objective"][:, k])
+        # the recorded learning rate: Section 3.2's schedule at the recorded steps
+        alpha0, beta = 10.0 ** arrays["log10_alpha0"][best], 10.0 ** arrays["log10_beta"][best]
+        np.testing.assert_allclose(arrays["curve_lr"][k],
+                                   alpha0 / (1.0 + np.asarray(steps) / meta["config"]["K"]) ** beta, rtol=1e-14)
 
 
 def test_smoothing_reproduces_constants_and_is_local():
