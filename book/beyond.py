@@ -783,7 +783,7 @@ d = horizon_bias.EXPLORER_DEFAULTS
 explorer.plot_explore(horizon_bias.explore(**d, **exp_kw), explorer._title(**d))
 plt.show()
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "widget"]
 display(explorer.make_explorer(**exp_kw))
 
 # %% [markdown]

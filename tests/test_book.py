@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import nbformat
@@ -235,3 +237,42 @@ def test_published_html_has_no_symbolic_links(smoke_book):
     links = [path for path in html.rglob("*") if path.is_symlink()]
     assert links == [], links[:5]
     assert (html / "index.html").exists() or (html / "book" / "intro.html").exists()
+
+
+def test_a_hanging_widget_cell_is_cut_short_and_its_chapter_executed_again(tmp_path, monkeypatch):
+    """The build's guard against ipywidgets cells that never return (jupyter/nbclient#312):
+    a cell tagged ``widget`` gets a time limit, and its chapter runs once more."""
+    monkeypatch.setattr(build_book, "WIDGET_CELL_TIMEOUT", 5)
+    first_run = tmp_path / "first_run"
+    source = tmp_path / "book" / "chapter.py"
+    source.parent.mkdir()
+    source.write_text(textwrap.dedent(f"""\
+        # ---
+        # jupyter:
+        #   kernelspec:
+        #     display_name: Python 3 (ipykernel)
+        #     language: python
+        #     name: python3
+        # ---
+
+        # %% tags=["parameters"]
+        profile = "smoke"
+
+        # %% tags=["widget"]
+        import pathlib
+        import time
+
+        marker = pathlib.Path({str(first_run)!r})
+        if not marker.exists():  # the first execution hangs, the second returns
+            marker.touch()
+            time.sleep(120)
+        """))
+    started = time.perf_counter()
+    build_book.execute(source, tmp_path, {"profile": "smoke"})
+    assert first_run.exists() and time.perf_counter() - started < 100
+    assert executed_notebook(tmp_path, source).exists()
+    # with a single attempt the hang is an error, not a silent wait
+    first_run.unlink()
+    with pytest.raises(TimeoutError):
+        build_book.execute(source, tmp_path, {"profile": "smoke"}, attempts=1)
+    assert build_book.cell_timeout({"metadata": {"tags": ["remove-input"]}}) is None

@@ -79,8 +79,22 @@ def stage(root, sources, fresh):
     return staged
 
 
-def execute(source, root, parameters):
-    """Execute one Jupytext notebook with papermill into ``_build/executed/``."""
+# Displaying ipywidgets sometimes never returns under nbclient: the kernel is idle and the
+# client waits forever (jupyter/nbclient#312, nteract/papermill#723). Cells tagged "widget"
+# therefore get a time limit, and a chapter that hits it is executed once more.
+WIDGET_CELL_TIMEOUT = 300
+WIDGET_TAG = "widget"
+
+
+def cell_timeout(cell):
+    """nbclient's per-cell limit in seconds: ``WIDGET_CELL_TIMEOUT`` for a cell tagged
+    ``widget``, none for any other (a ``paper`` cell may run for hours)."""
+    return WIDGET_CELL_TIMEOUT if WIDGET_TAG in cell.get("metadata", {}).get("tags", []) else None
+
+
+def execute(source, root, parameters, attempts=2):
+    """Execute one Jupytext notebook with papermill into ``_build/executed/`` (again, up to
+    ``attempts`` times in all, if a widget cell hangs: :func:`cell_timeout`)."""
     output = executed_notebook(root, source)
     output.parent.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(source)
@@ -89,9 +103,17 @@ def execute(source, root, parameters):
     unexecuted = output.with_name(f".{source.stem}.unexecuted.ipynb")
     nbformat.write(notebook, unexecuted)
     try:
-        papermill.execute_notebook(
-            str(unexecuted), str(output), parameters=parameters,
-            kernel_name="python3", cwd=str(root), progress_bar=False, log_output=False)
+        for attempt in range(1, attempts + 1):
+            try:
+                papermill.execute_notebook(
+                    str(unexecuted), str(output), parameters=parameters, kernel_name="python3",
+                    cwd=str(root), progress_bar=False, log_output=False, timeout_func=cell_timeout)
+                break
+            except TimeoutError:
+                if attempt == attempts:
+                    raise
+                print(f"build_book: a widget cell of {source.name} hung for {WIDGET_CELL_TIMEOUT} s "
+                      "(jupyter/nbclient#312); executing it again", flush=True)
     finally:
         unexecuted.unlink(missing_ok=True)
     hide_injected_parameters(output)
