@@ -154,14 +154,12 @@ def comparison_table(comparisons):
 
     if not comparisons:
         return Markdown("No result file of this profile holds a reported number yet.")
-    if _several_sources(comparisons):  # which file each number comes from
-        rows = ["| result file | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
-        rows += [f"| `{c.source}` | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
-                 for c in comparisons]
-    else:
-        rows = ["| chapter | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
-        rows += [f"| {c.chapter} | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
-                 for c in comparisons]
+    # from several files, each row names its file; from one, its chapter
+    head, where = (("result file", lambda c: f"`{c.source}`") if _several_sources(comparisons)
+                   else ("chapter", lambda c: c.chapter))
+    rows = [f"| {head} | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
+    rows += [f"| {where(c)} | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
+             for c in comparisons]
     return Markdown("\n".join(rows))
 
 

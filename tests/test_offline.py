@@ -68,10 +68,10 @@ class Interrupt(Exception):
     pass
 
 
-def _run(path, config, on_checkpoint=None):
+def _run(path, config, on_checkpoint=None, **options):
     train_data, test_data = _data(120, 0), _data(40, 1)
     return offline.run_experiment(config, train_data, test_data, path, profile="smoke", seed=0,
-                                  on_checkpoint=on_checkpoint, show_progress=False)
+                                  on_checkpoint=on_checkpoint, show_progress=False, **options)
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
@@ -102,9 +102,7 @@ def test_a_run_stopped_before_smd_is_finished_by_a_second_leg_with_both_recorded
     config = _tiny_config()
     reference, _ = _run(tmp_path / "reference.npz", config)
     path = tmp_path / "two_legs.npz"
-    train_data, test_data = _data(120, 0), _data(40, 1)
-    first, meta = offline.run_experiment(config, train_data, test_data, path, profile="smoke", seed=0,
-                                         show_progress=False, stop_before_smd=True)
+    first, meta = _run(path, config, stop_before_smd=True)
     assert meta["stage"] == "figure 6 curves" and not any(name.startswith("smd_") for name in first)
     assert path.with_suffix(".partial.npz").exists() and not path.exists()
     arrays, meta = _run(path, config)

@@ -169,32 +169,27 @@ def test_only_the_offline_experiment_has_the_archive_profile():
         noisy_quadratic.run_figure3("archive")
 
 
-def test_the_archived_run_is_current_with_the_code(data_root):
-    """The committed paper-time-scale result, recomputed in part with today's code.
-
-    The warm start is redone from its seed, and one archived schedule is trained again
-    for the first horizons (100 and 1,000 steps) on the same minibatches; both must
-    match the archive. A change in the numerics fails here until the archive is
-    regenerated with ``offline.ARCHIVE_COMMAND``.
-    """
+def _mnist_train(data_root):
     from shortbias_lib.data import load
-    from shortbias_lib.runs import REPO_ROOT
 
-    arrays, meta = offline.load_offline(offline.archive_path())
-    assert meta["profile"] == "archive" and meta["stage"] == "finished"
-    assert meta["config"] == offline.json_roundtrip(offline.config_for("archive")), \
-        f"the archive was made with other settings: regenerate it with `{offline.ARCHIVE_COMMAND}`"
-    assert (REPO_ROOT / offline.ARCHIVE_DIR).is_dir()
-    config, seed = meta["config"], meta["seed"]
     train_set = load("mnist", train=True, root=data_root)
-    images, labels = train_set.images.to(torch.float32), train_set.labels
+    return train_set.images.to(torch.float32), train_set.labels
+
+
+def _assert_warm_start_recomputed(arrays, config, seed, images, labels, atol):
+    """The warm start redone from its seed matches the archived one to ``atol``."""
     warm = offline_training.seeded_warm_start(config, seed, images, labels)
     for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
-        np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=1e-6)
-    # A first-stage schedule that trains well at the short horizons (the median of them).
+        np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=atol)
+        np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=atol)
+    return warm
+
+
+def _median_schedule_objectives(arrays, config, seed, warm, images, labels, rows):
+    """The schedule with the median loss at the 1,000-step horizon (among ``rows``), trained
+    again one at a time from ``warm``: its objectives at the first two horizons."""
     k = 1
-    finite = np.flatnonzero(np.isfinite(arrays["objective"][:config["samples"], k]))
+    finite = rows[np.isfinite(arrays["objective"][rows, k])]
     s = finite[np.argsort(arrays["objective"][finite, k])[len(finite) // 2]]
     n = config["objective_examples"]
     values, bad = offline_training.horizon_objectives(
@@ -203,11 +198,46 @@ def test_the_archived_run_is_current_with_the_code(data_root):
         offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
         (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
     assert bad[0] == -1
+    return values[0], arrays["objective"][s, :k + 1]
+
+
+def _smd_start(warm, config, seed, j, meta_steps, images, labels):
+    """The first ``meta_steps`` of SMD run ``j`` of a result, redone from ``warm``."""
+    chunk, n = config["eval_chunk"], config["smd_objective_examples"]
+    objective = [(images[i:i + chunk], labels[i:i + chunk]) for i in range(0, n, chunk)]
+    horizon, beta0 = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]][j]
+    return offline_smd.smd_trajectory(
+        warm, config["smd_alpha0"], beta0, config["K"], horizon, meta_steps,
+        offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
+        objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"], config["convention"])
+
+
+def test_the_archived_run_is_current_with_the_code(data_root):
+    """The committed paper-time-scale result, recomputed in part with today's code.
+
+    The warm start is redone from its seed, and one archived schedule is trained again
+    for the first horizons (100 and 1,000 steps) on the same minibatches; both must
+    match the archive. A change in the numerics fails here until the archive is
+    regenerated with ``offline.ARCHIVE_COMMAND``.
+    """
+    from shortbias_lib.runs import REPO_ROOT
+
+    arrays, meta = offline.load_offline(offline.archive_path())
+    assert meta["profile"] == "archive" and meta["stage"] == "finished"
+    assert meta["config"] == offline.json_roundtrip(offline.config_for("archive")), \
+        f"the archive was made with other settings: regenerate it with `{offline.ARCHIVE_COMMAND}`"
+    assert (REPO_ROOT / offline.ARCHIVE_DIR).is_dir()
+    config, seed = meta["config"], meta["seed"]
+    images, labels = _mnist_train(data_root)
+    warm = _assert_warm_start_recomputed(arrays, config, seed, images, labels, atol=1e-6)
+    # A first-stage schedule that trains well at the short horizons (the median of them).
+    values, archived = _median_schedule_objectives(arrays, config, seed, warm, images, labels,
+                                                   np.arange(config["samples"]))
     # The archive trained 50 schedules at once (vmapped float32); one at a time rounds
     # differently, and training amplifies that: measured 1e-7 after 100 steps and 2.3e-4
     # after 1,000. Any change of the numerics moves these values by percents.
-    np.testing.assert_allclose(values[0, 0], arrays["objective"][s, 0], rtol=1e-5)
-    np.testing.assert_allclose(values[0, 1], arrays["objective"][s, 1], rtol=2e-3)
+    np.testing.assert_allclose(values[0], archived[0], rtol=1e-5)
+    np.testing.assert_allclose(values[1], archived[1], rtol=2e-3)
 
 
 def test_the_archived_smd_is_current_with_the_code(data_root):
@@ -219,26 +249,15 @@ def test_the_archived_smd_is_current_with_the_code(data_root):
     1e-6 relative on the hypergradient at T = 100, 4e-3 at T = 1,000, where training
     amplifies roundoff), while any change of the algorithm moves them by percents.
     """
-    from shortbias_lib.data import load
-
     arrays, meta = offline.load_offline(offline.archive_path())
     config, seed = meta["config"], meta["seed"]
-    train_set = load("mnist", train=True, root=data_root)
-    images, labels = train_set.images.to(torch.float32), train_set.labels
+    images, labels = _mnist_train(data_root)
     warm = offline_training.seeded_warm_start(config, seed, images, labels)
-    chunk, n = config["eval_chunk"], config["smd_objective_examples"]
-    objective = [(images[s:s + chunk], labels[s:s + chunk]) for s in range(0, n, chunk)]
-    starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for (j, meta_steps, rtol) in ((0, 3, 1e-4), (2, 1, 2e-2)):
-            horizon, beta0 = starts[j]
-            fresh = offline_smd.smd_trajectory(
-                warm, config["smd_alpha0"], beta0, config["K"], horizon, meta_steps,
-                offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-                objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"],
-                config["convention"])
+            fresh = _smd_start(warm, config, seed, j, meta_steps, images, labels)
             np.testing.assert_allclose(fresh["hypergrad"], arrays[f"smd_{j}_hypergrad"][:meta_steps],
                                        rtol=rtol)
             np.testing.assert_allclose(fresh["meta_loss"], arrays[f"smd_{j}_meta_loss"][:meta_steps],
@@ -283,44 +302,25 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     start's weights, 1e-7 relative after 100 steps, 1.2e-4 after 1,000), while a change of
     the numerics moves these values by percents. Regenerate with ``offline.ARCHIVE_GPU_COMMANDS``.
     """
-    from shortbias_lib.data import load
-
     arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
     assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
     assert meta["config"] == offline.json_roundtrip(offline.config_for("archive_gpu", seed))
     assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
     assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
     config = meta["config"]
-    train_set = load("mnist", train=True, root=data_root)
-    images, labels = train_set.images.to(torch.float32), train_set.labels
-    fresh_warm = offline_training.seeded_warm_start(config, seed, images, labels)
-    for i, (p, v) in enumerate(zip(fresh_warm.params, fresh_warm.velocity)):
-        np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=2e-6)
-        np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=2e-6)
+    images, labels = _mnist_train(data_root)
+    _assert_warm_start_recomputed(arrays, config, seed, images, labels, atol=2e-6)
     warm = offline_training.warm_state(arrays)
-    k = 1   # the median of the schedules' losses at the 1,000-step horizon
-    finite = np.flatnonzero(np.isfinite(arrays["objective"][:, k]))
-    s = finite[np.argsort(arrays["objective"][finite, k])[len(finite) // 2]]
-    n = config["objective_examples"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        values, bad = offline_training.horizon_objectives(
-            warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
-            torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
-            offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
-            (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
-        assert bad[0] == -1
-        np.testing.assert_allclose(values[0, 0], arrays["objective"][s, 0], rtol=1e-5)
-        np.testing.assert_allclose(values[0, 1], arrays["objective"][s, 1], rtol=2e-3)
+        values, archived = _median_schedule_objectives(arrays, config, seed, warm, images, labels,
+                                                       np.arange(len(arrays["log10_alpha0"])))
+        np.testing.assert_allclose(values[0], archived[0], rtol=1e-5)
+        np.testing.assert_allclose(values[1], archived[1], rtol=2e-3)
         # The SMD leg ran on a CPU from the archived (GPU) warm start: its start is redone exactly.
-        chunk, m = config["eval_chunk"], config["smd_objective_examples"]
-        objective = [(images[i:i + chunk], labels[i:i + chunk]) for i in range(0, m, chunk)]
         j, meta_steps = 0, 3
-        fresh = offline_smd.smd_trajectory(
-            warm, config["smd_alpha0"], config["smd_betas"][0], config["K"], config["smd_horizons"][0],
-            meta_steps, offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-            objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"], config["convention"])
+        fresh = _smd_start(warm, config, seed, j, meta_steps, images, labels)
         np.testing.assert_allclose(fresh["hypergrad"], arrays[f"smd_{j}_hypergrad"][:meta_steps], rtol=1e-4)
         np.testing.assert_allclose(fresh["meta_loss"], arrays[f"smd_{j}_meta_loss"][:meta_steps], rtol=1e-5)
     finally:
