@@ -26,7 +26,8 @@ from .horizon_bias import (DTYPE, decay_horizon_bias, greedy_ratio_map, horizon_
                            noisy_problem)
 from .pes import MetaTask, fixed_point_1d, meta_optimize, pes_estimates, truncated_estimates
 from .profiles import pick
-from .runs import check_seed, load_matching, load_result, provenance, result_path, run_lock, save_result
+from .locks import run_lock
+from .runs import check_seed, load_matching, load_result, provenance, result_path, save_result
 
 
 def _sizes(profile):

@@ -15,7 +15,8 @@ import torch
 from .horizon_bias import DTYPE
 from .pes import MetaTask, meta_optimize, pes_estimates, schedule_from_theta, truncated_estimates
 from .profiles import pick
-from .runs import check_seed, load_matching, load_result, provenance, result_path, run_lock, save_result
+from .locks import run_lock
+from .runs import check_seed, load_matching, load_result, provenance, result_path, save_result
 
 
 def _mlp_batched(params, images):

@@ -197,8 +197,8 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
     exact, CPU NumPy, and uses no data or randomness; the seed only names the file).
     """
     from .profiles import pick
-    from .runs import (check_seed, load_matching, provenance, resolve_device,
-                       result_path, run_lock, save_result)
+    from .locks import run_lock
+    from .runs import check_seed, load_matching, provenance, resolve_device, result_path, save_result
 
     seed = check_seed(seed)
     max_iter = pick(profile, {"smoke": SMOKE_STEPS, "quick": FIGURE3_FIT["max_iter"],

@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
+from . import locks, runs
 from .offline_config import (ARCHIVE_COMMAND, ARCHIVE_DIR, ARCHIVE_GPU_COMMANDS, BASE, CHAPTER,  # noqa: F401
                              EXTRA_PROFILES, PAPER_HORIZONS, SIZES, check_config, config_for)
 from .offline_design import derived_seed, refinement_samples, sample_hyperparameters
 from .offline_smd import smd_trajectory
+from .progress import progress
 from .offline_surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
 from .offline_training import (StepBatches, batched_metrics, horizon_objectives, seeded_warm_start, train_curves,
                                warm_arrays, warm_state)
@@ -78,7 +79,7 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     # are very slow on CPUs: flush them to zero during the run (no effect above 1e-38).
     torch.set_flush_denormal(True)
     try:
-        with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
+        with locks.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
             return _run_experiment(config, train_data, test_data, path, profile, seed, device,
                                    resume, on_checkpoint, show_progress, data_fingerprint,
                                    stop_before_smd)
@@ -148,7 +149,7 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
     sweep_batches = StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2))
     chunk = int(config["chunk"])
     done = int(arrays["samples_done"])
-    bar = runs.progress(total=S, initial=done, desc="offline samples", disable=None if show_progress else True)
+    bar = progress(total=S, initial=done, desc="offline samples", disable=None if show_progress else True)
     while done < S:
         a, b = done, min(done + chunk, S)
         alpha0 = torch.as_tensor(10.0 ** arrays["log10_alpha0"][a:b])
@@ -226,7 +227,7 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
                 arrays[f"{key}_{name}"] = value
             save(f"SMD T={h} beta0={beta0:g}: {len(smd_state['meta_loss'])} meta steps")
 
-        bar = runs.progress(total=steps, initial=0 if previous is None else len(previous["meta_loss"]),
+        bar = progress(total=steps, initial=0 if previous is None else len(previous["meta_loss"]),
                             desc=f"SMD T={h}, beta0={beta0:g}", disable=None if show_progress else True)
         # One unbatched network: its small operations gain nothing from several CPU
         # threads and slow down badly when the cores are shared, so SMD uses one.

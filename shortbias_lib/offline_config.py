@@ -94,7 +94,7 @@ def config_for(profile, seed=0):
     check_profile(profile, extra=EXTRA_PROFILES)
     runs.check_seed(seed)
     config = dict(BASE)
-    config.update(SIZES[profile] if profile in EXTRA_PROFILES else pick(profile, SIZES))
+    config.update(pick(profile, SIZES))
     config.setdefault("smd_objective_examples", config["objective_examples"])
     return check_config(config)
 

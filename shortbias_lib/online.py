@@ -34,8 +34,10 @@ import torch
 
 from . import hypergrad, models, plot_online, training
 from .profiles import check_profile, pick
-from .runs import (REPO_ROOT, check_seed, load_matching, progress, provenance,
-                   resolve_device, result_path, results_dir, run_lock, save_result)
+from .locks import run_lock
+from .progress import progress
+from .runs import (REPO_ROOT, check_seed, load_matching, provenance, resolve_device, result_path, results_dir,
+                   save_result)
 
 MODES = ("baseline", "stochastic", "deterministic")
 DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
@@ -474,7 +476,7 @@ def run_dataset(dataset, profile="quick", *, device="auto", seed=0, data_root=No
     Each finished run is saved as a checkpoint under ``results/checkpoints``
     (``online_<profile>_seed<seed>_<key>.npz``, see :func:`checkpoint_path`) and
     reused when ``resume`` is true and its configuration matches; a run holds the
-    file's :func:`~shortbias_lib.runs.run_lock` while it computes. ``overrides``
+    file's :func:`~shortbias_lib.locks.run_lock` while it computes. ``overrides``
     replaces entries of :func:`sizes` (for exploring other sizes). Returns
     ``{"runs": {key: OnlineRun}, "config": dict, "source": str}``.
     """
@@ -569,7 +571,7 @@ def run_online(profile="quick", *, device="auto", seed=0, data_root=None, result
     configuration with ``chapter``. The paper reports no number for these
     experiments, so the file holds no ``reported_*`` arrays. A second run of the
     same profile and seed started while this one computes is refused
-    (:func:`~shortbias_lib.runs.run_lock`). ``datasets`` defaults to those of the
+    (:func:`~shortbias_lib.locks.run_lock`). ``datasets`` defaults to those of the
     profile (``archive``: MNIST only).
     """
     check_profile(profile, extra=EXTRA_PROFILES)

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
+from . import locks, runs
 from .hyperparams import Hyperparameters
 from .offline import _load_same, json_roundtrip
 from .offline_config import BASE as OFFLINE_BASE
@@ -104,7 +104,7 @@ def config_for(profile, seed=0):
     check_profile(profile, extra=EXTRA_PROFILES)
     runs.check_seed(seed)
     config = dict(BASE)
-    config.update(SIZES[profile] if profile in EXTRA_PROFILES else pick(profile, SIZES))
+    config.update(pick(profile, SIZES))
     return check_config(config)
 
 
@@ -177,7 +177,7 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
         torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     try:
-        with runs.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
+        with locks.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
             return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
                         data_fingerprint)
     finally:

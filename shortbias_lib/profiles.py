@@ -20,12 +20,18 @@ def check_profile(profile, extra=()):
 
 
 def pick(profile, sizes):
-    """Return ``sizes[profile]`` from a mapping with one entry per profile.
+    """Return ``sizes[profile]`` from a mapping with one entry per profile: the one style in
+    which experiments and chapters declare their sizes.
+
+    ``sizes`` needs an entry for each of :data:`PROFILES`; any other key is an extra profile
+    of that experiment (e.g. the offline experiment's ``archive``), allowed here too.
 
     >>> pick("smoke", {"smoke": 10, "quick": 100, "paper": 1000})
     10
+    >>> pick("archive", {"smoke": 1, "quick": 2, "paper": 3, "archive": 4})
+    4
     """
-    check_profile(profile)
+    check_profile(profile, extra=tuple(name for name in sizes if name not in PROFILES))
     missing = [p for p in PROFILES if p not in sizes]
     if missing:
         raise KeyError(f"sizes lack an entry for profile(s) {missing}")

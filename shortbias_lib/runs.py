@@ -1,4 +1,5 @@
-"""Running experiments: device choice, provenance, atomic result files, progress.
+"""Running experiments: device choice, provenance, atomic result files, and the
+contract every experiment follows (:func:`run_or_resume` returning a :class:`Result`).
 
 Every result file is a NumPy ``.npz`` archive holding the arrays of a run
 plus one JSON string, ``meta``, with its provenance (git commit, profile,
@@ -11,37 +12,38 @@ Integrity: a file also holds a manifest of its arrays' names, shapes and
 dtypes, checked when it is read, so a damaged or hand-edited file gives a
 one-line :class:`~shortbias_lib.errors.ResultFileError` (never a traceback,
 never reused). Result files are named by experiment, profile and seed
-(:func:`result_path`); a run holds :func:`run_lock` on its file while it
-computes, so two runs of one configuration never mix; seeds are checked by
-:func:`check_seed`.
+(:func:`result_path`); a run holds :func:`~shortbias_lib.locks.run_lock` on its
+file while it computes, so two runs of one configuration never mix; seeds are
+checked by :func:`check_seed`.
+
+The experiment contract: every experiment is a function
+``run(profile, *, device, seed, data_root, results, resume)`` that declares its
+sizes per profile (:func:`shortbias_lib.profiles.pick`), resolves its device once
+(:func:`resolve_device`), goes through :func:`run_or_resume`, and returns a
+:class:`Result`: the arrays and the provenance of the file it wrote or reused.
 """
 
-import contextlib
 import datetime
 import json
 import os
 import platform
-import re
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import zipfile
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
-from .errors import ResultFileError, ResultLockedError, ResultsFolderError
+from .errors import ResultFileError, ResultsFolderError
+from .locks import check_writable, host_tag, remove_stale_temp_files, run_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("auto", "cpu", "cuda")
 SEED_LIMIT = 2 ** 32
 MANIFEST = "__manifest__"  # reserved entry: {name: [shape, dtype]} of the arrays
 RESERVED = ("meta", MANIFEST)
-STALE_TEMP_SECONDS = 3600
 RECOMPUTE_HINT = "rerun with --no-resume (resume=False) to recompute it"
 
 
@@ -92,152 +94,10 @@ def results_dir(override=None, *, writable=False):
     return path
 
 
-def check_writable(folder):
-    """Raise :class:`ResultsFolderError` unless a file can be created in ``folder``.
-
-    Experiments call it before a long computation, so a read-only folder fails at once
-    rather than when the result is saved. (Creating a file is the only reliable test:
-    ``os.access`` says yes to root on a read-only mount.)
-    """
-    folder = Path(folder)
-    try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".write-check.{_host_tag()}-{os.getpid()}.",
-                                    suffix=".tmp")
-        os.close(fd)
-        os.unlink(name)
-    except OSError as error:
-        raise ResultsFolderError(f"results folder {folder} is not writable ({error.strerror or error}): "
-                                 "give --results (results=) a writable folder") from error
-    return folder
-
-
 def result_path(name, profile, seed, results=None, suffix=".npz"):
     """Where experiment ``name`` saves the result of ``profile`` and ``seed``:
     ``<results folder>/<name>_<profile>_seed<seed>.npz``, so no run replaces another's."""
     return results_dir(results) / f"{name}_{profile}_seed{check_seed(seed)}{suffix}"
-
-
-# ---------------------------------------------------------------- one run per result file
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return pid > 0  # another user's process (or an impossible pid: treated as gone)
-    return True
-
-
-def _host_tag():
-    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
-
-
-def _lock_holder(fd):
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 200).decode(errors="replace").split()
-    except OSError:
-        text = []
-    return f"pid {text[0]} on {text[1]}" if len(text) >= 2 else "another process"
-
-
-@contextlib.contextmanager
-def run_lock(path):
-    """Hold the lock of result file ``path`` (``path + ".lock"``) for the ``with`` block.
-
-    A second run of the same result file (another process, or the same one) refuses at
-    once with :class:`ResultLockedError` naming the file and the holder's pid, rather
-    than mixing its checkpoints and results with the first run's. The lock is a
-    ``flock`` on the lock file, which the system drops when its holder dies, so a
-    leftover lock file (a killed run, a dead pid) is simply taken over. The lock file
-    holds ``"<pid> <host>"`` for the message and is removed on exit. POSIX only.
-    Inside the block the results folder is known to be writable (:func:`check_writable`),
-    so a long computation never starts only to fail when it saves.
-    """
-    import fcntl
-
-    lock = Path(str(path) + ".lock")
-    while True:
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise ResultsFolderError(f"cannot create the lock file {lock} ({error.strerror or error}): "
-                                     "give --results (results=) a writable folder") from error
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise ResultLockedError(
-                f"{path} is being computed by another run ({holder}, lock file {lock}); "
-                "wait for it to finish, or stop it and run again") from None
-        except OSError:  # a file system without locks: run unprotected, as before locks existed
-            os.close(fd)
-            lock.unlink(missing_ok=True)
-            check_writable(lock.parent)
-            yield lock
-            return
-        except BaseException:
-            os.close(fd)
-            raise
-        try:  # the previous holder may have removed the file between our open and flock
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        check_writable(lock.parent)
-        yield lock
-    finally:
-        try:
-            lock.unlink(missing_ok=True)  # while still held: no one else can own this file
-        finally:
-            os.close(fd)
-
-
-# ---------------------------------------------------------------- leftovers
-
-# ".<name>.<host>-<pid>.<random>.tmp", or ".<name>.npz.<random>.tmp" (older versions)
-_TEMP_NAME = re.compile(r"^\.(?:.+\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)|.+\.npz)\.[a-z0-9_]{8}\.tmp$")
-
-
-def remove_stale_temp_files(folder, max_age=STALE_TEMP_SECONDS):
-    """Delete this tool's leftover temporary files in ``folder``; return their paths.
-
-    :func:`save_result` writes ``.<name>.<host>-<pid>.<random>.tmp`` and renames it; a
-    run killed while writing leaves it behind. Such a file is removed when its writer
-    (same host) is no longer running, or when it is older than ``max_age`` seconds
-    (files of other hosts, and ``.<name>.npz.<random>.tmp`` of older versions, which
-    lack the pid). Other files are never touched.
-    """
-    removed = []
-    now = time.time()
-    host = _host_tag()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _TEMP_NAME.match(entry.name)
-        if match is None:
-            continue
-        try:
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            age = now - entry.stat(follow_symlinks=False).st_mtime
-            gone = match["host"] == host and not _pid_alive(int(match["pid"]))
-            if gone or age > max_age:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:
-            continue  # removed by someone else, or not ours to remove: leave it
-    return removed
 
 
 def git_commit():
@@ -293,7 +153,7 @@ def save_result(path, arrays, meta):
     """Write ``arrays`` (name -> array) and ``meta`` (JSON-able) to ``path`` atomically.
 
     Leftover temporary files of killed writers in the same folder are removed first
-    (:func:`remove_stale_temp_files`). An ``OSError`` (full disk, read-only folder)
+    (:func:`~shortbias_lib.locks.remove_stale_temp_files`). An ``OSError`` (full disk, read-only folder)
     names ``path``.
     """
     path = Path(path)
@@ -313,7 +173,7 @@ def save_result(path, arrays, meta):
     remove_stale_temp_files(path.parent)
     tmp_name = None
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_host_tag()}-{os.getpid()}.",
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host_tag()}-{os.getpid()}.",
                                         suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **payload)
@@ -430,81 +290,49 @@ def load_matching(path, config, expected=None, same=None):
     if not path.exists():
         return None
     arrays, meta = load_result(path)
-    wanted = json.loads(json.dumps(config, sort_keys=True, default=str))
+    wanted = json_ready(config)
     if meta.get("config") != wanted:
         return None
     for key, value in (same or {}).items():
-        if meta.get(key) != json.loads(json.dumps(value, default=str)):
+        if meta.get(key) != json_ready(value):
             return None
     check_arrays(path, arrays, expected)
     return arrays, meta
 
 
-PROGRESS_INTERVAL = 30.0
-"""Seconds between two progress lines in a log (``$SHORTBIAS_PROGRESS_SECONDS`` overrides)."""
+# ---------------------------------------------------------------- the experiment contract
+
+class Result(NamedTuple):
+    """What every experiment returns: its arrays (name -> NumPy array) and ``meta``, the
+    provenance and configuration of its result file (:func:`provenance`). It unpacks as
+    ``arrays, meta = result``."""
+
+    arrays: dict
+    meta: dict
 
 
-class _LogLines(tqdm):
-    """tqdm writing one plain line per refresh, for output redirected to a file: no
-    carriage returns, no cursor moves, no bar; the first and the last state always show."""
-
-    def display(self, msg=None, pos=None):
-        if msg == "":  # tqdm clearing a bar: nothing to clear in a log
-            return False
-        self.fp.write((self.__str__() if msg is None else msg) + "\n")
-        self.fp.flush()
-        return True
+def json_ready(value):
+    """``value`` after a JSON round trip: what a result file's ``meta`` holds (tuples become
+    lists, other objects their ``str``), so a configuration compares equal to a recorded one."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-class _NoBlankWrites:
-    """A file that drops what tqdm writes to end or clear a line (``\\n``, ``\\r``)."""
+def run_or_resume(path, config, compute, *, resume=True, expected=None, same=None, reuse=None):
+    """Reuse the finished result file ``path`` or compute it: the one run-or-resume of every
+    experiment; returns a :class:`Result` read from the file.
 
-    def __init__(self, file):
-        self.file = file
-
-    def write(self, text):
-        if text.strip():
-            self.file.write(text)
-
-    def flush(self):
-        getattr(self.file, "flush", lambda: None)()
-
-
-def _in_notebook():
-    """True inside a Jupyter kernel (where the book runs: cell output must stay clean)."""
-    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
-    return getattr(shell, "kernel", None) is not None
-
-
-def _is_terminal(file):
-    try:
-        return bool(file.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def progress(iterable=None, **kwargs):
-    """Progress of a long loop: a tqdm bar on a terminal; one plain line every
-    :data:`PROGRESS_INTERVAL` seconds (and at the start and the end) when the output
-    goes to a log file or a pipe; silent in a notebook kernel. ``disable=True``
-    silences it, ``disable=False`` forces the bar; other keywords go to tqdm."""
-    file = kwargs.get("file") or sys.stderr
-    if kwargs.get("disable", None) is None and file is not None and not _is_terminal(file):
-        if _in_notebook():
-            kwargs["disable"] = True
-            return tqdm(iterable, **kwargs)
-        interval = float(os.environ.get("SHORTBIAS_PROGRESS_SECONDS", PROGRESS_INTERVAL))
-        kwargs.update(disable=False, file=_NoBlankWrites(file), leave=True,
-                      dynamic_ncols=False, ncols=None, ascii=True)
-        kwargs.setdefault("mininterval", interval)
-        kwargs.setdefault("miniters", 1)  # no dynamic miniters: the time alone decides
-        total = kwargs.get("total")
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)
-        if total:
-            kwargs.setdefault("bar_format", "{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) "
-                              "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
-        return _LogLines(iterable, **kwargs)
-    kwargs.setdefault("disable", None)
-    kwargs.setdefault("dynamic_ncols", True)
-    return tqdm(iterable, **kwargs)
+    With ``resume``, a file made with ``config`` (and the provenance entries ``same``,
+    holding the arrays ``expected``; :func:`load_matching`) is reused unless
+    ``reuse(meta)`` says otherwise (e.g. it was made from other data). Else
+    ``compute()`` runs under :func:`~shortbias_lib.locks.run_lock` and must write the
+    finished file to ``path`` (:func:`save_result`; a long computation resumes from
+    its own checkpoints). What is returned is read back from the file, so a fresh run
+    and a reused one give the same arrays.
+    """
+    if resume:
+        found = load_matching(path, config, expected, same)
+        if found is not None and (reuse is None or reuse(found[1])):
+            return Result(*found)
+    with run_lock(path):
+        compute()
+    return Result(*load_result(path, expected))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond, beyond_mnist, data, notebook, online, runs
+from shortbias_lib import beyond, beyond_mnist, data, locks, notebook, online, runs
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib.__main__ import EXPERIMENTS, main
 from shortbias_lib.errors import DataError, ResultFileError, ResultLockedError, ResultsFolderError
@@ -79,40 +79,40 @@ def test_online_files_of_another_seed_are_left_alone(tmp_path, synthetic_mnist):
 
 def test_a_second_run_of_the_same_result_file_is_refused_with_one_line(tmp_path):
     path = tmp_path / "r.npz"
-    with runs.run_lock(path) as lock:
+    with locks.run_lock(path) as lock:
         assert lock == tmp_path / "r.npz.lock" and lock.exists()
         with pytest.raises(ResultLockedError) as error:
-            with runs.run_lock(path):
+            with locks.run_lock(path):
                 pass
         message = _one_line(str(error.value))
         assert str(path) in message and f"pid {os.getpid()}" in message and "r.npz.lock" in message
     assert not lock.exists()
-    with runs.run_lock(path):  # free again
+    with locks.run_lock(path):  # free again
         pass
 
 
 def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path):
     path = tmp_path / "r.npz"
     (tmp_path / "r.npz.lock").write_text(f"{_dead_pid()} somewhere\n")
-    with runs.run_lock(path) as lock:
+    with locks.run_lock(path) as lock:
         assert lock.read_text().split()[0] == str(os.getpid())
 
 
 def test_a_lock_held_by_another_process_is_respected(tmp_path):
     path = tmp_path / "r.npz"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from shortbias_lib import runs\n"
-         f"with runs.run_lock({str(path)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "import sys, time; from shortbias_lib import locks\n"
+         f"with locks.run_lock({str(path)!r}):\n    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(ResultLockedError, match=f"pid {holder.pid}"):
-            with runs.run_lock(path):
+            with locks.run_lock(path):
                 pass
     finally:
         holder.kill()
         holder.wait()
-    with runs.run_lock(path):  # the system released the killed holder's lock
+    with locks.run_lock(path):  # the system released the killed holder's lock
         pass
 
 
@@ -120,7 +120,7 @@ def test_a_lock_where_none_can_be_made(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(ResultsFolderError, match="cannot create the lock file .*a-file/r.npz.lock"):
-        with runs.run_lock(blocker / "r.npz"):
+        with locks.run_lock(blocker / "r.npz"):
             pass
     import fcntl
 
@@ -128,7 +128,7 @@ def test_a_lock_where_none_can_be_made(tmp_path, monkeypatch):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
     monkeypatch.setattr(fcntl, "flock", no_locks)  # a file system without locks: run as before
-    with runs.run_lock(tmp_path / "r.npz"):
+    with locks.run_lock(tmp_path / "r.npz"):
         pass
     assert not (tmp_path / "r.npz.lock").exists()
 
@@ -138,14 +138,14 @@ def test_experiments_refuse_to_run_while_their_file_is_locked(tmp_path, small_fi
     cases = [(nq.run_figure3, "figure3"), (beyond.run_beyond_nqm, "beyond"),
              (beyond_mnist.run_beyond_mnist, "beyond_mnist"), (online.run_online, "online")]
     for run, name in cases:
-        with runs.run_lock(runs.result_path(name, "smoke", 3, tmp_path)):
+        with locks.run_lock(runs.result_path(name, "smoke", 3, tmp_path)):
             with pytest.raises(ResultLockedError, match=f"{name}_smoke_seed3.npz is being computed"):
                 run("smoke", device="cpu", seed=3, results=tmp_path)
     assert not list(tmp_path.glob("*.npz"))
 
 
 def test_cli_refuses_a_concurrent_run_of_the_same_configuration(tmp_path, capsys):
-    with runs.run_lock(tmp_path / "figure3_smoke_seed0.npz"):
+    with locks.run_lock(tmp_path / "figure3_smoke_seed0.npz"):
         code = main(["figure3", "--profile", "smoke", "--results", str(tmp_path)])
     assert code == 2
     assert "is being computed by another run" in _one_line(capsys.readouterr().err)
@@ -315,7 +315,7 @@ def test_a_read_only_results_folder_fails_before_any_work(capsys, fake, monkeypa
 
 def _cannot_write(folder):
     try:
-        runs.check_writable(folder)
+        locks.check_writable(folder)
     except Exception:  # noqa: BLE001
         return True
     return False
@@ -364,7 +364,7 @@ def test_cli_refuses_a_negative_seed_before_any_work(tmp_path, capsys):
 # ---------------------------------------------------------------- 7. leftovers
 
 def test_save_result_removes_stale_temporary_files_of_this_tool(tmp_path):
-    host = runs._host_tag()
+    host = locks.host_tag()
     dead = tmp_path / f".a.npz.{host}-{_dead_pid()}.k3j_x9qa.tmp"       # its writer is gone
     old = tmp_path / ".b.npz.ab12cd_9.tmp"                              # an old version's, 2 h old
     live = tmp_path / f".c.npz.{host}-{os.getpid()}.zz00zz00.tmp"      # being written right now

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shortbias_lib import runs
+from shortbias_lib import progress
 from shortbias_lib.runs import REPO_ROOT
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -145,7 +145,7 @@ def test_optional_requirements_are_exact_pins_that_agree_with_the_core_ones():
 
 LOOP = """
 import time
-from shortbias_lib.runs import progress
+from shortbias_lib.progress import progress
 for i in progress(range(6), desc="demo"):
     time.sleep(0.05)
 bar = progress(total=3, desc="inner", leave=False)
@@ -173,7 +173,7 @@ def test_progress_prints_plain_lines_when_redirected_to_a_log(tmp_path):
 
 def test_progress_lines_follow_the_interval():
     out = io.StringIO()
-    bar = runs.progress(total=1000, desc="fast", file=out, mininterval=3600)
+    bar = progress.progress(total=1000, desc="fast", file=out, mininterval=3600)
     for _ in range(1000):
         bar.update()
     bar.close()
@@ -192,10 +192,10 @@ def test_progress_is_silent_in_a_notebook_kernel_and_when_disabled(monkeypatch):
             return Kernel()
 
     out = io.StringIO()
-    for _ in runs.progress(range(3), file=out, disable=True):
+    for _ in progress.progress(range(3), file=out, disable=True):
         pass
     monkeypatch.setitem(sys.modules, "IPython", FakeIPython)
-    for _ in runs.progress(range(3), file=out):
+    for _ in progress.progress(range(3), file=out):
         pass
     assert out.getvalue() == ""
 
@@ -206,7 +206,7 @@ def test_progress_draws_a_bar_on_a_terminal():
             return True
 
     out = Terminal()
-    for _ in runs.progress(range(3), desc="tty", file=out, mininterval=0):
+    for _ in progress.progress(range(3), desc="tty", file=out, mininterval=0):
         pass
     assert "\r" in out.getvalue() and "|" in out.getvalue()  # tqdm's redrawn bar
 
