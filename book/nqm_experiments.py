@@ -290,7 +290,7 @@ plt.show()
 #   hundredfold, so its steps shrink and it stops short (the comparison with Adam is below).
 
 # %%
-fig3 = nq.run_figure3(profile, device=device, seed=seed, results=results, resume=True)
+fig3 = nq.run_figure3(profile, device=device, seed=seed, results=results, resume=True).arrays
 names = list(fig3["schedules"])
 final = dict(zip(names, fig3["final_losses"]))
 paper = dict(zip(names, fig3["paper_final_losses"]))

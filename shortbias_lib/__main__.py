@@ -10,28 +10,39 @@ unreadable file), 130 for Ctrl-C (the run resumes with the same command).
 """
 
 import argparse
-import importlib
 import sys
+from typing import NamedTuple
 
+from . import beyond, data, noisy_quadratic, offline, online, precision
 from .errors import ShortbiasError
 from .profiles import DEFAULT_PROFILE, check_profile
 
 PROG = "shortbias_lib"
 
-# name -> (module, function, one-line description). Each function has the signature
-# run(profile, *, device, seed, data_root, results, resume) described in CONTRIBUTING.md.
+
+class Experiment(NamedTuple):
+    """One command of the CLI: its function (the experiment contract of
+    :mod:`shortbias_lib.runs`: ``run(profile, *, device, seed, data_root, results, resume)``
+    returning a :class:`~shortbias_lib.runs.Result`), a one-line description, and the
+    profiles it has beyond smoke, quick and paper."""
+
+    run: object
+    description: str
+    extra_profiles: tuple = ()
+
+
 EXPERIMENTS = {
-    "data": ("shortbias_lib.data", "run_check", "load MNIST and CIFAR-10 and report their sources"),
-    "figure3": ("shortbias_lib.noisy_quadratic", "run_figure3",
-                "greedy, fixed and optimized schedules on the noisy quadratic (Figure 3)"),
-    "offline_mnist": ("shortbias_lib.offline", "run_offline",
-                      "offline meta-optimization on MNIST (Figures 5, 6)"),
-    "hypergrad_precision": ("shortbias_lib.precision", "run_precision",
-                            "float32 vs float64 and perturbed starts of long-horizon hypergradients"),
-    "online": ("shortbias_lib.online", "run_online",
-               "online SMD on MNIST and CIFAR-10 (Figures 7, 8)"),
-    "beyond": ("shortbias_lib.beyond", "run_beyond",
-               "the bias across horizons, remedies, and PES (beyond the paper)"),
+    "data": Experiment(data.run_check, "load MNIST and CIFAR-10 and report their sources"),
+    "figure3": Experiment(noisy_quadratic.run_figure3,
+                          "greedy, fixed and optimized schedules on the noisy quadratic (Figure 3)"),
+    "offline_mnist": Experiment(offline.run_offline, "offline meta-optimization on MNIST (Figures 5, 6)",
+                                offline.EXTRA_PROFILES),
+    "hypergrad_precision": Experiment(precision.run_precision,
+                                      "float32 vs float64 and perturbed starts of long-horizon hypergradients",
+                                      precision.EXTRA_PROFILES),
+    "online": Experiment(online.run_online, "online SMD on MNIST and CIFAR-10 (Figures 7, 8)",
+                         online.EXTRA_PROFILES),
+    "beyond": Experiment(beyond.run_beyond, "the bias across horizons, remedies, and PES (beyond the paper)"),
 }
 
 
@@ -68,8 +79,8 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.list or not args.experiment:
-        for name, (_, _, what) in EXPERIMENTS.items():
-            print(f"{name:16s} {what}")
+        for name, experiment in EXPERIMENTS.items():
+            print(f"{name:16s} {experiment.description}")
         return 0
     try:
         if args.experiment not in EXPERIMENTS:
@@ -78,14 +89,12 @@ def main(argv=None):
         from .runs import check_seed, results_dir
 
         seed = check_seed(args.seed)
-        module, function, _ = EXPERIMENTS[args.experiment]
-        module = importlib.import_module(module)
-        check_profile(args.profile, extra=getattr(module, "EXTRA_PROFILES", ()))
+        experiment = EXPERIMENTS[args.experiment]
+        check_profile(args.profile, extra=experiment.extra_profiles)
         if args.experiment != "data":  # fail now, not after a long computation
             results_dir(args.results, writable=True)
-        run = getattr(module, function)
-        run(args.profile, device=args.device, seed=seed, data_root=args.data_root,
-            results=args.results, resume=not args.no_resume)
+        experiment.run(args.profile, device=args.device, seed=seed, data_root=args.data_root,
+                       results=args.results, resume=not args.no_resume)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished results and checkpoints are kept: run the same "
               "command again (without --no-resume) to resume", file=sys.stderr)

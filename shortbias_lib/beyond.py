@@ -26,8 +26,7 @@ from .horizon_bias import (DTYPE, decay_horizon_bias, greedy_ratio_map, horizon_
                            noisy_problem)
 from .pes import MetaTask, fixed_point_1d, meta_optimize, pes_estimates, truncated_estimates
 from .profiles import pick
-from .locks import run_lock
-from .runs import check_seed, load_matching, load_result, provenance, result_path, save_result
+from .runs import Result, check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
 
 
 def _sizes(profile):
@@ -60,9 +59,9 @@ def run_beyond(profile="quick", *, device="auto", seed=0, data_root=None, result
 
     The noisy-quadratic results (``beyond_{profile}_seed{seed}.npz``) and, when ``mnist``,
     the small MNIST comparison of :func:`run_beyond_mnist` (its own file, needs the MNIST
-    data), each resumed from its file. Returns ``(arrays, meta)``: the MNIST arrays are
-    prefixed ``mnist_`` and its provenance is ``meta["mnist"]``. CPU only; ``device`` is
-    recorded, not used.
+    data), each resumed from its file. Returns a :class:`~shortbias_lib.runs.Result`: the
+    MNIST arrays are prefixed ``mnist_`` and its provenance is ``meta["mnist"]``. CPU only:
+    ``device`` is checked, and ``cpu``, the device used, is recorded.
     """
     seed = check_seed(seed)
     arrays, meta = run_beyond_nqm(profile, device=device, seed=seed, results=results,
@@ -72,22 +71,18 @@ def run_beyond(profile="quick", *, device="auto", seed=0, data_root=None, result
                                             data_root=data_root, results=results, resume=resume)
         arrays = dict(arrays, **{f"mnist_{k}": v for k, v in m_arrays.items()})
         meta = dict(meta, mnist=m_meta)
-    return arrays, meta
+    return Result(arrays, meta)
 
 
 def run_beyond_nqm(profile="quick", *, device="auto", seed=0, data_root=None, results=None,
                    resume=True):
-    """All noisy-quadratic results of the chapter, saved to one file; ``(arrays, meta)``."""
+    """All noisy-quadratic results of the chapter, saved to one file; its :class:`~shortbias_lib.runs.Result`."""
     seed = check_seed(seed)
+    resolve_device(device)  # a bad name is an error; the computation is CPU only and records cpu
     cfg = dict(_sizes(profile), kappa=nq.DEFAULT_KAPPA, c0=nq.DEFAULT_C0, version=3)
     path = result_path("beyond", profile, seed, results)
-    if resume:
-        found = load_matching(path, cfg, _nqm_expected(cfg), same={"profile": profile, "seed": seed})
-        if found is not None:
-            return found
-    with run_lock(path):
-        _compute_beyond_nqm(path, cfg, profile, seed)
-    return load_result(path)
+    return run_or_resume(path, cfg, lambda: _compute_beyond_nqm(path, cfg, profile, seed), resume=resume,
+                         expected=_nqm_expected(cfg), same={"profile": profile, "seed": seed})
 
 
 def _nqm_expected(cfg):

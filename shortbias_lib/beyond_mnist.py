@@ -15,8 +15,7 @@ import torch
 from .horizon_bias import DTYPE
 from .pes import MetaTask, meta_optimize, pes_estimates, schedule_from_theta, truncated_estimates
 from .profiles import pick
-from .locks import run_lock
-from .runs import check_seed, load_matching, load_result, provenance, result_path, save_result
+from .runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
 
 
 def _mlp_batched(params, images):
@@ -137,9 +136,11 @@ def run_beyond_mnist(profile="quick", *, device="auto", seed=0, data_root=None, 
 
     At a few ``theta = (log alpha_0, log beta)``: the exact gradient of ``F``, the truncated
     estimate, and the Monte Carlo mean of PES episodes; then online meta-optimization with
-    each from the same start. CPU only; saved to ``beyond_mnist_{profile}_seed{seed}.npz``.
+    each from the same start. CPU only (``device`` is checked, ``cpu`` recorded); saved to
+    ``beyond_mnist_{profile}_seed{seed}.npz``; returns its :class:`~shortbias_lib.runs.Result`.
     """
     seed = check_seed(seed)
+    resolve_device(device)
     cfg = dict(_mnist_sizes(profile), mu=0.9, batch_size=100, warm_steps=50,
                fd_steps=[0.1, 0.03, 0.01, 0.001], version=2)
     path = result_path("beyond_mnist", profile, seed, results)
@@ -147,14 +148,9 @@ def run_beyond_mnist(profile="quick", *, device="auto", seed=0, data_root=None, 
     from .data import load
 
     data = load("mnist", train=True, root=data_root, limit=cfg["train_limit"])
-    if resume:
-        found = load_matching(path, cfg, _mnist_expected(cfg), same={"profile": profile, "seed": seed})
-        recorded = None if found is None else found[1].get("data", {}).get("fingerprint")
-        if found is not None and recorded in (None, data.fingerprint):
-            return found
-    with run_lock(path):
-        _compute_beyond_mnist(path, cfg, profile, seed, data)
-    return load_result(path)
+    return run_or_resume(path, cfg, lambda: _compute_beyond_mnist(path, cfg, profile, seed, data),
+                         resume=resume, expected=_mnist_expected(cfg), same={"profile": profile, "seed": seed},
+                         reuse=lambda meta: meta.get("data", {}).get("fingerprint") in (None, data.fingerprint))
 
 
 def _mnist_expected(cfg):

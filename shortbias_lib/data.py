@@ -341,12 +341,20 @@ def _decode(path):
 
 def run_check(profile="quick", *, device="auto", seed=0, data_root=None, results=None,
               resume=True):
-    """Load a few examples of each data set and print where they came from."""
-    from .runs import check_seed
+    """Load a few examples of each data set and print where they came from.
+
+    The ``data`` command of the CLI: it writes no result file, so its
+    :class:`~shortbias_lib.runs.Result` holds no arrays, and ``meta`` the source of each split.
+    """
+    from .runs import Result, check_seed, resolve_device
 
     check_seed(seed)
+    resolve_device(device)
+    sources = {}
     for name in DATASETS:
         for train in (True, False):
             dataset = load(name, train=train, root=data_root, limit=10)
             split = "train" if train else "test"
+            sources[f"{name}_{split}"] = dataset.source
             print(f"{name:8s} {split:5s} {tuple(dataset.images.shape[1:])} from {dataset.source}")
+    return Result({}, {"profile": profile, "sources": sources})

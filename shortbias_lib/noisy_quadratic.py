@@ -188,23 +188,24 @@ SMOKE_STEPS = 40  # the smoke profile only checks that the chapter runs: a cappe
 
 def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, results=None,
                 resume=True):
-    """Experiment ``figure3``: compute and save ``results_dir/figure3_<profile>_seed<seed>.npz``.
+    """Experiment ``figure3``: compute and save ``results_dir/figure3_<profile>_seed<seed>.npz``;
+    returns its :class:`~shortbias_lib.runs.Result`.
 
     The noisy quadratic is cheap, so every profile uses the paper's scale
     (1000 dimensions, T = 250) and fits until the stopping rule; ``smoke``
-    caps the fit at :data:`SMOKE_STEPS` iterations. ``device``, ``seed`` and
-    ``data_root`` are accepted for the common interface (the computation is
-    exact, CPU NumPy, and uses no data or randomness; the seed only names the file).
+    caps the fit at :data:`SMOKE_STEPS` iterations. The computation is exact
+    CPU NumPy and uses no data or randomness: ``device`` is checked and the run
+    records ``cpu``, the device it used; the seed only names the file.
     """
     from .profiles import pick
-    from .locks import run_lock
-    from .runs import check_seed, load_matching, provenance, resolve_device, result_path, save_result
+    from .runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
 
     seed = check_seed(seed)
-    max_iter = pick(profile, {"smoke": SMOKE_STEPS, "quick": FIGURE3_FIT["max_iter"],
-                              "paper": FIGURE3_FIT["max_iter"]})
-    resolve_device(device)
-    config = {"chapter": CHAPTER, "setup": FIGURE3_SETUP, "fit": {**FIGURE3_FIT, "max_iter": max_iter},
+    sizes = pick(profile, {"smoke": {"max_iter": SMOKE_STEPS, "kappas": KAPPAS[::2]},
+                           "quick": {"max_iter": FIGURE3_FIT["max_iter"], "kappas": KAPPAS},
+                           "paper": {"max_iter": FIGURE3_FIT["max_iter"], "kappas": KAPPAS}})
+    resolve_device(device)  # a bad name is an error; the computation itself is CPU NumPy
+    config = {"chapter": CHAPTER, "setup": FIGURE3_SETUP, "fit": {**FIGURE3_FIT, "max_iter": sizes["max_iter"]},
               "version": 3}
     path = result_path("figure3", profile, seed, results)
     T, n = FIGURE3_SETUP["horizon"], len(SCHEDULES)
@@ -220,22 +221,19 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
                 "unconstrained_mus": (T,), "fit_tol": (), "fit_window": (),
                 "kappas": None, "kappa_c0": None, "kappa_fixed": None,
                 "h": (FIGURE3_SETUP["n"],), "timings": (n,), "seconds": ()}
-    if resume:
-        found = load_matching(path, config, expected, same={"profile": profile})
-        if found is not None:
-            return found[0]
-    with run_lock(path):
+
+    def compute():
         start = time.perf_counter()
-        arrays = figure3(fit={"max_iter": max_iter})
+        arrays = figure3(fit={"max_iter": sizes["max_iter"]})
         arrays["seconds"] = np.array(time.perf_counter() - start)
         arrays["reported_names"] = np.array([f"Fig. 3 final loss, {s}" for s in SCHEDULES])
         arrays["reported_ours"] = np.asarray(arrays["final_losses"], dtype=np.float64)
         arrays["reported_paper"] = np.array([PAPER_FINAL_LOSSES[s] for s in SCHEDULES])
-        kappas = pick(profile, {"smoke": KAPPAS[::2], "quick": KAPPAS, "paper": KAPPAS})
-        arrays["kappas"] = np.array(kappas)
-        arrays["kappa_c0"], arrays["kappa_fixed"] = calibrated_fixed([("extreme", k) for k in kappas])
+        arrays["kappas"] = np.array(sizes["kappas"])
+        arrays["kappa_c0"], arrays["kappa_fixed"] = calibrated_fixed([("extreme", k) for k in sizes["kappas"]])
         # greedy calibrated c0 (see the chapter): it cannot count as a match
         arrays["reported_kinds"] = np.array(["calibrated" if s == "greedy" else "value"
                                             for s in SCHEDULES])
         save_result(path, arrays, provenance(profile, "cpu", seed, **config))
-    return arrays
+
+    return run_or_resume(path, config, compute, resume=resume, expected=expected, same={"profile": profile})

@@ -34,13 +34,11 @@ def test_cli_reports_the_data_sources(data_root):
 
 
 def test_every_cli_experiment_exists_with_the_common_signature():
-    import importlib
     import inspect
 
     from shortbias_lib.__main__ import EXPERIMENTS
 
-    for name, (module, function, _) in EXPERIMENTS.items():
-        run = getattr(importlib.import_module(module), function)
-        parameters = inspect.signature(run).parameters
+    for name, experiment in EXPERIMENTS.items():
+        parameters = inspect.signature(experiment.run).parameters
         for keyword in ("device", "seed", "data_root", "results", "resume"):
-            assert keyword in parameters, f"{name}: {function} lacks {keyword}"
+            assert keyword in parameters, f"{name}: {experiment.run.__name__} lacks {keyword}"

@@ -18,7 +18,7 @@ import torch
 
 from shortbias_lib import beyond, beyond_mnist, data, locks, notebook, online, runs
 from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib.__main__ import EXPERIMENTS, main
+from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
 from shortbias_lib.errors import DataError, ResultFileError, ResultLockedError, ResultsFolderError
 
 
@@ -243,7 +243,7 @@ FAKE = None
 
 @pytest.fixture
 def fake(monkeypatch):
-    monkeypatch.setitem(EXPERIMENTS, "fake", (__name__, "fake_experiment", "a test"))
+    monkeypatch.setitem(EXPERIMENTS, "fake", Experiment(fake_experiment, "a test"))
 
     def use(action):
         monkeypatch.setattr(sys.modules[__name__], "FAKE", action)

@@ -250,7 +250,7 @@ def test_run_figure3_saves_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setitem(nq.FIGURE3_SETUP, "n", 40)
     monkeypatch.setitem(nq.FIGURE3_SETUP, "horizon", 20)
     monkeypatch.setitem(nq.FIGURE3_FIT, "max_iter", 30)
-    arrays = nq.run_figure3("quick", results=tmp_path)
+    arrays = nq.run_figure3("quick", results=tmp_path).arrays
     path = tmp_path / "figure3_quick_seed0.npz"
     assert path.exists()
     from shortbias_lib.runs import load_result
@@ -263,7 +263,7 @@ def test_run_figure3_saves_and_resumes(tmp_path, monkeypatch):
     assert list(saved["reported_kinds"]) == ["value", "calibrated", "value"]
     np.testing.assert_allclose(saved["reported_ours"], saved["final_losses"])
     np.testing.assert_allclose(saved["reported_paper"], [4.25, 63.86, 42.19])
-    again = nq.run_figure3("quick", results=tmp_path)
+    again = nq.run_figure3("quick", results=tmp_path).arrays
     np.testing.assert_array_equal(again["final_losses"], arrays["final_losses"])
     # the stored schedules reproduce the stored losses (independent: Theorem 1's moments)
     h = torch.as_tensor(saved["h"])
