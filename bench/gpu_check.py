@@ -18,7 +18,7 @@ own entry points, times them, and projects the paper profile's full time:
   lazily from ``offline_training.StepBatches``; the two give seconds per lookahead
   step and per meta-objective, which project the 6 x 5,000 meta steps;
   peak CUDA memory of each;
-* ``online_mnist`` and ``online_cifar10``: ``online.online_run`` in baseline
+* ``online_mnist`` and ``online_cifar10``: ``online_loop.online_run`` in baseline
   mode (400 steps), then in stochastic (and, for CIFAR-10, deterministic)
   mode for one adaptation of the paper's size (100 meta steps of horizon
   5); with the time of one evaluation they project the paper's runs (50,000
@@ -63,7 +63,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
 from shortbias_lib import (measure, models, offline, offline_design, offline_smd, offline_training,  # noqa: E402
-                           online, training)
+                           online, online_loop, training)
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -318,9 +318,9 @@ def slice_offline_smd(ctx):
 
 
 def slice_online(ctx, dataset):
-    """online.online_run in each mode for a few adaptations of the paper's size; projects the paper runs."""
+    """online_loop.online_run in each mode for a few adaptations of the paper's size; projects the paper runs."""
     device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
-    cfg = dict(online.sizes("paper")[dataset])
+    cfg = dict(online.SIZES["paper"][dataset])
     name = online.DATASET_MODELS[dataset]
     init, apply = models.MODELS[name]
     if dataset == "mnist":
@@ -342,10 +342,11 @@ def slice_online(ctx, dataset):
 
     def run(mode, steps, adapt_until, lr, meta=meta_steps):
         train_s, meta_s = samplers(len(mode))
-        return clock.time(online.online_run, apply, params, train_s, meta_s, lr, 0.9, mode=mode,
-                          steps=steps, adapt_until=adapt_until, adapt_every=every, meta_steps=meta,
-                          horizon=horizon, meta_lr=cfg["meta_lr"], eval_every=steps, show_progress=False,
-                          label=f"{dataset} {mode}")
+        settings = online_loop.OnlineSettings(mode=mode, steps=steps, adapt_until=adapt_until, adapt_every=every,
+                                              meta_steps=meta, horizon=horizon, meta_lr=cfg["meta_lr"],
+                                              eval_every=steps)
+        return clock.time(online_loop.online_run, apply, params, train_s, meta_s, lr, 0.9, settings=settings,
+                          show_progress=False, label=f"{dataset} {mode}")
 
     def eval_fn(p):
         return models.mean_loss(apply, p, images, labels, chunk=1000)

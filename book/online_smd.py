@@ -24,7 +24,7 @@
 # repeating one minibatch, produces the opposite failure: the learning rate grows until
 # training breaks down (Figure 8). This chapter reruns both experiments with the SMD engine
 # of the [SMD chapter](smd) (`shortbias_lib.hypergrad`) and the online loop of
-# `shortbias_lib.online`.
+# `shortbias_lib.online_loop`.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -49,6 +49,8 @@ from myst_nb import glue
 
 from shortbias_lib import hyperparams, online, plot_online, training
 from shortbias_lib.notebook import show_source
+from shortbias_lib.profiles import pick
+from shortbias_lib.runs import load_result
 
 # One CPU thread: these small networks gain little from a second one, and on a shared
 # machine a second spinning thread can make them several times slower.
@@ -116,8 +118,8 @@ show_source(training.ExponentialDecay, "Source: `training.ExponentialDecay`, the
 # Hessian-vector product per hyperparameter, which needs a GPU (the `paper` profile). The table shows what this page ran.
 
 # %% tags=["remove-input"]
-plan = online.sizes(profile)
-paper = online.sizes("paper")
+plan = pick(profile, online.SIZES)
+paper = pick("paper", online.SIZES)
 
 
 def describe(dataset, cfg):
@@ -160,13 +162,13 @@ for name, cfg in (("mnist", plan["mnist"]), ("cifar", plan["cifar10"]), ("paper"
 # sizes: `python -m shortbias_lib online --profile paper --device cuda`.
 
 # %% tags=["remove-cell"]
-out = online.run_online(profile, device=device, seed=seed, data_root=data_root,
-                        results=context.results_dir, show_progress=False)
-mnist = out["mnist"]["runs"]
-cifar = out["cifar10"]["runs"]
-glue("cifar_source", out["cifar10"]["source"], display=False)
-glue("mnist_source", out["mnist"]["source"], display=False)
-seconds = sum(run.seconds for r in out.values() for run in r["runs"].values())
+out, out_meta = online.run_online(profile, device=device, seed=seed, data_root=data_root,
+                                  results=context.results_dir, show_progress=False)
+mnist = online.runs_from_arrays(out, "mnist")
+cifar = online.runs_from_arrays(out, "cifar10")
+glue("cifar_source", out_meta["config"]["cifar10"]["source"], display=False)
+glue("mnist_source", out_meta["config"]["mnist"]["source"], display=False)
+seconds = sum(run.seconds for run in online.runs_from_arrays(out).values())
 glue("online_minutes", seconds / 60, display=False)
 
 # %% [markdown]
@@ -256,7 +258,8 @@ plot_online.summary_table(cifar)
 
 # %% tags=["remove-input"]
 archive_file = online.archive_path(seed=0)
-archived, archived_meta = online.runs_from_file(archive_file)
+archived_arrays, archived_meta = load_result(archive_file)
+archived = online.runs_from_arrays(archived_arrays)
 archived_cfg = archived_meta["config"]["mnist"]
 glue("arch_minutes", float(np.median([r.seconds for r in archived.values() if r.mode != "baseline"]))
      / 60, display=False)

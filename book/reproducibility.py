@@ -179,7 +179,7 @@ report.provenance_table(archive_dir, archived_profiles)
 # %% tags=["remove-cell"]
 from shortbias_lib import online, plot_online
 
-online_runs, _ = online.runs_from_file(online.archive_path(seed=0))
+online_runs = online.runs_from_arrays(load_result(online.archive_path(seed=0))[0])
 online_ended = plot_online.versus_baseline(online_runs, "stochastic")
 glue("repro_online_below", f"{online_ended['n_below']} of {online_ended['n']}", display=False)
 glue("repro_online_worse", f"{online_ended['n_worse']} of {online_ended['n']}", display=False)

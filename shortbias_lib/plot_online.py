@@ -1,7 +1,7 @@
 """Tables and figures of the online experiment (Figures 7 and 8): runs against the baseline.
 
 Each function takes ``{key: OnlineRun}`` as returned by :func:`shortbias_lib.online.run_dataset`
-or :func:`shortbias_lib.online.runs_from_file`.
+or rebuilt from a result file's arrays by :func:`shortbias_lib.online.runs_from_arrays`.
 """
 
 import math

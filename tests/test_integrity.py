@@ -72,8 +72,8 @@ def test_online_files_of_another_seed_are_left_alone(tmp_path, synthetic_mnist):
     assert all("seed0" in p.name for p in files)
     online.run_online("smoke", seed=1, **kw)
     assert all(p.read_bytes() == content for p, content in files.items())  # untouched
-    runs_1, meta = online.runs_from_file(tmp_path / "online_smoke_seed1.npz")
-    assert meta["seed"] == 1 and set(runs_1) == set(first["mnist"]["runs"])
+    arrays_1, meta = runs.load_result(tmp_path / "online_smoke_seed1.npz")
+    assert meta["seed"] == 1 and set(online.runs_from_arrays(arrays_1)) == set(online.runs_from_arrays(first.arrays))
     assert not list(tmp_path.rglob("*.lock"))
 
 
@@ -225,10 +225,11 @@ def test_a_corrupt_online_checkpoint_is_reported_and_recomputed_with_no_resume(t
     online.run_online("smoke", **kw)
     victim = next((tmp_path / "checkpoints").glob("online_smoke_seed0_mnist__stochastic*.npz"))
     victim.write_bytes(victim.read_bytes()[:100])
+    (tmp_path / "online_smoke_seed0.npz").unlink()  # the finished file is reused; gather the runs again
     with pytest.raises(ResultFileError, match=f"{victim.name} is damaged.*--no-resume"):
         online.run_online("smoke", **kw)
     online.run_online("smoke", resume=False, **kw)
-    assert runs.load_result(victim)[0]["eff_lr"].shape == (online.sizes("smoke")["mnist"]["steps"],)
+    assert runs.load_result(victim)[0]["eff_lr"].shape == (online.SIZES["smoke"]["mnist"]["steps"],)
 
 
 # ---------------------------------------------------------------- 5. the command line
@@ -474,9 +475,9 @@ def test_online_results_made_from_other_data_are_not_reused(tmp_path, monkeypatc
 
     kw = dict(device="cpu", results=tmp_path, datasets=("mnist",), show_progress=False)
     monkeypatch.setattr(data, "load", loader(0))
-    first = online.run_online("smoke", **kw)["mnist"]["runs"]
+    first = online.runs_from_arrays(online.run_online("smoke", **kw).arrays)
     monkeypatch.setattr(data, "load", loader(10))  # same source name, other pixels
-    other = online.run_online("smoke", **kw)["mnist"]["runs"]
+    other = online.runs_from_arrays(online.run_online("smoke", **kw).arrays)
     assert all(not np.array_equal(first[k].losses, other[k].losses) for k in first)
 
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from shortbias_lib import models, online, plot_online, training
+from shortbias_lib.online_loop import Checkpointing, OnlineSettings, online_run
+from shortbias_lib.online_record import OnlineRun
 from shortbias_lib.runs import load_result
 
 SIZES = (784, 12, 10)
@@ -34,16 +36,16 @@ class CountingSampler(training.BatchSampler):
 
 
 def _run(mode="stochastic", lr=0.01, steps=30, adapt_until=14, adapt_every=5, meta_steps=2,
-         horizon=3, eval_every=10, meta_sampler=None, **kwargs):
+         horizon=3, eval_every=10, meta_sampler=None, checkpoint=None):
     images, labels = _data()
     train = training.BatchSampler(images, labels, 20, seed=0)
     meta = meta_sampler or training.BatchSampler(images, labels, 20, seed=1)
-    return online.online_run(
-        models.mlp_apply, _params(), train, meta, lr, 0.9, mode=mode, steps=steps,
-        adapt_until=adapt_until, adapt_every=adapt_every, meta_steps=meta_steps, horizon=horizon,
-        meta_lr=0.05, eval_every=eval_every,
+    settings = OnlineSettings(mode=mode, steps=steps, adapt_until=adapt_until, adapt_every=adapt_every,
+                              meta_steps=meta_steps, horizon=horizon, meta_lr=0.05, eval_every=eval_every)
+    return online_run(
+        models.mlp_apply, _params(), train, meta, lr, 0.9, settings=settings,
         eval_fn=lambda p: models.mean_loss(models.mlp_apply, p, images, labels),
-        show_progress=False, **kwargs)
+        show_progress=False, checkpoint=checkpoint)
 
 
 def test_adaptation_happens_every_adapt_every_steps_and_stops_at_adapt_until():
@@ -127,8 +129,8 @@ def test_lookahead_batches_drawn_once_per_adaptation():
 
 def test_round_trip_through_arrays():
     run = _run(steps=12, adapt_until=6)
-    back = online.OnlineRun.from_arrays(run.to_arrays(prefix="k__"), prefix="k__")
-    for name in online.OnlineRun.ARRAYS:
+    back = OnlineRun.from_arrays(run.to_arrays(prefix="k__"), prefix="k__")
+    for name in OnlineRun.ARRAYS:
         assert np.array_equal(getattr(run, name), getattr(back, name), equal_nan=True)
     assert back.label == run.label and back.diverged == run.diverged
 
@@ -148,24 +150,38 @@ def test_run_online_smoke_writes_resumable_results(tmp_path, data_root):
     path = tmp_path / "online_smoke_seed0.npz"
     arrays, meta = load_result(path)
     assert meta["config"]["chapter"] == online.CHAPTER
+    assert meta["device"] == "cpu" and set(meta["run_devices"].values()) == {"cpu"}
     assert "reported_names" not in arrays  # the paper states no number for this experiment
-    assert meta["config"]["cifar10"]["source"] == out["cifar10"]["source"]
-    runs, _ = online.runs_from_file(path)
-    assert set(runs) == {k for r in out.values() for k in r["runs"]}
-    checkpoints = sorted((tmp_path / "checkpoints").glob("*.npz"))
-    stamps = [p.stat().st_mtime_ns for p in checkpoints]
+    assert out.meta == meta and out.arrays.keys() == arrays.keys()
+    runs = online.runs_from_arrays(out.arrays)
+    assert list(runs) == [str(k) for k in arrays["run_keys"]] and set(runs) == set(meta["run_devices"])
+    assert list(runs)[0] == "mnist__baseline__0.1"  # in the order they ran
+    assert {k.split("__")[0] for k in runs} == {"mnist", "cifar10"}
+    assert set(online.runs_from_arrays(out.arrays, "cifar10")) == {k for k in runs if k.startswith("cifar10__")}
+    # Each run's file holds what the gathered file holds under its key.
+    for key, run in runs.items():
+        alone, _ = load_result(online.checkpoint_path("smoke", 0, key, tmp_path / "checkpoints"))
+        assert np.array_equal(OnlineRun.from_arrays(alone).eff_lr, run.eff_lr, equal_nan=True)
+    files = sorted(tmp_path.rglob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in files]
     again = online.run_online("smoke", device="cpu", data_root=data_root, results=tmp_path,
                               show_progress=False)
-    assert [p.stat().st_mtime_ns for p in checkpoints] == stamps  # reused, not recomputed
-    for dataset in out:
-        for key, run in out[dataset]["runs"].items():
-            assert np.array_equal(run.eff_lr, again[dataset]["runs"][key].eff_lr, equal_nan=True)
+    assert [p.stat().st_mtime_ns for p in files] == stamps  # reused, not recomputed
+    assert again.meta == out.meta
+    # Without the gathered file, it is gathered again from the runs' files (not recomputed).
+    path.unlink()
+    checkpoints = [p for p in files if p != path]
+    third = online.run_online("smoke", device="cpu", data_root=data_root, results=tmp_path,
+                              show_progress=False)
+    assert [p.stat().st_mtime_ns for p in checkpoints] == [s for p, s in zip(files, stamps) if p != path]
+    for name, value in out.arrays.items():
+        assert np.array_equal(value, third.arrays[name], equal_nan=value.dtype.kind == "f"), name
 
 
 def test_chance_step_finds_a_network_that_died_at_chance_level():
     def run_with(losses):
         n = len(losses)
-        return online.OnlineRun("r", "deterministic", 0.01, 0.9, np.ones(n), np.ones(n),
+        return OnlineRun("r", "deterministic", 0.01, 0.9, np.ones(n), np.ones(n),
                                 np.ones(n), np.arange(n) * 10, np.asarray(losses))
 
     assert run_with([2.4, 1.0, 0.5, 2.30, 2.31]).chance_step() == 30
@@ -178,16 +194,16 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, mode):
     path = tmp_path / "partial.npz"
     common = dict(mode=mode, steps=30, adapt_until=14, adapt_every=5, eval_every=5)
     whole = _run(**common)
-    assert _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 1},
-                stop_after=8) is None  # stopped at the checkpoint of step 10
+    assert _run(**common, checkpoint=Checkpointing(path, 7, {"a": 1}, stop_after=8)) is None
+    # (stopped at the checkpoint of step 10)
     arrays, _ = load_result(path)
     assert int(arrays["t"]) == 10
-    resumed = _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 1})
-    for name in online.OnlineRun.ARRAYS:
+    resumed = _run(**common, checkpoint=Checkpointing(path, 7, {"a": 1}))
+    for name in OnlineRun.ARRAYS:
         assert np.array_equal(getattr(whole, name), getattr(resumed, name), equal_nan=True), name
     assert resumed.final_train_loss == whole.final_train_loss
     # A checkpoint made with another configuration is ignored.
-    other = _run(**common, checkpoint_path=path, checkpoint_every=7, checkpoint_config={"a": 2})
+    other = _run(**common, checkpoint=Checkpointing(path, 7, {"a": 2}))
     assert np.array_equal(other.eff_lr, whole.eff_lr)
 
 
@@ -195,15 +211,14 @@ def test_a_fresh_run_with_the_same_seed_repeats_every_number(tmp_path, data_root
     first, second = (online.run_online("smoke", device="cpu", data_root=data_root,
                                        results=tmp_path / folder, show_progress=False)
                      for folder in ("a", "b"))
-    for dataset in first:
-        for key, run in first[dataset]["runs"].items():
-            repeat = second[dataset]["runs"][key]
-            assert np.array_equal(run.eff_lr, repeat.eff_lr, equal_nan=True)
-            assert np.array_equal(run.eval_losses, repeat.eval_losses, equal_nan=True)
+    repeats = online.runs_from_arrays(second.arrays)
+    for key, run in online.runs_from_arrays(first.arrays).items():
+        assert np.array_equal(run.eff_lr, repeats[key].eff_lr, equal_nan=True)
+        assert np.array_equal(run.eval_losses, repeats[key].eval_losses, equal_nan=True)
 
 
 def test_the_archive_profile_is_the_papers_mnist_scale_with_fewer_meta_steps():
-    archive, paper = online.sizes("archive"), online.sizes("paper")
+    archive, paper = online.SIZES["archive"], online.SIZES["paper"]
     assert list(archive) == ["mnist"]
     differ = {k for k in paper["mnist"] if archive["mnist"][k] != paper["mnist"][k]}
     assert differ == {"meta_steps", "meta_lr"}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import online
+from shortbias_lib import online, runs
 
 
 def test_the_archived_online_run_is_current_with_the_code(tmp_path):
@@ -17,9 +17,10 @@ def test_the_archived_online_run_is_current_with_the_code(tmp_path):
     path = online.archive_path(seed=0)
     if not path.exists():
         pytest.fail(f"{path} is missing: regenerate it with `{online.ARCHIVE_COMMAND}`")
-    archived, meta = online.runs_from_file(path)
+    arrays, meta = runs.load_result(path)
+    archived = online.runs_from_arrays(arrays)
     assert meta["profile"] == "archive" and meta["config"]["datasets"] == ["mnist"]
-    lr = max(online.ARCHIVE_SIZES["mnist"]["init_lrs"])
+    lr = max(online.SIZES["archive"]["mnist"]["init_lrs"])
     old = archived[online.run_key("mnist", "stochastic", lr)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as the archive was run
@@ -27,7 +28,7 @@ def test_the_archived_online_run_is_current_with_the_code(tmp_path):
         fresh = online.run_dataset(
             "mnist", "archive", device="cpu", results=tmp_path, show_progress=False,
             overrides=dict(steps=60, init_lrs=(lr,), checkpoint_every=None, n_eval_train=100,
-                           n_test=100))["runs"][online.run_key("mnist", "stochastic", lr)]
+                           n_test=100))[online.run_key("mnist", "stochastic", lr)]
     finally:
         torch.set_num_threads(threads)
     n = 30
