@@ -13,7 +13,8 @@ From these samples the experiment draws the meta-objective surfaces (Figure 5,
 Gaussian kernel smoothing of log loss on a grid: :mod:`offline_surface`), runs SMD
 with exact forward-mode hypergradients from a few start points (:mod:`offline_smd`),
 trains each horizon's best schedule for the longest horizon (Figure 6) and checks
-the paper's two headline claims. This module runs the stages in order; its pieces
+the paper's two headline claims. This module runs the stages in order (warm start,
+sweep, refinement, surface optima, Figure 6 curves, SMD: one function each); its pieces
 live in ``offline_config`` (settings), ``offline_design`` (the sampled schedules),
 ``offline_training`` (batched training), ``offline_surface`` and ``offline_smd``.
 
@@ -22,12 +23,13 @@ few SMD meta steps, so an interrupted run resumes without losing finished
 work; the entry point for the CLI and the chapter is :func:`run_offline`.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import locks, runs
+from . import runs
 from .offline_config import (ARCHIVE_COMMAND, ARCHIVE_DIR, ARCHIVE_GPU_COMMANDS, BASE, CHAPTER,  # noqa: F401
                              EXTRA_PROFILES, PAPER_HORIZONS, SIZES, check_config, config_for)
 from .offline_design import derived_seed, refinement_samples, sample_hyperparameters
@@ -37,27 +39,44 @@ from .offline_surface import add_summary, best_per_horizon, bootstrap_optima, sa
 from .offline_training import (StepBatches, batched_metrics, horizon_objectives, seeded_warm_start, train_curves,
                                warm_arrays, warm_state)
 
+# What a resumed run records of each run it continues (its ``earlier_legs``).
+LEG_FIELDS = ("device", "git_commit", "torch", "time_utc", "stage")
+
 
 def result_path(profile, seed, results=None):
     """Where :func:`run_offline` writes its result file."""
-    return runs.results_dir(results) / f"offline_mnist_{profile}_seed{seed}.npz"
+    return runs.result_path(CHAPTER, profile, seed, results)
 
 
-def _load_same(path, config, profile, seed, data_fingerprint=None):
-    """A result file at ``path`` made with this configuration, profile and seed (and, when both
-    record one, from the same data: ``data_fingerprint``), else ``None``."""
-    found = runs.load_matching(path, config, same={"profile": profile, "seed": seed})
-    if found is not None and data_fingerprint is not None:
-        recorded = found[1].get("data_fingerprint")
-        if recorded is not None and recorded != json_roundtrip(data_fingerprint):
-            return None
-    return found
+def same_data(data_fingerprint):
+    """The ``reuse`` test of :func:`runs.run_or_resume` for data with ``data_fingerprint``: a file
+    recorded from other data is not reused (one that records none, or a run given none, is)."""
+    def reuse(meta):
+        recorded = meta.get("data_fingerprint")
+        return data_fingerprint is None or recorded is None or recorded == runs.json_ready(data_fingerprint)
+    return reuse
+
+
+def matching_checkpoint(partial, config, profile, seed, data_fingerprint=None):
+    """The partial checkpoint ``partial`` as ``(arrays, meta)`` if it was made with this
+    configuration, profile, seed and data (:func:`same_data`), else ``None``."""
+    found = runs.load_matching(partial, config, same={"profile": profile, "seed": seed})
+    return found if found is not None and same_data(data_fingerprint)(found[1]) else None
+
+
+class _StoppedBeforeSmd(Exception):
+    """Carries the result of a first leg (``stop_before_smd``) out of :func:`runs.run_or_resume`,
+    which otherwise reads back a finished file that such a leg does not write."""
+
+    def __init__(self, result):
+        super().__init__("stopped before SMD")
+        self.result = result
 
 
 def run_experiment(config, train_data, test_data, path, *, profile="quick", seed=0, device="cpu",
                    resume=True, on_checkpoint=None, show_progress=True, data_fingerprint=None,
                    stop_before_smd=False):
-    """Run (or resume) the whole offline experiment for ``config``; returns ``(arrays, meta)``.
+    """Run (or resume) the whole offline experiment for ``config``; returns a :class:`runs.Result`.
 
     ``train_data``/``test_data`` are ``(images, labels)``. A finished file
     at ``path`` with the same configuration is reused when ``resume``; a
@@ -71,91 +90,137 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     config = check_config(config)
     path = Path(path)
     device = torch.device(device)
-    if resume:
-        found = _load_same(path, config, profile, seed, data_fingerprint)
-        if found is not None:
-            return found
-    # Tiny learning rates (large beta) push weights' updates into subnormal numbers, which
-    # are very slow on CPUs: flush them to zero during the run (no effect above 1e-38).
-    torch.set_flush_denormal(True)
+
+    def compute():
+        # Tiny learning rates (large beta) push weights' updates into subnormal numbers, which
+        # are very slow on CPUs: flush them to zero during the run (no effect above 1e-38).
+        torch.set_flush_denormal(True)
+        try:
+            setup = _prepare(config, train_data, test_data, seed, device, show_progress)
+            _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, stop_before_smd)
+        finally:
+            torch.set_flush_denormal(False)
+
     try:
-        with locks.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
-            return _run_experiment(config, train_data, test_data, path, profile, seed, device,
-                                   resume, on_checkpoint, show_progress, data_fingerprint,
-                                   stop_before_smd)
-    finally:
-        torch.set_flush_denormal(False)
+        return runs.run_or_resume(path, config, compute, resume=resume, same={"profile": profile, "seed": seed},
+                                  reuse=same_data(data_fingerprint))
+    except _StoppedBeforeSmd as stopped:
+        return stopped.result
 
 
-def _run_experiment(config, train_data, test_data, path, profile, seed, device, resume,
-                    on_checkpoint, show_progress, data_fingerprint, stop_before_smd):
-    partial = path.with_suffix(".partial.npz")
+@dataclass(frozen=True)
+class _Setup:
+    """What every stage of one run reads: its settings, seed and device, the data on the device
+    (``train`` and ``test`` as ``(images, labels)``, ``objective`` the meta-objective's examples)
+    and the one minibatch sequence of the sweep, the refinement and Figure 6."""
+
+    config: dict
+    seed: int
+    device: torch.device
+    train: tuple
+    test: tuple
+    objective: tuple
+    sweep_batches: StepBatches
+    show_progress: bool
+
+    @property
+    def horizons(self):
+        return tuple(int(h) for h in self.config["horizons"])
+
+    def bar(self, total, initial, desc):
+        """A progress bar, hidden unless ``show_progress``."""
+        return progress(total=total, initial=initial, desc=desc, disable=None if self.show_progress else True)
+
+
+def _prepare(config, train_data, test_data, seed, device, show_progress):
+    """The run's :class:`_Setup`: the data moved to ``device`` in the configured dtype."""
     dtype = getattr(torch, config["dtype"])
-    mu, conv = config["momentum"], config["convention"]
-    horizons, K = tuple(int(h) for h in config["horizons"]), float(config["K"])
-    S, H = int(config["samples"]), len(horizons)
-
     images = train_data[0].to(device=device, dtype=dtype)
     labels = train_data[1].to(device)
     test = (test_data[0].to(device=device, dtype=dtype), test_data[1].to(device))
     n_obj = int(config["objective_examples"])
     if n_obj > len(labels):
         raise ValueError(f"objective_examples must be <= the {len(labels)} training examples; got {n_obj}")
-    objective = (images[:n_obj], labels[:n_obj])
-    chunk_eval = int(config["eval_chunk"])
-    # SMD differentiates the loss on the first ``smd_objective_examples`` of these examples.
-    objective_batches = [(objective[0][s:s + chunk_eval], objective[1][s:s + chunk_eval])
-                         for s in range(0, min(n_obj, int(config["smd_objective_examples"])), chunk_eval)]
+    return _Setup(config, seed, device, (images, labels), test, (images[:n_obj], labels[:n_obj]),
+                  StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)), show_progress)
 
-    ranges = (config["log10_alpha0_range"], config["log10_beta_range"])
-    log_a, log_b = sample_hyperparameters(S, seed, *ranges, sampling=config["sampling"])
-    arrays = {"log10_alpha0": log_a, "log10_beta": log_b, "horizons": np.asarray(horizons),
-              "objective": np.full((S, H), np.nan), "diverged_step": np.full(S, -1),
-              "run_steps": np.full(S, max(horizons)), "samples_done": np.asarray(0),
-              "refined_horizons": np.asarray(0)}
-    smd_starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
+
+def _fresh_arrays(setup):
+    """The arrays of a run before any stage: the sampled schedules and empty results."""
+    config, horizons = setup.config, setup.horizons
+    S, H = int(config["samples"]), len(horizons)
+    log_a, log_b = sample_hyperparameters(S, setup.seed, config["log10_alpha0_range"], config["log10_beta_range"],
+                                          sampling=config["sampling"])
+    return {"log10_alpha0": log_a, "log10_beta": log_b, "horizons": np.asarray(horizons),
+            "objective": np.full((S, H), np.nan), "diverged_step": np.full(S, -1),
+            "run_steps": np.full(S, max(horizons)), "samples_done": np.asarray(0),
+            "refined_horizons": np.asarray(0)}
+
+
+def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, stop_before_smd):
+    """Run the stages the partial checkpoint lacks (checkpointing after each), then write the
+    finished file to ``path``; a first leg (``stop_before_smd``) raises :class:`_StoppedBeforeSmd`."""
+    config, partial = setup.config, path.with_suffix(".partial.npz")
+    arrays = _fresh_arrays(setup)
     earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
     if resume:
-        saved = _load_same(partial, config, profile, seed, data_fingerprint)
+        saved = matching_checkpoint(partial, config, profile, setup.seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
-            earlier_legs = saved[1].get("earlier_legs", []) + [
-                {name: saved[1].get(name) for name in ("device", "git_commit", "torch", "time_utc", "stage")}]
+            earlier_legs = saved[1].get("earlier_legs", []) + [{name: saved[1].get(name) for name in LEG_FIELDS}]
     else:
         partial.unlink(missing_ok=True)
-
-    started = runs.provenance(profile, device, seed, **config)  # the commit that computes it
+    started = runs.provenance(profile, setup.device, setup.seed, **config)  # the commit that computes it
     if earlier_legs:
         started["earlier_legs"] = earlier_legs
     if data_fingerprint is not None:
         started["data_fingerprint"] = data_fingerprint
 
     def save(stage):
-        meta = dict(started, stage=stage)
-        runs.save_result(partial, arrays, meta)
+        runs.save_result(partial, arrays, dict(started, stage=stage))
         if on_checkpoint is not None:
             on_checkpoint(stage)
 
-    # 1. warm start (saved, so that a resumed run continues from the very same weights).
-    if "warm_params_0" not in arrays:
-        warm = seeded_warm_start(config, seed, images, labels, dtype, device)
-        arrays.update(warm_arrays(warm))
-        arrays["warm_objective"] = np.asarray(
-            batched_metrics(tuple(p.unsqueeze(0) for p in warm.params), *objective, chunk_eval)[0][0])
-        save("warm start")
-    state = warm_state(arrays, device)
+    state = _warm_start(setup, arrays, save)
+    _sweep(setup, state, arrays, save)
+    _refine(setup, state, arrays, save)
+    _surface(setup, arrays, save)
+    _figure6_curves(setup, state, arrays, save)
+    if stop_before_smd:
+        raise _StoppedBeforeSmd(runs.Result(arrays, runs.json_ready(dict(started, stage="figure 6 curves"))))
+    _smd(setup, state, arrays, save)
+    add_summary(arrays, config)
+    runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))
+    partial.unlink(missing_ok=True)
 
-    # 2. the sweep: chunks of samples, one run of max(horizons) steps each.
-    sweep_batches = StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2))
-    chunk = int(config["chunk"])
+
+# ---------------------------------------------------------------- the stages (each skips what is saved)
+
+def _warm_start(setup, arrays, save):
+    """Stage 1: the warm start (saved, so that a resumed run continues from the very same weights)."""
+    if "warm_params_0" not in arrays:
+        images, labels = setup.train
+        warm = seeded_warm_start(setup.config, setup.seed, images, labels, images.dtype, setup.device)
+        arrays.update(warm_arrays(warm))
+        arrays["warm_objective"] = np.asarray(batched_metrics(tuple(p.unsqueeze(0) for p in warm.params),
+                                                              *setup.objective, int(setup.config["eval_chunk"]))[0][0])
+        save("warm start")
+    return warm_state(arrays, setup.device)
+
+
+def _sweep(setup, state, arrays, save):
+    """Stage 2: the sweep, in chunks of samples, one run of ``max(horizons)`` steps each."""
+    config = setup.config
+    S, chunk = int(config["samples"]), int(config["chunk"])
     done = int(arrays["samples_done"])
-    bar = progress(total=S, initial=done, desc="offline samples", disable=None if show_progress else True)
+    bar = setup.bar(S, done, "offline samples")
     while done < S:
         a, b = done, min(done + chunk, S)
         alpha0 = torch.as_tensor(10.0 ** arrays["log10_alpha0"][a:b])
         beta = torch.as_tensor(10.0 ** arrays["log10_beta"][a:b])
-        values, bad = horizon_objectives(state, alpha0, beta, K, horizons, sweep_batches, objective,
-                                         mu, conv, chunk_eval)
+        values, bad = horizon_objectives(state, alpha0, beta, float(config["K"]), setup.horizons,
+                                         setup.sweep_batches, setup.objective, config["momentum"],
+                                         config["convention"], int(config["eval_chunk"]))
         arrays["objective"][a:b] = values
         arrays["diverged_step"][a:b] = bad
         done = b
@@ -164,9 +229,12 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
         save(f"samples {done}/{S}")
     bar.close()
 
-    # 2b. refinement: samples around each horizon's optimum on the first stage's surface,
-    # each trained only as long as its horizon (the shorter horizons' values come free).
-    refine = int(config["refine_per_horizon"])
+
+def _refine(setup, state, arrays, save):
+    """Stage 2b: samples around each horizon's optimum on the first stage's surface, each
+    trained only as long as its horizon (the shorter horizons' values come free)."""
+    config, horizons = setup.config, setup.horizons
+    S, H, refine = int(config["samples"]), len(horizons), int(config["refine_per_horizon"])
     if refine and "refine_centers" not in arrays:
         first_stage = {name: arrays[name][:S] for name in
                        ("log10_alpha0", "log10_beta", "objective", "run_steps")}
@@ -174,10 +242,11 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
         arrays["refine_centers"] = surface_optima(first_stage, config)[0]
     while refine and int(arrays["refined_horizons"]) < H:
         k = int(arrays["refined_horizons"])
-        la, lb = refinement_samples(refine, seed, k, arrays["refine_centers"][k],
-                                    config["refine_halfwidth"], *ranges)
+        la, lb = refinement_samples(refine, setup.seed, k, arrays["refine_centers"][k], config["refine_halfwidth"],
+                                    config["log10_alpha0_range"], config["log10_beta_range"])
         values, bad = horizon_objectives(state, torch.as_tensor(10.0 ** la), torch.as_tensor(10.0 ** lb),
-                                         K, horizons[:k + 1], sweep_batches, objective, mu, conv, chunk_eval)
+                                         float(config["K"]), horizons[:k + 1], setup.sweep_batches, setup.objective,
+                                         config["momentum"], config["convention"], int(config["eval_chunk"]))
         padded = np.full((refine, H), np.nan)
         padded[:, :k + 1] = values
         for name, value in (("log10_alpha0", la), ("log10_beta", lb), ("objective", padded),
@@ -186,33 +255,49 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
         arrays["refined_horizons"] = np.asarray(k + 1)
         save(f"refinement {k + 1}/{H}")
 
-    best = best_per_horizon(np.where(sample_run_steps(arrays, config)[:, None] >= np.asarray(horizons)[None, :],
-                                     arrays["objective"], np.nan))
-    arrays["best_index"] = best
+
+def _surface(setup, arrays, save):
+    """Each horizon's best sample (among those run that long), and the smoothed surfaces'
+    optima with their bootstrap (saved once)."""
+    config, horizons = setup.config, np.asarray(setup.horizons)
+    arrays["best_index"] = best_per_horizon(
+        np.where(sample_run_steps(arrays, config)[:, None] >= horizons[None, :], arrays["objective"], np.nan))
     if "surface_log10" not in arrays:
         arrays["surface_log10"], arrays["surface_log_loss"] = surface_optima(arrays, config)
         arrays["bootstrap_log10"], arrays["bootstrap_log_loss"] = bootstrap_optima(
-            arrays, config, config["bootstrap_reps"], seed)
+            arrays, config, config["bootstrap_reps"], setup.seed)
         save("surface optima and bootstrap")
 
-    # 3. Figure 6: each horizon's best sample and its surface optimum, trained for the
-    # longest horizon (same batches), in one batched run.
-    if "curve_steps" not in arrays:
-        chosen = np.where(best >= 0, best, 0)
-        log_a = np.concatenate([arrays["log10_alpha0"][chosen], arrays["surface_log10"][:, 0]])
-        log_b = np.concatenate([arrays["log10_beta"][chosen], arrays["surface_log10"][:, 1]])
-        curves = train_curves(state, torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b), K,
-                              max(horizons), int(config["curve_every"]), sweep_batches, objective, test,
-                              mu, conv, chunk_eval)
-        for name, value in curves.items():
-            arrays[f"curve_{name}"] = value[:H] if name != "steps" else value
-            if name != "steps":
-                arrays[f"surface_curve_{name}"] = value[H:]
-        save("figure 6 curves")
-    if stop_before_smd:
-        return arrays, json_roundtrip(dict(started, stage="figure 6 curves"))
 
-    # 4. SMD trajectories from each start point, on each SMD horizon.
+def _figure6_curves(setup, state, arrays, save):
+    """Stage 3, Figure 6: each horizon's best sample and its surface optimum, trained for the
+    longest horizon (same batches), in one batched run."""
+    if "curve_steps" in arrays:
+        return
+    config, H, best = setup.config, len(setup.horizons), arrays["best_index"]
+    chosen = np.where(best >= 0, best, 0)
+    log_a = np.concatenate([arrays["log10_alpha0"][chosen], arrays["surface_log10"][:, 0]])
+    log_b = np.concatenate([arrays["log10_beta"][chosen], arrays["surface_log10"][:, 1]])
+    curves = train_curves(state, torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b), float(config["K"]),
+                          max(setup.horizons), int(config["curve_every"]), setup.sweep_batches, setup.objective,
+                          setup.test, config["momentum"], config["convention"], int(config["eval_chunk"]))
+    for name, value in curves.items():
+        arrays[f"curve_{name}"] = value[:H] if name != "steps" else value
+        if name != "steps":
+            arrays[f"surface_curve_{name}"] = value[H:]
+    save("figure 6 curves")
+
+
+def _smd(setup, state, arrays, save):
+    """Stage 4: SMD trajectories from each start point on each SMD horizon, each resumed from
+    its last checkpoint."""
+    config, (images, labels), objective = setup.config, setup.train, setup.objective
+    chunk = int(config["eval_chunk"])
+    # SMD differentiates the loss on the first ``smd_objective_examples`` of the objective's examples.
+    objective_batches = [(objective[0][s:s + chunk], objective[1][s:s + chunk]) for s in
+                         range(0, min(int(config["objective_examples"]), int(config["smd_objective_examples"])),
+                               chunk)]
+    smd_starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
     for j, (h, beta0) in enumerate(smd_starts):
         key = f"smd_{j}"
         steps = int(config["smd_meta_steps"][config["smd_horizons"].index(h)])
@@ -227,40 +312,26 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
                 arrays[f"{key}_{name}"] = value
             save(f"SMD T={h} beta0={beta0:g}: {len(smd_state['meta_loss'])} meta steps")
 
-        bar = progress(total=steps, initial=0 if previous is None else len(previous["meta_loss"]),
-                            desc=f"SMD T={h}, beta0={beta0:g}", disable=None if show_progress else True)
+        bar = setup.bar(steps, 0 if previous is None else len(previous["meta_loss"]), f"SMD T={h}, beta0={beta0:g}")
         # One unbatched network: its small operations gain nothing from several CPU
         # threads and slow down badly when the cores are shared, so SMD uses one.
         threads = torch.get_num_threads()
-        if device.type == "cpu":
+        if setup.device.type == "cpu":
             torch.set_num_threads(1)
         try:
-            smd_trajectory(state, config["smd_alpha0"], beta0, K, h, steps,
-                           StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-                           objective_batches, mu, config["smd_meta_lr"], config["smd_clip"], conv,
-                           resume=previous, checkpoint=checkpoint,
+            smd_trajectory(state, config["smd_alpha0"], beta0, float(config["K"]), h, steps,
+                           StepBatches(images, labels, config["batch_size"], derived_seed(setup.seed, 4, j)),
+                           objective_batches, config["momentum"], config["smd_meta_lr"], config["smd_clip"],
+                           config["convention"], resume=previous, checkpoint=checkpoint,
                            checkpoint_every=config["smd_checkpoint_every"], progress=bar)
         finally:
             torch.set_num_threads(threads)
         bar.close()
 
-    add_summary(arrays, config)
-    meta = dict(started, stage="finished", finished_utc=runs.utc_now())
-    runs.save_result(path, arrays, meta)
-    partial.unlink(missing_ok=True)
-    return arrays, json_roundtrip(meta)
-
-
-def json_roundtrip(meta):
-    """``meta`` as it reads back from a file (tuples become lists)."""
-    import json
-
-    return json.loads(json.dumps(meta, sort_keys=True, default=str))
-
 
 def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, results=None, resume=True,
                 path=None, show_progress=True, stop_before_smd=False):
-    """CLI/chapter entry point: the offline experiment of ``profile``; returns ``(arrays, meta)``.
+    """CLI/chapter entry point: the offline experiment of ``profile``; returns a :class:`runs.Result`.
 
     Writes ``results/offline_mnist_{profile}_seed{seed}.npz`` (or ``path``),
     reusing a finished file of the same configuration and data and resuming
@@ -274,12 +345,10 @@ def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, resul
     # The data come first (seconds), so that a result made from other data is not reused.
     train_set = load("mnist", train=True, root=data_root, limit=config["train_limit"])
     test_set = load("mnist", train=False, root=data_root, limit=config["test_limit"])
-    arrays, meta = run_experiment(config, (train_set.images, train_set.labels),
-                                  (test_set.images, test_set.labels), path, profile=profile,
-                                  seed=seed, device=device, resume=resume, show_progress=show_progress,
-                                  data_fingerprint=[train_set.fingerprint, test_set.fingerprint],
-                                  stop_before_smd=stop_before_smd)
-    return arrays, meta
+    return run_experiment(config, (train_set.images, train_set.labels), (test_set.images, test_set.labels), path,
+                          profile=profile, seed=seed, device=device, resume=resume, show_progress=show_progress,
+                          data_fingerprint=[train_set.fingerprint, test_set.fingerprint],
+                          stop_before_smd=stop_before_smd)
 
 
 def load_offline(path):
@@ -289,7 +358,7 @@ def load_offline(path):
     if meta.get("config", {}).get("chapter") != CHAPTER:
         raise ValueError(f"path must be a result file of the offline experiment; {path} is not")
     add_summary(arrays, meta["config"])
-    return arrays, meta
+    return runs.Result(arrays, meta)
 
 
 def refresh_summary(path):
@@ -298,7 +367,7 @@ def refresh_summary(path):
     arrays, meta = load_offline(path)
     meta["summary_commit"] = runs.git_commit()
     runs.save_result(path, arrays, meta)
-    return arrays, meta
+    return runs.Result(arrays, meta)
 
 
 def archive_path(seed=0, profile="archive"):
@@ -310,4 +379,4 @@ def archive_path(seed=0, profile="archive"):
 
 
 __all__ = ["run_experiment", "run_offline", "load_offline", "refresh_summary", "result_path", "archive_path",
-           "json_roundtrip"]
+           "same_data", "matching_checkpoint"]

@@ -50,9 +50,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import locks, runs
+from . import runs
 from .hyperparams import Hyperparameters
-from .offline import _load_same, json_roundtrip
+from .offline import matching_checkpoint, same_data
 from .offline_config import BASE as OFFLINE_BASE
 from .offline_design import derived_seed
 from .offline_training import StepBatches, seeded_warm_start, warm_arrays, warm_state
@@ -144,7 +144,7 @@ def check_config(config):
 
 def result_path(profile, seed, results=None):
     """Where :func:`run_precision` writes its result file."""
-    return runs.results_dir(results) / f"{CHAPTER}_{profile}_seed{seed}.npz"
+    return runs.result_path(CHAPTER, profile, seed, results)
 
 
 def archive_path(seed=0):
@@ -156,7 +156,7 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
                    on_checkpoint=None, data_fingerprint=None):
     """Run (or resume) the measurement for ``config`` on ``train_data = (images, labels)``.
 
-    Returns ``(arrays, meta)``. A finished file at ``path`` with the same
+    Returns a :class:`runs.Result`. A finished file at ``path`` with the same
     configuration, profile and seed is reused when ``resume``; a partial
     checkpoint (``path`` with suffix ``.partial.npz``, written after every
     hypergradient) is continued. ``on_checkpoint(stage)`` is called after each
@@ -168,28 +168,47 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
     config = check_config(config)
     path = Path(path)
     device = torch.device(device)
-    if resume:
-        found = _load_same(path, config, profile, seed, data_fingerprint)
-        if found is not None:
-            return _with_summary(found)
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
-    try:
-        with locks.run_lock(path):  # a second run of this file refuses instead of mixing checkpoints
-            return _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
-                        data_fingerprint)
-    finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
+
+    def compute():
+        threads = torch.get_num_threads()
+        if device.type == "cpu":
+            torch.set_num_threads(1)
+        torch.set_flush_denormal(True)
+        try:
+            _run(config, train_data, path, profile, seed, device, resume, on_checkpoint, data_fingerprint)
+        finally:
+            torch.set_flush_denormal(False)
+            torch.set_num_threads(threads)
+
+    return _with_summary(runs.run_or_resume(path, config, compute, resume=resume,
+                                            same={"profile": profile, "seed": seed},
+                                            reuse=same_data(data_fingerprint)))
+
+
+def _fresh_arrays(table, horizons):
+    """The arrays of a measurement before any hypergradient: the variants and empty results."""
+    V, H = len(table), len(horizons)
+    return {"horizons": np.asarray(horizons),
+            "variant_kind": np.array([v["kind"] for v in table]),
+            "variant_dtype": np.array([v["dtype"] for v in table]),
+            "variant_eps": np.array([v["eps"] for v in table], dtype=np.float64),
+            "variant_direction": np.array([v["direction"] for v in table]),
+            "variant_batches": np.array([v["batches"] for v in table]),
+            "variant_path": np.array([v["path"] for v in table]),
+            "grad": np.full((V, H, 2), np.nan), "meta_loss": np.full((V, H), np.nan),
+            "diverged_step": np.full((V, H), -1), "seconds": np.full((V, H), np.nan),
+            "done": np.zeros((V, H), dtype=bool),
+            "rounded_objective": np.full(H, np.nan), "rounded_lost": np.full(max(horizons), np.nan),
+            "rounded_done": np.asarray(False)}
 
 
 def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint, data_fingerprint):
+    """Compute the hypergradients the partial checkpoint lacks (checkpointing after each),
+    then the rounded-weights run, and write the finished file to ``path``."""
     partial = path.with_suffix(".partial.npz")
     horizons = tuple(int(h) for h in config["horizons"])
     table = variants(config)
-    V, H = len(table), len(horizons)
+    V = len(table)
     # The data in the warm start's dtype, so that every variant sees the same values (float32
     # images are exact in float64).
     warm_dtype = getattr(torch, config["warm_dtype"])
@@ -197,20 +216,9 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
     n_obj = int(config["objective_examples"])
     if n_obj > len(labels):
         raise ValueError(f"objective_examples must be <= the {len(labels)} training examples; got {n_obj}")
-    arrays = {"horizons": np.asarray(horizons),
-              "variant_kind": np.array([v["kind"] for v in table]),
-              "variant_dtype": np.array([v["dtype"] for v in table]),
-              "variant_eps": np.array([v["eps"] for v in table], dtype=np.float64),
-              "variant_direction": np.array([v["direction"] for v in table]),
-              "variant_batches": np.array([v["batches"] for v in table]),
-              "variant_path": np.array([v["path"] for v in table]),
-              "grad": np.full((V, H, 2), np.nan), "meta_loss": np.full((V, H), np.nan),
-              "diverged_step": np.full((V, H), -1), "seconds": np.full((V, H), np.nan),
-              "done": np.zeros((V, H), dtype=bool),
-              "rounded_objective": np.full(H, np.nan), "rounded_lost": np.full(max(horizons), np.nan),
-              "rounded_done": np.asarray(False)}
+    arrays = _fresh_arrays(table, horizons)
     if resume:
-        saved = _load_same(partial, config, profile, seed, data_fingerprint)
+        saved = matching_checkpoint(partial, config, profile, seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
     else:
@@ -261,17 +269,16 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
         save("float64 with weights rounded to float32")
 
     arrays.update(summary(arrays))
-    meta = dict(started, stage="finished", finished_utc=runs.utc_now())
-    runs.save_result(path, arrays, meta)
+    runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))
     partial.unlink(missing_ok=True)
-    return arrays, json_roundtrip(meta)
 
 
 def _with_summary(found):
-    """A reused result ``(arrays, meta)`` with its summary recomputed by this version of the code."""
+    """A result ``(arrays, meta)`` read from its file, with its summary recomputed by this version
+    of the code (:func:`~shortbias_lib.precision_analysis.summary`), as a :class:`runs.Result`."""
     arrays, meta = found
     arrays.update(summary(arrays))
-    return arrays, meta
+    return runs.Result(arrays, meta)
 
 
 def _cast(batches, dtype):
@@ -284,7 +291,7 @@ def _cast(batches, dtype):
 
 def run_precision(profile="quick", *, device="auto", seed=0, data_root=None, results=None, resume=True,
                   path=None):
-    """CLI/chapter entry point: the precision measurement of ``profile``; returns ``(arrays, meta)``.
+    """CLI/chapter entry point: the precision measurement of ``profile``; returns a :class:`runs.Result`.
 
     Writes ``results/hypergrad_precision_{profile}_seed{seed}.npz`` (or
     ``path``), reusing a finished file of the same configuration and resuming
@@ -311,7 +318,7 @@ def load_precision(path):
                          f"{path} is not")
     if meta.get("stage") == "finished":
         return _with_summary((arrays, meta))   # the analysis of this version of the code
-    return arrays, meta
+    return runs.Result(arrays, meta)
 
 
 __all__ = ["BASE", "SIZES", "EXTRA_PROFILES", "ARCHIVE_COMMAND", "config_for", "check_config",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training
+from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, runs
 from shortbias_lib.models import mean_loss, mlp_apply, mlp_init
 from shortbias_lib.training import InverseTime, train
 
@@ -102,7 +102,8 @@ def test_a_run_stopped_before_smd_is_finished_by_a_second_leg_with_both_recorded
     config = _tiny_config()
     reference, _ = _run(tmp_path / "reference.npz", config)
     path = tmp_path / "two_legs.npz"
-    first, meta = _run(path, config, stop_before_smd=True)
+    first, meta = leg = _run(path, config, stop_before_smd=True)
+    assert isinstance(leg, runs.Result)                     # the contract, even for a first leg
     assert meta["stage"] == "figure 6 curves" and not any(name.startswith("smd_") for name in first)
     assert path.with_suffix(".partial.npz").exists() and not path.exists()
     arrays, meta = _run(path, config)
@@ -115,7 +116,8 @@ def test_a_run_stopped_before_smd_is_finished_by_a_second_leg_with_both_recorded
 
 def test_a_finished_file_is_reused_and_a_different_configuration_recomputed(tmp_path):
     path = tmp_path / "run.npz"
-    first, _ = _run(path, _tiny_config())
+    first, meta = result = _run(path, _tiny_config())
+    assert isinstance(result, runs.Result) and meta["stage"] == "finished"
     calls = []
     again, _ = _run(path, _tiny_config(), calls.append)
     assert calls == []
@@ -202,9 +204,7 @@ def test_run_offline_smoke_on_mnist(tmp_path, data_root):
 
 
 def _write_other(tmp_path):
-    from shortbias_lib.runs import save_result
-
-    return save_result(tmp_path / "other.npz", {"x": np.zeros(1)}, {"config": {"chapter": "x"}})
+    return runs.save_result(tmp_path / "other.npz", {"x": np.zeros(1)}, {"config": {"chapter": "x"}})
 
 
 def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(tmp_path, data_root):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, report
+from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, report, runs
 from shortbias_lib.offline_design import derived_seed
 from shortbias_lib.models import mean_loss, mlp_apply
 from shortbias_lib.training import InverseTime, train
@@ -224,7 +224,7 @@ def test_the_archived_run_is_current_with_the_code(data_root):
 
     arrays, meta = offline.load_offline(offline.archive_path())
     assert meta["profile"] == "archive" and meta["stage"] == "finished"
-    assert meta["config"] == offline.json_roundtrip(offline.config_for("archive")), \
+    assert meta["config"] == runs.json_ready(offline.config_for("archive")), \
         f"the archive was made with other settings: regenerate it with `{offline.ARCHIVE_COMMAND}`"
     assert (REPO_ROOT / offline.ARCHIVE_DIR).is_dir()
     config, seed = meta["config"], meta["seed"]
@@ -304,7 +304,7 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     """
     arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
     assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
-    assert meta["config"] == offline.json_roundtrip(offline.config_for("archive_gpu", seed))
+    assert meta["config"] == runs.json_ready(offline.config_for("archive_gpu", seed))
     assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
     assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
     config = meta["config"]
@@ -329,8 +329,6 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
 
 
 def test_results_of_several_profiles_are_collected_with_the_file_and_each_device_named(tmp_path):
-    from shortbias_lib import runs
-
     def save(name, profile, ours, **meta):
         arrays = {"reported_names": np.array(["ratio"]), "reported_ours": np.array([ours]),
                   "reported_paper": np.array([100.0]), "reported_kinds": np.array(["lower_bound"])}

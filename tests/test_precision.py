@@ -148,7 +148,8 @@ def test_result_file_round_trips_is_reused_and_resumes(tmp_path):
     config = _tiny_config()
     data = _data()
     path = tmp_path / "precision.npz"
-    arrays, meta = precision.run_experiment(config, data, path, profile="smoke", seed=0)
+    arrays, meta = result = precision.run_experiment(config, data, path, profile="smoke", seed=0)
+    assert isinstance(result, runs.Result)
     assert meta["stage"] == "finished" and meta["config"]["chapter"] == precision.CHAPTER
     assert np.all(arrays["done"]) and np.all(np.isfinite(arrays["grad"]))
     loaded, loaded_meta = precision.load_precision(path)
