@@ -49,7 +49,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, models, reference, training
+from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, meta_optim, models, reference, training
 from shortbias_lib.notebook import show_source
 from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
@@ -232,7 +232,7 @@ show_source(hypergrad.hypergradient,
 #
 # | Algorithm 1 | `shortbias_lib` |
 # |---|---|
-# | $\operatorname{GetMiniBatch}$ | a `training.BatchSampler`, or a `batch_fn(m)` giving the lookahead's and the meta-objective's minibatches |
+# | $\operatorname{GetMiniBatch}$ | `batches(m)`, giving the lookahead's and the meta-objective's minibatches (`lookahead_batches` draws them from a `training.BatchSampler`) |
 # | $\operatorname{BGrad}$ and $\operatorname{FGrad}$ | one pass of `grad_hvp` per step: the gradient and the Hessian-vector products $H_t u$ (`mlp_grad_hvp` for the MLP) |
 # | $\operatorname{Step}$ | SGD with momentum, `convention="paper"` or `"heavy_ball"`, on a schedule $\alpha_t$ |
 # | $\alpha' \leftarrow g \cdot u$ | Equation 8, once, after the $T$ steps: $\nabla L(w_T)^\top u_T$ on the meta-objective's minibatches |
@@ -448,8 +448,9 @@ start = hyperparams.Hyperparameters(0.01, 0.9, learn=("lr", "momentum"))
 runs = {}
 for kind in ("stochastic", "deterministic"):
     meta_sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
+    meta_batches = hypergrad.lookahead_batches(meta_sampler, 5, deterministic=(kind == "deterministic"))
     runs[kind] = hypergrad.smd(models.mlp_apply, warm.state, start, horizon=5, meta_steps=sizes["meta_steps"],
-                               sampler=meta_sampler, deterministic=(kind == "deterministic"), meta_lr=0.03)
+                               batches=meta_batches, optimizer=meta_optim.Adam(0.03))
 
 # %% tags=["remove-cell"]
 glue("smd_n_meta", sizes["meta_steps"], display=False)

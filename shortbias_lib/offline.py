@@ -31,7 +31,7 @@ from . import locks, runs
 from .offline_config import (ARCHIVE_COMMAND, ARCHIVE_DIR, ARCHIVE_GPU_COMMANDS, BASE, CHAPTER,  # noqa: F401
                              EXTRA_PROFILES, PAPER_HORIZONS, SIZES, check_config, config_for)
 from .offline_design import derived_seed, refinement_samples, sample_hyperparameters
-from .offline_smd import smd_trajectory
+from .offline_smd import checkpointing, smd_hyperparameters, smd_trajectory
 from .progress import progress
 from .offline_surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
 from .offline_training import (StepBatches, batched_metrics, horizon_objectives, seeded_warm_start, train_curves,
@@ -235,11 +235,11 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
         if device.type == "cpu":
             torch.set_num_threads(1)
         try:
-            smd_trajectory(state, config["smd_alpha0"], beta0, K, h, steps,
+            smd_trajectory(state, smd_hyperparameters(config["smd_alpha0"], beta0, K, mu), h, steps,
                            StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-                           objective_batches, mu, config["smd_meta_lr"], config["smd_clip"], conv,
-                           resume=previous, checkpoint=checkpoint,
-                           checkpoint_every=config["smd_checkpoint_every"], progress=bar)
+                           objective_batches, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"],
+                           convention=conv, resume=previous,
+                           on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], steps, bar))
         finally:
             torch.set_num_threads(threads)
         bar.close()

@@ -220,9 +220,8 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
         if adapting and mode != "baseline" and t % adapt_every == 0:
             lookahead, evaluation = _adaptation_batches(meta_sampler, mode, horizon, n_eval)
             run.adapt(hypergrad.smd(apply, run.train, run.hyper, horizon, meta_steps,
-                                    batch_fn=lambda m: (lookahead, evaluation),
-                                    meta_optimizer=optimizer, clip=clip, convention=convention,
-                                    project=True))
+                                    lambda m: (lookahead, evaluation),
+                                    optimizer=optimizer, clip=clip, convention=convention))
         nxt = min(steps, (t // eval_every + 1) * eval_every)
         if adapting:
             nxt = min(nxt, adapt_until, (t // adapt_every + 1) * adapt_every)
