@@ -166,14 +166,19 @@ show_source(training.momentum_step, "Source: `training.momentum_step`, the momen
 # $\nabla L(w_T)^\top \dot w_T$, Equation 8 at the end of the lookahead.
 #
 # The derivatives $\dot\alpha_t$ and $\dot\mu$ of each coordinate are
-# `Hyperparameters.at`; the recursion itself, for both conventions, and Equation 8 at the end
-# are `hypergrad.hypergradient` (Equation 9 is its case $\mu = 0$):
+# `Hyperparameters.at`; the recursion itself is one step function per convention,
+# `hypergrad.paper_tangent_step` and `hypergrad.heavy_ball_tangent_step`, and the lookahead
+# with Equation 8 at the end is `hypergrad.hypergradient` (Equation 9 is its case $\mu = 0$):
 
 # %% tags=["remove-input"]
 show_source(hyperparams.Hyperparameters.at,
             "Source: `Hyperparameters.at`, the schedule and its derivatives in each coordinate")
+show_source(hypergrad.paper_tangent_step,
+            "Source: `hypergrad.paper_tangent_step`, Equation 9 with momentum, paper convention")
+show_source(hypergrad.heavy_ball_tangent_step,
+            "Source: `hypergrad.heavy_ball_tangent_step`, Equation 9 with momentum, heavy-ball convention")
 show_source(hypergrad.hypergradient,
-            "Source: `hypergrad.hypergradient`, Equations 8 and 9 with momentum (forward mode)")
+            "Source: `hypergrad.hypergradient`, the lookahead and Equation 8 (forward mode)")
 
 # %% [markdown]
 # **Forward versus reverse mode.** The same derivative can be had by reverse mode:
