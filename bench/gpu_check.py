@@ -285,9 +285,9 @@ def slice_offline_smd(ctx):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() if device.type == "cuda" else 0
-        seconds, out = clock.time(offline_smd.smd_trajectory, warm, cfg["smd_alpha0"], cfg["smd_betas"][0], K, T, 1,
-                                  batches, objective_batches, momentum=mu, meta_lr=cfg["smd_meta_lr"],
-                                  clip=cfg["smd_clip"], convention=cfg["convention"])
+        hyper = offline_smd.smd_hyperparameters(cfg["smd_alpha0"], cfg["smd_betas"][0], K, mu)
+        seconds, out = clock.time(offline_smd.smd_trajectory, warm, hyper, T, 1, batches, objective_batches,
+                                  meta_lr=cfg["smd_meta_lr"], clip=cfg["smd_clip"], convention=cfg["convention"])
         peak = (torch.cuda.max_memory_allocated() - base) / 2 ** 20 if device.type == "cuda" else float("nan")
         return seconds, peak, out
 

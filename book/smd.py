@@ -49,7 +49,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, models, reference, training
+from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, meta_optim, models, reference, training
 from shortbias_lib.notebook import show_source
 from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
@@ -166,14 +166,19 @@ show_source(training.momentum_step, "Source: `training.momentum_step`, the momen
 # $\nabla L(w_T)^\top \dot w_T$, Equation 8 at the end of the lookahead.
 #
 # The derivatives $\dot\alpha_t$ and $\dot\mu$ of each coordinate are
-# `Hyperparameters.at`; the recursion itself, for both conventions, and Equation 8 at the end
-# are `hypergrad.hypergradient` (Equation 9 is its case $\mu = 0$):
+# `Hyperparameters.at`; the recursion itself is one step function per convention,
+# `hypergrad.paper_tangent_step` and `hypergrad.heavy_ball_tangent_step`, and the lookahead
+# with Equation 8 at the end is `hypergrad.hypergradient` (Equation 9 is its case $\mu = 0$):
 
 # %% tags=["remove-input"]
 show_source(hyperparams.Hyperparameters.at,
             "Source: `Hyperparameters.at`, the schedule and its derivatives in each coordinate")
+show_source(hypergrad.paper_tangent_step,
+            "Source: `hypergrad.paper_tangent_step`, Equation 9 with momentum, paper convention")
+show_source(hypergrad.heavy_ball_tangent_step,
+            "Source: `hypergrad.heavy_ball_tangent_step`, Equation 9 with momentum, heavy-ball convention")
 show_source(hypergrad.hypergradient,
-            "Source: `hypergrad.hypergradient`, Equations 8 and 9 with momentum (forward mode)")
+            "Source: `hypergrad.hypergradient`, the lookahead and Equation 8 (forward mode)")
 
 # %% [markdown]
 # **Forward versus reverse mode.** The same derivative can be had by reverse mode:
@@ -232,7 +237,7 @@ show_source(hypergrad.hypergradient,
 #
 # | Algorithm 1 | `shortbias_lib` |
 # |---|---|
-# | $\operatorname{GetMiniBatch}$ | a `training.BatchSampler`, or a `batch_fn(m)` giving the lookahead's and the meta-objective's minibatches |
+# | $\operatorname{GetMiniBatch}$ | `batches(m)`, giving the lookahead's and the meta-objective's minibatches (`lookahead_batches` draws them from a `training.BatchSampler`) |
 # | $\operatorname{BGrad}$ and $\operatorname{FGrad}$ | one pass of `grad_hvp` per step: the gradient and the Hessian-vector products $H_t u$ (`mlp_grad_hvp` for the MLP) |
 # | $\operatorname{Step}$ | SGD with momentum, `convention="paper"` or `"heavy_ball"`, on a schedule $\alpha_t$ |
 # | $\alpha' \leftarrow g \cdot u$ | Equation 8, once, after the $T$ steps: $\nabla L(w_T)^\top u_T$ on the meta-objective's minibatches |
@@ -448,8 +453,9 @@ start = hyperparams.Hyperparameters(0.01, 0.9, learn=("lr", "momentum"))
 runs = {}
 for kind in ("stochastic", "deterministic"):
     meta_sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
+    meta_batches = hypergrad.lookahead_batches(meta_sampler, 5, deterministic=(kind == "deterministic"))
     runs[kind] = hypergrad.smd(models.mlp_apply, warm.state, start, horizon=5, meta_steps=sizes["meta_steps"],
-                               sampler=meta_sampler, deterministic=(kind == "deterministic"), meta_lr=0.03)
+                               batches=meta_batches, optimizer=meta_optim.Adam(0.03))
 
 # %% tags=["remove-cell"]
 glue("smd_n_meta", sizes["meta_steps"], display=False)

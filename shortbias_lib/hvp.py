@@ -86,25 +86,9 @@ def mlp_grad_hvp(params, images, labels, directions, out=None, accumulate=None):
     x = images.reshape(images.shape[0], -1)
     N = x.shape[0]
     L = len(params) // 2
-    W, b = params[0::2], params[1::2]
+    W = params[0::2]
     P = directions[0].shape[0]
-    # Directions stacked: weights (P*out, in), biases (1, P*out); views when contiguous.
-    V = [d.reshape(P * d.shape[1], d.shape[2]) for d in directions[0::2]]
-    c = [d.reshape(1, -1) for d in directions[1::2]]
-    # Forward: values and tangents R(z) of all directions, (N, P*width) = (N, P, width).
-    hs, masks, Rhs = [x], [None], [None]
-    z = torch.addmm(b[0], x, W[0].t())
-    Rz = torch.addmm(c[0], x, V[0].t())
-    for layer in range(1, L):
-        h = torch.relu(z)
-        mask = torch.sign(h).unsqueeze(1)  # 1 where z > 0, else 0 (one cheap kernel)
-        Rh = Rz.view(N, P, -1) * mask
-        hs.append(h)
-        masks.append(mask)
-        Rhs.append(Rh)
-        z = torch.addmm(b[layer], h, W[layer].t())
-        Rz = torch.addmm(c[layer], h, V[layer].t())                  # h V^T + c
-        Rz.view(N * P, -1).addmm_(Rh.view(N * P, -1), W[layer].t())  # + R(h) W^T
+    z, Rz, hs, masks, Rhs = _mlp_forward_tangents(params, directions, x)
     logp = torch.log_softmax(z, -1)
     loss = torch.nn.functional.nll_loss(logp, labels)
     prob = logp.exp()
@@ -118,13 +102,7 @@ def mlp_grad_hvp(params, images, labels, directions, out=None, accumulate=None):
     else:
         grads, hvps = out
     beta, alpha = (0.0, 1.0) if accumulate is None else accumulate
-    deltas = [None] * L
-    for layer in range(L - 1, -1, -1):
-        deltas[layer] = delta
-        torch.mm(delta.t(), hs[layer], out=grads[2 * layer])
-        torch.sum(delta, 0, out=grads[2 * layer + 1])
-        if layer > 0:
-            delta = (delta @ W[layer]) * masks[layer].squeeze(1)
+    deltas = _mlp_backward(W, delta, hs, masks, grads)
     # Backward tangents of the softmax cross-entropy: R(delta) = p (R(z) - <p, R(z)>) / N.
     p3 = prob.unsqueeze(1)
     Rz = Rz.view(N, P, -1)
@@ -158,6 +136,48 @@ def mlp_grad_hvp(params, images, labels, directions, out=None, accumulate=None):
 
 
 mlp_grad_hvp.accumulates = True
+
+
+def _mlp_forward_tangents(params, directions, x):
+    """Forward pass with the tangents ``R(z)`` of all P directions, kept as (N, P*width) = (N, P, width).
+
+    Returns the logits ``z``, their tangents, and per layer the inputs ``h``, the ReLU
+    masks and the input tangents ``R(h)`` (``None`` for the first layer's input).
+    """
+    N = x.shape[0]
+    L = len(params) // 2
+    W, b = params[0::2], params[1::2]
+    P = directions[0].shape[0]
+    # Directions stacked: weights (P*out, in), biases (1, P*out); views when contiguous.
+    V = [d.reshape(P * d.shape[1], d.shape[2]) for d in directions[0::2]]
+    c = [d.reshape(1, -1) for d in directions[1::2]]
+    hs, masks, Rhs = [x], [None], [None]
+    z = torch.addmm(b[0], x, W[0].t())
+    Rz = torch.addmm(c[0], x, V[0].t())
+    for layer in range(1, L):
+        h = torch.relu(z)
+        mask = torch.sign(h).unsqueeze(1)  # 1 where z > 0, else 0 (one cheap kernel)
+        Rh = Rz.view(N, P, -1) * mask
+        hs.append(h)
+        masks.append(mask)
+        Rhs.append(Rh)
+        z = torch.addmm(b[layer], h, W[layer].t())
+        Rz = torch.addmm(c[layer], h, V[layer].t())                  # h V^T + c
+        Rz.view(N * P, -1).addmm_(Rh.view(N * P, -1), W[layer].t())  # + R(h) W^T
+    return z, Rz, hs, masks, Rhs
+
+
+def _mlp_backward(W, delta, hs, masks, grads):
+    """Backpropagate the output error ``delta`` into ``grads``; returns each layer's ``delta``."""
+    L = len(W)
+    deltas = [None] * L
+    for layer in range(L - 1, -1, -1):
+        deltas[layer] = delta
+        torch.mm(delta.t(), hs[layer], out=grads[2 * layer])
+        torch.sum(delta, 0, out=grads[2 * layer + 1])
+        if layer > 0:
+            delta = (delta @ W[layer]) * masks[layer].squeeze(1)
+    return deltas
 
 
 GRAD_HVP = {mlp_apply: mlp_grad_hvp}

@@ -23,7 +23,7 @@ import torch
 from .errors import DivergenceError
 from .hvp import GRAD_HVP, autograd_grad, autograd_grad_hvp
 from .hyperparams import Hyperparameters
-from .meta_optim import Adam, make_meta_optimizer  # noqa: F401  (Adam: imported from here by offline.py)
+from .meta_optim import make_meta_optimizer
 from .training import TrainState, check_convention, check_steps, diverged, init_state
 
 
@@ -60,30 +60,20 @@ def hypergradient(apply, state, hyper, batches, eval_batches, convention="paper"
     iterables (e.g. generators drawing from a sampler, so that a lookahead of
     thousands of steps holds one batch at a time). Starts from ``state`` (a
     :class:`TrainState` or a parameter tuple, not modified) with zero
-    tangents; the schedule is read at ``t0 + i``
-    (default ``t0 = state.step``). Tangents recursion, ``"paper"`` convention
-    (``v' = mu v - alpha g``, ``w' = w + v'``)::
-
-        dv' = mu dv + dmu v - dalpha g - alpha H dw,   dw' = dw + dv'
-
-    and ``"heavy_ball"`` (``v' = mu v + g``, ``w' = w - alpha v'``)::
-
-        dv' = mu dv + dmu v + H dw,   dw' = dw - dalpha v' - alpha dv'
-
-    (Equation 9 is the case mu = 0). ``grad_hvp(params, x, y, directions)
-    -> (loss, grads, hvps)`` (writing into ``out=(grads, hvps)`` when given)
-    computes the gradient and the P Hessian-vector products in one pass; by
-    default :func:`~shortbias_lib.hvp.mlp_grad_hvp` for
-    :func:`~shortbias_lib.models.mlp_apply`, else double backward. The P
-    tangents of each parameter are one contiguous block of a flat buffer
-    (parameter-major), so a product serves all directions at once; a
+    tangents; the schedule is read at ``t0 + i`` (default ``t0 = state.step``).
+    Each step's tangent recursion is :func:`paper_tangent_step` or
+    :func:`heavy_ball_tangent_step` (Equation 9 is the case mu = 0).
+    ``grad_hvp(params, x, y, directions) -> (loss, grads, hvps)`` (writing into
+    ``out=(grads, hvps)`` when given) computes the gradient and the P
+    Hessian-vector products in one pass; by default
+    :func:`~shortbias_lib.hvp.mlp_grad_hvp` for
+    :func:`~shortbias_lib.models.mlp_apply`, else double backward. A
     ``grad_hvp`` marked ``accumulates = True`` (ours are) is called with
     ``accumulate=(beta, alpha)`` and adds ``alpha H dw`` into ``beta dv``
     itself, saving two passes over the tangents. The per-step losses stay
     on the device and are checked every :data:`CHECK_EVERY` steps and at
-    the end (no host synchronisation per step); a NaN or infinite loss
-    raises :class:`DivergenceError` with the first bad step (never a
-    result holding a NaN loss).
+    the end; a NaN or infinite loss raises :class:`DivergenceError` with
+    the first bad step (never a result holding a NaN loss).
     """
     if isinstance(batches, (list, tuple)):
         batches = check_batches(batches, "batches")
@@ -97,84 +87,124 @@ def hypergradient(apply, state, hyper, batches, eval_batches, convention="paper"
         grad_hvp = GRAD_HVP.get(apply) or autograd_grad_hvp(apply)
     fused = getattr(grad_hvp, "accumulates", False)
     P = len(hyper.learn)
-    shapes = [p.shape for p in state.params]
-    sizes = [p.numel() for p in state.params]
-    # Flat buffers: every elementwise update is one kernel over all parameters.
-    w = torch.cat([p.detach().reshape(-1) for p in state.params])
-    v = torch.cat([q.detach().reshape(-1) for q in state.velocity])
-    g = torch.empty_like(w)
-    # Tangents, parameter-major: parameter k's P directions are one contiguous (P,) + shape block.
-    dw = torch.zeros(P * w.numel(), dtype=w.dtype, device=w.device)
-    dv = torch.zeros_like(dw)
-
-    def unflat(flat):
-        return tuple(t.view(s) for t, s in zip(flat.split(sizes), shapes))
-
-    def blocks(flat):
-        return tuple(t.view((P,) + s) for t, s in zip(flat.split([P * k for k in sizes]), shapes))
-
-    w_, v_, g_ = unflat(w), unflat(v), unflat(g)
-    dw_, dv_ = blocks(dw), blocks(dv)
-    dw_rows = [[t[j] for t in dw_] for j in range(P)]  # direction j, parameter by parameter
-    dv_rows = [[t[j] for t in dv_] for j in range(P)]
-    hdw = None if fused else torch.empty_like(dw)
-    out = (g_, dv_ if fused else blocks(hdw))
+    buf = _TangentBuffers(state, P, fused)
+    tangent_step = TANGENT_STEPS[convention]
     check = _LossCheck(t0, len(batches) if isinstance(batches, (list, tuple)) else None)
     for i, (images, labels) in enumerate(batches):
         alpha, mu, dalpha, dmu = hyper.at(t0 + i)
         if i == 0:  # tangents are zero: no Hessian-vector product needed
-            loss, grads = autograd_grad(apply, w_, images, labels)
-            torch.cat([t.reshape(-1) for t in grads], out=g)
+            loss, grads = autograd_grad(apply, buf.w_, images, labels)
+            torch.cat([t.reshape(-1) for t in grads], out=buf.g)
         elif fused:  # dv <- mu dv + (-alpha | 1) H dw, inside grad_hvp
-            loss = grad_hvp(w_, images, labels, dw_, out=out,
+            loss = grad_hvp(buf.w_, images, labels, buf.dw_, out=buf.out,
                             accumulate=(mu, -alpha if convention == "paper" else 1.0))[0]
         else:
-            loss = grad_hvp(w_, images, labels, dw_, out=out)[0]
+            loss = grad_hvp(buf.w_, images, labels, buf.dw_, out=buf.out)[0]
         check.add(loss)
         with torch.no_grad():
-            if i > 0 and not fused:
-                dv.mul_(mu)
-                if convention == "paper":
-                    dv.sub_(hdw, alpha=alpha)
-                else:
-                    dv.add_(hdw)
-            for j in range(P):
-                if dmu[j]:
-                    torch._foreach_add_(dv_rows[j], v_, alpha=dmu[j])
-                if dalpha[j] and convention == "paper":
-                    torch._foreach_add_(dv_rows[j], g_, alpha=-dalpha[j])
-            if convention == "paper":
-                v.mul_(mu).sub_(g, alpha=alpha)
-                w.add_(v)
-                dw.add_(dv)
-            else:
-                v.mul_(mu).add_(g)
-                dw.sub_(dv, alpha=alpha)
-                for j in range(P):
-                    if dalpha[j]:
-                        torch._foreach_add_(dw_rows[j], v_, alpha=-dalpha[j])
-                w.sub_(v, alpha=alpha)
+            tangent_step(buf, alpha, mu, dalpha, dmu, buf.hdw if i > 0 and not fused else None)
         if check.due():
             check.flush()
     check.flush()
     T = check.count
     if T < 1:
         raise ValueError("batches gave no batch: the horizon must be >= 1")
+    meta, gsum, n = _meta_objective(apply, buf, eval_batches)
+    if diverged(meta):
+        raise DivergenceError(t0 + T, meta, "meta-objective")
+    grad = sum(d.reshape(P, -1) @ s.reshape(-1) for d, s in zip(buf.dw_, buf.unflat(gsum))) / n
+    final = TrainState(buf.unflat(buf.w.clone()), buf.unflat(buf.v.clone()), state.step + T)
+    return Hypergradient(meta, grad.double().cpu().numpy(), final, check.values(), hyper.names)
+
+
+class _TangentBuffers:
+    """Weights, velocity, gradient and the P tangents dw, dv as flat buffers, with per-parameter views.
+
+    Flat buffers make every elementwise update one kernel over all parameters; the
+    tangents are parameter-major (parameter k's P directions are one contiguous
+    ``(P,) + shape`` block), so one Hessian-vector product serves all directions.
+    """
+
+    def __init__(self, state, P, fused):
+        self.shapes = [p.shape for p in state.params]
+        self.sizes = [p.numel() for p in state.params]
+        self.P = P
+        self.w = torch.cat([p.detach().reshape(-1) for p in state.params])
+        self.v = torch.cat([q.detach().reshape(-1) for q in state.velocity])
+        self.g = torch.empty_like(self.w)
+        self.dw = torch.zeros(P * self.w.numel(), dtype=self.w.dtype, device=self.w.device)
+        self.dv = torch.zeros_like(self.dw)
+        self.w_, self.v_, self.g_ = self.unflat(self.w), self.unflat(self.v), self.unflat(self.g)
+        self.dw_, self.dv_ = self.blocks(self.dw), self.blocks(self.dv)
+        self.dw_rows = [[t[j] for t in self.dw_] for j in range(P)]  # direction j, parameter by parameter
+        self.dv_rows = [[t[j] for t in self.dv_] for j in range(P)]
+        self.hdw = None if fused else torch.empty_like(self.dw)
+        self.out = (self.g_, self.dv_ if fused else self.blocks(self.hdw))
+
+    def unflat(self, flat):
+        return tuple(t.view(s) for t, s in zip(flat.split(self.sizes), self.shapes))
+
+    def blocks(self, flat):
+        return tuple(t.view((self.P,) + s)
+                     for t, s in zip(flat.split([self.P * k for k in self.sizes]), self.shapes))
+
+
+def paper_tangent_step(buf, alpha, mu, dalpha, dmu, hdw=None):
+    """One step of ``v' = mu v - alpha g``, ``w' = w + v'`` and its tangents::
+
+        dv' = mu dv + dmu v - dalpha g - alpha H dw,   dw' = dw + dv'
+
+    ``hdw`` is ``H dw`` when it still has to be added (``None``: already in ``dv``, or dw = 0).
+    """
+    if hdw is not None:
+        buf.dv.mul_(mu)
+        buf.dv.sub_(hdw, alpha=alpha)
+    for j in range(buf.P):
+        if dmu[j]:
+            torch._foreach_add_(buf.dv_rows[j], buf.v_, alpha=dmu[j])
+        if dalpha[j]:
+            torch._foreach_add_(buf.dv_rows[j], buf.g_, alpha=-dalpha[j])
+    buf.v.mul_(mu).sub_(buf.g, alpha=alpha)
+    buf.w.add_(buf.v)
+    buf.dw.add_(buf.dv)
+
+
+def heavy_ball_tangent_step(buf, alpha, mu, dalpha, dmu, hdw=None):
+    """One step of ``v' = mu v + g``, ``w' = w - alpha v'`` and its tangents::
+
+        dv' = mu dv + dmu v + H dw,   dw' = dw - dalpha v' - alpha dv'
+
+    ``hdw`` as in :func:`paper_tangent_step`.
+    """
+    if hdw is not None:
+        buf.dv.mul_(mu)
+        buf.dv.add_(hdw)
+    for j in range(buf.P):
+        if dmu[j]:
+            torch._foreach_add_(buf.dv_rows[j], buf.v_, alpha=dmu[j])
+    buf.v.mul_(mu).add_(buf.g)
+    buf.dw.sub_(buf.dv, alpha=alpha)
+    for j in range(buf.P):
+        if dalpha[j]:
+            torch._foreach_add_(buf.dw_rows[j], buf.v_, alpha=-dalpha[j])
+    buf.w.sub_(buf.v, alpha=alpha)
+
+
+TANGENT_STEPS = {"paper": paper_tangent_step, "heavy_ball": heavy_ball_tangent_step}
+
+
+def _meta_objective(apply, buf, eval_batches):
+    """Mean loss at ``w_T`` over ``eval_batches`` (one host synchronisation), summed gradient, batch count."""
     meta, n = None, 0
-    gsum = torch.zeros_like(w)
+    gsum = torch.zeros_like(buf.w)
     for images, labels in eval_batches:
-        loss, grads = autograd_grad(apply, w_, images, labels)
-        torch._foreach_add_(list(unflat(gsum)), list(grads))
+        loss, grads = autograd_grad(apply, buf.w_, images, labels)
+        torch._foreach_add_(list(buf.unflat(gsum)), list(grads))
         meta = loss.double() if meta is None else meta + loss.double()
         n += 1
     if n < 1:
         raise ValueError("eval_batches gave no batch")
-    meta = meta.item() / n  # the one synchronisation for the meta-objective
-    if diverged(meta):
-        raise DivergenceError(t0 + T, meta, "meta-objective")
-    grad = sum(d.reshape(P, -1) @ s.reshape(-1) for d, s in zip(dw_, unflat(gsum))) / n
-    final = TrainState(unflat(w.clone()), unflat(v.clone()), state.step + T)
-    return Hypergradient(meta, grad.double().cpu().numpy(), final, check.values(), hyper.names)
+    return meta.item() / n, gsum, n
 
 
 class _LossCheck:
@@ -237,81 +267,111 @@ class SMDResult:
     momenta: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def smd(apply, state, hyper, horizon, meta_steps, sampler=None, batch_fn=None,
-        deterministic=False, n_eval=None, meta_optimizer="adam", meta_lr=1e-2,
-        clip=10.0, convention="paper", project=True, t0=None, callback=None):
-    """Algorithm 1: ``meta_steps`` meta-updates of ``hyper`` by forward-mode hypergradients.
+@dataclass
+class SMDHistory:
+    """An SMD path so far (lists): u before each meta step and after the last, meta-losses, raw hypergradients."""
+
+    trajectory: list
+    meta_losses: list = field(default_factory=list)
+    hypergrads: list = field(default_factory=list)
+
+
+ON_DIVERGENCE = ("stop", "step_back")
+
+
+def lookahead_batches(sampler, horizon, n_eval=None, deterministic=False):
+    """``batches`` for :func:`smd` drawn from ``sampler``: ``m -> (lookahead, evaluation)``.
+
+    Stochastic lookahead draws ``horizon`` fresh batches, then ``n_eval``
+    (default ``horizon``) more for the meta-objective, lazily (as the lookahead
+    consumes them, so long horizons hold one batch); ``deterministic=True``
+    draws one batch, repeats it ``horizon`` times and evaluates on it.
+    """
+    horizon = check_steps(horizon, "horizon")
+    n_eval = horizon if n_eval is None else check_steps(n_eval, "n_eval")
+
+    def batches(m):
+        if deterministic:
+            batch = sampler()
+            return [batch] * horizon, [batch]
+        return ((sampler() for _ in range(horizon)), (sampler() for _ in range(n_eval)))
+
+    return batches
+
+
+def smd(apply, state, hyper, horizon, meta_steps, batches, *, optimizer="adam", clip=10.0,
+        convention="paper", on_divergence="stop", resume=None, callback=None):
+    """Algorithm 1: meta steps ``0 .. meta_steps - 1`` of ``hyper`` by forward-mode hypergradients.
 
     Every meta step restarts the ``horizon``-step lookahead from the same
-    ``state`` (weights fixed, as in the paper). Batches come from
-    ``batch_fn(m) -> (lookahead_batches, eval_batches)`` (lists or
-    iterables), or from ``sampler``: stochastic lookahead draws ``horizon``
-    fresh batches and then ``n_eval`` (default ``horizon``) more for the
-    meta-objective;
-    ``deterministic=True`` draws one batch, repeats it ``horizon`` times and
-    evaluates on it. Raw hypergradients are clipped to ``+-clip`` and, with
-    ``project``, ``u`` is kept within :meth:`Hyperparameters.bounds`.
-    ``meta_optimizer`` is ``"adam"``, ``"momentum"`` or an optimizer object
-    (to keep its state across calls, as online SMD does). The schedule is
-    read at ``t0 + i`` in the lookahead (default ``t0 = state.step``; pass
-    ``t0=0`` to start an inverse-time schedule at t = 0 after a warm start).
-    A diverging lookahead, or a hypergradient that is not finite, stops SMD
-    and is reported (``diverged``, its meta step and step); a ``batch_fn``
-    whose lookahead is not ``horizon`` batches long is a ``ValueError``.
+    ``state`` (weights fixed, as in the paper; the schedule is read from
+    ``state.step`` on). ``batches(m) -> (lookahead_batches, eval_batches)``
+    (lists or iterables) gives meta step ``m``'s minibatches
+    (:func:`lookahead_batches` makes one from a sampler); a lookahead that is
+    not ``horizon`` batches long is a ``ValueError``. Raw hypergradients are
+    clipped to ``+-clip`` and ``u`` is kept within :meth:`Hyperparameters.bounds`.
+    ``optimizer`` is ``"adam"``, ``"momentum"`` (meta learning rate 0.01) or an
+    optimizer of :mod:`shortbias_lib.meta_optim` (to choose its rate, or keep
+    its state across calls, as online SMD does). A diverging lookahead, or a
+    hypergradient that is not finite, either stops SMD (``on_divergence="stop"``;
+    reported as ``diverged``, its meta step and step) or counts as a
+    hypergradient of ``+clip`` on the learning rate and 0 on the others with
+    a NaN meta-loss (``"step_back"``, the offline experiment's rule).
+    ``resume`` (an :class:`SMDHistory` or an earlier :class:`SMDResult`)
+    continues that path from meta step ``len(resume.meta_losses)``, with
+    ``optimizer`` holding its state. ``callback(m, history)`` is called after
+    each meta step with the :class:`SMDHistory` so far.
     """
     horizon = check_steps(horizon, "horizon")
     meta_steps = check_steps(meta_steps, "meta_steps", minimum=0)
     if not clip > 0:
         raise ValueError(f"clip must be > 0; got {clip!r}")
-    if batch_fn is None:
-        if sampler is None:
-            raise ValueError("smd needs a sampler or a batch_fn")
-        n_eval = horizon if n_eval is None else check_steps(n_eval, "n_eval")
-
-        def batch_fn(m):
-            if deterministic:
-                batch = sampler()
-                return [batch] * horizon, [batch]
-            # Lazy: drawn as the lookahead consumes them, so long horizons hold one batch.
-            return ((sampler() for _ in range(horizon)), (sampler() for _ in range(n_eval)))
-
+    if on_divergence not in ON_DIVERGENCE:
+        raise ValueError(f"on_divergence must be one of {ON_DIVERGENCE}; got {on_divergence!r}")
+    if on_divergence == "step_back" and "lr" not in hyper.learn:
+        raise ValueError("on_divergence='step_back' needs the learning rate among the learned hyperparameters")
     if not isinstance(state, TrainState):
         state = init_state(state)
-    optimizer = (make_meta_optimizer(meta_optimizer, meta_lr) if isinstance(meta_optimizer, str)
-                 else meta_optimizer)
+    if isinstance(optimizer, str):
+        optimizer = make_meta_optimizer(optimizer)
     low, high = hyper.bounds()
-    u = hyper.vector()
-    if project:
-        u = np.clip(u, low, high)
-    trajectory, losses, grads = [u.copy()], [], []
-    diverged_meta, diverged_step = -1, -1
-    for m in range(meta_steps):
-        current = hyper.from_vector(u)
-        lookahead, evaluation = batch_fn(m)
-        if isinstance(lookahead, (list, tuple)) and len(lookahead) != horizon:
-            raise ValueError(f"batch_fn returned {len(lookahead)} lookahead batches; horizon is {horizon}")
+    if resume is None:
+        history = SMDHistory([np.clip(hyper.vector(), low, high)])
+    else:
+        history = SMDHistory([np.asarray(u, dtype=np.float64) for u in resume.trajectory],
+                             list(resume.meta_losses), list(resume.hypergrads))
+    step_back = np.array([clip if name == "lr" else 0.0 for name in hyper.learn])
+    u = history.trajectory[-1].copy()
+    stopped_meta, stopped_step = -1, -1
+    for m in range(len(history.meta_losses), meta_steps):
         try:
-            result = hypergradient(apply, state, current, lookahead, evaluation, convention, t0)
+            loss, grad = _meta_gradient(apply, state, hyper.from_vector(u), horizon, batches(m), convention)
         except DivergenceError as err:
-            diverged_meta, diverged_step = m, err.step
-            break
-        if len(result.losses) != horizon:
-            raise ValueError(f"batch_fn gave {len(result.losses)} lookahead batches; horizon is {horizon}")
-        if not np.all(np.isfinite(result.grad)):  # finite losses, overflowed tangents
-            diverged_meta, diverged_step = m, (state.step if t0 is None else t0) + horizon
-            break
-        losses.append(result.loss)
-        grads.append(result.grad)
-        u = optimizer.step(u, np.clip(result.grad, -clip, clip))
-        if project:
-            u = np.clip(u, low, high)
-        trajectory.append(u.copy())
+            if on_divergence == "stop":
+                stopped_meta, stopped_step = m, err.step
+                break
+            loss, grad = float("nan"), step_back
+        history.meta_losses.append(loss)
+        history.hypergrads.append(grad)
+        u = np.clip(optimizer.step(u, np.clip(grad, -clip, clip)), low, high)
+        history.trajectory.append(u.copy())
         if callback is not None:
-            callback(m, hyper.from_vector(u), result)
-    final = hyper.from_vector(u)
-    P = len(hyper.learn)
-    points = [hyper.from_vector(x) for x in trajectory]
-    return SMDResult(final, hyper.names, np.asarray(trajectory),
-                     np.asarray(losses), np.asarray(grads).reshape(-1, P), optimizer,
-                     diverged_meta >= 0, diverged_meta, diverged_step,
+            callback(m, history)
+    points = [hyper.from_vector(x) for x in history.trajectory]
+    return SMDResult(points[-1], hyper.names, np.asarray(history.trajectory), np.asarray(history.meta_losses),
+                     np.asarray(history.hypergrads).reshape(-1, len(hyper.learn)), optimizer,
+                     stopped_meta >= 0, stopped_meta, stopped_step,
                      np.array([h.lr for h in points]), np.array([h.momentum for h in points]))
+
+
+def _meta_gradient(apply, state, hyper, horizon, batches, convention):
+    """One lookahead's meta-loss and raw hypergradient; a non-finite one raises :class:`DivergenceError`."""
+    lookahead, evaluation = batches
+    if isinstance(lookahead, (list, tuple)) and len(lookahead) != horizon:
+        raise ValueError(f"batches gave {len(lookahead)} lookahead batches; horizon is {horizon}")
+    result = hypergradient(apply, state, hyper, lookahead, evaluation, convention)
+    if len(result.losses) != horizon:
+        raise ValueError(f"batches gave {len(result.losses)} lookahead batches; horizon is {horizon}")
+    if not np.all(np.isfinite(result.grad)):  # finite losses, overflowed tangents
+        raise DivergenceError(state.step + horizon, float("nan"), "hypergradient")
+    return result.loss, result.grad

@@ -33,7 +33,7 @@ from . import runs
 from .offline_config import (ARCHIVE_COMMAND, ARCHIVE_DIR, ARCHIVE_GPU_COMMANDS, BASE, CHAPTER,  # noqa: F401
                              EXTRA_PROFILES, PAPER_HORIZONS, SIZES, check_config, config_for)
 from .offline_design import derived_seed, refinement_samples, sample_hyperparameters
-from .offline_smd import smd_trajectory
+from .offline_smd import checkpointing, smd_hyperparameters, smd_trajectory
 from .progress import progress
 from .offline_surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
 from .offline_training import (StepBatches, batched_metrics, horizon_objectives, seeded_warm_start, train_curves,
@@ -319,11 +319,12 @@ def _smd(setup, state, arrays, save):
         if setup.device.type == "cpu":
             torch.set_num_threads(1)
         try:
-            smd_trajectory(state, config["smd_alpha0"], beta0, float(config["K"]), h, steps,
+            smd_trajectory(state, smd_hyperparameters(config["smd_alpha0"], beta0, float(config["K"]),
+                                                      config["momentum"]), h, steps,
                            StepBatches(images, labels, config["batch_size"], derived_seed(setup.seed, 4, j)),
-                           objective_batches, config["momentum"], config["smd_meta_lr"], config["smd_clip"],
-                           config["convention"], resume=previous, checkpoint=checkpoint,
-                           checkpoint_every=config["smd_checkpoint_every"], progress=bar)
+                           objective_batches, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"],
+                           convention=config["convention"], resume=previous,
+                           on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], steps, bar))
         finally:
             torch.set_num_threads(threads)
         bar.close()

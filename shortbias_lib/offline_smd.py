@@ -1,70 +1,74 @@
 """Stochastic meta-descent on the offline experiment's schedule (Algorithm 1 on
-``(log alpha_0/(1-mu), log beta)``), resumable, and the trajectories read back from a result."""
+``(log alpha_0/(1-mu), log beta)``, run by :func:`shortbias_lib.hypergrad.smd`), resumable,
+and the trajectories read back from a result."""
 
 import math
 
 import numpy as np
 
-from .errors import DivergenceError
-from .hypergrad import Adam, Hyperparameters, hypergradient
+from .hypergrad import SMDHistory, smd
+from .hyperparams import Hyperparameters
+from .meta_optim import Adam
 from .models import mlp_apply
 
 
-def smd_trajectory(state, alpha0, beta, K, horizon, meta_steps, batches, objective_batches,
-                   momentum=0.9, meta_lr=0.01, clip=10.0, convention="paper", apply=mlp_apply,
-                   resume=None, checkpoint=None, checkpoint_every=None, progress=None):
-    """SMD (Algorithm 1) on ``(log alpha_0/(1-mu), log beta)`` with Adam, from ``state`` every meta step.
+def smd_hyperparameters(alpha0, beta, K, momentum=0.9):
+    """The offline experiment's SMD start: ``alpha_0``, ``beta`` learned as ``(log alpha_0/(1-mu), log beta)``."""
+    return Hyperparameters(lr=float(alpha0), momentum=momentum, beta=float(beta), K=K,
+                           learn=("lr", "beta"), space="log")
 
-    Meta step ``m`` trains on batches ``m * horizon, ..., (m + 1) * horizon - 1``
-    of ``batches`` (fresh, reproducible, drawn one at a time so memory does not
-    grow with the horizon) and differentiates the mean loss on
-    ``objective_batches`` at ``w_T`` by forward mode
-    (:func:`shortbias_lib.hypergrad.hypergradient`, Equations 8-9). Raw
-    hypergradients are clipped to ``+-clip`` and ``u`` is kept within the
-    authors' bounds. A lookahead that diverges counts as a hypergradient of
-    ``+clip`` on the learning rate (step back) and a NaN meta-loss.
-    ``resume`` is a dict from an earlier ``checkpoint(dict)`` call.
-    Returns a dict: ``u`` (M+1, 2), ``meta_loss`` (M,), ``hypergrad`` (M, 2).
+
+def smd_trajectory(state, hyper, horizon, meta_steps, batches, objective_batches, *, meta_lr=0.01,
+                   clip=10.0, convention="paper", resume=None, on_step=None):
+    """SMD (Algorithm 1, :func:`shortbias_lib.hypergrad.smd`) of the MLP from ``state`` with Adam, resumable.
+
+    ``hyper`` is :func:`smd_hyperparameters`'s. Meta step ``m`` trains on batches
+    ``m * horizon, ..., (m + 1) * horizon - 1`` of ``batches`` (fresh,
+    reproducible, drawn one at a time so memory does not grow with the horizon)
+    and differentiates the mean loss on ``objective_batches`` at ``w_T``. A
+    lookahead that diverges counts as a hypergradient of ``+clip`` on the
+    learning rate (step back) and a NaN meta-loss. ``resume`` is a dict from
+    an earlier call (or checkpoint); ``on_step(done, snapshot)`` is called
+    after each meta step, ``snapshot()`` giving that dict so far
+    (:func:`checkpointing` makes one). Returns a dict: ``u`` (M+1, 2),
+    ``meta_loss`` (M,), ``hypergrad`` (M, 2), ``adam_m``, ``adam_s``, ``adam_t``.
     """
-    hyper = Hyperparameters(lr=float(alpha0), momentum=momentum, beta=float(beta), K=K,
-                            learn=("lr", "beta"), space="log")
-    low, high = hyper.bounds()
     optimizer = Adam(meta_lr)
-    u = np.clip(hyper.vector(), low, high)
-    us, losses, grads = [u.copy()], [], []
+    history = None
     if resume is not None:
-        us = [row for row in np.asarray(resume["u"])]
-        losses = list(np.asarray(resume["meta_loss"]))
-        grads = [row for row in np.asarray(resume["hypergrad"]).reshape(-1, 2)]
-        u = us[-1].copy()
+        history = SMDHistory(list(np.asarray(resume["u"])), list(np.asarray(resume["meta_loss"])),
+                             list(np.asarray(resume["hypergrad"]).reshape(-1, 2)))
         optimizer.load_state_dict({key: resume[f"adam_{key}"] for key in ("m", "s", "t")})
-    for m in range(len(losses), meta_steps):
-        current = hyper.from_vector(u)
-        try:
-            lookahead = (batches(m * horizon + i) for i in range(horizon))
-            result = hypergradient(apply, state, current, lookahead, objective_batches, convention)
-            loss, grad = result.loss, np.asarray(result.grad, dtype=np.float64)
-            if not np.all(np.isfinite(grad)):
-                raise DivergenceError(horizon, float("nan"), "hypergradient")
-        except DivergenceError:
-            loss, grad = float("nan"), np.array([clip, 0.0])
-        u = np.clip(optimizer.step(u, np.clip(grad, -clip, clip)), low, high)
-        us.append(u.copy())
-        losses.append(loss)
-        grads.append(grad)
+
+    def step_batches(m):
+        return (batches(m * horizon + i) for i in range(horizon)), objective_batches
+
+    def callback(m, history):
+        if on_step is not None:
+            on_step(m + 1, lambda: _smd_state(history, optimizer))
+
+    result = smd(mlp_apply, state, hyper, horizon, meta_steps, step_batches, optimizer=optimizer, clip=clip,
+                 convention=convention, on_divergence="step_back", resume=history, callback=callback)
+    return _smd_state(result, optimizer)
+
+
+def checkpointing(save, every, meta_steps, progress=None):
+    """An ``on_step`` for :func:`smd_trajectory`: advance ``progress`` by one meta step and
+    ``save(state dict)`` every ``every`` meta steps and after the last (never when ``every`` is 0)."""
+
+    def on_step(done, snapshot):
         if progress is not None:
             progress.update(1)
-        done = m + 1
-        if checkpoint is not None and checkpoint_every and (done % checkpoint_every == 0
-                                                            or done == meta_steps):
-            checkpoint(_smd_state(us, losses, grads, optimizer))
-    return _smd_state(us, losses, grads, optimizer)
+        if every and (done % every == 0 or done == meta_steps):
+            save(snapshot())
+
+    return on_step
 
 
-def _smd_state(us, losses, grads, optimizer):
-    return {"u": np.asarray(us, dtype=np.float64).reshape(-1, 2),
-            "meta_loss": np.asarray(losses, dtype=np.float64),
-            "hypergrad": np.asarray(grads, dtype=np.float64).reshape(-1, 2),
+def _smd_state(history, optimizer):
+    return {"u": np.asarray(history.trajectory, dtype=np.float64).reshape(-1, 2),
+            "meta_loss": np.asarray(history.meta_losses, dtype=np.float64),
+            "hypergrad": np.asarray(history.hypergrads, dtype=np.float64).reshape(-1, 2),
             **{f"adam_{key}": np.asarray(value) for key, value in optimizer.state_dict().items()}}
 
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import hypergrad, training
+from .hyperparams import Hyperparameters
+from .meta_optim import make_meta_optimizer
 from .online_record import OnlineProgress
 from .progress import progress
 from .runs import load_matching
@@ -118,11 +120,11 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
     training.check_momentum(momentum)
     label = label or f"{s.mode} lr={lr:g}"
     started = time.perf_counter()
-    hyper = hypergrad.Hyperparameters(lr=float(lr), momentum=float(momentum),
+    hyper = Hyperparameters(lr=float(lr), momentum=float(momentum),
                                       learn=("lr", "momentum"), space="log")
     if s.mode != "baseline":  # SMD works within the authors' bounds from the start
         hyper = hyper.from_vector(np.clip(hyper.vector(), *hyper.bounds()))
-    optimizer = hypergrad.make_meta_optimizer("adam", s.meta_lr)
+    optimizer = make_meta_optimizer("adam", s.meta_lr)
     samplers = {"train": train_sampler, "meta": meta_sampler}
     run = OnlineProgress.start(params, hyper, s.steps)
     ckpt_meta = None
@@ -146,9 +148,8 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
         if adapting and s.mode != "baseline" and t % s.adapt_every == 0:
             lookahead, evaluation = _adaptation_batches(meta_sampler, s.mode, s.horizon, s.n_eval)
             run.adapt(hypergrad.smd(apply, run.train, run.hyper, s.horizon, s.meta_steps,
-                                    batch_fn=lambda m: (lookahead, evaluation),
-                                    meta_optimizer=optimizer, clip=s.clip, convention=s.convention,
-                                    project=True))
+                                    lambda m: (lookahead, evaluation),
+                                    optimizer=optimizer, clip=s.clip, convention=s.convention))
         nxt = _next_stop(t, s, adapting)
         schedule, mu = run.schedule(adapting, s.decay, s.final_lr, s.adapt_until, s.steps)
         done = run.train_until(nxt, training.train(apply, run.train, train_sampler, nxt - t,

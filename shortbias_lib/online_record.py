@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import hypergrad, training
+from . import training
+from .hyperparams import Hyperparameters
 from .runs import save_result
 
 @dataclass
@@ -113,7 +114,7 @@ class OnlineProgress:
 
     t: int
     train: training.TrainState
-    hyper: hypergrad.Hyperparameters
+    hyper: Hyperparameters
     settled: object   # the Hyperparameters when adaptation stopped, None before
     records: dict     # per step: eff, mom, losses
     lists: dict       # eval_steps, eval_losses, adapt_steps, first, last, look_bad
@@ -207,7 +208,7 @@ class OnlineProgress:
             tuple(torch.from_numpy(saved[f"v{i}"]).to(dev, dtype) for i in range(n)), self.t)
 
         def hyper(values):
-            return hypergrad.Hyperparameters(float(values[0]), float(values[1]),
+            return Hyperparameters(float(values[0]), float(values[1]),
                                              learn=("lr", "momentum"), space="log")
 
         self.hyper = hyper(saved["hyper"])

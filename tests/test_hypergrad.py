@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shortbias_lib.hvp import autograd_grad_hvp, mlp_grad_hvp
-from shortbias_lib.hypergrad import hypergradient, smd
+from shortbias_lib.hypergrad import hypergradient, lookahead_batches, smd
 from shortbias_lib.hyperparams import BOUNDS, Hyperparameters
 from shortbias_lib.meta_optim import META_OPTIMIZERS, make_meta_optimizer
 from shortbias_lib.reference import finite_difference, meta_loss, reverse_hypergradient
@@ -249,7 +249,9 @@ def test_horizon_must_be_positive():
     state, images, labels = mlp_problem()
     sampler = BatchSampler(images, labels, 8)
     with pytest.raises(ValueError, match="horizon"):
-        smd(mlp_apply, state, HYPERS[0], 0, 3, sampler)
+        smd(mlp_apply, state, HYPERS[0], 0, 3, lookahead_batches(sampler, 1))
+    with pytest.raises(ValueError, match="horizon"):
+        lookahead_batches(sampler, 0)
     with pytest.raises(ValueError, match="horizon"):
         hypergradient(mlp_apply, state, HYPERS[0], [], [(images, labels)])
     with pytest.raises(ValueError, match="meta_optimizer"):
@@ -270,8 +272,9 @@ def test_smd_moves_learning_rate_against_hypergradient_sign(optimizer):
     state, images, labels = convex_problem()
     sampler = BatchSampler(images, labels, 64, seed=1)  # full batch: a deterministic problem
     hyper = Hyperparameters(1e-3, 0.5, learn=("lr",))
-    result = smd(mlp_apply, state, hyper, horizon=5, meta_steps=10, sampler=sampler,
-                 deterministic=True, meta_optimizer=optimizer, meta_lr=0.05)
+    result = smd(mlp_apply, state, hyper, horizon=5, meta_steps=10,
+                 batches=lookahead_batches(sampler, 5, deterministic=True),
+                 optimizer=make_meta_optimizer(optimizer, 0.05))
     steps = np.diff(result.trajectory[:, 0])
     # Learning rate far too small: the hypergradient is negative and SMD raises the rate.
     assert np.all(result.hypergrads[:, 0] < 0)
@@ -280,8 +283,8 @@ def test_smd_moves_learning_rate_against_hypergradient_sign(optimizer):
     first = 0.05 * (1.0 if optimizer == "adam" else -np.clip(result.hypergrads[0, 0], -10, 10))
     assert steps[0] == pytest.approx(first, rel=1e-3)
     # A learning rate far too large is lowered.
-    big = smd(mlp_apply, state, Hyperparameters(1.0, 0.5, learn=("lr",)), 5, 5, sampler,
-              deterministic=True, meta_optimizer=optimizer, meta_lr=0.05)
+    big = smd(mlp_apply, state, Hyperparameters(1.0, 0.5, learn=("lr",)), 5, 5,
+              lookahead_batches(sampler, 5, deterministic=True), optimizer=make_meta_optimizer(optimizer, 0.05))
     assert np.all(big.hypergrads[:, 0] > 0) and np.all(np.diff(big.trajectory[:, 0]) < 0)
 
 
@@ -289,7 +292,8 @@ def test_smd_clips_and_projects():
     state, images, labels = convex_problem()
     sampler = BatchSampler(images, labels, 16, seed=1)
     hyper = Hyperparameters(1e-6, 0.5, learn=("lr", "momentum"))  # effective lr below 1e-4: projected
-    result = smd(mlp_apply, state, hyper, 3, 4, sampler, meta_optimizer="momentum", meta_lr=1.0, clip=1e-3)
+    result = smd(mlp_apply, state, hyper, 3, 4, lookahead_batches(sampler, 3),
+                 optimizer=make_meta_optimizer("momentum", 1.0), clip=1e-3)
     low, high = hyper.bounds()
     assert np.all(result.trajectory >= low - 1e-12) and np.all(result.trajectory <= high + 1e-12)
     assert result.trajectory[0, 0] == pytest.approx(math.log(1e-4))
@@ -307,7 +311,7 @@ def test_smd_stochastic_lookahead_uses_fresh_batches():
         calls.append(m)
         return look, [(images[m:m + 8], labels[m:m + 8])]
 
-    result = smd(mlp_apply, state, Hyperparameters(0.1, 0.9), 3, 5, batch_fn=batch_fn)
+    result = smd(mlp_apply, state, Hyperparameters(0.1, 0.9), 3, 5, batch_fn)
     assert calls == list(range(5)) and len(result.meta_losses) == 5
 
 
@@ -316,7 +320,7 @@ def test_smd_reports_divergence():
     state = init_state(tuple(p.float() for p in state.params))
     sampler = BatchSampler(images.float(), labels, 16, seed=1)
     hyper = Hyperparameters(1e20, 0.99, learn=("lr",), space="raw")
-    result = smd(mlp_apply, state, hyper, 20, 3, sampler, project=False)
+    result = smd(mlp_apply, state, hyper, 20, 3, lookahead_batches(sampler, 20))
     assert result.diverged and result.diverged_meta_step == 0 and 0 < result.diverged_step < 20
     assert len(result.meta_losses) == 0
 
@@ -334,7 +338,7 @@ def test_smd_stops_on_a_non_finite_hypergradient_and_checks_lookahead_length(mon
         return result
 
     monkeypatch.setattr(hg, "hypergradient", overflowed)
-    result = smd(mlp_apply, state, Hyperparameters(0.1, 0.9, learn=("lr",)), 4, 3, sampler)
+    result = smd(mlp_apply, state, Hyperparameters(0.1, 0.9, learn=("lr",)), 4, 3, lookahead_batches(sampler, 4))
     assert result.diverged and result.diverged_meta_step == 0 and result.diverged_step == state.step + 4
     assert len(result.meta_losses) == 0
     monkeypatch.setattr(hg, "hypergradient", real)
@@ -343,7 +347,7 @@ def test_smd_stops_on_a_non_finite_hypergradient_and_checks_lookahead_length(mon
         return (b for b in batches_of(images, labels, 8, 3)), batches_of(images, labels, 8, 1)
 
     with pytest.raises(ValueError, match="horizon is 4"):
-        smd(mlp_apply, state, Hyperparameters(0.1, 0.9), 4, 1, batch_fn=short)
+        smd(mlp_apply, state, Hyperparameters(0.1, 0.9), 4, 1, short)
 
 
 def test_generators_of_batches_give_the_same_hypergradient():
@@ -377,3 +381,48 @@ def test_meta_optimizer_state_round_trip_continues_the_same_path(name):
         u = whole.step(u, grad(u))
         v = second.step(v, grad(v))
     np.testing.assert_array_equal(u, v)
+
+
+def test_smd_steps_back_on_divergence_when_asked(monkeypatch):
+    """``on_divergence="step_back"``: NaN meta-loss, +clip on the learning rate, and SMD goes on."""
+    import shortbias_lib.hypergrad as hg
+
+    state, images, labels = mlp_problem()
+    real = hg.hypergradient
+
+    def overflowed(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.grad = np.full_like(result.grad, np.nan)
+        return result
+
+    monkeypatch.setattr(hg, "hypergradient", overflowed)
+    hyper = Hyperparameters(0.1, 0.9, learn=("momentum", "lr"))
+    batch_fn = lambda m: (batches_of(images, labels, 8, 3), batches_of(images, labels, 8, 1))  # noqa: E731
+    result = smd(mlp_apply, state, hyper, 3, 2, batch_fn, clip=5.0, on_divergence="step_back")
+    assert not result.diverged and np.all(np.isnan(result.meta_losses))
+    np.testing.assert_array_equal(result.hypergrads, [[0.0, 5.0], [0.0, 5.0]])
+    assert result.trajectory[1, 1] == pytest.approx(result.trajectory[0, 1] - 0.01)
+    assert result.trajectory[1, 0] == result.trajectory[0, 0]
+    with pytest.raises(ValueError, match="on_divergence"):
+        smd(mlp_apply, state, hyper, 3, 1, batch_fn, on_divergence="ignore")
+
+
+def test_smd_resumed_from_its_history_continues_the_same_path():
+    """Two meta steps, then two more from the history and the optimizer's state: the uninterrupted path."""
+    state, images, labels = convex_problem()
+    hyper = Hyperparameters(0.05, 0.5, learn=("lr", "momentum"))
+
+    def batch_fn(m):
+        return [(images[8 * m + 8 * i:8 * m + 8 * i + 8], labels[8 * m + 8 * i:8 * m + 8 * i + 8])
+                for i in range(3)], [(images[:16], labels[:16])]
+
+    whole = smd(mlp_apply, state, hyper, 3, 4, batch_fn)
+    seen = []
+    first = smd(mlp_apply, state, hyper, 3, 2, batch_fn, callback=lambda m, h: seen.append((m, len(h.meta_losses))))
+    assert seen == [(0, 1), (1, 2)]
+    optimizer = make_meta_optimizer("adam")
+    optimizer.load_state_dict(first.optimizer.state_dict())
+    rest = smd(mlp_apply, state, hyper, 3, 4, batch_fn, optimizer=optimizer, resume=first)
+    np.testing.assert_array_equal(rest.trajectory, whole.trajectory)
+    np.testing.assert_array_equal(rest.meta_losses, whole.meta_losses)
+    np.testing.assert_array_equal(rest.hypergrads, whole.hypergrads)

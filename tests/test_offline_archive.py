@@ -207,9 +207,10 @@ def _smd_start(warm, config, seed, j, meta_steps, images, labels):
     objective = [(images[i:i + chunk], labels[i:i + chunk]) for i in range(0, n, chunk)]
     horizon, beta0 = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]][j]
     return offline_smd.smd_trajectory(
-        warm, config["smd_alpha0"], beta0, config["K"], horizon, meta_steps,
+        warm, offline_smd.smd_hyperparameters(config["smd_alpha0"], beta0, config["K"], config["momentum"]),
+        horizon, meta_steps,
         offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-        objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"], config["convention"])
+        objective, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"], convention=config["convention"])
 
 
 def test_the_archived_run_is_current_with_the_code(data_root):
