@@ -50,7 +50,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=2)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -82,7 +82,6 @@ def md(text):
     return Markdown(re.sub(r"\$([^$]+)\$", plain, text))
 
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 start = time.perf_counter()
 res, meta = beyond.run_beyond(profile, device=device, seed=seed, data_root=data_root,
                               results=context.results_dir)

@@ -35,7 +35,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -51,7 +51,6 @@ from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib import nqm_fit, plotting
 from shortbias_lib.profiles import pick
 
-torch.set_num_threads(1)
 chapter_start = time.perf_counter()
 
 # %% [markdown]

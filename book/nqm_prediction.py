@@ -47,14 +47,13 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
 import time
 
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
@@ -64,7 +63,6 @@ from shortbias_lib.data import load
 from shortbias_lib.models import mlp_apply
 from shortbias_lib.profiles import pick
 
-torch.set_num_threads(1)
 sizes = pick(profile, npred.SIZES)
 archived, archived_meta = offline.load_offline(offline.archive_path(seed=0, profile="archive_gpu"))
 config = archived_meta["config"]

@@ -47,7 +47,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -65,7 +65,6 @@ from shortbias_lib import plotting
 from shortbias_lib import symbolic as sym
 from shortbias_lib.profiles import pick
 
-torch.set_num_threads(1)
 chapter_start = time.perf_counter()
 status = {}
 

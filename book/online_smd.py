@@ -36,23 +36,18 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
 import math
 
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import hyperparams, online, plot_online, training
 from shortbias_lib.notebook import show_source
-
-# One CPU thread: these small networks gain little from a second one, and on a shared
-# machine a second spinning thread can make them several times slower.
-torch.set_num_threads(1)
 
 # %% [markdown]
 # ## The online algorithm

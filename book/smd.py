@@ -37,7 +37,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)  # steadier timings on a shared machine
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -55,7 +55,6 @@ from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
 
 
-torch.set_num_threads(1)  # one thread: steadier timings on a shared machine
 dev = context.device
 sizes = pick(profile, {
     "smoke": dict(n_train=200, mlp_check=(784, 8, 8, 10), cnn_check=dict(channels=(2, 2, 4), hidden=8),
