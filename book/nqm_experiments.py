@@ -50,6 +50,7 @@ from myst_nb import glue
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib import nqm_fit, plotting
 from shortbias_lib.profiles import pick
+from shortbias_lib.report import markdown_table
 
 chapter_start = time.perf_counter()
 
@@ -341,11 +342,10 @@ assert (fig3["max_excess_over_initial"][:, 0] <= 1e-9 * fig3["losses"][:, 0, 0])
 assert final["optimized"] < final["fixed"] < final["greedy"]
 
 kinds = {"greedy": "calibrated ($c_0$ chosen to match)", "fixed": "prediction", "optimized": "prediction"}
-rows = ["| schedule | our final loss | paper | relative gap | kind |", "|---|---|---|---|---|"]
-for name in names:
-    rows.append(f"| {name} | {final[name]:.2f} | {paper[name]:.2f} | "
-                f"{rel_gap(final[name], paper[name]):+.1%} | {kinds[name]} |")
-display(Markdown("\n".join(rows)))
+display(Markdown(markdown_table(
+    ["schedule", "our final loss", "paper", "relative gap", "kind"],
+    [(name, f"{final[name]:.2f}", f"{paper[name]:.2f}", f"{rel_gap(final[name], paper[name]):+.1%}", kinds[name])
+     for name in names])))
 
 # %% [markdown]
 # The greedy value matches by construction: it calibrated $c_0$, so it is not evidence of
@@ -465,11 +465,9 @@ settings = pick(profile, {
               ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
 c0s, fixed_finals = nq.calibrated_fixed(settings)
 sens = [(spectrum, kappa, float(c0), float(f)) for (spectrum, kappa), c0, f in zip(settings, c0s, fixed_finals)]
-rows = [f"| spectrum | kappa | calibrated c0 | best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f}) |",
-        "|---|---|---|---|"]
-for spectrum, kappa, c0, fixed_final in sens:
-    rows.append(f"| {spectrum} | {kappa:g} | {c0:.2f} | {fixed_final:.2f} |")
-display(Markdown("\n".join(rows)))
+display(Markdown(markdown_table(
+    ["spectrum", "kappa", "calibrated c0", f"best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f})"],
+    [(spectrum, f"{kappa:g}", f"{c0:.2f}", f"{fixed_final:.2f}") for spectrum, kappa, c0, fixed_final in sens])))
 extreme = [s for s in sens if s[0] == "extreme" and s[1] >= 300 and np.isfinite(s[3])]
 glue("sens_fixed_min", min(s[3] for s in extreme), display=False)
 glue("sens_fixed_max", max(s[3] for s in extreme), display=False)
@@ -507,15 +505,14 @@ glue("sens_geometric", Markdown(geometric_md), display=False)
 adam_runs = pick(profile, {"smoke": [], "quick": [(0.1, 500)],
                            "paper": [(0.003, 500), (0.1, 500), (0.1, 2000)]})
 fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]), torch.as_tensor(fig3["mus"][0, 2]))
-rows = ["| optimizer | Adam lr | steps / iterations | final loss |", "|---|---|---|---|",
-        f"| L-BFGS on the log loss (above) | - | {opt_iters} | {final['optimized']:.3f} |"]
+rows = [("L-BFGS on the log loss (above)", "-", opt_iters, f"{final['optimized']:.3f}")]
 adam_finals = []
 for lr, steps_v in adam_runs:
     fit_v = nq.fit_schedule(*problem.arrays, *fixed_start, steps=steps_v, lr=lr,
                             parameterization="log", bound=True)
     adam_finals.append(float(fit_v.losses[-1]))
-    rows.append(f"| Adam | {lr:g} | {steps_v} | {adam_finals[-1]:.3f} |")
-display(Markdown("\n".join(rows)))
+    rows.append(("Adam", f"{lr:g}", steps_v, f"{adam_finals[-1]:.3f}"))
+display(Markdown(markdown_table(["optimizer", "Adam lr", "steps / iterations", "final loss"], rows)))
 if adam_finals:
     glue("adam_phrase", Markdown(
         f"Adam's best run here ends at {min(adam_finals):.3f}, "

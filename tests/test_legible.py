@@ -106,6 +106,21 @@ def test_the_book_style_is_installed_by_notebook_setup():
     assert matplotlib.rcParams["figure.hooks"] == [plotting.WATCH_HOOK]
 
 
+def test_notebook_setup_caps_torch_s_threads_and_records_them(tmp_path):
+    import torch
+
+    from shortbias_lib.notebook import setup
+
+    before = torch.get_num_threads()
+    try:
+        assert setup("smoke", device="cpu", results=tmp_path, show=False).threads == before  # left alone
+        assert setup("smoke", device="cpu", results=tmp_path, show=False, threads=before + 4).threads == before
+        context = setup("smoke", device="cpu", results=tmp_path, show=False, threads=1)
+        assert context.threads == torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- every library figure
 
 def _unrolled_graph():
