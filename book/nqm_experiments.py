@@ -132,30 +132,7 @@ glue("fig1_c_T", float(loss_c[-1]), display=False)
 glue("fig1_a_T", float(loss_a[-1]), display=False)
 
 # %% mystnb={"figure": {"caption": "Figure 1 regenerated. Left: one sampled trajectory of SGD with a conservative fixed learning rate 0.1 (blue) and with an aggressive learning rate 1.0 (red) followed by 50 steps of exponential decay (yellow), on the contours of the loss; the low-curvature direction is horizontal, and the axes are widened to hold both sampled paths. Right: exact expected excess losses (lines) and Monte Carlo means of 2000 runs (dots).", "name": "fig-nqm-1"}}
-fig, axes = plotting.figure(2, width=3.4, height=3.0)
-ax = axes[0, 0]
-pc = mc_c.paths[:, 0].numpy()
-pa = mc_a.paths[:, 0].numpy()
-# contour window wide enough for both sampled paths (nothing is clipped)
-_x_lo = min(-1.5, float(min(pc[:, 1].min(), pa[:, 1].min())) - 0.3)
-_x_hi = max(4.5, float(max(pc[:, 1].max(), pa[:, 1].max())) + 0.3)
-_y_half = max(3.0, float(np.abs(np.concatenate([pc[:, 0], pa[:, 0]])).max()) + 0.3)
-plotting.quadratic_contours(ax, h2.flip(0), (_x_lo, _x_hi), (-_y_half, _y_half), levels=10)
-ax.plot(pc[:, 1], pc[:, 0], color="tab:blue", lw=0.8, label="conservative, fixed")
-ax.plot(pa[:k_aggr + 1, 1], pa[:k_aggr + 1, 0], color="tab:red", lw=0.8, label="aggressive")
-ax.plot(pa[k_aggr:, 1], pa[k_aggr:, 0], color="gold", lw=1.2, label="then decay")
-ax.plot(0, 0, "k*", ms=10)
-ax.set(xlabel=r"$\theta_2$ (low curvature, $h=0.02$)", ylabel=r"$\theta_1$ (high curvature, $h=1$)")
-ax.legend(fontsize="small", loc="lower right")
-ax = axes[0, 1]
-steps2 = np.arange(T2 + 1)
-ax.plot(steps2, loss_c, color="tab:blue", label="conservative")
-ax.plot(steps2[:k_aggr + 1], loss_a[:k_aggr + 1], color="tab:red", label="aggressive")
-ax.plot(steps2[k_aggr:], loss_a[k_aggr:], color="gold", label="decay")
-ax.plot(steps2[::10], mc_c.loss_mean[::10], ".", color="tab:blue")
-ax.plot(steps2[::10], mc_a.loss_mean[::10], ".", color="tab:red")
-ax.set(xlabel="step", ylabel="expected excess loss", yscale="log")
-ax.legend(fontsize="small")
+fig = plotting.paper_figure1(h2, mc_c, mc_a, loss_c, loss_a, k_aggr)
 plt.show()
 
 # %% [markdown]

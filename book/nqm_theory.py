@@ -216,24 +216,9 @@ glue("t1_zmax", float(z_all.abs().max()), display=False)
 glue("t1_coverage", 100 * coverage, display=False)
 
 # %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic ($h$ = 1, 0.3, 0.05; $\\sigma^2 = 1/h$) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of $\\theta$ per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
-fig, axes = plotting.figure(3, width=2.2, height=2.6)
-steps1 = np.arange(T1 + 1)
 colors3 = ["tab:blue", "tab:orange", "tab:green"]
-for i in range(3):
-    axes[0, 0].plot(steps1, exact.mean_theta[:, i], color=colors3[i], label=f"h = {h3[i].item():g}")
-    plotting.band(axes[0, 0], steps1, mc.mean_theta[:, i], 1.96 * se["mean_theta"][:, i],
-                  color=colors3[i], lw=0)
-    axes[0, 1].plot(steps1, exact.var_theta[:, i], color=colors3[i])
-    plotting.band(axes[0, 1], steps1, mc.var_theta[:, i], 1.96 * se["var_theta"][:, i],
-                  color=colors3[i], lw=0)
-axes[0, 2].plot(steps1, loss_exact, color="k", label="Theorem 1")
-plotting.band(axes[0, 2], steps1, mc.loss_mean, 1.96 * mc.loss_sem, color="tab:red", lw=1,
-              ls=":", alpha=0.4, label="Monte Carlo mean, 95% band")
-axes[0, 0].set(xlabel="step", ylabel=r"$\mathbb{E}[\theta_i]$")
-axes[0, 1].set(xlabel="step", ylabel=r"$\mathbb{V}[\theta_i]$")
-axes[0, 2].set(xlabel="step", ylabel="expected excess loss", yscale="log")
-axes[0, 0].legend(fontsize="small")
-axes[0, 2].legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.0, -0.3))
+fig = plotting.theorem1_figure(h3, exact, mc, {k: 1.96 * se[k] for k in ("mean_theta", "var_theta")},
+                               loss_exact, colors3)
 plt.show()
 
 # %%
