@@ -50,7 +50,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=2)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -65,6 +65,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import beyond, explorer, horizon_bias, offline, pes
+from shortbias_lib.report import markdown_table
 
 
 TEX_TEXT = {r"\partial ": "∂", r"\partial": "∂", r"\alpha": "α", r"\beta": "β", r"\kappa": "κ",
@@ -82,7 +83,6 @@ def md(text):
     return Markdown(re.sub(r"\$([^$]+)\$", plain, text))
 
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
 start = time.perf_counter()
 res, meta = beyond.run_beyond(profile, device=device, seed=seed, data_root=data_root,
                               results=context.results_dir)
@@ -284,11 +284,10 @@ if mnist is None:
         f"(the book does), or run `python -m shortbias_lib offline_mnist --profile {profile}`, then "
         "rerun this page.\n```"))
 else:
-    display(Markdown(
-        "| horizon | best $\\alpha_0$ | best $\\beta$ | training loss at the longest horizon |\n"
-        "|---|---|---|---|\n" + "\n".join(
-            f"| {int(T)} | {a:.3g} | {b_:.3g} | {f:.3g} |"
-            for T, a, b_, f in zip(mnist["horizons"], mnist["alpha0"], mnist["beta"], mnist["final"]))))
+    display(Markdown(markdown_table(
+        ["horizon", "best $\\alpha_0$", "best $\\beta$", "training loss at the longest horizon"],
+        [(int(T), f"{a:.3g}", f"{b_:.3g}", f"{f:.3g}")
+         for T, a, b_, f in zip(mnist["horizons"], mnist["alpha0"], mnist["beta"], mnist["final"])])))
 
 # %% [markdown]
 # ## Remedies: noise, conditioning and a preconditioner
@@ -692,12 +691,11 @@ glue("by_m_rough", md(
     display=False)
 
 # %% tags=["remove-input"]
-display(Markdown(
-    "| $\\alpha_0$ | $\\beta$ | component | exact | truncated (\\|z\\|) | PES mean ± s.e. (\\|z\\|) |\n"
-    "|---|---|---|---|---|---|\n" + "\n".join(
-        f"| {np.exp(th[0]):.3g} | {np.exp(th[1]):.3g} | {name} | {m_exact[i, c]:.3g} | "
-        f"{m_trunc[i, c]:.3g} ({m_z_trunc[i, c]:.1f}) | {m_pes[i, c]:.3g} ± {m_se[i, c]:.2g} ({m_z_pes[i, c]:.1f}) |"
-        for i, th in enumerate(m_theta) for c, name in enumerate(["log alpha_0", "log beta"]))))
+display(Markdown(markdown_table(
+    ["$\\alpha_0$", "$\\beta$", "component", "exact", "truncated (\\|z\\|)", "PES mean ± s.e. (\\|z\\|)"],
+    [(f"{np.exp(th[0]):.3g}", f"{np.exp(th[1]):.3g}", name, f"{m_exact[i, c]:.3g}",
+      f"{m_trunc[i, c]:.3g} ({m_z_trunc[i, c]:.1f})", f"{m_pes[i, c]:.3g} ± {m_se[i, c]:.2g} ({m_z_pes[i, c]:.1f})")
+     for i, th in enumerate(m_theta) for c, name in enumerate(["log alpha_0", "log beta"])])))
 
 # %% [markdown]
 # $|z|$ is the distance from the exact gradient in PES standard errors. PES's means lie within
@@ -723,12 +721,12 @@ display(Markdown(
 # $(F(\theta + h e_1) - F(\theta - h e_1)) / 2h$, for shrinking steps $h$:
 
 # %% tags=["remove-input"]
-display(Markdown(
-    "| $\\alpha_0$ | $\\beta$ | exact (reverse mode) | " + " | ".join(f"$h$ = {h:g}" for h in m_h)
-    + f" | PES ($\\sigma$ = {mcfg['sigma']:g}) |\n" + "|---" * (4 + len(m_h)) + "|\n" + "\n".join(
-        f"| {np.exp(th[0]):.3g} | {np.exp(th[1]):.3g} | {m_exact[i, 0]:.3g} | "
-        + " | ".join(f"{v:.3g}" for v in m_fd[i, :, 0]) + f" | {m_pes[i, 0]:.3g} |"
-        for i, th in enumerate(m_theta))))
+display(Markdown(markdown_table(
+    ["$\\alpha_0$", "$\\beta$", "exact (reverse mode)", *(f"$h$ = {h:g}" for h in m_h),
+     f"PES ($\\sigma$ = {mcfg['sigma']:g})"],
+    [(f"{np.exp(th[0]):.3g}", f"{np.exp(th[1]):.3g}", f"{m_exact[i, 0]:.3g}",
+      *(f"{v:.3g}" for v in m_fd[i, :, 0]), f"{m_pes[i, 0]:.3g}")
+     for i, th in enumerate(m_theta)])))
 
 # %% [markdown]
 # Over these steps the differences spread over {glue:text}`by_m_spread_min:.2f` to

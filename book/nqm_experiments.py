@@ -35,7 +35,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -50,8 +50,8 @@ from myst_nb import glue
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib import nqm_fit, plotting
 from shortbias_lib.profiles import pick
+from shortbias_lib.report import markdown_table
 
-torch.set_num_threads(1)
 chapter_start = time.perf_counter()
 
 # %% [markdown]
@@ -132,30 +132,7 @@ glue("fig1_c_T", float(loss_c[-1]), display=False)
 glue("fig1_a_T", float(loss_a[-1]), display=False)
 
 # %% mystnb={"figure": {"caption": "Figure 1 regenerated. Left: one sampled trajectory of SGD with a conservative fixed learning rate 0.1 (blue) and with an aggressive learning rate 1.0 (red) followed by 50 steps of exponential decay (yellow), on the contours of the loss; the low-curvature direction is horizontal, and the axes are widened to hold both sampled paths. Right: exact expected excess losses (lines) and Monte Carlo means of 2000 runs (dots).", "name": "fig-nqm-1"}}
-fig, axes = plotting.figure(2, width=3.4, height=3.0)
-ax = axes[0, 0]
-pc = mc_c.paths[:, 0].numpy()
-pa = mc_a.paths[:, 0].numpy()
-# contour window wide enough for both sampled paths (nothing is clipped)
-_x_lo = min(-1.5, float(min(pc[:, 1].min(), pa[:, 1].min())) - 0.3)
-_x_hi = max(4.5, float(max(pc[:, 1].max(), pa[:, 1].max())) + 0.3)
-_y_half = max(3.0, float(np.abs(np.concatenate([pc[:, 0], pa[:, 0]])).max()) + 0.3)
-plotting.quadratic_contours(ax, h2.flip(0), (_x_lo, _x_hi), (-_y_half, _y_half), levels=10)
-ax.plot(pc[:, 1], pc[:, 0], color="tab:blue", lw=0.8, label="conservative, fixed")
-ax.plot(pa[:k_aggr + 1, 1], pa[:k_aggr + 1, 0], color="tab:red", lw=0.8, label="aggressive")
-ax.plot(pa[k_aggr:, 1], pa[k_aggr:, 0], color="gold", lw=1.2, label="then decay")
-ax.plot(0, 0, "k*", ms=10)
-ax.set(xlabel=r"$\theta_2$ (low curvature, $h=0.02$)", ylabel=r"$\theta_1$ (high curvature, $h=1$)")
-ax.legend(fontsize="small", loc="lower right")
-ax = axes[0, 1]
-steps2 = np.arange(T2 + 1)
-ax.plot(steps2, loss_c, color="tab:blue", label="conservative")
-ax.plot(steps2[:k_aggr + 1], loss_a[:k_aggr + 1], color="tab:red", label="aggressive")
-ax.plot(steps2[k_aggr:], loss_a[k_aggr:], color="gold", label="decay")
-ax.plot(steps2[::10], mc_c.loss_mean[::10], ".", color="tab:blue")
-ax.plot(steps2[::10], mc_a.loss_mean[::10], ".", color="tab:red")
-ax.set(xlabel="step", ylabel="expected excess loss", yscale="log")
-ax.legend(fontsize="small")
+fig = plotting.paper_figure1(h2, mc_c, mc_a, loss_c, loss_a, k_aggr)
 plt.show()
 
 # %% [markdown]
@@ -342,11 +319,10 @@ assert (fig3["max_excess_over_initial"][:, 0] <= 1e-9 * fig3["losses"][:, 0, 0])
 assert final["optimized"] < final["fixed"] < final["greedy"]
 
 kinds = {"greedy": "calibrated ($c_0$ chosen to match)", "fixed": "prediction", "optimized": "prediction"}
-rows = ["| schedule | our final loss | paper | relative gap | kind |", "|---|---|---|---|---|"]
-for name in names:
-    rows.append(f"| {name} | {final[name]:.2f} | {paper[name]:.2f} | "
-                f"{rel_gap(final[name], paper[name]):+.1%} | {kinds[name]} |")
-display(Markdown("\n".join(rows)))
+display(Markdown(markdown_table(
+    ["schedule", "our final loss", "paper", "relative gap", "kind"],
+    [(name, f"{final[name]:.2f}", f"{paper[name]:.2f}", f"{rel_gap(final[name], paper[name]):+.1%}", kinds[name])
+     for name in names])))
 
 # %% [markdown]
 # The greedy value matches by construction: it calibrated $c_0$, so it is not evidence of
@@ -466,11 +442,9 @@ settings = pick(profile, {
               ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
 c0s, fixed_finals = nq.calibrated_fixed(settings)
 sens = [(spectrum, kappa, float(c0), float(f)) for (spectrum, kappa), c0, f in zip(settings, c0s, fixed_finals)]
-rows = [f"| spectrum | kappa | calibrated c0 | best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f}) |",
-        "|---|---|---|---|"]
-for spectrum, kappa, c0, fixed_final in sens:
-    rows.append(f"| {spectrum} | {kappa:g} | {c0:.2f} | {fixed_final:.2f} |")
-display(Markdown("\n".join(rows)))
+display(Markdown(markdown_table(
+    ["spectrum", "kappa", "calibrated c0", f"best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f})"],
+    [(spectrum, f"{kappa:g}", f"{c0:.2f}", f"{fixed_final:.2f}") for spectrum, kappa, c0, fixed_final in sens])))
 extreme = [s for s in sens if s[0] == "extreme" and s[1] >= 300 and np.isfinite(s[3])]
 glue("sens_fixed_min", min(s[3] for s in extreme), display=False)
 glue("sens_fixed_max", max(s[3] for s in extreme), display=False)
@@ -508,15 +482,14 @@ glue("sens_geometric", Markdown(geometric_md), display=False)
 adam_runs = pick(profile, {"smoke": [], "quick": [(0.1, 500)],
                            "paper": [(0.003, 500), (0.1, 500), (0.1, 2000)]})
 fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]), torch.as_tensor(fig3["mus"][0, 2]))
-rows = ["| optimizer | Adam lr | steps / iterations | final loss |", "|---|---|---|---|",
-        f"| L-BFGS on the log loss (above) | - | {opt_iters} | {final['optimized']:.3f} |"]
+rows = [("L-BFGS on the log loss (above)", "-", opt_iters, f"{final['optimized']:.3f}")]
 adam_finals = []
 for lr, steps_v in adam_runs:
     fit_v = nq.fit_schedule(*problem.arrays, *fixed_start, steps=steps_v, lr=lr,
                             parameterization="log", bound=True)
     adam_finals.append(float(fit_v.losses[-1]))
-    rows.append(f"| Adam | {lr:g} | {steps_v} | {adam_finals[-1]:.3f} |")
-display(Markdown("\n".join(rows)))
+    rows.append(("Adam", f"{lr:g}", steps_v, f"{adam_finals[-1]:.3f}"))
+display(Markdown(markdown_table(["optimizer", "Adam lr", "steps / iterations", "final loss"], rows)))
 if adam_finals:
     glue("adam_phrase", Markdown(
         f"Adam's best run here ends at {min(adam_finals):.3f}, "

@@ -47,14 +47,13 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
 import time
 
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
@@ -63,8 +62,8 @@ from shortbias_lib import offline, offline_surface, offline_training
 from shortbias_lib.data import load
 from shortbias_lib.models import mlp_apply
 from shortbias_lib.profiles import pick
+from shortbias_lib.report import markdown_table
 
-torch.set_num_threads(1)
 sizes = pick(profile, npred.SIZES)
 archived, archived_meta = offline.load_offline(offline.archive_path(seed=0, profile="archive_gpu"))
 config = archived_meta["config"]
@@ -90,17 +89,16 @@ m = npred.measure(mlp_apply, warm.params, images, labels, k=sizes["k"], top_step
                   probes=sizes["probes"], slq_steps=sizes["slq_steps"], grad_steps=sizes["grad_steps"],
                   batch_size=int(config["batch_size"]), seed=seed)
 measure_seconds = time.time() - started
-display(Markdown("\n".join([
-    "| quantity | this run |", "|---|---|",
-    f"| training examples (subsample) | {sizes['examples']:,} of {len(train.labels):,} |",
-    f"| top Ritz pairs kept / Lanczos steps | {sizes['k']} / {sizes['top_steps']} |",
-    f"| SLQ probes x steps (deflated) | {sizes['probes']} x {sizes['slq_steps']} |",
-    f"| Lanczos steps from the gradient | {sizes['grad_steps']} |",
-    f"| curvature bins of the bulk | {sizes['bins']} |",
-    f"| schedule grid (main; sensitivity) | {sizes['grid'][0]} x {sizes['grid'][1]}; "
-    f"{sizes['alt_grid'][0]} x {sizes['alt_grid'][1]} |",
-    f"| parameters | {int(m['dim']) + sizes['k']:,} |",
-    f"| time to measure | {measure_seconds:.0f} s |"])))
+display(Markdown(markdown_table(["quantity", "this run"], [
+    ("training examples (subsample)", f"{sizes['examples']:,} of {len(train.labels):,}"),
+    ("top Ritz pairs kept / Lanczos steps", f"{sizes['k']} / {sizes['top_steps']}"),
+    ("SLQ probes x steps (deflated)", f"{sizes['probes']} x {sizes['slq_steps']}"),
+    ("Lanczos steps from the gradient", sizes["grad_steps"]),
+    ("curvature bins of the bulk", sizes["bins"]),
+    ("schedule grid (main; sensitivity)", f"{sizes['grid'][0]} x {sizes['grid'][1]}; "
+     f"{sizes['alt_grid'][0]} x {sizes['alt_grid'][1]}"),
+    ("parameters", f"{int(m['dim']) + sizes['k']:,}"),
+    ("time to measure", f"{measure_seconds:.0f} s")])))
 
 # %% [markdown]
 # The next cell builds the noisy quadratic. Each top Ritz pair is one dimension; the rest of
@@ -189,17 +187,15 @@ predicted_beta = 10.0 ** pred["log10_beta"]
 inside = [r["beta_low"] <= b <= r["beta_high"] for r, b in zip(rows, predicted_beta)]
 measured_final = np.array([r["final_train_loss"] for r in rows])
 alt = {floor: predictions[floor][2] for floor in npred.ALT_FLOORS}
-lines = ["| horizon $T$ | measured best $\\beta$ [95%] | predicted best $\\beta$ | "
-         + " | ".join(f"predicted, floor {f:g}" + "$\\lambda_{\\max}$" for f in npred.ALT_FLOORS)
-         + " | second measurement | measured best $\\alpha_0$ | predicted best $\\alpha_0$ | "
-         "second measurement |", "|---" * (7 + len(npred.ALT_FLOORS)) + "|"]
-for k, r in enumerate(rows):
-    lines.append(f"| {r['horizon']} | {r['beta']:.3g} [{r['beta_low']:.2g}, {r['beta_high']:.2g}]"
-                 f"{' (' + r['beta_edge'] + ' end)' if r['beta_edge'] else ''} | {predicted_beta[k]:.3g} | "
-                 + " | ".join(f"{10 ** p['log10_beta'][k]:.3g}" for p in alt.values())
-                 + f" | {10 ** pred2['log10_beta'][k]:.3g} | {r['alpha0']:.3g} | "
-                 f"{10 ** pred['log10_alpha0'][k]:.3g} | {10 ** pred2['log10_alpha0'][k]:.3g} |")
-display(Markdown("\n".join(lines)))
+header = ["horizon $T$", "measured best $\\beta$ [95%]", "predicted best $\\beta$",
+          *(f"predicted, floor {f:g}" + "$\\lambda_{\\max}$" for f in npred.ALT_FLOORS),
+          "second measurement", "measured best $\\alpha_0$", "predicted best $\\alpha_0$", "second measurement"]
+display(Markdown(markdown_table(header, [
+    (r["horizon"], f"{r['beta']:.3g} [{r['beta_low']:.2g}, {r['beta_high']:.2g}]"
+     f"{' (' + r['beta_edge'] + ' end)' if r['beta_edge'] else ''}", f"{predicted_beta[k]:.3g}",
+     *(f"{10 ** p['log10_beta'][k]:.3g}" for p in alt.values()), f"{10 ** pred2['log10_beta'][k]:.3g}",
+     f"{r['alpha0']:.3g}", f"{10 ** pred['log10_alpha0'][k]:.3g}", f"{10 ** pred2['log10_alpha0'][k]:.3g}")
+    for k, r in enumerate(rows)])))
 
 # %% mystnb={"figure": {"caption": "Predicted (noisy quadratic measured at the warm start; thick: main floor, dotted: the other floors, dashed: a second measurement on another subsample) against measured (the network, archived run; squares with 95% bootstrap intervals) per horizon. Left: best decay exponent; middle: best initial learning rate (grey lines: the sampled ranges); right: the loss after 20k steps of each horizon's best schedule relative to that of the 20k-step horizon's best (network: the trained surface optima).", "name": "fig-np-comparison"}}
 figure = npred.plot_comparison(horizons, npred.curves(predictions, pred2), rows, measured_final,
@@ -219,12 +215,11 @@ later = npred.later_points(mlp_apply, warm, offline_training.StepBatches(train.i
                            best_long["alpha0"], best_long["beta"], config["K"], config["momentum"],
                            sizes["later"], images, labels, k=sizes["later_k"],
                            lanczos_steps=sizes["later_steps"], batch_size=int(config["batch_size"]))
-display(Markdown("\n".join(
-    [f"| step (schedule $\\alpha_0$ = {best_long['alpha0']:.3g}, $\\beta$ = {best_long['beta']:.3g}) | "
-     "training loss (subsample) | $\\lVert g \\rVert^2$ | top Ritz values | "
-     "$\\operatorname{tr} C / B$ |", "|---|---|---|---|---|"]
-    + [f"| {p['step']} | {p['loss']:.3g} | {p['grad_norm2']:.3g} | "
-       f"{', '.join(f'{v:.3g}' for v in p['top_values'])} | {p['total_noise']:.3g} |" for p in later])))
+display(Markdown(markdown_table(
+    [f"step (schedule $\\alpha_0$ = {best_long['alpha0']:.3g}, $\\beta$ = {best_long['beta']:.3g})",
+     "training loss (subsample)", "$\\lVert g \\rVert^2$", "top Ritz values", "$\\operatorname{tr} C / B$"],
+    [(p["step"], f"{p['loss']:.3g}", f"{p['grad_norm2']:.3g}", ", ".join(f"{v:.3g}" for v in p["top_values"]),
+      f"{p['total_noise']:.3g}") for p in later])))
 glue("np_later_T", int(later[-1]["step"]), display=False)
 glue("np_later_lam0", float(later[0]["top_values"][0]), display=False)
 glue("np_later_lam", float(later[-1]["top_values"][0]), display=False)

@@ -47,7 +47,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -64,8 +64,8 @@ from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib import plotting
 from shortbias_lib import symbolic as sym
 from shortbias_lib.profiles import pick
+from shortbias_lib.report import markdown_table
 
-torch.set_num_threads(1)
 chapter_start = time.perf_counter()
 status = {}
 
@@ -216,24 +216,9 @@ glue("t1_zmax", float(z_all.abs().max()), display=False)
 glue("t1_coverage", 100 * coverage, display=False)
 
 # %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic ($h$ = 1, 0.3, 0.05; $\\sigma^2 = 1/h$) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of $\\theta$ per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
-fig, axes = plotting.figure(3, width=2.2, height=2.6)
-steps1 = np.arange(T1 + 1)
 colors3 = ["tab:blue", "tab:orange", "tab:green"]
-for i in range(3):
-    axes[0, 0].plot(steps1, exact.mean_theta[:, i], color=colors3[i], label=f"h = {h3[i].item():g}")
-    plotting.band(axes[0, 0], steps1, mc.mean_theta[:, i], 1.96 * se["mean_theta"][:, i],
-                  color=colors3[i], lw=0)
-    axes[0, 1].plot(steps1, exact.var_theta[:, i], color=colors3[i])
-    plotting.band(axes[0, 1], steps1, mc.var_theta[:, i], 1.96 * se["var_theta"][:, i],
-                  color=colors3[i], lw=0)
-axes[0, 2].plot(steps1, loss_exact, color="k", label="Theorem 1")
-plotting.band(axes[0, 2], steps1, mc.loss_mean, 1.96 * mc.loss_sem, color="tab:red", lw=1,
-              ls=":", alpha=0.4, label="Monte Carlo mean, 95% band")
-axes[0, 0].set(xlabel="step", ylabel=r"$\mathbb{E}[\theta_i]$")
-axes[0, 1].set(xlabel="step", ylabel=r"$\mathbb{V}[\theta_i]$")
-axes[0, 2].set(xlabel="step", ylabel="expected excess loss", yscale="log")
-axes[0, 0].legend(fontsize="small")
-axes[0, 2].legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.0, -0.3))
+fig = plotting.theorem1_figure(h3, exact, mc, {k: 1.96 * se[k] for k in ("mean_theta", "var_theta")},
+                               loss_exact, colors3)
 plt.show()
 
 # %%
@@ -319,8 +304,7 @@ print("mu* equals Theorem 2 (A.2.2), d = 3:", t2m["mu"][2])
 # nonzero), and at one step of the greedy run on the 1000-dimensional problem of Section 2.3:
 
 # %%
-rows = ["| state | dims | alpha* (Theorem 2) | alpha (grid) | mu* (Theorem 2) | mu (grid) |",
-        "|---|---|---|---|---|---|"]
+rows = []
 t2_worst = 0.0
 t2_loss_ok = True
 states = []
@@ -346,9 +330,9 @@ for label, hk, sk, second in states:
     at_formula = nq.one_step_loss(*second, hk, sk, a_star, m_star).item()
     t2_worst = max(t2_worst, abs(ba - a_star.item()), abs(bm - m_star.item()))
     t2_loss_ok &= at_formula <= best + 1e-10 * abs(best)
-    rows.append(f"| {label} | {hk.shape[-1]} | {a_star.item():.8f} | {ba:.8f} | "
-                f"{m_star.item():.8f} | {bm:.8f} |")
-display(Markdown("\n".join(rows)))
+    rows.append((label, hk.shape[-1], f"{a_star.item():.8f}", f"{ba:.8f}", f"{m_star.item():.8f}", f"{bm:.8f}"))
+display(Markdown(markdown_table(
+    ["state", "dims", "alpha* (Theorem 2)", "alpha (grid)", "mu* (Theorem 2)", "mu (grid)"], rows)))
 glue("t2_worst", t2_worst, display=False)
 mark("t2", eq15_ok and t2u["alpha"][2] and t2u["mu"][2] and t2u["positive_definite"]
      and t2m["eq15_sum"] and t2m["alpha"][2] and t2m["mu"][2] and t2_worst < 1e-6 and t2_loss_ok)
@@ -529,8 +513,7 @@ show(r"\mathcal{L}_\infty(\alpha, \mu)", nf["momentum"])
 print("the momentum floor at mu = 0 is the plain one, alpha h^2 sigma^2 / (2 (2 - alpha h)):",
       nf["plain_closed_form"])
 floor_f = sp.lambdify((sym.alpha, sym.mu, sym.h, sym.sigma), nf["momentum"])
-floor_rows = ["| h | sigma^2 | alpha | mu | floor (SymPy) | exact dynamics after 4000 steps |",
-              "|---|---|---|---|---|---|"]
+floor_rows = []
 floor_worst = 0.0
 for h_f, s2_f, a_f, mu_f in ((1.0, 1.0, 0.1, 0.0), (1.0, 1.0, 1.5, 0.0), (0.3, 2.0, 0.5, 0.9),
                              (2.0, 0.5, 0.05, 0.99)):
@@ -538,8 +521,9 @@ for h_f, s2_f, a_f, mu_f in ((1.0, 1.0, 0.1, 0.0), (1.0, 1.0, 1.5, 0.0), (0.3, 2
                           *nq.constant_schedule(a_f, 4000, mu_f))[-1].item()
     formula_f = float(floor_f(a_f, mu_f, h_f, np.sqrt(s2_f)))
     floor_worst = max(floor_worst, abs(exact_f / formula_f - 1))
-    floor_rows.append(f"| {h_f:g} | {s2_f:g} | {a_f:g} | {mu_f:g} | {formula_f:.10f} | {exact_f:.10f} |")
-display(Markdown("\n".join(floor_rows)))
+    floor_rows.append((f"{h_f:g}", f"{s2_f:g}", f"{a_f:g}", f"{mu_f:g}", f"{formula_f:.10f}", f"{exact_f:.10f}"))
+display(Markdown(markdown_table(
+    ["h", "sigma^2", "alpha", "mu", "floor (SymPy)", "exact dynamics after 4000 steps"], floor_rows)))
 assert nf["plain_closed_form"] and floor_worst < 1e-9, floor_worst
 glue("floor_worst", floor_worst, display=False)
 

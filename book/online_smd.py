@@ -36,25 +36,21 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
 import math
 
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import hyperparams, online, plot_online, training
 from shortbias_lib.notebook import show_source
 from shortbias_lib.profiles import pick
+from shortbias_lib.report import markdown_table
 from shortbias_lib.runs import load_result
-
-# One CPU thread: these small networks gain little from a second one, and on a shared
-# machine a second spinning thread can make them several times slower.
-torch.set_num_threads(1)
 
 # %% [markdown]
 # ## The online algorithm
@@ -139,14 +135,12 @@ def describe(dataset, cfg):
     }
 
 
-rows = ["| | MNIST, this run | CIFAR-10, this run | paper (both) |", "|---|---|---|---|"]
 mnist_d, cifar_d, paper_d = (describe(d, c) for d, c in
                              (("mnist", plan["mnist"]), ("cifar10", plan["cifar10"]), ("mnist", paper["mnist"])))
 paper_d["initial $\\alpha$, stochastic lookahead"] = "MNIST: 0.001-0.1 (5 values); CIFAR-10: 0.0005-0.01 (4 values)"
 paper_d["initial $\\alpha$, deterministic lookahead"] = "CIFAR-10: the same 4 values"
-for key in mnist_d:
-    rows.append(f"| {key} | {mnist_d[key]} | {cifar_d[key]} | {paper_d[key]} |")
-display(Markdown("\n".join(rows)))
+display(Markdown(markdown_table(["", "MNIST, this run", "CIFAR-10, this run", "paper (both)"],
+                                [(key, mnist_d[key], cifar_d[key], paper_d[key]) for key in mnist_d])))
 for name, cfg in (("mnist", plan["mnist"]), ("cifar", plan["cifar10"]), ("paper", paper["mnist"])):
     glue(f"online_reach_{name}", float(cfg["meta_steps"] * cfg["meta_lr"]), display=False)
 
@@ -266,14 +260,13 @@ glue("arch_minutes", float(np.median([r.seconds for r in archived.values() if r.
 glue("arch_device", archived_meta["device"], display=False)
 archive_rows = describe("mnist", archived_cfg)
 paper_rows = describe("mnist", paper["mnist"])
-lines = ["| | MNIST, archived run | paper |", "|---|---|---|"]
-lines += [f"| {key} | {archive_rows[key]} | {paper_rows[key]} |" for key in archive_rows]
-lines += [f"| result file, profile, seed | `{archive_file.name}`, `{archived_meta['profile']}`, "
-          f"{archived_meta['seed']} | - |",
-          f"| run on, started, commit | {archived_meta['device']}, {archived_meta['time_utc']}, "
-          f"`{archived_meta['git_commit']}` | - |",
-          f"| data | {archived_cfg['source']} | MNIST |"]
-display(Markdown("\n".join(lines)))
+lines = [(key, archive_rows[key], paper_rows[key]) for key in archive_rows]
+lines += [("result file, profile, seed", f"`{archive_file.name}`, `{archived_meta['profile']}`, "
+           f"{archived_meta['seed']}", "-"),
+          ("run on, started, commit", f"{archived_meta['device']}, {archived_meta['time_utc']}, "
+           f"`{archived_meta['git_commit']}`", "-"),
+          ("data", archived_cfg["source"], "MNIST")]
+display(Markdown(markdown_table(["", "MNIST, archived run", "paper"], lines)))
 
 # %% mystnb={"figure": {"caption": "Archived run, MNIST at the paper's scale (50,000 steps, adaptation every 10 steps for the first 25,000): online SMD with a stochastic 5-step lookahead from the paper's five initial rates (blue; darker: larger) against the hand-tuned rate (red). Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale.", "name": "fig-online-archive"}}
 fig = plot_online.figure([("MNIST, MLP, paper's scale (archived)", archived)], figsize=(6.0, 5.8))

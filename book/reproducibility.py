@@ -110,14 +110,15 @@ glue("repro_kappa", nq.FIGURE3_SETUP["kappa"], display=False)
 figure3_file = result_path("figure3", profile, seed, results)
 if figure3_file.exists():
     fig3, _ = load_result(figure3_file)
-    kappa_rows = ["| kappa | calibrated c0 | predicted fixed final loss | paper |", "|---|---|---|---|"]
-    kappa_rows += [f"| {k:g} | {c0:.3f} | {f:.2f} | {nq.PAPER_FINAL_LOSSES['fixed']:.2f} |"
-                   for k, c0, f in zip(fig3["kappas"], fig3["kappa_c0"], fig3["kappa_fixed"])]
+    kappa_table = report.markdown_table(
+        ["kappa", "calibrated c0", "predicted fixed final loss", "paper"],
+        [(f"{k:g}", f"{c0:.3f}", f"{f:.2f}", f"{nq.PAPER_FINAL_LOSSES['fixed']:.2f}")
+         for k, c0, f in zip(fig3["kappas"], fig3["kappa_c0"], fig3["kappa_fixed"])])
     ok = np.isfinite(fig3["kappa_fixed"])
     kappa_md = (f"Over these condition numbers the prediction stays between {fig3['kappa_fixed'][ok].min():.2f} "
                 f"and {fig3['kappa_fixed'][ok].max():.2f}, so the choice of kappa moves it by at most "
                 f"{np.abs(fig3['kappa_fixed'][ok] / nq.PAPER_FINAL_LOSSES['fixed'] - 1).max():.1%} of the paper's value.")
-    display(Markdown("\n".join(kappa_rows) + "\n\n" + kappa_md))
+    display(Markdown(kappa_table + "\n\n" + kappa_md))
 else:
     display(Markdown(f"No Figure 3 result of profile `{profile}` was found; run the noisy quadratic chapter first."))
 

@@ -37,7 +37,7 @@ results = None
 # %% tags=["remove-input"]
 from shortbias_lib.notebook import setup
 
-context = setup(profile, device, seed, data_root, results)
+context = setup(profile, device, seed, data_root, results, threads=1)  # steadier timings on a shared machine
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
@@ -53,9 +53,9 @@ from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, meta_optim
 from shortbias_lib.notebook import show_source
 from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
+from shortbias_lib.report import markdown_table
 
 
-torch.set_num_threads(1)  # one thread: steadier timings on a shared machine
 dev = context.device
 sizes = pick(profile, {
     "smoke": dict(n_train=200, mlp_check=(784, 8, 8, 10), cnn_check=dict(channels=(2, 2, 4), hidden=8),
@@ -297,12 +297,11 @@ rows = check_rows()
 
 # %% tags=["remove-input"]
 fmt = lambda v: "(" + ", ".join(f"{a:+.4e}" for a in v) + ")"  # noqa: E731
-table = ["| model | T | lookahead | convention | forward mode | finite differences | rel. diff. to FD | rel. diff. to reverse |",
-         "|---|---|---|---|---|---|---|---|"]
-for r in rows:
-    table.append(f"| {r['model']} | {r['T']} | {r['lookahead']} | {r['convention']} | {fmt(r['forward'])} | "
-                 f"{fmt(r['finite_difference'])} | {r['rel_err_fd']:.1e} | {r['rel_err_reverse']:.1e} |")
-display(Markdown("\n".join(table)))
+display(Markdown(markdown_table(
+    ["model", "T", "lookahead", "convention", "forward mode", "finite differences", "rel. diff. to FD",
+     "rel. diff. to reverse"],
+    [(r["model"], r["T"], r["lookahead"], r["convention"], fmt(r["forward"]), fmt(r["finite_difference"]),
+      f"{r['rel_err_fd']:.1e}", f"{r['rel_err_reverse']:.1e}") for r in rows])))
 worst_fd = max(r["rel_err_fd"] for r in rows)
 worst_rev = max(r["rel_err_reverse"] for r in rows)
 glue("smd_worst_fd", float(worst_fd), display=False)
@@ -339,8 +338,8 @@ glue("smd_rev_20k_gib", float(slope * 20000 / 1024), display=False)
 glue("smd_fwd_max", float(fwd_mem.max()), display=False)
 glue("smd_fwd_min", float(fwd_mem.min()), display=False)
 glue("smd_mem_sizes", "-".join(map(str, sizes["mem_sizes"])), display=False)
-display(Markdown("| T | reverse mode (MiB) | forward mode (MiB) |\n|---|---|---|\n" + "\n".join(
-    f"| {T} | {r:.1f} | {f:.1f} |" for T, r, f in zip(horizons, rev_mem, fwd_mem))))
+display(Markdown(markdown_table(["T", "reverse mode (MiB)", "forward mode (MiB)"],
+                                [(T, f"{r:.1f}", f"{f:.1f}") for T, r, f in zip(horizons, rev_mem, fwd_mem)])))
 
 # %% mystnb={"figure": {"caption": "Peak memory of one hypergradient against the lookahead length T: reverse mode through the unrolled steps grows linearly, forward mode stays flat.", "name": "fig-smd-memory"}}
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -379,8 +378,7 @@ glue("smd_long_long", float(long_mem[sizes["long_T"]]), display=False)
 glue("smd_loss_log", float(8 * sizes["long_T"] / 2 ** 20), display=False)
 glue("smd_small_slope", float(small_slope), display=False)
 glue("smd_small_rev_long", float(small_slope * sizes["long_T"]), display=False)
-display(Markdown("| T | forward mode (MiB) |\n|---|---|\n" + "\n".join(
-    f"| {T:,} | {m:.2f} |" for T, m in long_mem.items())))
+display(Markdown(markdown_table(["T", "forward mode (MiB)"], [(f"{T:,}", f"{m:.2f}") for T, m in long_mem.items()])))
 
 # %% [markdown]
 # Forward mode needed {glue:text}`smd_long_short:.2f` MiB for 100 steps and
@@ -418,8 +416,9 @@ costs = measure.step_costs(models.mlp_apply, training.init_state(cost_params), c
 labels_ = {"plain": "plain SGD-momentum step", "lr": "hypergradient, 1 hyperparameter",
            "lr+momentum": "hypergradient, 2 hyperparameters",
            "lr, double backward": "hypergradient, 1 hyperparameter, double backward"}
-display(Markdown("| step | ms | ratio to plain |\n|---|---|---|\n" + "\n".join(
-    f"| {labels_[k]} | {1e3 * v:.3f} | {v / costs['plain']:.2f} |" for k, v in costs.items())))
+display(Markdown(markdown_table(["step", "ms", "ratio to plain"],
+                                [(labels_[k], f"{1e3 * v:.3f}", f"{v / costs['plain']:.2f}")
+                                 for k, v in costs.items()])))
 glue("smd_ratio1", float(costs["lr"] / costs["plain"]), display=False)
 glue("smd_ratio2", float(costs["lr+momentum"] / costs["plain"]), display=False)
 glue("smd_ratio_increment", float((costs["lr+momentum"] - costs["lr"]) / costs["plain"]), display=False)

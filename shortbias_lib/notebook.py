@@ -15,14 +15,17 @@ class Context:
     seed: int
     data_root: object
     results_dir: object
+    threads: int  # the CPU threads torch uses from here on
 
 
-def setup(profile, device="auto", seed=0, data_root=None, results=None, show=True):
-    """Validate a chapter's papermill parameters, seed torch, set the book's figure style
-    (``plotting.use_book_style``), and show a banner.
+def setup(profile, device="auto", seed=0, data_root=None, results=None, show=True, threads=None):
+    """Validate a chapter's papermill parameters, seed torch, cap its CPU threads at ``threads``
+    (``None``: torch's default), set the book's figure style (``plotting.use_book_style``), and
+    show a banner.
 
-    The banner names the profile and device, so every executed notebook and
-    every HTML page says what produced it.
+    Small networks gain little from more threads, and on a shared machine spinning threads can
+    make them several times slower, so most chapters pass 1. The banner names the profile and
+    device, so every executed notebook and every HTML page says what produced it.
     """
     import torch
 
@@ -32,7 +35,10 @@ def setup(profile, device="auto", seed=0, data_root=None, results=None, show=Tru
     seed = check_seed(seed)
     use_book_style()  # legible figures: a drawing with text below 9 pt as shown warns on stderr
     torch.manual_seed(seed)
-    context = Context(profile, resolve_device(device), seed, data_root, results_dir(results))
+    if threads is not None:
+        torch.set_num_threads(min(threads, torch.get_num_threads()))
+    context = Context(profile, resolve_device(device), seed, data_root, results_dir(results),
+                      torch.get_num_threads())
     if show:
         from IPython.display import Markdown, display
 

@@ -198,6 +198,60 @@ def quadratic_contours(ax, h, xlim, ylim, *, levels=12, cmap="Greys", n=200):
 
 
 
+def paper_figure1(h, mc_conservative, mc_aggressive, loss_conservative, loss_aggressive, k_decay):
+    """The paper's Figure 1 on a two-dimensional noisy quadratic of curvatures ``h``. Left: one
+    sampled path of each schedule (Monte Carlo results with ``paths``) on the loss contours, the
+    window widened to hold both paths; right: the exact expected losses, the aggressive schedule
+    red up to ``k_decay`` and gold after, with Monte Carlo means every 10 steps as dots."""
+    fig, axes = figure(2, width=3.4, height=3.0)
+    ax = axes[0, 0]
+    pc = mc_conservative.paths[:, 0].numpy()
+    pa = mc_aggressive.paths[:, 0].numpy()
+    # contour window wide enough for both sampled paths (nothing is clipped)
+    x_lo = min(-1.5, float(min(pc[:, 1].min(), pa[:, 1].min())) - 0.3)
+    x_hi = max(4.5, float(max(pc[:, 1].max(), pa[:, 1].max())) + 0.3)
+    y_half = max(3.0, float(np.abs(np.concatenate([pc[:, 0], pa[:, 0]])).max()) + 0.3)
+    quadratic_contours(ax, h.flip(0), (x_lo, x_hi), (-y_half, y_half), levels=10)
+    ax.plot(pc[:, 1], pc[:, 0], color="tab:blue", lw=0.8, label="conservative, fixed")
+    ax.plot(pa[:k_decay + 1, 1], pa[:k_decay + 1, 0], color="tab:red", lw=0.8, label="aggressive")
+    ax.plot(pa[k_decay:, 1], pa[k_decay:, 0], color="gold", lw=1.2, label="then decay")
+    ax.plot(0, 0, "k*", ms=10)
+    ax.set(xlabel=r"$\theta_2$ (low curvature, $h=0.02$)", ylabel=r"$\theta_1$ (high curvature, $h=1$)")
+    ax.legend(fontsize="small", loc="lower right")
+    ax = axes[0, 1]
+    steps = np.arange(len(loss_conservative))
+    ax.plot(steps, loss_conservative, color="tab:blue", label="conservative")
+    ax.plot(steps[:k_decay + 1], loss_aggressive[:k_decay + 1], color="tab:red", label="aggressive")
+    ax.plot(steps[k_decay:], loss_aggressive[k_decay:], color="gold", label="decay")
+    ax.plot(steps[::10], mc_conservative.loss_mean[::10], ".", color="tab:blue")
+    ax.plot(steps[::10], mc_aggressive.loss_mean[::10], ".", color="tab:red")
+    ax.set(xlabel="step", ylabel="expected excess loss", yscale="log")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def theorem1_figure(h, exact, mc, half_widths, loss_exact, colors):
+    """Theorem 1's moments (``exact``) against Monte Carlo (``mc``) with 95% bands of
+    ``half_widths`` (per moment name), one colour per dimension: the mean and the variance of
+    theta, and the expected excess loss (the Monte Carlo mean dotted)."""
+    fig, axes = figure(3, width=2.2, height=2.6)
+    steps = np.arange(len(loss_exact))
+    for i in range(len(colors)):
+        axes[0, 0].plot(steps, exact.mean_theta[:, i], color=colors[i], label=f"h = {h[i].item():g}")
+        band(axes[0, 0], steps, mc.mean_theta[:, i], half_widths["mean_theta"][:, i], color=colors[i], lw=0)
+        axes[0, 1].plot(steps, exact.var_theta[:, i], color=colors[i])
+        band(axes[0, 1], steps, mc.var_theta[:, i], half_widths["var_theta"][:, i], color=colors[i], lw=0)
+    axes[0, 2].plot(steps, loss_exact, color="k", label="Theorem 1")
+    band(axes[0, 2], steps, mc.loss_mean, 1.96 * mc.loss_sem, color="tab:red", lw=1,
+         ls=":", alpha=0.4, label="Monte Carlo mean, 95% band")
+    axes[0, 0].set(xlabel="step", ylabel=r"$\mathbb{E}[\theta_i]$")
+    axes[0, 1].set(xlabel="step", ylabel=r"$\mathbb{V}[\theta_i]$")
+    axes[0, 2].set(xlabel="step", ylabel="expected excess loss", yscale="log")
+    axes[0, 0].legend(fontsize="small")
+    axes[0, 2].legend(fontsize="small", loc="upper right", bbox_to_anchor=(1.0, -0.3))
+    return fig
+
+
 def unrolled_sgd_graph(steps=2, ax=None):
     """The paper's Figure 4: SGD unrolled as a computation graph, the learning rate an input.
 

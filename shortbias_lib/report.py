@@ -148,6 +148,15 @@ def collect(results_dir, profile):
     return comparisons
 
 
+def markdown_table(header, rows):
+    """The Markdown text of a table: ``header`` the column titles, ``rows`` one sequence of
+    cells per row, each cell already formatted as the reader should see it (``str`` of it is
+    written). The one table builder of the book's chapters."""
+    def line(cells):
+        return "| " + " | ".join(str(cell) for cell in cells) + " |"
+    return "\n".join([line(header), "|---" * len(header) + "|", *(line(row) for row in rows)])
+
+
 def comparison_table(comparisons):
     """A Markdown table of the comparisons (displayed in a notebook)."""
     from IPython.display import Markdown
@@ -157,10 +166,9 @@ def comparison_table(comparisons):
     # from several files, each row names its file; from one, its chapter
     head, where = (("result file", lambda c: f"`{c.source}`") if _several_sources(comparisons)
                    else ("chapter", lambda c: c.chapter))
-    rows = [f"| {head} | quantity | paper | ours [95% interval] | agreement |", "|---|---|---|---|---|"]
-    rows += [f"| {where(c)} | {c.quantity} | {c.paper_text} | {c.ours_text} | {c.agreement} |"
-             for c in comparisons]
-    return Markdown("\n".join(rows))
+    return Markdown(markdown_table([head, "quantity", "paper", "ours [95% interval]", "agreement"],
+                                   [(where(c), c.quantity, c.paper_text, c.ours_text, c.agreement)
+                                    for c in comparisons]))
 
 
 def _several_sources(comparisons):
@@ -216,15 +224,15 @@ def provenance_table(results_dir, profile):
     from IPython.display import Markdown
 
     keys = ("git_commit", "device", "seed", "time_utc")
-    rows = ["| result file | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    rows = []
     readable, unreadable = read_results(results_dir)
     for path, _, meta in readable:
         if meta.get("profile") not in _profiles(profile):
             continue
         shown = {"device": devices_text(meta), "time_utc": started_utc(meta)}
         cells = [html.escape(str(shown[key] if key in shown else meta.get(key, ""))) for key in keys]
-        rows.append(f"| `{path.name}` | " + " | ".join(cells) + " |")
-    text = ("\n".join(rows) if len(rows) > 2
+        rows.append([f"`{path.name}`", *cells])
+    text = (markdown_table(["result file", *keys], rows) if rows
             else f"No result file of profile `{'`, `'.join(_profiles(profile))}` was found.")
     if unreadable:
         text += "\n\nThese files could not be read and were left out:\n\n" + "\n".join(

@@ -106,6 +106,21 @@ def test_the_book_style_is_installed_by_notebook_setup():
     assert matplotlib.rcParams["figure.hooks"] == [plotting.WATCH_HOOK]
 
 
+def test_notebook_setup_caps_torch_s_threads_and_records_them(tmp_path):
+    import torch
+
+    from shortbias_lib.notebook import setup
+
+    before = torch.get_num_threads()
+    try:
+        assert setup("smoke", device="cpu", results=tmp_path, show=False).threads == before  # left alone
+        assert setup("smoke", device="cpu", results=tmp_path, show=False, threads=before + 4).threads == before
+        context = setup("smoke", device="cpu", results=tmp_path, show=False, threads=1)
+        assert context.threads == torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- every library figure
 
 def _unrolled_graph():
@@ -183,6 +198,32 @@ def _measurement():
     return m, info
 
 
+def _paper_figure1():
+    import torch
+
+    from shortbias_lib import noisy_quadratic as nq
+
+    h = torch.tensor([1.0, 0.02], dtype=torch.float64)
+    start = (1 / h, torch.tensor([1.0, 4.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+    schedules = nq.constant_schedule(0.1, 30), nq.decayed_schedule(torch.tensor(1.0, dtype=torch.float64), 20, 10, 0.01)
+    losses = [nq.dynamics(h, *start, *schedule) for schedule in schedules]
+    mcs = [nq.monte_carlo(h, *start, *schedule, n_samples=20, seed=0, n_paths=1) for schedule in schedules]
+    return plotting.paper_figure1(h, *mcs, *losses, 20)
+
+
+def _theorem1_figure():
+    import torch
+
+    from shortbias_lib import noisy_quadratic as nq
+
+    h = torch.tensor([1.0, 0.3, 0.05], dtype=torch.float64)
+    problem = (h, 1 / h, torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
+               0.4 * 0.97 ** torch.arange(20, dtype=torch.float64), torch.linspace(0.5, 0.9, 20, dtype=torch.float64))
+    exact, mc = nq.theorem1_trajectory(*problem), nq.monte_carlo(*problem, n_samples=20, seed=0)
+    bands = {k: 0.1 * getattr(exact, k).abs() for k in ("mean_theta", "var_theta")}
+    return plotting.theorem1_figure(h, exact, mc, bands, nq.dynamics(*problem), ["tab:blue", "tab:orange", "tab:green"])
+
+
 def _nqm_measurement():
     from shortbias_lib import nqm_prediction as npred
 
@@ -238,6 +279,8 @@ def _precision():
 FIGURES = {
     "plotting.unrolled_sgd_graph": _unrolled_graph,
     "plotting.schedule_panels": _schedule_panels,
+    "plotting.paper_figure1": _paper_figure1,
+    "plotting.theorem1_figure": _theorem1_figure,
     "plot_offline.plot_surfaces": _offline_surfaces,
     "plot_offline.plot_training_curves": _offline_training_curves,
     "plot_offline.plot_smd_losses": _offline_smd_losses,

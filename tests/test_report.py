@@ -28,6 +28,14 @@ def test_reproducibility_report_reads_values_and_claims_from_result_files(tmp_pa
         report.Comparison("x", "y", 1.0, 1.0, "z", kind="approximately")
 
 
+def test_markdown_table_writes_a_header_a_rule_and_one_line_per_row():
+    from shortbias_lib import report
+
+    assert report.markdown_table(["T", "loss"], [(10, "0.5"), ("20", f"{0.25:.3g}")]) == (
+        "| T | loss |\n|---|---|\n| 10 | 0.5 |\n| 20 | 0.25 |")
+    assert report.markdown_table(["a", "b", "c"], []) == "| a | b | c |\n|---|---|---|"
+
+
 def test_provenance_table_lists_only_the_profile_s_result_files(tmp_path):
     from shortbias_lib import report
 
