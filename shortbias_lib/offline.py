@@ -64,15 +64,6 @@ def matching_checkpoint(partial, config, profile, seed, data_fingerprint=None):
     return found if found is not None and same_data(data_fingerprint)(found[1]) else None
 
 
-class _StoppedBeforeSmd(Exception):
-    """Carries the result of a first leg (``stop_before_smd``) out of :func:`runs.run_or_resume`,
-    which otherwise reads back a finished file that such a leg does not write."""
-
-    def __init__(self, result):
-        super().__init__("stopped before SMD")
-        self.result = result
-
-
 def run_experiment(config, train_data, test_data, path, *, profile="quick", seed=0, device="cpu",
                    resume=True, on_checkpoint=None, show_progress=True, data_fingerprint=None,
                    stop_before_smd=False):
@@ -97,15 +88,12 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
         torch.set_flush_denormal(True)
         try:
             setup = _prepare(config, train_data, test_data, seed, device, show_progress)
-            _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, stop_before_smd)
+            return _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, stop_before_smd)
         finally:
             torch.set_flush_denormal(False)
 
-    try:
-        return runs.run_or_resume(path, config, compute, resume=resume, same={"profile": profile, "seed": seed},
-                                  reuse=same_data(data_fingerprint))
-    except _StoppedBeforeSmd as stopped:
-        return stopped.result
+    return runs.run_or_resume(path, config, compute, resume=resume, same={"profile": profile, "seed": seed},
+                              reuse=same_data(data_fingerprint))
 
 
 @dataclass(frozen=True)
@@ -159,7 +147,8 @@ def _fresh_arrays(setup):
 
 def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, stop_before_smd):
     """Run the stages the partial checkpoint lacks (checkpointing after each), then write the
-    finished file to ``path``; a first leg (``stop_before_smd``) raises :class:`_StoppedBeforeSmd`."""
+    finished file to ``path``; a first leg (``stop_before_smd``) writes none and returns its
+    partial :class:`~shortbias_lib.runs.Result` instead."""
     config, partial = setup.config, path.with_suffix(".partial.npz")
     arrays = _fresh_arrays(setup)
     earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
@@ -187,7 +176,7 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     _surface(setup, arrays, save)
     _figure6_curves(setup, state, arrays, save)
     if stop_before_smd:
-        raise _StoppedBeforeSmd(runs.Result(arrays, runs.json_ready(dict(started, stage="figure 6 curves"))))
+        return runs.Result(arrays, runs.json_ready(dict(started, stage="figure 6 curves")))
     _smd(setup, state, arrays, save)
     add_summary(arrays, config)
     runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))

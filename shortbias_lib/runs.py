@@ -324,15 +324,17 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
     With ``resume``, a file made with ``config`` (and the provenance entries ``same``,
     holding the arrays ``expected``; :func:`load_matching`) is reused unless
     ``reuse(meta)`` says otherwise (e.g. it was made from other data). Else
-    ``compute()`` runs under :func:`~shortbias_lib.locks.run_lock` and must write the
+    ``compute()`` runs under :func:`~shortbias_lib.locks.run_lock` and writes the
     finished file to ``path`` (:func:`save_result`; a long computation resumes from
     its own checkpoints). What is returned is read back from the file, so a fresh run
-    and a reused one give the same arrays.
+    and a reused one give the same arrays. A run asked to stop early (one leg of a run
+    finished elsewhere) writes no finished file: its ``compute`` returns its partial
+    :class:`Result`, which is returned as is.
     """
     if resume:
         found = load_matching(path, config, expected, same)
         if found is not None and (reuse is None or reuse(found[1])):
             return Result(*found)
     with run_lock(path):
-        compute()
-    return Result(*load_result(path, expected))
+        partial = compute()
+    return partial if isinstance(partial, Result) else Result(*load_result(path, expected))
