@@ -1,7 +1,6 @@
-"""The noisy quadratic model of Section 2, and Figure 3.
+"""Figure 3 of Section 2: the calibration of ``c0``, the predictions it implies, and the figure.
 
-The model lives in modules by idea, all re-exported here (the book and the
-other chapters use ``noisy_quadratic`` as one namespace):
+The noisy quadratic model itself lives in modules by idea; import each name from its home:
 
 * :mod:`.nqm_problem`: problems, schedules and their validation (conventions);
 * :mod:`.nqm_dynamics`: exact dynamics (Theorem 1), the bound, greedy schedules;
@@ -9,8 +8,8 @@ other chapters use ``noisy_quadratic`` as one namespace):
 * :mod:`.nqm_fit`: exact fixed schedules, the global best one, L-BFGS fits;
 * :mod:`.nqm_montecarlo`: simulation with sampled minima.
 
-This module adds the calibration of ``c0``, the predictions it implies, and Figure 3 (:func:`figure3`,
-saved by :func:`run_figure3`).
+This module holds the calibration of ``c0`` (:func:`calibrate_c0`), the predictions it implies
+(:func:`calibrated_fixed`) and Figure 3 (:func:`figure3`, saved by :func:`run_figure3`).
 """
 
 import math
@@ -19,30 +18,13 @@ import time
 import numpy as np
 import torch
 
-from .nqm_dynamics import (DEGENERATE, Moments, Schedule, bounded_scale, brute_force_greedy,
-                           dynamics, greedy_coefficients, greedy_schedule,
-                           initial_moments, one_step_loss, second_moment_step, theorem1_step,
-                           theorem1_trajectory)
-from .nqm_fit import (FIXED_SEARCH, ConvergedFit, FixedSchedule, best_fixed, fit_lbfgs,
-                      fixed_final_loss, lbfgs)
-from .nqm_gradient import Fit, adjoint, final_loss_grad, fit_schedule
-from .nqm_montecarlo import MonteCarlo, monte_carlo
-from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, DTYPE, PAPER_DIM, PAPER_HORIZON, Problem,
-                          check_problem, check_schedule, chebyshev_spectrum, constant_schedule,
-                          curvature_group_losses, decayed_schedule, make_problem)
+from .nqm_dynamics import dynamics, greedy_schedule
+from .nqm_fit import best_fixed, fit_lbfgs
+from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, PAPER_DIM, PAPER_HORIZON, constant_schedule,
+                          curvature_group_losses, make_problem)
 
-__all__ = [
-    "DEGENERATE", "Moments", "Schedule", "bounded_scale", "brute_force_greedy", "dynamics",
-    "greedy_coefficients", "greedy_schedule", "initial_moments", "one_step_loss",
-    "second_moment_step", "theorem1_step", "theorem1_trajectory",
-    "FIXED_SEARCH", "ConvergedFit", "FixedSchedule", "best_fixed", "fit_lbfgs", "fixed_final_loss",
-    "lbfgs", "Fit", "adjoint", "final_loss_grad", "fit_schedule", "MonteCarlo", "monte_carlo",
-    "DEFAULT_C0", "DEFAULT_KAPPA", "DTYPE", "PAPER_DIM", "PAPER_HORIZON", "Problem",
-    "check_problem", "check_schedule", "chebyshev_spectrum", "constant_schedule",
-    "curvature_group_losses", "decayed_schedule", "make_problem",
-    "PAPER_FINAL_LOSSES", "SCHEDULES", "CHAPTER", "STARTS", "FIGURE3_SETUP", "FIGURE3_FIT",
-    "SMOKE_STEPS", "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "figure3", "run_figure3",
-]
+__all__ = ["PAPER_FINAL_LOSSES", "SCHEDULES", "CHAPTER", "STARTS", "FIGURE3_SETUP", "FIGURE3_FIT", "SMOKE_STEPS",
+           "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "figure3", "run_figure3"]
 
 PAPER_FINAL_LOSSES = {"optimized": 4.25, "greedy": 63.86, "fixed": 42.19}
 SCHEDULES = ("optimized", "greedy", "fixed")
