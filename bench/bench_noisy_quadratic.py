@@ -17,7 +17,7 @@ import torch
 
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib.nqm_dynamics import dynamics
-from shortbias_lib.nqm_gradient import adjoint
+from shortbias_lib.nqm_adjoint import adjoint
 from shortbias_lib.nqm_problem import make_problem
 
 TARGET_S = 5.0

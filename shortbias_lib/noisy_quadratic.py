@@ -4,7 +4,8 @@ The noisy quadratic model itself lives in modules by idea; import each name from
 
 * :mod:`.nqm_problem`: problems, schedules and their validation (conventions);
 * :mod:`.nqm_dynamics`: exact dynamics (Theorem 1), the bound, greedy schedules;
-* :mod:`.nqm_gradient`: the adjoint gradient of the final loss and the Adam fit;
+* :mod:`.nqm_adjoint`: the exact gradient of the final loss (a NumPy adjoint);
+* :mod:`.nqm_gradient`: that gradient checked, and the Adam fit;
 * :mod:`.nqm_fit`: exact fixed schedules, the global best one, L-BFGS fits;
 * :mod:`.nqm_montecarlo`: simulation with sampled minima.
 

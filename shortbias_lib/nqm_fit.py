@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .nqm_gradient import _np, adjoint
+from .nqm_adjoint import adjoint
+from .nqm_gradient import _np
 from .nqm_problem import DTYPE, check_problem, check_schedule
 
 # --------------------------------------------------------------------------
@@ -277,7 +278,7 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
     kinks wherever the binding dimension changes, which are dense here (many
     curvatures near the top of the spectrum bind alike), and L-BFGS crawls
     along them. So the fit runs on the smooth soft minimum of
-    :func:`~shortbias_lib.nqm_gradient.adjoint` (``sharpness``), one stage per
+    :func:`~shortbias_lib.nqm_adjoint.adjoint` (``sharpness``), one stage per
     sharpness, each started where the previous one ended: every stage's
     applied schedule respects the exact bound (the soft minimum is never
     larger), and the last stage's stopping rule is the convergence reported.

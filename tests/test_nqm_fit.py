@@ -7,7 +7,7 @@ import torch
 
 from shortbias_lib.nqm_dynamics import dynamics, second_moment_step
 from shortbias_lib.nqm_fit import best_fixed, fit_lbfgs, fixed_final_loss, lbfgs
-from shortbias_lib.nqm_gradient import adjoint
+from shortbias_lib.nqm_adjoint import adjoint
 from shortbias_lib.nqm_problem import constant_schedule, make_problem
 from shortbias_lib import nqm_fit
 
