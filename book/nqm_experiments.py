@@ -48,12 +48,12 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib import nqm_fit, plotting
 from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule
-from shortbias_lib.nqm_fit import fixed_final_loss
+from shortbias_lib.nqm_fixed import fixed_final_loss
 from shortbias_lib.nqm_gradient import fit_schedule
 from shortbias_lib.nqm_montecarlo import monte_carlo
 from shortbias_lib.nqm_problem import constant_schedule, decayed_schedule, make_problem
-from shortbias_lib import nqm_fit, plotting
 from shortbias_lib.profiles import pick
 
 torch.set_num_threads(1)

@@ -6,7 +6,8 @@ The noisy quadratic model itself lives in modules by idea; import each name from
 * :mod:`.nqm_dynamics`: exact dynamics (Theorem 1), the bound, greedy schedules;
 * :mod:`.nqm_adjoint`: the exact gradient of the final loss (a NumPy adjoint);
 * :mod:`.nqm_gradient`: that gradient checked, and the Adam fit;
-* :mod:`.nqm_fit`: exact fixed schedules, the global best one, L-BFGS fits;
+* :mod:`.nqm_fixed`: exact fixed schedules and the global best one;
+* :mod:`.nqm_fit`: converged L-BFGS fits;
 * :mod:`.nqm_montecarlo`: simulation with sampled minima.
 
 This module holds the calibration of ``c0`` (:func:`calibrate_c0`), the predictions it implies
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from .nqm_dynamics import dynamics, greedy_schedule
-from .nqm_fit import best_fixed, fit_lbfgs
+from .nqm_fit import FitSettings, fit_lbfgs
+from .nqm_fixed import best_fixed
 from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, PAPER_DIM, PAPER_HORIZON, constant_schedule,
                           curvature_group_losses, make_problem)
 
@@ -125,12 +127,13 @@ def figure3(setup=None, fit=None):
     starts_m = torch.stack([fixed_m[0], greedy.mus[1], fixed_m[1]]).clamp(1e-6, 1 - 1e-6)
     caps = np.array([fit["max_iter"], fit["max_iter"], min(fit["max_iter"], fit["det_fixed_iter"])])
     opt = fit_lbfgs(h, sigma2[[0, 1, 1]], mean0, var0, starts_a, starts_m, bound=True,
-                    max_iter=caps, tol=fit["tol"], window=fit["window"])
+                    settings=FitSettings(max_iter=caps, tol=fit["tol"], window=fit["window"]))
     start_finals = np.array([[np.nan, float(opt.losses[0, -1])], opt.losses[1:, -1].tolist()])
     winner = np.array([1, int(np.argmin(start_finals[1]))])
     rows = torch.tensor([0, 1 + winner[1]])
     free = fit_lbfgs(h, sigma2[0], mean0, var0, opt.alphas[:1], opt.mus[:1].clamp(1e-6, 1 - 1e-6),
-                     bound=False, max_iter=fit["max_iter"], tol=fit["tol"], window=fit["window"])
+                     bound=False, settings=FitSettings(max_iter=fit["max_iter"], tol=fit["tol"],
+                                                       window=fit["window"]))
     timings["optimized"] = time.perf_counter() - t0
     alphas = torch.stack([opt.alphas[rows], greedy.alphas, fixed_a], 1)   # (case, schedule, T)
     mus = torch.stack([opt.mus[rows], greedy.mus, fixed_m], 1)

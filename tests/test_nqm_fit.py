@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from shortbias_lib.nqm_dynamics import dynamics, second_moment_step
-from shortbias_lib.nqm_fit import best_fixed, fit_lbfgs, fixed_final_loss, lbfgs
+from shortbias_lib.nqm_fit import FitSettings, fit_lbfgs, lbfgs
+from shortbias_lib.nqm_fixed import best_fixed, fixed_final_loss
 from shortbias_lib.nqm_adjoint import adjoint
 from shortbias_lib.nqm_problem import constant_schedule, make_problem
 from shortbias_lib import nqm_fit
@@ -73,7 +74,7 @@ def test_fit_lbfgs_reaches_conjugate_gradient_on_deterministic_problems():
     cg = conjugate_gradient_losses(h, m0, T)[-1]
     start_a, start_m = constant_schedule(torch.tensor([0.5]), T, torch.tensor([0.3]))
     fit = fit_lbfgs(h, np.zeros(d), m0, np.zeros(d), start_a, start_m, bound=False,
-                    max_iter=2000, tol=1e-10, window=20)
+                    settings=FitSettings(max_iter=2000, tol=1e-10, window=20))
     final = fit.losses[0, -1].item()
     assert cg * (1 - 1e-9) <= final <= cg * (1 + 1e-3)
     assert fit.history[-1, 0] == pytest.approx(final)
@@ -82,8 +83,9 @@ def test_fit_lbfgs_reaches_conjugate_gradient_on_deterministic_problems():
 def test_fit_lbfgs_bound_holds_and_gradient_rows_are_independent():
     h, s2, m0, v0 = random_problem(d=6, seed=43)
     a, m = constant_schedule(torch.tensor([0.8, 1.6]), 15, torch.tensor([0.5, 0.2]))
-    both = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=25, tol=0.0)
-    one = fit_lbfgs(h, s2, m0, v0, a[1:], m[1:], bound=True, max_iter=25, tol=0.0)
+    settings = FitSettings(max_iter=25, tol=0.0)
+    both = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=settings)
+    one = fit_lbfgs(h, s2, m0, v0, a[1:], m[1:], bound=True, settings=settings)
     np.testing.assert_allclose(both.losses[1].numpy(), one.losses[0].numpy(), rtol=1e-10)
     per_dim = dynamics(h, s2, m0, v0, both.alphas, both.mus, per_dim=True)
     assert (per_dim - per_dim[..., :1, :] <= 1e-9 * per_dim[..., :1, :]).all()
@@ -154,8 +156,8 @@ def test_fit_lbfgs_restarts_collapsed_steps_only_when_better():
     assert low[0].nonzero()[0].tolist() == [7] and med[0, 7] == pytest.approx(np.log(0.5))
     low, med = nqm_fit._collapsed(np.log(np.array([[1e-3, 2.0, 3.0, 2.5, 1e-6]])))
     assert low[0].tolist() == [True, False, False, False, True]
-    kicked = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=200, tol=1e-8)
-    plain = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=200, tol=1e-8, kicks=0)
+    kicked = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=FitSettings(max_iter=200, tol=1e-8))
+    plain = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=FitSettings(max_iter=200, tol=1e-8, kicks=0))
     # here the collapsed step is (locally) right: the restart ends higher and is not kept
     assert kicked.kicks[0] == 0 and kicked.iterations[0] > plain.iterations[0]
     assert kicked.losses[0, -1] <= plain.losses[0, -1]
