@@ -123,6 +123,8 @@ def fit_schedule(h, sigma2, mean0, var0, alphas0, mus0=None, *, horizon=None, st
     if not momentum:
         mus0 = torch.zeros_like(mus0) + 0.5 if parameterization == "log" else torch.zeros_like(mus0)
     ra, rm = _to_raw(_np(alphas0), _np(mus0), parameterization)
+    # Adam inline, not meta_optim.Adam: that one adds (1 - beta2) * grad ** 2 (the second moment
+    # rounded otherwise) and takes one learning rate, where lr here may differ per schedule
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     state = [[np.zeros_like(ra), np.zeros_like(ra)], [np.zeros_like(rm), np.zeros_like(rm)]]
     history = []
