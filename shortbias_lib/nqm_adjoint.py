@@ -50,6 +50,7 @@ class _Forward(NamedTuple):
 
 
 def _adjoint(h, sigma2, mean0, var0, alphas, mus, bound, sharpness=None):
+    """:func:`adjoint`'s work: the forward pass, the losses, the backward pass."""
     fw = _forward(h, sigma2, mean0, var0, alphas, mus, bound, sharpness)
     losses = 0.5 * np.einsum("t...i,...i->...t", fw.states[:, 0], fw.hb)
     g_alpha, g_mu = _backward(fw, bound, bound and sharpness is not None)
