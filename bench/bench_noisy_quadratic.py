@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.nqm_dynamics import dynamics
+from shortbias_lib.nqm_adjoint import adjoint
+from shortbias_lib.nqm_problem import make_problem
 
 TARGET_S = 5.0
 
@@ -28,21 +31,21 @@ def timed(fn):
 
 def main():
     torch.set_num_threads(1)
-    p = nq.make_problem()
+    p = make_problem()
     a = np.full((1, p.horizon), 0.01)
     m = np.full((1, p.horizon), 0.9)
     arrays = [x.numpy()[None] for x in p.arrays]
 
     def autograd_step():
         at, mt = torch.tensor(a, requires_grad=True), torch.tensor(m, requires_grad=True)
-        losses, _, _ = nq.dynamics(*p.arrays, at, mt, bound=True)
+        losses, _, _ = dynamics(*p.arrays, at, mt, bound=True)
         losses[..., -1].sum().backward()
 
     _, _, c_auto = timed(lambda: [autograd_step() for _ in range(3)])
-    _, _, c_adj = timed(lambda: [nq.adjoint(*arrays, a, m, bound=True) for _ in range(10)])
-    _, _, c_soft = timed(lambda: [nq.adjoint(*arrays, a, m, bound=True, sharpness=300.0)
-                                  for _ in range(10)])
-    _, _, c_free = timed(lambda: [nq.adjoint(*arrays, a, m, bound=False) for _ in range(10)])
+    _, _, c_adj = timed(lambda: [adjoint(*arrays, a, m, bound=True) for _ in range(10)])
+    _, _, c_soft = timed(lambda: [adjoint(*arrays, a, m, bound=True, sharpness=300.0)
+                               for _ in range(10)])
+    _, _, c_free = timed(lambda: [adjoint(*arrays, a, m, bound=False) for _ in range(10)])
     print(f"one loss+gradient (T=250, d=1000): NumPy adjoint {c_adj / 10 * 1e3:.1f} ms CPU with the "
           f"exact bound, {c_soft / 10 * 1e3:.1f} ms with the soft one (p = 300), "
           f"{c_free / 10 * 1e3:.1f} ms without; autograd {c_auto / 3 * 1e3:.1f} ms "

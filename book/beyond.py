@@ -20,7 +20,7 @@
 # preconditioner) or stochasticity (large batches, variance reduction) "may make it possible
 # to enter the regime where short-horizon meta-optimization works well". This chapter
 # measures that claim on the noisy quadratic, where the expected loss of any schedule is
-# exact (Theorem 1, computed by `shortbias_lib.noisy_quadratic`), and adds three things the
+# exact (Theorem 1, computed by `shortbias_lib.nqm_dynamics`), and adds three things the
 # paper does not have:
 #
 # 1. the bias as a *curve* over the horizon, from 1 to 1000 steps, with what each horizon's

@@ -49,6 +49,11 @@ from myst_nb import glue
 
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib import nqm_fit, plotting
+from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule
+from shortbias_lib.nqm_fixed import fixed_final_loss
+from shortbias_lib.nqm_gradient import fit_schedule
+from shortbias_lib.nqm_montecarlo import monte_carlo
+from shortbias_lib.nqm_problem import constant_schedule, decayed_schedule, make_problem
 from shortbias_lib.profiles import pick
 from shortbias_lib.report import markdown_table
 
@@ -85,7 +90,7 @@ chapter_start = time.perf_counter()
 # chapter is the *excess* loss $\frac12\sum_i h_i A(\theta_i)$.
 
 # %%
-problem = nq.make_problem()
+problem = make_problem()
 glue("kappa", problem.info["kappa"], display=False)
 for _name, _value in nq.PAPER_FINAL_LOSSES.items():
     glue(f"paper_{_name}", float(_value), display=False)
@@ -117,12 +122,12 @@ m0_2 = torch.tensor([1.0, 4.0], dtype=torch.float64)
 v0_2 = torch.zeros(2, dtype=torch.float64)
 k_aggr, decay_steps = 100, 50
 T2 = k_aggr + decay_steps
-conservative = nq.constant_schedule(0.1, T2)
-aggressive = nq.decayed_schedule(torch.tensor(1.0, dtype=torch.float64), k_aggr, decay_steps, 0.01)
-loss_c = nq.dynamics(h2, s2_2, m0_2, v0_2, *conservative)
-loss_a = nq.dynamics(h2, s2_2, m0_2, v0_2, *aggressive)
-mc_c = nq.monte_carlo(h2, s2_2, m0_2, v0_2, *conservative, n_samples=2000, seed=seed, n_paths=1)
-mc_a = nq.monte_carlo(h2, s2_2, m0_2, v0_2, *aggressive, n_samples=2000, seed=seed + 1, n_paths=1)
+conservative = constant_schedule(0.1, T2)
+aggressive = decayed_schedule(torch.tensor(1.0, dtype=torch.float64), k_aggr, decay_steps, 0.01)
+loss_c = dynamics(h2, s2_2, m0_2, v0_2, *conservative)
+loss_a = dynamics(h2, s2_2, m0_2, v0_2, *aggressive)
+mc_c = monte_carlo(h2, s2_2, m0_2, v0_2, *conservative, n_samples=2000, seed=seed, n_paths=1)
+mc_a = monte_carlo(h2, s2_2, m0_2, v0_2, *aggressive, n_samples=2000, seed=seed + 1, n_paths=1)
 # the figure's claim, checked: conservative is ahead when the decay starts, behind at the end
 assert loss_c[k_aggr] < loss_a[k_aggr] and loss_a[-1] < loss_c[-1]
 glue("fig1_k", k_aggr, display=False)
@@ -160,10 +165,10 @@ lrs = torch.logspace(-3, np.log10(lr_top), pick(profile, {"smoke": 30, "quick": 
 solid, dashed = [], []
 with torch.no_grad():
     for k in ks:
-        a_s, m_s = nq.constant_schedule(lrs, k)
-        solid.append(nq.dynamics(*problem.arrays, a_s, m_s)[..., -1])
-        a_d, m_d = nq.decayed_schedule(lrs, k, 50, 0.01)
-        dashed.append(nq.dynamics(*problem.arrays, a_d, m_d)[..., -1])
+        a_s, m_s = constant_schedule(lrs, k)
+        solid.append(dynamics(*problem.arrays, a_s, m_s)[..., -1])
+        a_d, m_d = decayed_schedule(lrs, k, 50, 0.01)
+        dashed.append(dynamics(*problem.arrays, a_d, m_d)[..., -1])
 solid, dashed = torch.stack(solid).numpy(), torch.stack(dashed).numpy()
 # the grid stays in the range where the dynamics are finite
 assert np.isfinite(solid).all() and np.isfinite(dashed).all()
@@ -298,9 +303,9 @@ glue("free_stop", Markdown("stopped by the same rule: converged" if bool(fig3["u
                            else "the stopping rule did not fire, so it has not converged"), display=False)
 # the unconstrained fit starts at the bounded optimum, so it can only be lower
 assert float(fig3["unconstrained_final"]) <= final["optimized"] * (1 + 1e-12)
-free_per_dim = nq.dynamics(problem.h, problem.sigma2, problem.mean0, problem.var0,
-                           torch.as_tensor(fig3["unconstrained_alphas"]),
-                           torch.as_tensor(fig3["unconstrained_mus"]), per_dim=True, check=False)
+free_per_dim = dynamics(problem.h, problem.sigma2, problem.mean0, problem.var0,
+                        torch.as_tensor(fig3["unconstrained_alphas"]),
+                        torch.as_tensor(fig3["unconstrained_mus"]), per_dim=True, check=False)
 free_breaks = bool((free_per_dim - free_per_dim[:1] > 1e-9 * free_per_dim[:1]).any())
 glue("free_bound_phrase", Markdown("breaks the bound in some dimensions" if free_breaks
                                    else "happens to respect the bound"), display=False)
@@ -485,8 +490,8 @@ fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]), torch.as_tensor(fig3["mus"
 rows = [("L-BFGS on the log loss (above)", "-", opt_iters, f"{final['optimized']:.3f}")]
 adam_finals = []
 for lr, steps_v in adam_runs:
-    fit_v = nq.fit_schedule(*problem.arrays, *fixed_start, steps=steps_v, lr=lr,
-                            parameterization="log", bound=True)
+    fit_v = fit_schedule(*problem.arrays, *fixed_start, steps=steps_v, lr=lr,
+                         parameterization="log", bound=True)
     adam_finals.append(float(fit_v.losses[-1]))
     rows.append(("Adam", f"{lr:g}", steps_v, f"{adam_finals[-1]:.3f}"))
 display(Markdown(markdown_table(["optimizer", "Adam lr", "steps / iterations", "final loss"], rows)))
@@ -545,7 +550,7 @@ ex_hb_mu = float(((np.sqrt(_b / _a) - 1) / (np.sqrt(_b / _a) + 1)) ** 2)
 for _h in (_a, _b):
     assert abs((1 + ex_hb_mu - ex_hb_alpha * _h) ** 2 - 4 * ex_hb_mu) < 1e-9
 det_arrays = problem.deterministic().arrays
-ex_hb_loss = float(nq.fixed_final_loss(*det_arrays, ex_hb_alpha, ex_hb_mu, problem.horizon))
+ex_hb_loss = float(fixed_final_loss(*det_arrays, ex_hb_alpha, ex_hb_mu, problem.horizon))
 ex_fixed_alpha, ex_fixed_mu = float(fig3["fixed_alpha"][1]), float(fig3["fixed_mu"][1])
 assert ex_hb_loss >= det["fixed"] * (1 - 1e-6)   # the global search is at least as good
 glue("ex_hb_alpha", ex_hb_alpha, display=False)
@@ -558,9 +563,9 @@ glue("ex_hb_direction", Markdown(
     f"a {'smaller' if ex_fixed_alpha < ex_hb_alpha else 'larger'} learning rate and "
     f"{'less' if ex_fixed_mu < ex_hb_mu else 'more'} momentum"), display=False)
 # Exercise 2: doubling c0
-_p2 = nq.make_problem(c0=2 * problem.info["c0"])
+_p2 = make_problem(c0=2 * problem.info["c0"])
 _s2 = torch.stack([_p2.sigma2, torch.zeros_like(_p2.sigma2)])
-_g2 = nq.greedy_schedule(_p2.h, _s2, _p2.mean0, _p2.var0, _p2.horizon).losses[:, -1]
+_g2 = greedy_schedule(_p2.h, _s2, _p2.mean0, _p2.var0, _p2.horizon).losses[:, -1]
 ex_c0_noisy = float(_g2[0]) / float(fig3["final_losses"][1])
 ex_c0_det = float(_g2[1]) / float(det["greedy"])
 assert abs(ex_c0_det - 4) < 1e-6 and 1 < ex_c0_noisy < 4, (ex_c0_det, ex_c0_noisy)

@@ -28,7 +28,7 @@
 # theorem is marked *verified* only by code that asserts these checks.
 #
 # The symbolic work lives in `shortbias_lib.symbolic`, the numerical
-# implementation in `shortbias_lib.noisy_quadratic`; the experiments chapter
+# implementation in the `shortbias_lib.nqm_*` modules; the experiments chapter
 # uses the latter.
 #
 # ```{note}
@@ -60,7 +60,11 @@ import torch
 from IPython.display import Markdown, Math, display
 from myst_nb import glue
 
-from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.nqm_dynamics import (Moments, brute_force_greedy, dynamics, greedy_coefficients, greedy_schedule,
+                                        one_step_loss, theorem1_step, theorem1_trajectory)
+from shortbias_lib.nqm_gradient import fit_schedule
+from shortbias_lib.nqm_montecarlo import monte_carlo
+from shortbias_lib.nqm_problem import constant_schedule, make_problem
 from shortbias_lib import plotting
 from shortbias_lib import symbolic as sym
 from shortbias_lib.profiles import pick
@@ -164,9 +168,9 @@ for _ in range(20):
     mt, mv = rng.normal(size=2)
     vt, vv = rng.uniform(0, 2, size=2)
     cov = rng.uniform(-1, 1) * np.sqrt(vt * vv)
-    state = nq.Moments(*(torch.tensor([x], dtype=torch.float64) for x in (mt, mv, vt, vv, cov)))
-    num = nq.theorem1_step(state, torch.tensor([hh], dtype=torch.float64),
-                           torch.tensor([s ** 2], dtype=torch.float64), a, m)
+    state = Moments(*(torch.tensor([x], dtype=torch.float64) for x in (mt, mv, vt, vv, cov)))
+    num = theorem1_step(state, torch.tensor([hh], dtype=torch.float64),
+                        torch.tensor([s ** 2], dtype=torch.float64), a, m)
     lib = {"E[v']": num.mean_v, "E[theta']": num.mean_theta, "V[v']": num.var_v,
            "V[theta']": num.var_theta, "Cov(theta', v')": num.cov}
     for k, f in zip(keys, fns):
@@ -194,8 +198,8 @@ v3 = torch.full((3,), 0.5, dtype=torch.float64)
 T1 = 40
 alphas1 = 0.4 * 0.97 ** torch.arange(T1, dtype=torch.float64)
 mus1 = torch.linspace(0.5, 0.9, T1, dtype=torch.float64)
-exact = nq.theorem1_trajectory(h3, s3, m3, v3, alphas1, mus1)
-mc = nq.monte_carlo(h3, s3, m3, v3, alphas1, mus1, n_samples=n_mc, seed=seed)
+exact = theorem1_trajectory(h3, s3, m3, v3, alphas1, mus1)
+mc = monte_carlo(h3, s3, m3, v3, alphas1, mus1, n_samples=n_mc, seed=seed)
 N = mc.n_samples
 se = {
     "mean_theta": torch.sqrt(exact.var_theta / N),
@@ -206,7 +210,7 @@ se = {
 }
 z = torch.cat([((getattr(mc, k) - getattr(exact, k)) / se[k].clamp(min=1e-300))[1:].reshape(-1)
                for k in se])
-loss_exact = nq.dynamics(h3, s3, m3, v3, alphas1, mus1)
+loss_exact = dynamics(h3, s3, m3, v3, alphas1, mus1)
 z_loss = (mc.loss_mean - loss_exact) / mc.loss_sem
 z_all = torch.cat([z, z_loss[1:]])
 coverage = float((z_all.abs() < 1.96).double().mean())
@@ -315,19 +319,19 @@ for k in range(pick(profile, {"smoke": 2, "quick": 5, "paper": 5})):
     sk = torch.tensor(r.uniform(0.0, 2.0, d))
     mk = torch.tensor(r.normal(0, 2.0, d))
     vk = torch.tensor(r.uniform(0, 1.0, d))
-    traj = nq.theorem1_trajectory(hk, sk, mk, vk, torch.tensor(r.uniform(0.05, 1.2, 5)),
-                                  torch.tensor(r.uniform(0.0, 0.9, 5)))
-    last = nq.Moments(*(getattr(traj, f)[-1] for f in nq.Moments._fields))
+    traj = theorem1_trajectory(hk, sk, mk, vk, torch.tensor(r.uniform(0.05, 1.2, 5)),
+                               torch.tensor(r.uniform(0.0, 0.9, 5)))
+    last = Moments(*(getattr(traj, f)[-1] for f in Moments._fields))
     states.append((f"random {k}", hk, sk, last.second()))
-big = nq.make_problem()
-g_big = nq.greedy_schedule(*big.arrays, 20)
-traj_big = nq.theorem1_trajectory(*big.arrays, g_big.alphas, g_big.mus)
-last = nq.Moments(*(getattr(traj_big, f)[-1] for f in nq.Moments._fields))
+big = make_problem()
+g_big = greedy_schedule(*big.arrays, 20)
+traj_big = theorem1_trajectory(*big.arrays, g_big.alphas, g_big.mus)
+last = Moments(*(getattr(traj_big, f)[-1] for f in Moments._fields))
 states.append(("Sec. 2.3, step 20", big.h, big.sigma2, last.second()))
 for label, hk, sk, second in states:
-    a_star, m_star = nq.greedy_coefficients(*second, hk, sk)
-    ba, bm, best = nq.brute_force_greedy(*second, hk, sk, center=(1.0, 0.5), width=(3.0, 1.5))
-    at_formula = nq.one_step_loss(*second, hk, sk, a_star, m_star).item()
+    a_star, m_star = greedy_coefficients(*second, hk, sk)
+    ba, bm, best = brute_force_greedy(*second, hk, sk, center=(1.0, 0.5), width=(3.0, 1.5))
+    at_formula = one_step_loss(*second, hk, sk, a_star, m_star).item()
     t2_worst = max(t2_worst, abs(ba - a_star.item()), abs(bm - m_star.item()))
     t2_loss_ok &= at_formula <= best + 1e-10 * abs(best)
     rows.append((label, hk.shape[-1], f"{a_star.item():.8f}", f"{ba:.8f}", f"{m_star.item():.8f}", f"{bm:.8f}"))
@@ -412,10 +416,10 @@ h_u = torch.tensor([[1.0], [0.2], [3.0]], dtype=torch.float64)
 s_u = torch.tensor([[2.0], [0.5], [1.0]], dtype=torch.float64)
 m_u = torch.tensor([[3.0], [-2.0], [0.5]], dtype=torch.float64)
 v_u = torch.tensor([[0.5], [1.0], [0.0]], dtype=torch.float64)
-greedy_u = nq.greedy_schedule(h_u, s_u, m_u, v_u, T3, momentum=False)
+greedy_u = greedy_schedule(h_u, s_u, m_u, v_u, T3, momentum=False)
 start_u = 0.3 / h_u.expand(3, T3)
-fit_u = nq.fit_schedule(h_u, s_u, m_u, v_u, start_u, steps=3000, lr=0.01,
-                        parameterization="log", bound=False, momentum=False)
+fit_u = fit_schedule(h_u, s_u, m_u, v_u, start_u, steps=3000, lr=0.01,
+                     parameterization="log", bound=False, momentum=False)
 t3_rel = float(((fit_u.alphas - greedy_u.alphas).abs() / greedy_u.alphas).max())
 t3_never_better = bool((fit_u.history >= greedy_u.losses[..., -1:] - 1e-12).all())
 glue("t3_rel", t3_rel, display=False)
@@ -445,10 +449,10 @@ plt.show()
 # %%
 h2 = torch.tensor([1.0, 0.02], dtype=torch.float64)
 m2 = torch.tensor([1.0, 4.0], dtype=torch.float64)
-greedy_2 = nq.greedy_schedule(h2, 1 / h2, m2, torch.zeros(2), 50, momentum=False)
-fit_2 = nq.fit_schedule(h2, 1 / h2, m2, torch.zeros(2), greedy_2.alphas,
-                        steps=pick(profile, {"smoke": 300, "quick": 600, "paper": 600}), lr=0.05,
-                        parameterization="log", bound=False, momentum=False)
+greedy_2 = greedy_schedule(h2, 1 / h2, m2, torch.zeros(2), 50, momentum=False)
+fit_2 = fit_schedule(h2, 1 / h2, m2, torch.zeros(2), greedy_2.alphas,
+                     steps=pick(profile, {"smoke": 300, "quick": 600, "paper": 600}), lr=0.05,
+                     parameterization="log", bound=False, momentum=False)
 glue("t3_2d_greedy", float(greedy_2.losses[-1]), display=False)
 glue("t3_2d_fit", float(fit_2.losses[-1]), display=False)
 assert fit_2.losses[-1] < 0.5 * greedy_2.losses[-1]
@@ -488,7 +492,7 @@ print("base case:", t4["base"], "| induction step:", t4["induction"],
 # problems above, run for 250 steps:
 
 # %%
-greedy_long = nq.greedy_schedule(h_u, s_u, m_u, v_u, 250, momentum=False)
+greedy_long = greedy_schedule(h_u, s_u, m_u, v_u, 250, momentum=False)
 A0_u = m_u ** 2 + v_u
 k_steps = torch.arange(251, dtype=torch.float64)
 closed = A0_u * s_u / (k_steps * A0_u + s_u)
@@ -517,8 +521,8 @@ floor_rows = []
 floor_worst = 0.0
 for h_f, s2_f, a_f, mu_f in ((1.0, 1.0, 0.1, 0.0), (1.0, 1.0, 1.5, 0.0), (0.3, 2.0, 0.5, 0.9),
                              (2.0, 0.5, 0.05, 0.99)):
-    exact_f = nq.dynamics([h_f], [s2_f], [3.0], [0.0],
-                          *nq.constant_schedule(a_f, 4000, mu_f))[-1].item()
+    exact_f = dynamics([h_f], [s2_f], [3.0], [0.0],
+                       *constant_schedule(a_f, 4000, mu_f))[-1].item()
     formula_f = float(floor_f(a_f, mu_f, h_f, np.sqrt(s2_f)))
     floor_worst = max(floor_worst, abs(exact_f / formula_f - 1))
     floor_rows.append((f"{h_f:g}", f"{s2_f:g}", f"{a_f:g}", f"{mu_f:g}", f"{formula_f:.10f}", f"{exact_f:.10f}"))

@@ -20,7 +20,8 @@ import time
 import numpy as np
 import torch
 
-from . import noisy_quadratic as nq
+from .nqm_dynamics import dynamics, greedy_schedule
+from .nqm_problem import DEFAULT_C0, DEFAULT_KAPPA
 from .beyond_mnist import run_beyond_mnist
 from .horizon_bias import (DTYPE, decay_horizon_bias, greedy_ratio_map, horizon_bias, mark_diverged,
                            noisy_problem)
@@ -79,7 +80,7 @@ def run_beyond_nqm(profile="quick", *, device="auto", seed=0, data_root=None, re
     """All noisy-quadratic results of the chapter, saved to one file; its :class:`~shortbias_lib.runs.Result`."""
     seed = check_seed(seed)
     resolve_device(device)  # a bad name is an error; the computation is CPU only and records cpu
-    cfg = dict(_sizes(profile), kappa=nq.DEFAULT_KAPPA, c0=nq.DEFAULT_C0, version=3)
+    cfg = dict(_sizes(profile), kappa=DEFAULT_KAPPA, c0=DEFAULT_C0, version=3)
     path = result_path("beyond", profile, seed, results)
     return run_or_resume(path, cfg, lambda: _compute_beyond_nqm(path, cfg, profile, seed), resume=resume,
                          expected=_nqm_expected(cfg), same={"profile": profile, "seed": seed})
@@ -110,7 +111,7 @@ def _compute_beyond_nqm(path, cfg, profile, seed):
                             torch.logspace(-2, 1.5, cfg["n_decay"]), mu=0.9)
     out.update({f"decay_{k}": v for k, v in db.items()})
     with torch.no_grad():
-        g = nq.greedy_schedule(*arrays, T)
+        g = greedy_schedule(*arrays, T)
     out["greedy_losses"] = g.losses.numpy()
     out["greedy_alphas"] = g.alphas.numpy()
     det = noisy_problem(cfg["n"], cfg["kappa"], 0.0, cfg["c0"])
@@ -155,10 +156,10 @@ def _compute_beyond_nqm(path, cfg, profile, seed):
         for key in ("pes_opt", "pes_trunc_fixed"):
             out[f"{key}_F"] = task.objective(torch.tensor([float(out[key])], dtype=DTYPE)).numpy()
             a = torch.full((cfg["pes_horizon"],), math.exp(float(out[key])), dtype=DTYPE)
-            out[f"{key}_final_loss"] = nq.dynamics(*parr, a, torch.zeros_like(a))[-1].numpy()
+            out[f"{key}_final_loss"] = dynamics(*parr, a, torch.zeros_like(a))[-1].numpy()
         # the constant learning rate that is best for the final loss alone (a scan)
         a = torch.exp(grid).expand(-1, cfg["pes_horizon"])
-        final = mark_diverged(nq.dynamics(*parr, a, torch.zeros_like(a)))[:, -1]
+        final = mark_diverged(dynamics(*parr, a, torch.zeros_like(a)))[:, -1]
         out["pes_final_best_theta"] = grid[final.argmin(), 0].numpy()
         out["pes_final_best_loss"] = final.min().numpy()
     out["seconds"] = np.array(time.perf_counter() - start)

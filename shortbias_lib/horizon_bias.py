@@ -1,7 +1,7 @@
 """The bias across horizons on the noisy quadratic, and its remedies.
 
 Everything here runs on the exact expected dynamics of the noisy quadratic
-(Theorem 1, :mod:`shortbias_lib.noisy_quadratic`), so every curve is exact up
+(Theorem 1, :mod:`shortbias_lib.nqm_dynamics`), so every curve is exact up
 to the search over schedules.
 
 * :func:`noisy_problem`, :func:`precondition`: the problems (Chebyshev curvatures,
@@ -20,7 +20,9 @@ import time
 import numpy as np
 import torch
 
-from . import noisy_quadratic as nq
+from .nqm_dynamics import dynamics, greedy_schedule
+from .nqm_gradient import fit_schedule
+from .nqm_problem import DEFAULT_C0, chebyshev_spectrum
 from .training import InverseTime
 
 DTYPE = torch.float64
@@ -34,7 +36,7 @@ def spectrum(n, kappa):
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be an integer >= 1; got {n!r}")
         return torch.ones(n, dtype=DTYPE)
-    return nq.chebyshev_spectrum(n, kappa)
+    return chebyshev_spectrum(n, kappa)
 
 
 def precondition(h, sigma2, a0, gamma):
@@ -54,7 +56,7 @@ def precondition(h, sigma2, a0, gamma):
     return h / p, torch.as_tensor(sigma2, dtype=DTYPE) * p, torch.as_tensor(a0, dtype=DTYPE) * p
 
 
-def noisy_problem(n, kappa, noise=1.0, c0=nq.DEFAULT_C0, gamma=0.0):
+def noisy_problem(n, kappa, noise=1.0, c0=DEFAULT_C0, gamma=0.0):
     """``(h, sigma2, mean0, var0)`` with ``sigma2 = noise / h`` (noise 1 is Section 2.3's,
     ``1/B`` for batch size ``B``), ``E[theta_0] = c0``, preconditioned with ``h**gamma``."""
     if not noise >= 0:
@@ -119,8 +121,8 @@ def horizon_bias(arrays, horizons, final_horizon, alphas, mus):
     ga, gm = torch.meshgrid(alphas, mus, indexing="ij")
     ga, gm = ga.reshape(-1), gm.reshape(-1)
     with torch.no_grad():
-        losses = nq.dynamics(*arrays, ga[:, None].expand(-1, final_horizon),
-                             gm[:, None].expand(-1, final_horizon))
+        losses = dynamics(*arrays, ga[:, None].expand(-1, final_horizon),
+                          gm[:, None].expand(-1, final_horizon))
     idx, at_t, at_final = _best_per_horizon(losses, horizons, final_horizon)
     best_final = mark_diverged(losses, losses[..., 0])[:, final_horizon].min()
     return dict(horizons=horizons, alpha=ga[idx].numpy(), mu=gm[idx].numpy(),
@@ -157,7 +159,7 @@ def decay_horizon_bias(arrays, horizons, final_horizon, alpha0s, betas, mu=0.9, 
     a0, b = a0.reshape(-1), b.reshape(-1)
     alphas = decay_schedule(a0, b, final_horizon, K)
     with torch.no_grad():
-        losses = nq.dynamics(*arrays, alphas, torch.full_like(alphas, mu))
+        losses = dynamics(*arrays, alphas, torch.full_like(alphas, mu))
     idx, at_t, at_final = _best_per_horizon(losses, horizons, final_horizon)
     return dict(horizons=horizons, alpha0=a0[idx].numpy(), beta=b[idx].numpy(),
                 loss_at_horizon=at_t.numpy(), loss_at_final=at_final.numpy(),
@@ -169,8 +171,8 @@ def decay_horizon_bias(arrays, horizons, final_horizon, alpha0s, betas, mu=0.9, 
 # Remedies: greedy / optimized over (condition number, noise), preconditioned
 # --------------------------------------------------------------------------
 
-def greedy_ratio_map(kappas, noises, gammas=(0.0,), *, n=100, horizon=250, c0=nq.DEFAULT_C0,
-                     fit_steps=100, fit_lr=0.1, floor=1e-10):
+def greedy_ratio_map(kappas, noises, gammas=(0.0,), *, n=100, horizon=250, c0=DEFAULT_C0,
+                  fit_steps=100, fit_lr=0.1, floor=1e-10):
     """Final loss of the greedy schedule (Theorem 2) over the best fitted schedule.
 
     For every (gamma, kappa, noise) cell: greedy with momentum, then a per-step
@@ -188,11 +190,11 @@ def greedy_ratio_map(kappas, noises, gammas=(0.0,), *, n=100, horizon=250, c0=nq
     probs = [noisy_problem(n, k, s, c0, g) for g, k, s in cells]
     h, s2, m0, v0 = (torch.stack([p[i] for p in probs]) for i in range(4))
     start = time.perf_counter()
-    greedy = nq.greedy_schedule(h, s2, m0, v0, horizon)
+    greedy = greedy_schedule(h, s2, m0, v0, horizon)
     mus0 = greedy.mus.nan_to_num(0.5).clamp(1e-4, 1 - 1e-4)
     alphas0 = greedy.alphas.nan_to_num(1e-12).clamp(min=1e-12)
-    fit = nq.fit_schedule(h, s2, m0, v0, alphas0, mus0, steps=fit_steps,
-                          lr=fit_lr, parameterization="log", bound=False)
+    fit = fit_schedule(h, s2, m0, v0, alphas0, mus0, steps=fit_steps,
+                       lr=fit_lr, parameterization="log", bound=False)
     # Greedy never increases the loss (alpha = mu = 0 is allowed), so its final loss is
     # the minimum over its trajectory; this also covers problems solved exactly, after
     # which Theorem 2's formula is 0/0.
@@ -214,8 +216,8 @@ def greedy_ratio_map(kappas, noises, gammas=(0.0,), *, n=100, horizon=250, c0=nq
 EXPLORER_DEFAULTS = dict(kappa=1000.0, noise=1.0, horizon=250, lr=0.05, mu=0.9)
 
 
-def explore(kappa=1000.0, noise=1.0, horizon=250, lr=0.05, mu=0.9, *, n=50, c0=nq.DEFAULT_C0,
-            grid=10):
+def explore(kappa=1000.0, noise=1.0, horizon=250, lr=0.05, mu=0.9, *, n=50, c0=DEFAULT_C0,
+         grid=10):
     """Greedy, "optimized" and fixed schedules of one problem, for the explorer.
 
     * greedy: Theorem 2 (exact);
@@ -235,7 +237,7 @@ def explore(kappa=1000.0, noise=1.0, horizon=250, lr=0.05, mu=0.9, *, n=50, c0=n
         raise ValueError(f"mu (momentum) must be in [0, 1); got {mu!r}")
     arrays = noisy_problem(n, kappa, noise, c0)
     with torch.no_grad():
-        greedy = nq.greedy_schedule(*arrays, horizon)
+        greedy = greedy_schedule(*arrays, horizon)
         fa = torch.full((horizon,), float(lr), dtype=DTYPE)
         fm = torch.full((horizon,), float(mu), dtype=DTYPE)
         a0 = torch.logspace(-2.5, 0.5, grid, dtype=DTYPE)
@@ -243,7 +245,7 @@ def explore(kappa=1000.0, noise=1.0, horizon=250, lr=0.05, mu=0.9, *, n=50, c0=n
         ga, gb = (x.reshape(-1) for x in torch.meshgrid(a0, betas, indexing="ij"))
         # one batched run: row 0 is the fixed schedule, the rest the decay grid
         alphas = torch.cat([fa[None], decay_schedule(ga, gb, horizon, horizon / 4)])
-        losses = nq.dynamics(*arrays, alphas, torch.full_like(alphas, mu), check=False)
+        losses = dynamics(*arrays, alphas, torch.full_like(alphas, mu), check=False)
         losses = mark_diverged(losses, losses[..., 0])
         fixed, alphas, losses = losses[0], alphas[1:], losses[1:]
         best = losses[:, -1].argmin()

@@ -1,16 +1,17 @@
-"""The noisy quadratic model of Section 2, and Figure 3.
+"""Figure 3 of Section 2: the calibration of ``c0``, the predictions it implies, and the figure.
 
-The model lives in modules by idea, all re-exported here (the book and the
-other chapters use ``noisy_quadratic`` as one namespace):
+The noisy quadratic model itself lives in modules by idea; import each name from its home:
 
 * :mod:`.nqm_problem`: problems, schedules and their validation (conventions);
 * :mod:`.nqm_dynamics`: exact dynamics (Theorem 1), the bound, greedy schedules;
-* :mod:`.nqm_gradient`: the adjoint gradient of the final loss and the Adam fit;
-* :mod:`.nqm_fit`: exact fixed schedules, the global best one, L-BFGS fits;
+* :mod:`.nqm_adjoint`: the exact gradient of the final loss (a NumPy adjoint);
+* :mod:`.nqm_gradient`: that gradient checked, and the Adam fit;
+* :mod:`.nqm_fixed`: exact fixed schedules and the global best one;
+* :mod:`.nqm_fit`: converged L-BFGS fits;
 * :mod:`.nqm_montecarlo`: simulation with sampled minima.
 
-This module adds the calibration of ``c0``, the predictions it implies, and Figure 3 (:func:`figure3`,
-saved by :func:`run_figure3`).
+This module holds the calibration of ``c0`` (:func:`calibrate_c0`), the predictions it implies
+(:func:`calibrated_fixed`) and Figure 3 (:func:`figure3`, saved by :func:`run_figure3`).
 """
 
 import math
@@ -19,30 +20,14 @@ import time
 import numpy as np
 import torch
 
-from .nqm_dynamics import (DEGENERATE, Moments, Schedule, bounded_scale, brute_force_greedy,
-                           dynamics, greedy_coefficients, greedy_schedule,
-                           initial_moments, one_step_loss, second_moment_step, theorem1_step,
-                           theorem1_trajectory)
-from .nqm_fit import (FIXED_SEARCH, ConvergedFit, FixedSchedule, best_fixed, fit_lbfgs,
-                      fixed_final_loss, lbfgs)
-from .nqm_gradient import Fit, adjoint, final_loss_grad, fit_schedule
-from .nqm_montecarlo import MonteCarlo, monte_carlo
-from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, DTYPE, PAPER_DIM, PAPER_HORIZON, Problem,
-                          check_problem, check_schedule, chebyshev_spectrum, constant_schedule,
-                          curvature_group_losses, decayed_schedule, make_problem)
+from .nqm_dynamics import dynamics, greedy_schedule
+from .nqm_fit import FitSettings, fit_lbfgs
+from .nqm_fixed import best_fixed
+from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, PAPER_DIM, PAPER_HORIZON, constant_schedule,
+                          curvature_group_losses, make_problem)
 
-__all__ = [
-    "DEGENERATE", "Moments", "Schedule", "bounded_scale", "brute_force_greedy", "dynamics",
-    "greedy_coefficients", "greedy_schedule", "initial_moments", "one_step_loss",
-    "second_moment_step", "theorem1_step", "theorem1_trajectory",
-    "FIXED_SEARCH", "ConvergedFit", "FixedSchedule", "best_fixed", "fit_lbfgs", "fixed_final_loss",
-    "lbfgs", "Fit", "adjoint", "final_loss_grad", "fit_schedule", "MonteCarlo", "monte_carlo",
-    "DEFAULT_C0", "DEFAULT_KAPPA", "DTYPE", "PAPER_DIM", "PAPER_HORIZON", "Problem",
-    "check_problem", "check_schedule", "chebyshev_spectrum", "constant_schedule",
-    "curvature_group_losses", "decayed_schedule", "make_problem",
-    "PAPER_FINAL_LOSSES", "SCHEDULES", "CHAPTER", "STARTS", "FIGURE3_SETUP", "FIGURE3_FIT",
-    "SMOKE_STEPS", "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "figure3", "run_figure3",
-]
+__all__ = ["PAPER_FINAL_LOSSES", "SCHEDULES", "CHAPTER", "STARTS", "FIGURE3_SETUP", "FIGURE3_FIT", "SMOKE_STEPS",
+           "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "figure3", "run_figure3"]
 
 PAPER_FINAL_LOSSES = {"optimized": 4.25, "greedy": 63.86, "fixed": 42.19}
 SCHEDULES = ("optimized", "greedy", "fixed")
@@ -142,12 +127,13 @@ def figure3(setup=None, fit=None):
     starts_m = torch.stack([fixed_m[0], greedy.mus[1], fixed_m[1]]).clamp(1e-6, 1 - 1e-6)
     caps = np.array([fit["max_iter"], fit["max_iter"], min(fit["max_iter"], fit["det_fixed_iter"])])
     opt = fit_lbfgs(h, sigma2[[0, 1, 1]], mean0, var0, starts_a, starts_m, bound=True,
-                    max_iter=caps, tol=fit["tol"], window=fit["window"])
+                    settings=FitSettings(max_iter=caps, tol=fit["tol"], window=fit["window"]))
     start_finals = np.array([[np.nan, float(opt.losses[0, -1])], opt.losses[1:, -1].tolist()])
     winner = np.array([1, int(np.argmin(start_finals[1]))])
     rows = torch.tensor([0, 1 + winner[1]])
     free = fit_lbfgs(h, sigma2[0], mean0, var0, opt.alphas[:1], opt.mus[:1].clamp(1e-6, 1 - 1e-6),
-                     bound=False, max_iter=fit["max_iter"], tol=fit["tol"], window=fit["window"])
+                     bound=False, settings=FitSettings(max_iter=fit["max_iter"], tol=fit["tol"],
+                                                       window=fit["window"]))
     timings["optimized"] = time.perf_counter() - t0
     alphas = torch.stack([opt.alphas[rows], greedy.alphas, fixed_a], 1)   # (case, schedule, T)
     mus = torch.stack([opt.mus[rows], greedy.mus, fixed_m], 1)

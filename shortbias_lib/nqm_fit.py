@@ -1,124 +1,25 @@
-"""Converged fits for Section 2.3: the global best fixed schedule, and L-BFGS on the log loss.
+"""Converged fits for Section 2.3: L-BFGS on the log final loss (the best fixed schedule, their
+usual start, is :mod:`shortbias_lib.nqm_fixed`'s).
 
-* :func:`fixed_final_loss` gives the exact final loss of a fixed schedule by a
-  matrix power per dimension, so a grid over ``(alpha, mu)`` is cheap and
-  :func:`best_fixed` can search it globally before refining.
-* :func:`fit_lbfgs` fits one learning rate and momentum per step by L-BFGS on
-  the *log* of the final loss (a relative measure: the loss falls by orders
-  of magnitude, which makes Adam's memory of early gradients shrink its later
-  steps) and stops by a stated rule on the relative improvement. Several
-  schedules (starts, problems) are fitted at once as rows of a batch.
+:func:`fit_lbfgs` fits one learning rate and momentum per step by L-BFGS on
+the *log* of the final loss (a relative measure: the loss falls by orders
+of magnitude, which makes Adam's memory of early gradients shrink its later
+steps) and stops by a stated rule on the relative improvement. Several
+schedules (starts, problems) are fitted at once as rows of a batch.
 
 Conventions: see :mod:`shortbias_lib.nqm_problem`.
 """
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .nqm_gradient import _np, adjoint
+from .nqm_adjoint import adjoint
+from .nqm_gradient import _np
 from .nqm_problem import DTYPE, check_problem, check_schedule
 
-# --------------------------------------------------------------------------
-# Fixed schedules: exact final loss and global search
-# --------------------------------------------------------------------------
-
-
-def _mul(p, q):
-    """Product of 2x2 matrices stored as 4-tuples of arrays ``(11, 12, 21, 22)``."""
-    return (p[0] * q[0] + p[1] * q[2], p[0] * q[1] + p[1] * q[3],
-            p[2] * q[0] + p[3] * q[2], p[2] * q[1] + p[3] * q[3])
-
-
-def _congruence(p, q):
-    """``P Q P^T`` for symmetric ``Q`` stored as ``(11, 12, 22)``."""
-    x1, x2 = p[0] * q[0] + p[1] * q[1], p[0] * q[1] + p[1] * q[2]
-    y1, y2 = p[2] * q[0] + p[3] * q[1], p[2] * q[1] + p[3] * q[2]
-    return p[0] * x1 + p[1] * x2, p[2] * x1 + p[3] * x2, p[2] * y1 + p[3] * y2
-
-
-def fixed_final_loss(h, sigma2, mean0, var0, alpha, mu, horizon):
-    """Exact final excess loss of the fixed schedules ``(alpha, mu)`` (NumPy arrays ``(...)``).
-
-    Per dimension ``z = (theta, v)`` follows ``z' = J z + k c (1, 1)`` with
-    ``J = [[1-k, mu], [-k, mu]]``, ``k = alpha h``, so after ``T`` steps its second
-    moments are ``J^T S_0 J^T' + k^2 sigma2 sum_{j<T} J^j 11' J^j'``. The pair
-    ``(J^n, sum_{j<n} ...)`` is built by repeated squaring (about ``2 log2 T``
-    products of 2x2 matrices instead of ``T`` steps). ``alpha`` and ``mu``
-    broadcast against the problem's leading dimensions; an overflowing
-    (divergent) schedule gives ``inf``.
-    """
-    h, sigma2, mean0, var0 = (_np(x) for x in check_problem(h, sigma2, mean0, var0, horizon))
-    k = np.asarray(alpha, dtype=np.float64)[..., None] * h
-    m = np.broadcast_to(np.asarray(mu, dtype=np.float64)[..., None], k.shape)
-    with np.errstate(all="ignore"):
-        base = ((1 - k, m, -k, m), (k * k * sigma2,) * 3)
-        one, zero = np.ones_like(k), np.zeros_like(k)
-        acc = ((one, zero, zero, one), (zero, zero, zero))
-        n = horizon
-        while n:
-            if n & 1:
-                acc = (_mul(acc[0], base[0]),
-                       tuple(a + b for a, b in zip(acc[1], _congruence(acc[0], base[1]))))
-            n >>= 1
-            if n:
-                base = (_mul(base[0], base[0]),
-                        tuple(a + b for a, b in zip(base[1], _congruence(base[0], base[1]))))
-        a_final = acc[0][0] ** 2 * (mean0 ** 2 + var0) + acc[1][0]
-        loss = 0.5 * (h * a_final).sum(-1)
-    return np.where(np.isfinite(loss), loss, np.inf)
-
-
-class FixedSchedule(NamedTuple):
-    """The best fixed schedule found, per problem: ``alpha``, ``mu``, final loss (arrays ``(...)``)."""
-
-    alpha: np.ndarray
-    mu: np.ndarray
-    final: np.ndarray
-
-
-# Search box: u = log10 of the effective learning rate alpha / (1 - mu), along which
-# the loss's valley runs, and w = -log10(1 - mu) (mu = 0 at w = 0, 0.9999 at w = 4)
-FIXED_SEARCH = dict(u=(-3.0, 3.5, 27), w=(0.0, 4.0, 21), rounds=10, zoom=7, span=1.5)
-
-
-def best_fixed(h, sigma2, mean0, var0, horizon, search=None):
-    """The fixed ``(alpha, mu)`` with the lowest exact final loss: grid, then zooming grids.
-
-    The grid (:data:`FIXED_SEARCH`) is uniform in ``u = log10(alpha / (1 - mu))``
-    (effective learning rates 1e-3 to about 3000) and ``w = -log10(1 - mu)``
-    (momenta 0 to 0.9999); divergent points score ``inf``. Each refinement
-    round centres a ``zoom x zoom`` grid on the best point so far, reaching
-    ``span`` cells of the previous grid either side (so the spacing halves
-    each round). Problems batch over leading dimensions.
-    """
-    s = {**FIXED_SEARCH, **(search or {})}
-    h, sigma2, mean0, var0 = check_problem(h, sigma2, mean0, var0, horizon)
-    lead = torch.broadcast_shapes(h.shape, sigma2.shape, mean0.shape, var0.shape)[:-1]
-    ex = tuple(x[..., None, :] for x in (h, sigma2, mean0, var0))
-    u = np.linspace(*s["u"])
-    w = np.linspace(*s["w"])
-    du, dw = u[1] - u[0], w[1] - w[0]
-    uu, ww = (x.reshape(-1) for x in np.meshgrid(u, w, indexing="ij"))
-    uu, ww = np.broadcast_to(uu, lead + uu.shape), np.broadcast_to(ww, lead + ww.shape)
-    offsets = np.linspace(-s["span"], s["span"], s["zoom"])
-    for _ in range(s["rounds"] + 1):
-        one_minus_mu = 10.0 ** -ww
-        losses = fixed_final_loss(*ex, 10.0 ** uu * one_minus_mu, 1 - one_minus_mu, horizon)
-        i = losses.argmin(-1)[..., None]
-        cu, cw = np.take_along_axis(uu, i, -1), np.take_along_axis(ww, i, -1)
-        best = np.take_along_axis(losses, i, -1)[..., 0]
-        ou, ow = (x.reshape(-1) for x in np.meshgrid(offsets * du, offsets * dw, indexing="ij"))
-        uu, ww = cu + ou, np.clip(cw + ow, 0.0, None)
-        du, dw = du * (offsets[1] - offsets[0]), dw * (offsets[1] - offsets[0])
-    one_minus_mu = 10.0 ** -cw[..., 0]
-    return FixedSchedule(10.0 ** cu[..., 0] * one_minus_mu, 1 - one_minus_mu, best)
-
-
-# --------------------------------------------------------------------------
-# L-BFGS on the log final loss, batched, with a stopping rule
-# --------------------------------------------------------------------------
 
 class LbfgsResult(NamedTuple):
     """Per row: the minimiser, objective history (iterations + 1, rows), iterations run and why it stopped."""
@@ -164,42 +65,10 @@ def lbfgs(fun, x0, *, max_iter=300, tol=1e-6, window=10, memory=20, c1=1e-4, fir
         if not active.size:
             break
         newest = [(it - 2 - j) % memory for j in range(min(it - 1, memory))]
-        q = g.copy()
-        coef = []
-        for j in newest:
-            a = rho[j] * (S[j] * q).sum(1)
-            q -= a[:, None] * Y[j]
-            coef.append(a)
-        gamma = first_step / np.maximum(np.abs(g).max(1), 1e-300)
-        have = np.zeros(B, dtype=bool)
-        for j in newest:
-            use = (rho[j] > 0) & ~have
-            gamma = np.where(use, 1 / np.maximum(rho[j] * (Y[j] ** 2).sum(1), 1e-300), gamma)
-            have |= use
-        r = gamma[:, None] * q
-        for j, a in zip(reversed(newest), reversed(coef)):
-            b = rho[j] * (Y[j] * r).sum(1)
-            r += S[j] * (a - b)[:, None]
-        p = -r
-        slope = (g * p).sum(1)
-        uphill = ~(slope < 0)
-        p[uphill] = -g[uphill] * (first_step / np.maximum(np.abs(g[uphill]).max(1), 1e-300))[:, None]
-        slope = (g * p).sum(1)
-        x_new, f_new, g_new = x.copy(), f.copy(), g.copy()
-        t = np.ones(B)
-        pending = active
-        for _ in range(max_halvings):
-            xt = x[pending] + t[pending, None] * p[pending]
-            ft, gt = fun(xt, pending)
-            ok = np.isfinite(ft) & (ft <= f[pending] + c1 * t[pending] * slope[pending])
-            acc = pending[ok]
-            x_new[acc], f_new[acc], g_new[acc] = xt[ok], ft[ok], gt[ok]
-            pending = pending[~ok]
-            t[pending] *= 0.5
-            if not pending.size:
-                break
-        failed[pending] = True
-        done[pending] = True
+        p, slope = _direction(g, S, Y, rho, newest, first_step)
+        x_new, f_new, g_new, failing = _backtrack(fun, x, f, g, p, slope, active, c1, max_halvings)
+        failed[failing] = True
+        done[failing] = True
         s_, y_ = x_new - x, g_new - g
         sy = (s_ * y_).sum(1)
         slot = (it - 1) % memory
@@ -214,6 +83,51 @@ def lbfgs(fun, x0, *, max_iter=300, tol=1e-6, window=10, memory=20, c1=1e-4, fir
             converged |= stop
             done |= stop
     return LbfgsResult(x, np.stack(history), iterations, converged, failed)
+
+
+def _direction(g, S, Y, rho, newest, first_step):
+    """The L-BFGS direction per row (two-loop recursion over the pairs ``newest``, newest first)
+    and its slope; a row whose direction is not downhill takes the scaled steepest descent."""
+    q = g.copy()
+    coef = []
+    for j in newest:
+        a = rho[j] * (S[j] * q).sum(1)
+        q -= a[:, None] * Y[j]
+        coef.append(a)
+    gamma = first_step / np.maximum(np.abs(g).max(1), 1e-300)
+    have = np.zeros(len(g), dtype=bool)
+    for j in newest:
+        use = (rho[j] > 0) & ~have
+        gamma = np.where(use, 1 / np.maximum(rho[j] * (Y[j] ** 2).sum(1), 1e-300), gamma)
+        have |= use
+    r = gamma[:, None] * q
+    for j, a in zip(reversed(newest), reversed(coef)):
+        b = rho[j] * (Y[j] * r).sum(1)
+        r += S[j] * (a - b)[:, None]
+    p = -r
+    slope = (g * p).sum(1)
+    uphill = ~(slope < 0)
+    p[uphill] = -g[uphill] * (first_step / np.maximum(np.abs(g[uphill]).max(1), 1e-300))[:, None]
+    return p, (g * p).sum(1)
+
+
+def _backtrack(fun, x, f, g, p, slope, active, c1, max_halvings):
+    """Armijo backtracking along ``p`` for the rows ``active``: the new ``(x, f, g)`` (rows
+    without an accepted step keep theirs) and the rows where no step was accepted."""
+    x_new, f_new, g_new = x.copy(), f.copy(), g.copy()
+    t = np.ones(len(x))
+    pending = active
+    for _ in range(max_halvings):
+        xt = x[pending] + t[pending, None] * p[pending]
+        ft, gt = fun(xt, pending)
+        ok = np.isfinite(ft) & (ft <= f[pending] + c1 * t[pending] * slope[pending])
+        acc = pending[ok]
+        x_new[acc], f_new[acc], g_new[acc] = xt[ok], ft[ok], gt[ok]
+        pending = pending[~ok]
+        t[pending] *= 0.5
+        if not pending.size:
+            break
+    return x_new, f_new, g_new, pending
 
 
 class ConvergedFit(NamedTuple):
@@ -262,22 +176,35 @@ def _collapsed(x):
     return x < med - COLLAPSE, med
 
 
-def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300, tol=1e-6,
-              window=10, memory=20, sharpness=SHARPNESS, kicks=KICKS):
+@dataclass(frozen=True)
+class FitSettings:
+    """How :func:`fit_lbfgs` fits. Each stage stops when the final loss improved by less than
+    the relative ``tol`` over the last ``window`` iterations, or after ``max_iter`` iterations
+    (a number or an array, one per row); ``memory`` is L-BFGS's number of curvature pairs.
+    ``sharpness``: the soft bound's stages (``None``: the exact bound, one stage); ``kicks``:
+    how many collapsed-step restarts are tried."""
+
+    max_iter: object = 300
+    tol: float = 1e-6
+    window: int = 10
+    memory: int = 20
+    sharpness: object = SHARPNESS
+    kicks: int = KICKS
+
+
+def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, settings=FitSettings()):
     """Fit per-step ``(alpha_t, mu_t)`` minimising the final expected loss, one fit per row.
 
     L-BFGS (:func:`lbfgs`) on ``log L_T`` over ``(log alpha_t, logit mu_t)``,
     from the starts ``alphas0``, ``mus0`` ``(B, T)``; the problem arrays broadcast
-    to ``(B, d)``. Each stage stops when the final loss improved by less than
-    the relative ``tol`` over the last ``window`` iterations, or after
-    ``max_iter`` iterations (a number or one per row).
+    to ``(B, d)``. Each stage stops by the rule of ``settings`` (:class:`FitSettings`).
 
     With ``bound=True`` every step is shrunk by the Section 2.3 bound. The exact
     bound (shrink factor ``min(1, r_1, ..., r_d)``, :func:`bounded_scale`) has
     kinks wherever the binding dimension changes, which are dense here (many
     curvatures near the top of the spectrum bind alike), and L-BFGS crawls
     along them. So the fit runs on the smooth soft minimum of
-    :func:`~shortbias_lib.nqm_gradient.adjoint` (``sharpness``), one stage per
+    :func:`~shortbias_lib.nqm_adjoint.adjoint` (``settings.sharpness``), one stage per
     sharpness, each started where the previous one ended: every stage's
     applied schedule respects the exact bound (the soft minimum is never
     larger), and the last stage's stopping rule is the convergence reported.
@@ -285,7 +212,7 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
 
     In log alpha a step whose learning rate collapses towards 0 cannot come
     back (its gradient vanishes with alpha), nor in logit mu a momentum. After
-    the stages, up to ``kicks`` times, collapsed entries (:data:`COLLAPSE`) are
+    the stages, up to ``settings.kicks`` times, collapsed entries (:data:`COLLAPSE`) are
     reset to their neighbours' median and the last stage is rerun; a row keeps
     the restart only if it ends lower (restarts from several starts: the fit is
     not convex, and which valley it ends in can hinge on rounding).
@@ -298,21 +225,48 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
     mus0 = mus0.expand(B, T)
     arrays = [np.ascontiguousarray(np.broadcast_to(_np(x), (B, h.shape[-1])))
               for x in (h, sigma2, mean0, var0)]
+    sharpness = settings.sharpness
     stages = [None] if not bound or sharpness is None else [float(p) for p in np.atleast_1d(sharpness)]
-    caps = np.broadcast_to(np.asarray(max_iter), (B,))
+    fit = _LogLossFit(arrays, _to_x(_np(alphas0), _np(mus0)), bound, settings)
+    fit.run_stages(stages)
+    fit.restart_collapsed(stages[-1])
+    _, _, _, a_used, m_used, losses = adjoint(*arrays, *_schedule(fit.x), bound=bound,
+                                              sharpness=stages[-1])
+    tt = lambda z: torch.as_tensor(np.ascontiguousarray(z), dtype=DTYPE)  # noqa: E731
+    return ConvergedFit(tt(a_used), tt(m_used), tt(losses), np.exp(np.concatenate(fit.histories)),
+                        fit.iterations, fit.converged, fit.failed, fit.last_iters, fit.n_kicks)
 
-    def to_x(a, m):
-        m = np.clip(m, 1e-6, 1 - 1e-6)
-        return np.concatenate([np.log(a), np.log(m / (1 - m))], 1)
 
-    def schedule(x):
-        with np.errstate(over="ignore"):  # a trial step to alpha = inf is rejected by the line search
-            return np.exp(x[:, :T]), _sigmoid(x[:, T:])
+def _to_x(a, m):
+    """The fitted coordinates ``(log alpha_t, logit mu_t)`` ``(B, 2T)`` of a schedule."""
+    m = np.clip(m, 1e-6, 1 - 1e-6)
+    return np.concatenate([np.log(a), np.log(m / (1 - m))], 1)
 
-    def run(x0, sharp, rows, tol=tol):
+
+def _schedule(x):
+    """The schedule ``(alphas, mus)`` ``(B, T)`` proposed by the fitted coordinates ``x``."""
+    T = x.shape[1] // 2
+    with np.errstate(over="ignore"):  # a trial step to alpha = inf is rejected by the line search
+        return np.exp(x[:, :T]), _sigmoid(x[:, T:])
+
+
+class _LogLossFit:
+    """One :func:`fit_lbfgs` call in progress: the problems' arrays ``(B, d)``, the current point
+    ``x`` per row, and what its stages and restarts recorded (histories, iterations, how the
+    last stage stopped, the best final loss and the restarts kept)."""
+
+    def __init__(self, arrays, x, bound, settings):
+        B = len(x)
+        self.arrays, self.x, self.bound, self.settings = arrays, x, bound, settings
+        self.caps = np.broadcast_to(np.asarray(settings.max_iter), (B,))
+        self.histories, self.iterations = [], np.zeros(B, dtype=np.int64)
+        self.n_kicks = np.zeros(B, dtype=np.int64)
+
+    def run(self, x0, sharp, rows, tol):
+        """L-BFGS on the log final loss of the problems ``rows`` from ``x0`` (soft bound ``sharp``)."""
         def fun(x, sub):
-            a, m = schedule(x)
-            final, ga, gm, *_ = adjoint(*(arr[rows[sub]] for arr in arrays), a, m, bound=bound,
+            a, m = _schedule(x)
+            final, ga, gm, *_ = adjoint(*(arr[rows[sub]] for arr in self.arrays), a, m, bound=self.bound,
                                         sharpness=sharp)
             with np.errstate(all="ignore"):
                 f = np.where(final > 0, np.log(final), np.inf)
@@ -322,46 +276,49 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, max_iter=300
             grad[bad] = 0.0
             return f, grad
 
-        res = lbfgs(fun, x0, max_iter=caps[rows], tol=tol, window=window, memory=memory)
-        return res, res.x   # proposals: the next stage shrinks them by its own soft minimum
+        return lbfgs(fun, x0, max_iter=self.caps[rows], tol=tol, window=self.settings.window,
+                     memory=self.settings.memory)
 
-    x = to_x(_np(alphas0), _np(mus0))
-    all_rows = np.arange(B)
-    histories, iterations = [], np.zeros(B, dtype=np.int64)
-    for i, sharp in enumerate(stages):
-        res, x = run(x, sharp, all_rows, tol if i == len(stages) - 1 else EARLY_TOL * tol)
-        histories.append(res.history[1:] if histories else res.history)
-        iterations += res.iterations
-    converged, failed, last_iters = res.converged.copy(), res.line_search_failed.copy(), res.iterations.copy()
-    best_f = res.history[-1].copy()
-    n_kicks = np.zeros(B, dtype=np.int64)
-    for _ in range(kicks):
-        # log alpha and logit mu, each against its own neighbours
-        (low_a, med_a), (low_m, med_m) = _collapsed(x[:, :T]), _collapsed(x[:, T:])
-        low, med = np.concatenate([low_a, low_m], 1), np.concatenate([med_a, med_m], 1)
-        rows = np.flatnonzero(low.any(1))
-        x_try = np.where(low[rows], med[rows], x[rows])
-        f_try = adjoint(*(arr[rows] for arr in arrays), *schedule(x_try), bound=bound,
-                        sharpness=stages[-1])[0]
-        ok = np.isfinite(f_try) & (f_try > 0)   # a restart that diverges is not tried
-        rows, x_try = rows[ok], x_try[ok]
-        if not rows.size:
-            break
-        res_k, x_k = run(x_try, stages[-1], rows)
-        iterations[rows] += res_k.iterations
-        better = res_k.history[-1] < best_f[rows]
-        keep = rows[better]
-        x[keep], best_f[keep] = x_k[better], res_k.history[-1][better]
-        converged[keep], failed[keep] = res_k.converged[better], res_k.line_search_failed[better]
-        last_iters[keep] = res_k.iterations[better]
-        n_kicks[keep] += 1
-        pad = np.repeat(histories[-1][-1:], res_k.history.shape[0] - 1, 0)
-        pad[:, keep] = res_k.history[1:, better]
-        histories.append(pad)
-        if not better.any():
-            break
-    _, _, _, a_used, m_used, losses = adjoint(*arrays, *schedule(x), bound=bound,
-                                              sharpness=stages[-1])
-    tt = lambda z: torch.as_tensor(np.ascontiguousarray(z), dtype=DTYPE)  # noqa: E731
-    return ConvergedFit(tt(a_used), tt(m_used), tt(losses), np.exp(np.concatenate(histories)),
-                        iterations, converged, failed, last_iters, n_kicks)
+    def run_stages(self, stages):
+        """One L-BFGS run per sharpness, each from where the previous one ended (its proposals: the
+        next stage shrinks them by its own soft minimum); the stages before the last stop early."""
+        tol = self.settings.tol
+        all_rows = np.arange(len(self.x))
+        for i, sharp in enumerate(stages):
+            res = self.run(self.x, sharp, all_rows, tol if i == len(stages) - 1 else EARLY_TOL * tol)
+            self.x = res.x
+            self.histories.append(res.history[1:] if self.histories else res.history)
+            self.iterations += res.iterations
+        self.converged, self.failed = res.converged.copy(), res.line_search_failed.copy()
+        self.last_iters = res.iterations.copy()
+        self.best_f = res.history[-1].copy()
+
+    def restart_collapsed(self, sharp):
+        """Up to ``kicks`` times: reset the collapsed entries of each row and rerun the last stage;
+        a row keeps the restart only if it ends lower."""
+        x, T = self.x, self.x.shape[1] // 2
+        for _ in range(self.settings.kicks):
+            # log alpha and logit mu, each against its own neighbours
+            (low_a, med_a), (low_m, med_m) = _collapsed(x[:, :T]), _collapsed(x[:, T:])
+            low, med = np.concatenate([low_a, low_m], 1), np.concatenate([med_a, med_m], 1)
+            rows = np.flatnonzero(low.any(1))
+            x_try = np.where(low[rows], med[rows], x[rows])
+            f_try = adjoint(*(arr[rows] for arr in self.arrays), *_schedule(x_try), bound=self.bound,
+                            sharpness=sharp)[0]
+            ok = np.isfinite(f_try) & (f_try > 0)   # a restart that diverges is not tried
+            rows, x_try = rows[ok], x_try[ok]
+            if not rows.size:
+                break
+            res = self.run(x_try, sharp, rows, self.settings.tol)
+            self.iterations[rows] += res.iterations
+            better = res.history[-1] < self.best_f[rows]
+            keep = rows[better]
+            x[keep], self.best_f[keep] = res.x[better], res.history[-1][better]
+            self.converged[keep], self.failed[keep] = res.converged[better], res.line_search_failed[better]
+            self.last_iters[keep] = res.iterations[better]
+            self.n_kicks[keep] += 1
+            pad = np.repeat(self.histories[-1][-1:], res.history.shape[0] - 1, 0)
+            pad[:, keep] = res.history[1:, better]
+            self.histories.append(pad)
+            if not better.any():
+                break

@@ -29,6 +29,7 @@ horizon's best schedule on a grid of the authors' ranges.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -43,6 +44,18 @@ BLOWUP = 1e100  # an expected loss above this has diverged
 
 # ---------------------------------------------------------------- measuring
 
+@dataclass(frozen=True)
+class Budget:
+    """The Lanczos budgets of a measurement: the top ``k`` Ritz pairs from ``top_steps`` steps,
+    ``probes`` x ``slq_steps`` for the deflated density, ``grad_steps`` from the gradient."""
+
+    k: int
+    top_steps: int
+    probes: int
+    slq_steps: int
+    grad_steps: int
+
+
 def measure(apply, params, images, labels, *, k, top_steps, probes, slq_steps, grad_steps,
             batch_size=100, noise_examples=None, seed=0):
     """:func:`measure_operator` for a network at ``params`` on ``(images, labels)`` (the
@@ -56,16 +69,16 @@ def measure(apply, params, images, labels, *, k, top_steps, probes, slq_steps, g
         return sp.per_example_projections(apply, params, x, y, directions)
 
     return measure_operator(matvec, grad, loss, project,
-                            sp.total_noise(apply, params, x, y, batch_size), k=k,
-                            top_steps=top_steps, probes=probes, slq_steps=slq_steps,
-                            grad_steps=grad_steps, batch_size=batch_size, seed=seed,
-                            grad_examples=len(labels))
+                            sp.total_noise(apply, params, x, y, batch_size),
+                            Budget(k, top_steps, probes, slq_steps, grad_steps), batch_size=batch_size,
+                            seed=seed, grad_examples=len(labels))
 
 
-def measure_operator(matvec, grad, loss, project, total_noise, *, k, top_steps, probes,
-                     slq_steps, grad_steps, batch_size=100, seed=0, grad_examples=0):
+def measure_operator(matvec, grad, loss, project, total_noise, budget, *, batch_size=100, seed=0,
+                     grad_examples=0):
     """Everything :func:`build_nqm` needs, from a Hessian operator ``matvec``, the full-batch
-    gradient ``grad`` and ``project(directions) -> (N, r)`` per-example gradient components.
+    gradient ``grad`` and ``project(directions) -> (N, r)`` per-example gradient components,
+    measured with the Lanczos budgets ``budget`` (a :class:`Budget`).
 
     Returns a dict of numpy arrays: ``top_values``, ``top_residuals``, ``top_grad``
     (``u_i^T g``), ``top_noise`` and ``top_noise_se`` (variance at ``batch_size``),
@@ -74,9 +87,10 @@ def measure_operator(matvec, grad, loss, project, total_noise, *, k, top_steps, 
     ``grad_norm2``, ``total_noise`` (``tr C / B``) and ``noise_corr`` (top block), and
     ``batch_size`` and ``grad_examples`` (the sample behind ``grad``; 0 if it is exact).
     """
-    values, U, residuals = sp.top_eigenpairs(matvec, k, top_steps, seed=seed)
-    nodes, weights, Y = sp.slq(matvec, probes, slq_steps, deflate=U, seed=seed + 1)
-    g_nodes, g_masses = sp.spectral_measure(matvec, grad, grad_steps, deflate=U)
+    k = budget.k
+    values, U, residuals = sp.top_eigenpairs(matvec, k, budget.top_steps, seed=seed)
+    nodes, weights, Y = sp.slq(matvec, budget.probes, budget.slq_steps, deflate=U, seed=seed + 1)
+    g_nodes, g_masses = sp.spectral_measure(matvec, grad, budget.grad_steps, deflate=U)
     proj = project(torch.cat([U, Y.reshape(matvec.size, -1)], dim=1))
     var, se = sp.noise_variance(proj, batch_size)
     return {
@@ -249,19 +263,19 @@ def predict_all(m, sizes, horizons, K, mu, ranges):
     return out
 
 
-def later_points(apply, state, batches, alpha0, beta, K, mu, steps, images, labels, *, k,
-                 lanczos_steps, batch_size=100, seed=0):
-    """How the local quadratic moves along a schedule: train from ``state`` with
-    ``alpha0 / (1 + t/K)^beta`` on ``batches`` (a function of the step) and, after each of
+def later_points(apply, state, batches, schedule, mu, steps, images, labels, *, k, lanczos_steps,
+                 batch_size=100, seed=0):
+    """How the local quadratic moves along a schedule: train from ``state`` with the learning
+    rates ``schedule`` (a :class:`~shortbias_lib.training.Schedule`, e.g. ``InverseTime``) and
+    momentum ``mu`` on ``batches`` (a function of the step) and, after each of
     ``steps``, measure on ``(images, labels)`` the loss, the squared gradient norm, the top
     ``k`` Ritz values and the total noise ``tr C / B``. Returns a list of dicts (step 0 first)."""
-    from .training import InverseTime, train
+    from .training import train
 
     out, done = [], 0
     for target in (0,) + tuple(int(t) for t in steps):
         if target > done:
-            state = train(apply, state, batches, target - done, InverseTime(alpha0, beta, K), mu,
-                          raise_on_divergence=True).state
+            state = train(apply, state, batches, target - done, schedule, mu, raise_on_divergence=True).state
             done = target
         matvec = sp.hvp_operator(apply, state.params, images, labels)
         grad, loss = sp.full_gradient(apply, state.params, images, labels)
@@ -367,6 +381,6 @@ def plot_comparison(horizons, lines, rows, measured_final, beta_range, alpha_ran
     return fig
 
 
-__all__ = ["SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement", "curves",
-           "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic",
+__all__ = ["Budget", "SIZES", "FLOOR", "ALT_FLOORS", "subsample", "predict_all", "later_points", "plot_measurement",
+           "curves", "plot_comparison", "measure", "measure_operator", "bulk_bins", "build_nqm", "nqm_from_quadratic",
            "horizon_losses", "schedule_grid", "predict"]

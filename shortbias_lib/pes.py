@@ -10,7 +10,8 @@ from unrolls of ``window`` steps; :func:`meta_optimize` follows either online, a
 import numpy as np
 import torch
 
-from . import noisy_quadratic as nq
+from .nqm_dynamics import second_moment_step
+from .nqm_problem import check_problem
 from .horizon_bias import DTYPE
 from .training import InverseTime
 
@@ -44,7 +45,7 @@ class MetaTask:
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "
                              f"got {window!r}")
-        self.h, self.sigma2, mean0, var0 = nq.check_problem(*arrays, horizon)
+        self.h, self.sigma2, mean0, var0 = check_problem(*arrays, horizon)
         self.a0 = mean0 ** 2 + var0
         self.horizon, self.window, self.mu = horizon, window, mu
         self.windows = horizon // window
@@ -62,7 +63,7 @@ class MetaTask:
         alphas = schedule_from_theta(theta, j * self.window, self.window, self.K)
         a, v, c = state
         for t in range(self.window):
-            a, v, c = nq.second_moment_step(a, v, c, self.h, self.sigma2, alphas[..., t, None], self.mu)
+            a, v, c = second_moment_step(a, v, c, self.h, self.sigma2, alphas[..., t, None], self.mu)
         return (a, v, c), torch.log(0.5 * (self.h * a).sum(-1))
 
     def objective(self, theta):

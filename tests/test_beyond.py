@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from shortbias_lib import beyond_mnist, horizon_bias, pes
-from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule
 
 F64 = torch.float64
 
@@ -107,7 +107,7 @@ def test_deterministic_greedy_is_the_best_krylov_polynomial():
     deg p <= T, p(0) = 1; the least-squares minimum over such p is greedy's (CG's) loss."""
     n, kappa, T, c0 = 12, 10.0, 4, 2.0
     h, s2, m0, v0 = horizon_bias.noisy_problem(n, kappa, 0.0, c0)
-    greedy = nq.greedy_schedule(h, s2, m0, v0, T).losses[-1].item()
+    greedy = greedy_schedule(h, s2, m0, v0, T).losses[-1].item()
     hn = h.numpy()
     w = np.sqrt(0.5 * hn * c0 ** 2)
     basis = np.stack([hn ** k for k in range(1, T + 1)], 1) * w[:, None]
@@ -123,8 +123,8 @@ def test_preconditioner_change_of_variables_by_monte_carlo():
     h = torch.tensor([1.0, 0.3, 0.05, 0.01], dtype=F64)
     s2, c0, gamma, alpha, mu, T = 1.0 / h, 2.0, 0.5, 0.4, 0.5, 12
     hp, s2p, a0p = horizon_bias.precondition(h, s2, torch.full_like(h, c0 ** 2), gamma)
-    exact = nq.dynamics(hp, s2p, torch.sqrt(a0p), torch.zeros_like(h),
-                        torch.full((T,), alpha, dtype=F64), torch.full((T,), mu, dtype=F64))[-1]
+    exact = dynamics(hp, s2p, torch.sqrt(a0p), torch.zeros_like(h),
+                     torch.full((T,), alpha, dtype=F64), torch.full((T,), mu, dtype=F64))[-1]
     m = 200_000
     theta = torch.full((m, 4), c0, dtype=F64)
     v = torch.zeros_like(theta)
@@ -143,13 +143,13 @@ def test_horizon_bias_matches_brute_force():
     alphas, mus = [0.01, 0.05, 0.2, 0.8], [0.0, 0.9]
     out = horizon_bias.horizon_bias(arrays, [2, 10, 40], 60, alphas, mus)
     for k, T in enumerate([2, 10, 40]):
-        cand = {(a, m): nq.dynamics(*arrays, torch.full((T,), a, dtype=F64),
-                                    torch.full((T,), m, dtype=F64))[-1].item()
-                for a in alphas for m in mus}
+        cand = {(a, m): dynamics(*arrays, torch.full((T,), a, dtype=F64),
+                                 torch.full((T,), m, dtype=F64))[-1].item()
+             for a in alphas for m in mus}
         (a, m), best = min(cand.items(), key=lambda kv: kv[1])
         assert (out["alpha"][k], out["mu"][k]) == pytest.approx((a, m))
         assert out["loss_at_horizon"][k] == pytest.approx(best, rel=1e-12)
-        at_final = nq.dynamics(*arrays, torch.full((60,), a, dtype=F64), torch.full((60,), m, dtype=F64))[-1]
+        at_final = dynamics(*arrays, torch.full((60,), a, dtype=F64), torch.full((60,), m, dtype=F64))[-1]
         assert out["loss_at_final"][k] == pytest.approx(at_final.item(), rel=1e-12)
     assert out["best_final"] <= out["loss_at_final"].min() + 1e-12
     with pytest.raises(ValueError, match="final_horizon"):
@@ -162,26 +162,26 @@ def test_decay_horizon_bias_and_schedule():
     arrays = horizon_bias.noisy_problem(10, 100.0, 1.0)
     out = horizon_bias.decay_horizon_bias(arrays, [5, 40], 40, [0.05, 0.5], [0.01, 3.0], mu=0.5)
     T = 5
-    best = min(nq.dynamics(*arrays, horizon_bias.decay_schedule(a0, be, 40, 10.0)[:T],
-                           torch.full((T,), 0.5, dtype=F64))[-1].item()
-               for a0 in [0.05, 0.5] for be in [0.01, 3.0])
+    best = min(dynamics(*arrays, horizon_bias.decay_schedule(a0, be, 40, 10.0)[:T],
+                        torch.full((T,), 0.5, dtype=F64))[-1].item()
+            for a0 in [0.05, 0.5] for be in [0.01, 3.0])
     assert out["loss_at_horizon"][0] == pytest.approx(best, rel=1e-12)
 
 
 def test_explore_outputs_are_consistent():
     r = horizon_bias.explore(kappa=300.0, noise=0.5, horizon=40, lr=0.1, mu=0.8, n=15, grid=6)
     arrays = horizon_bias.noisy_problem(15, 300.0, 0.5)
-    g = nq.greedy_schedule(*arrays, 40)
+    g = greedy_schedule(*arrays, 40)
     np.testing.assert_allclose(r["greedy_losses"], g.losses.numpy(), rtol=1e-12)
-    fixed = nq.dynamics(*arrays, torch.full((40,), 0.1, dtype=F64), torch.full((40,), 0.8, dtype=F64))
+    fixed = dynamics(*arrays, torch.full((40,), 0.1, dtype=F64), torch.full((40,), 0.8, dtype=F64))
     np.testing.assert_allclose(r["fixed_losses"], fixed.numpy(), rtol=1e-12)
-    opt = nq.dynamics(*arrays, torch.as_tensor(r["optimized_alphas"]), torch.full((40,), 0.8, dtype=F64))
+    opt = dynamics(*arrays, torch.as_tensor(r["optimized_alphas"]), torch.full((40,), 0.8, dtype=F64))
     np.testing.assert_allclose(r["optimized_losses"], opt.numpy(), rtol=1e-12)
     expected = horizon_bias.decay_schedule(r["optimized_alpha0"], r["optimized_beta"], 40, 10.0)
     np.testing.assert_allclose(r["optimized_alphas"], expected.numpy())
     # the chosen schedule beats every other member of its grid, e.g. the constant ones
     for a0 in np.logspace(-2.5, 0.5, 6):
-        other = nq.dynamics(*arrays, torch.full((40,), a0, dtype=F64), torch.full((40,), 0.8, dtype=F64))[-1]
+        other = dynamics(*arrays, torch.full((40,), a0, dtype=F64), torch.full((40,), 0.8, dtype=F64))[-1]
         assert r["optimized_losses"][-1] <= other.item() + 1e-12 or not np.isfinite(other.item())
     assert r["steps"].shape == (41,) and r["greedy_alphas"].shape == (40,)
 

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.nqm_dynamics import dynamics, second_moment_step
+from shortbias_lib.nqm_fit import FitSettings, fit_lbfgs, lbfgs
+from shortbias_lib.nqm_fixed import best_fixed, fixed_final_loss
+from shortbias_lib.nqm_adjoint import adjoint
+from shortbias_lib.nqm_problem import constant_schedule, make_problem
 from shortbias_lib import nqm_fit
 
 from test_noisy_quadratic import conjugate_gradient_losses, random_problem
@@ -18,8 +22,8 @@ def test_fixed_final_loss_matches_step_by_step_dynamics():
     alpha = np.array([0.05, 0.3, 1.0, 2.5])
     mu = np.array([0.0, 0.5, 0.9, 0.3])
     for T in (1, 2, 37, 250):
-        exact = nq.fixed_final_loss(h, s2, m0, v0, alpha, mu, T)
-        step = nq.dynamics(h, s2, m0, v0, *nq.constant_schedule(torch.tensor(alpha), T, torch.tensor(mu)))[..., -1]
+        exact = fixed_final_loss(h, s2, m0, v0, alpha, mu, T)
+        step = dynamics(h, s2, m0, v0, *constant_schedule(torch.tensor(alpha), T, torch.tensor(mu)))[..., -1]
         finite = torch.isfinite(step).numpy()
         np.testing.assert_allclose(exact[finite], step.numpy()[finite], rtol=1e-9)
         assert np.isinf(exact[~finite]).all()
@@ -27,16 +31,16 @@ def test_fixed_final_loss_matches_step_by_step_dynamics():
 
 @pytest.mark.parametrize("noisy", [True, False])
 def test_best_fixed_is_at_least_as_good_as_a_dense_grid(noisy):
-    p = nq.make_problem(n=40, kappa=100.0, c0=3.0, horizon=40, noisy=noisy)
-    best = nq.best_fixed(*p.arrays, p.horizon)
+    p = make_problem(n=40, kappa=100.0, c0=3.0, horizon=40, noisy=noisy)
+    best = best_fixed(*p.arrays, p.horizon)
     a = 10 ** np.linspace(-2.5, 0.6, 120)
     m = np.concatenate([[0.0], 1 - 10 ** -np.linspace(0.05, 3, 119)])
     A, M = (x.reshape(-1) for x in np.meshgrid(a, m, indexing="ij"))
     with torch.no_grad():
-        grid = nq.dynamics(*p.arrays, *nq.constant_schedule(torch.tensor(A), p.horizon, torch.tensor(M)))[..., -1]
+        grid = dynamics(*p.arrays, *constant_schedule(torch.tensor(A), p.horizon, torch.tensor(M)))[..., -1]
     grid_min = torch.nan_to_num(grid, nan=np.inf).min().item()
     assert best.final <= grid_min * (1 + 1e-9)
-    check = nq.dynamics(*p.arrays, *nq.constant_schedule(float(best.alpha), p.horizon, float(best.mu)))[-1].item()
+    check = dynamics(*p.arrays, *constant_schedule(float(best.alpha), p.horizon, float(best.mu)))[-1].item()
     # repeated squaring rounds differently from T steps: the deterministic loss ends
     # 1e-7 below its start, so the two agree to about 1e-16 / 1e-7 relative
     assert check == pytest.approx(float(best.final), rel=1e-6)
@@ -55,7 +59,7 @@ def test_lbfgs_solves_quadratics_row_by_row():
         ax = np.einsum("rij,rj->ri", mats[rows], x)
         return 0.5 * (x * ax).sum(1) - (b[rows] * x).sum(1), ax - b[rows]
 
-    res = nq.lbfgs(fun, np.zeros((3, 6)), max_iter=500, tol=1e-14, window=5)
+    res = lbfgs(fun, np.zeros((3, 6)), max_iter=500, tol=1e-14, window=5)
     np.testing.assert_allclose(res.x, np.linalg.solve(mats, b[..., None])[..., 0], rtol=1e-6, atol=1e-8)
     assert res.converged.all()
     assert (np.diff(res.history, axis=0) <= 0).all()  # Armijo: never uphill
@@ -68,9 +72,9 @@ def test_fit_lbfgs_reaches_conjugate_gradient_on_deterministic_problems():
     h = np.exp(g.uniform(np.log(0.01), 0, d))
     m0 = g.normal(0, 1.0, d)
     cg = conjugate_gradient_losses(h, m0, T)[-1]
-    start_a, start_m = nq.constant_schedule(torch.tensor([0.5]), T, torch.tensor([0.3]))
-    fit = nq.fit_lbfgs(h, np.zeros(d), m0, np.zeros(d), start_a, start_m, bound=False,
-                       max_iter=2000, tol=1e-10, window=20)
+    start_a, start_m = constant_schedule(torch.tensor([0.5]), T, torch.tensor([0.3]))
+    fit = fit_lbfgs(h, np.zeros(d), m0, np.zeros(d), start_a, start_m, bound=False,
+                    settings=FitSettings(max_iter=2000, tol=1e-10, window=20))
     final = fit.losses[0, -1].item()
     assert cg * (1 - 1e-9) <= final <= cg * (1 + 1e-3)
     assert fit.history[-1, 0] == pytest.approx(final)
@@ -78,11 +82,12 @@ def test_fit_lbfgs_reaches_conjugate_gradient_on_deterministic_problems():
 
 def test_fit_lbfgs_bound_holds_and_gradient_rows_are_independent():
     h, s2, m0, v0 = random_problem(d=6, seed=43)
-    a, m = nq.constant_schedule(torch.tensor([0.8, 1.6]), 15, torch.tensor([0.5, 0.2]))
-    both = nq.fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=25, tol=0.0)
-    one = nq.fit_lbfgs(h, s2, m0, v0, a[1:], m[1:], bound=True, max_iter=25, tol=0.0)
+    a, m = constant_schedule(torch.tensor([0.8, 1.6]), 15, torch.tensor([0.5, 0.2]))
+    settings = FitSettings(max_iter=25, tol=0.0)
+    both = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=settings)
+    one = fit_lbfgs(h, s2, m0, v0, a[1:], m[1:], bound=True, settings=settings)
     np.testing.assert_allclose(both.losses[1].numpy(), one.losses[0].numpy(), rtol=1e-10)
-    per_dim = nq.dynamics(h, s2, m0, v0, both.alphas, both.mus, per_dim=True)
+    per_dim = dynamics(h, s2, m0, v0, both.alphas, both.mus, per_dim=True)
     assert (per_dim - per_dim[..., :1, :] <= 1e-9 * per_dim[..., :1, :]).all()
     assert (both.history[-1] <= both.history[0]).all()
 
@@ -100,7 +105,7 @@ def _soft_dynamics_torch(h, s2, m0, v0, alphas, mus, p):
         a = mu ** 2 * V - 2 * mu * k * C + k ** 2 * (A + s2)
         root = (-b + torch.sqrt(b ** 2 + a * (A0 - A).clamp(min=0))) / a
         s = (1 + (root ** -p).sum(-1, keepdim=True)) ** (-1 / p)
-        A, V, C = nq.second_moment_step(A, V, C, h, s2, al * s, mu * s)
+        A, V, C = second_moment_step(A, V, C, h, s2, al * s, mu * s)
     return 0.5 * (h * A).sum(-1)
 
 
@@ -109,7 +114,7 @@ def test_soft_bound_adjoint_matches_autograd_and_finite_differences(p):
     h, s2, m0, v0 = random_problem(d=7, seed=44)
     g = np.random.default_rng(45)
     a, m = g.uniform(0.5, 2.5, (2, 12)), g.uniform(0.1, 0.9, (2, 12))  # large: the bound binds
-    f, ga, gm, a_used, m_used, _ = nq.adjoint(h, s2, m0, v0, a, m, bound=True, sharpness=p)
+    f, ga, gm, a_used, m_used, _ = adjoint(h, s2, m0, v0, a, m, bound=True, sharpness=p)
     at, mt = torch.tensor(a, requires_grad=True), torch.tensor(m, requires_grad=True)
     ref = _soft_dynamics_torch(h, s2, m0, v0, at, mt, p)
     ref.sum().backward()
@@ -121,12 +126,12 @@ def test_soft_bound_adjoint_matches_autograd_and_finite_differences(p):
         plus, minus = a.copy(), a.copy()
         plus[:, t] += eps
         minus[:, t] -= eps
-        fd = (nq.adjoint(h, s2, m0, v0, plus, m, bound=True, sharpness=p)[0]
-              - nq.adjoint(h, s2, m0, v0, minus, m, bound=True, sharpness=p)[0]) / (2 * eps)
+        fd = (adjoint(h, s2, m0, v0, plus, m, bound=True, sharpness=p)[0]
+           - adjoint(h, s2, m0, v0, minus, m, bound=True, sharpness=p)[0]) / (2 * eps)
         np.testing.assert_allclose(fd, ga[:, t], rtol=1e-5, atol=1e-7 * np.abs(ga).max())
     # the soft minimum never exceeds the exact one: the applied schedule respects the bound
     assert (a_used < a).any()
-    per_dim = nq.dynamics(h, s2, m0, v0, a_used, m_used, per_dim=True)
+    per_dim = dynamics(h, s2, m0, v0, a_used, m_used, per_dim=True)
     assert (per_dim - per_dim[..., :1, :] <= 1e-12 * per_dim[..., :1, :]).all()
 
 
@@ -134,9 +139,9 @@ def test_soft_bound_approaches_the_exact_bound():
     h, s2, m0, v0 = random_problem(d=7, seed=46)
     g = np.random.default_rng(47)
     a, m = g.uniform(0.5, 2.5, (1, 20)), g.uniform(0.1, 0.9, (1, 20))
-    exact = nq.adjoint(h, s2, m0, v0, a, m, bound=True)
-    gaps = [np.abs(nq.adjoint(h, s2, m0, v0, a, m, bound=True, sharpness=p)[3] / exact[3] - 1).max()
-            for p in (30.0, 300.0, 3000.0)]
+    exact = adjoint(h, s2, m0, v0, a, m, bound=True)
+    gaps = [np.abs(adjoint(h, s2, m0, v0, a, m, bound=True, sharpness=p)[3] / exact[3] - 1).max()
+         for p in (30.0, 300.0, 3000.0)]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-2
 
 
@@ -144,15 +149,15 @@ def test_fit_lbfgs_restarts_collapsed_steps_only_when_better():
     """A learning rate near 0 cannot come back in log alpha; the restart resets it and keeps
     the result only if it is better (on Figure 3(a) it is: see the chapter)."""
     h, s2, m0, v0 = random_problem(d=6, seed=48)
-    a, m = nq.constant_schedule(torch.tensor([0.5]), 20, torch.tensor([0.3]))
+    a, m = constant_schedule(torch.tensor([0.5]), 20, torch.tensor([0.3]))
     a = a.clone()
     a[0, 7] = 1e-9
     low, med = nqm_fit._collapsed(np.log(a.numpy()))
     assert low[0].nonzero()[0].tolist() == [7] and med[0, 7] == pytest.approx(np.log(0.5))
     low, med = nqm_fit._collapsed(np.log(np.array([[1e-3, 2.0, 3.0, 2.5, 1e-6]])))
     assert low[0].tolist() == [True, False, False, False, True]
-    kicked = nq.fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=200, tol=1e-8)
-    plain = nq.fit_lbfgs(h, s2, m0, v0, a, m, bound=True, max_iter=200, tol=1e-8, kicks=0)
+    kicked = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=FitSettings(max_iter=200, tol=1e-8))
+    plain = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=FitSettings(max_iter=200, tol=1e-8, kicks=0))
     # here the collapsed step is (locally) right: the restart ends higher and is not kept
     assert kicked.kicks[0] == 0 and kicked.iterations[0] > plain.iterations[0]
     assert kicked.losses[0, -1] <= plain.losses[0, -1]

@@ -131,8 +131,8 @@ def quadratic_measurement(batch_size=10):
         return (H @ (w0[:, None] - c.t())).t() @ directions
 
     total = float((H @ c.t()).var(1).sum()) / batch_size
-    measured = npred.measure_operator(matrix_operator(H), grad, 0.0, project, total, k=5,
-                                      top_steps=40, probes=3, slq_steps=4, grad_steps=4,
+    measured = npred.measure_operator(matrix_operator(H), grad, 0.0, project, total,
+                                      npred.Budget(k=5, top_steps=40, probes=3, slq_steps=4, grad_steps=4),
                                       batch_size=batch_size)
     return measured, h, Q, w0, s, H
 

@@ -5,7 +5,10 @@ import pytest
 import sympy as sp
 import torch
 
-from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.nqm_dynamics import (Moments, dynamics, greedy_coefficients, greedy_schedule, one_step_loss,
+                                        theorem1_step)
+from shortbias_lib.nqm_montecarlo import monte_carlo
+from shortbias_lib.nqm_problem import constant_schedule
 from shortbias_lib import symbolic as sy
 
 
@@ -18,11 +21,11 @@ def test_theorem1_symbolic_matches_numeric_step():
     vals = dict(zip(["alpha", "mu", "h", "sigma", "m_theta", "m_v", "V_theta", "V_v", "Sigma"],
                     [0.3, 0.7, 0.8, 1.3, 2.0, -0.5, 0.4, 0.2, -0.1]))
     subs = {getattr(sy, k if k != "Sigma" else "S"): v for k, v in vals.items()}
-    m = nq.Moments(*(torch.tensor([vals[k]], dtype=torch.float64)
-                     for k in ["m_theta", "m_v", "V_theta", "V_v", "Sigma"]))
-    new = nq.theorem1_step(m, torch.tensor([vals["h"]], dtype=torch.float64),
-                           torch.tensor([vals["sigma"] ** 2], dtype=torch.float64),
-                           vals["alpha"], vals["mu"])
+    m = Moments(*(torch.tensor([vals[k]], dtype=torch.float64)
+                  for k in ["m_theta", "m_v", "V_theta", "V_v", "Sigma"]))
+    new = theorem1_step(m, torch.tensor([vals["h"]], dtype=torch.float64),
+                        torch.tensor([vals["sigma"] ** 2], dtype=torch.float64),
+                        vals["alpha"], vals["mu"])
     derived = sy.theorem1()
     pairs = {"E[theta']": new.mean_theta, "E[v']": new.mean_v, "V[theta']": new.var_theta,
              "V[v']": new.var_v, "Cov(theta', v')": new.cov}
@@ -44,7 +47,7 @@ def test_eq15_and_theorem2_univariate():
     a_star = float(t["alpha"][0].subs(vals))
     m_star = float(t["mu"][0].subs(vals))
     tt = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
-    a, m = nq.greedy_coefficients(tt(2.0), tt(0.5), tt(-0.4), tt(0.7), tt(1.1 ** 2))
+    a, m = greedy_coefficients(tt(2.0), tt(0.5), tt(-0.4), tt(0.7), tt(1.1 ** 2))
     assert a.item() == pytest.approx(a_star, rel=1e-12)
     assert m.item() == pytest.approx(m_star, rel=1e-12)
 
@@ -63,7 +66,7 @@ def test_multivariate_loss_derived_from_updates_matches_the_library():
     a, m = 0.7, 0.4
     subs = {**dict(zip(hs, h)), **dict(zip(sg, s)), **dict(zip(at, A)), **dict(zip(av, V)),
             **dict(zip(bb, Bv)), sy.alpha: a, sy.mu: m}
-    lib = nq.one_step_loss(*(torch.tensor(x) for x in (A, V, Bv, h, s ** 2)), a, m)
+    lib = one_step_loss(*(torch.tensor(x) for x in (A, V, Bv, h, s ** 2)), a, m)
     assert float(loss.subs(subs)) == pytest.approx(lib.item(), rel=1e-12)
 
 
@@ -103,7 +106,7 @@ def test_theorem2_multivariate_numbers_d3():
                       g.uniform(0.1, 1, 3), g.uniform(-0.3, 0.3, 3))
     subs = {**dict(zip(hs, h)), **dict(zip(sg, s)), **dict(zip(at, A)), **dict(zip(av, V)),
             **dict(zip(bb, Bv))}
-    a, m = nq.greedy_coefficients(*(torch.tensor(x) for x in (A, V, Bv, h, s ** 2)))
+    a, m = greedy_coefficients(*(torch.tensor(x) for x in (A, V, Bv, h, s ** 2)))
     assert a.item() == pytest.approx(float(pa.subs(subs)), rel=1e-10)
     assert m.item() == pytest.approx(float(pm.subs(subs)), rel=1e-10)
 
@@ -115,7 +118,7 @@ def test_theorem3_and_4():
     assert t4["base"] and t4["induction"] and t4["positive"]
     # numbers: the closed form equals the greedy SGD recursion
     A, s2, k = t4["symbols"]
-    g = nq.greedy_schedule([0.8], [1.5], [2.0], [0.3], 12, momentum=False)
+    g = greedy_schedule([0.8], [1.5], [2.0], [0.3], 12, momentum=False)
     a_final = 2 * g.losses[-1].item() / 0.8
     assert float(t4["closed_form"].subs({A: 4.3, s2: 1.5, k: 12})) == pytest.approx(a_final, rel=1e-12)
 
@@ -140,13 +143,13 @@ def test_noise_floor_matches_long_runs_of_the_exact_dynamics_and_monte_carlo():
     assert nf["plain_closed_form"]
     floor = sp.lambdify((sy.alpha, sy.mu, sy.h, sy.sigma), nf["momentum"])
     for h, s2, a, m in ((1.0, 1.0, 0.3, 0.0), (0.5, 2.0, 0.4, 0.8), (2.0, 0.3, 0.02, 0.95)):
-        exact = nq.dynamics([h], [s2], [2.0], [0.0],
-                            *nq.constant_schedule(a, 5000, m))[-1].item()
+        exact = dynamics([h], [s2], [2.0], [0.0],
+                         *constant_schedule(a, 5000, m))[-1].item()
         assert exact == pytest.approx(floor(a, m, h, np.sqrt(s2)), rel=1e-9)
     # Monte Carlo, started at the floor's scale, averaged over the last steps of 4000 runs
     a, m, h, s2 = 0.4, 0.8, 0.5, 2.0
-    mc = nq.monte_carlo([h], [s2], [0.0], [0.0], torch.full((300,), a), torch.full((300,), m),
-                        n_samples=4000, seed=5)
+    mc = monte_carlo([h], [s2], [0.0], [0.0], torch.full((300,), a), torch.full((300,), m),
+                     n_samples=4000, seed=5)
     tail = mc.loss_mean[200:].mean().item()
     sem = mc.loss_sem[200:].mean().item()
     assert abs(tail - floor(a, m, h, np.sqrt(s2))) < 4 * sem
