@@ -47,7 +47,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import hyperparams, online, plot_online, training
+from shortbias_lib import hyperparams, online, plot_online, schedules
 from shortbias_lib.notebook import show_source
 
 # One CPU thread: these small networks gain little from a second one, and on a shared
@@ -105,7 +105,7 @@ torch.set_num_threads(1)
 # %% tags=["remove-input"]
 show_source(hyperparams.Hyperparameters.from_vector,
             "Source: `hyperparams.Hyperparameters.from_vector`, from $u$ to $(\\alpha, \\mu)$")
-show_source(training.ExponentialDecay, "Source: `training.ExponentialDecay`, the decay after adaptation")
+show_source(schedules.ExponentialDecay, "Source: `schedules.ExponentialDecay`, the decay after adaptation")
 
 # %% [markdown]
 # ## Sizes of this run

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import noisy_quadratic as nq
-from .training import InverseTime
+from .schedules import InverseTime
 
 DTYPE = torch.float64
 
@@ -131,7 +131,7 @@ def horizon_bias(arrays, horizons, final_horizon, alphas, mus):
 def decay_schedule(alpha0, beta, steps, K):
     """``alpha_t = alpha0 / (1 + t/K)**beta``, t = 0..steps-1 (the offline MNIST family).
 
-    Batched over the grids ``alpha0`` and ``beta``: :class:`~shortbias_lib.training.InverseTime`
+    Batched over the grids ``alpha0`` and ``beta``: :class:`~shortbias_lib.schedules.InverseTime`
     read at every step, shape ``(..., steps)``.
     """
     if not K > 0:

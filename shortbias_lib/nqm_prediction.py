@@ -255,7 +255,8 @@ def later_points(apply, state, batches, alpha0, beta, K, mu, steps, images, labe
     ``alpha0 / (1 + t/K)^beta`` on ``batches`` (a function of the step) and, after each of
     ``steps``, measure on ``(images, labels)`` the loss, the squared gradient norm, the top
     ``k`` Ritz values and the total noise ``tr C / B``. Returns a list of dicts (step 0 first)."""
-    from .training import InverseTime, train
+    from .schedules import InverseTime
+    from .training import train
 
     out, done = [], 0
     for target in (0,) + tuple(int(t) for t in steps):

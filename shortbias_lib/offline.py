@@ -34,8 +34,10 @@ from .offline_design import derived_seed, refinement_samples, sample_hyperparame
 from .offline_smd import smd_trajectory
 from .progress import progress
 from .offline_surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
-from .offline_training import (StepBatches, batched_metrics, horizon_objectives, seeded_warm_start, train_curves,
-                               warm_arrays, warm_state)
+from .batches import StepBatches
+from .models import batched_loss, mlp_apply
+from .offline_training import horizon_objectives, seeded_warm_start, train_curves, warm_arrays, warm_state
+from .schedules import InverseTime
 
 
 def result_path(profile, seed, results=None):
@@ -140,8 +142,8 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
     if "warm_params_0" not in arrays:
         warm = seeded_warm_start(config, seed, images, labels, dtype, device)
         arrays.update(warm_arrays(warm))
-        arrays["warm_objective"] = np.asarray(
-            batched_metrics(tuple(p.unsqueeze(0) for p in warm.params), *objective, chunk_eval)[0][0])
+        arrays["warm_objective"] = np.asarray(batched_loss(
+            mlp_apply, tuple(p.unsqueeze(0) for p in warm.params), *objective, chunk_eval, dtype=torch.float64).item())
         save("warm start")
     state = warm_state(arrays, device)
 
@@ -201,7 +203,7 @@ def _run_experiment(config, train_data, test_data, path, profile, seed, device, 
         chosen = np.where(best >= 0, best, 0)
         log_a = np.concatenate([arrays["log10_alpha0"][chosen], arrays["surface_log10"][:, 0]])
         log_b = np.concatenate([arrays["log10_beta"][chosen], arrays["surface_log10"][:, 1]])
-        curves = train_curves(state, torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b), K,
+        curves = train_curves(state, InverseTime(torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b), K),
                               max(horizons), int(config["curve_every"]), sweep_batches, objective, test,
                               mu, conv, chunk_eval)
         for name, value in curves.items():

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import hypergrad, models, plot_online, training
+from . import batches, hypergrad, models, plot_online, schedules, training
 from .profiles import check_profile, pick
 from .locks import run_lock
 from .progress import progress
@@ -166,7 +166,7 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
     ``lr`` and ``momentum`` are the initial raw alpha and mu. ``mode`` is
     ``"baseline"`` (no adaptation), ``"stochastic"`` or ``"deterministic"``
     lookahead. ``train_sampler()`` gives the training batches,
-    ``meta_sampler`` (a :class:`~shortbias_lib.training.BatchSampler`) the
+    ``meta_sampler`` (a :class:`~shortbias_lib.batches.BatchSampler`) the
     lookahead ones. ``adapt_until`` defaults to ``steps // 2``; with
     ``decay`` the effective rate then decays to ``final_lr`` at step
     ``steps - 1``. ``eval_fn(params) -> float`` (training-set loss) is called
@@ -198,7 +198,7 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *, 
     if checkpoint_path is not None:
         training.check_steps(checkpoint_every, "checkpoint_every")
         for name, sampler in samplers.items():
-            if not isinstance(sampler, training.BatchSampler):
+            if not isinstance(sampler, batches.BatchSampler):
                 raise ValueError(f"{name}_sampler must be a BatchSampler to checkpoint a run")
         found = load_matching(checkpoint_path, json_ready(ckpt_meta))
         if found is not None:
@@ -297,13 +297,13 @@ class _Progress:
     def schedule(self, adapting, decay, final_lr, adapt_until, steps):
         """The raw-rate schedule and momentum of the next stretch of training."""
         if adapting:
-            return training.Constant(self.hyper.lr), self.hyper.momentum
+            return schedules.Constant(self.hyper.lr), self.hyper.momentum
         if self.settled is None:
             self.settled = self.hyper
         one_minus = 1.0 - self.settled.momentum
         if not decay:
-            return training.Constant(self.settled.lr), self.settled.momentum
-        return (training.ExponentialDecay(self.settled.effective_lr * one_minus,
+            return schedules.Constant(self.settled.lr), self.settled.momentum
+        return (schedules.ExponentialDecay(self.settled.effective_lr * one_minus,
                                           final_lr * one_minus, steps=steps - 1 - adapt_until,
                                           t0=adapt_until),
                 self.settled.momentum)
@@ -530,8 +530,8 @@ def run_dataset(dataset, profile="quick", *, device="auto", seed=0, data_root=No
             partial = path.with_suffix(".partial.npz")
             if not resume:
                 partial.unlink(missing_ok=True)
-            train_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed, dev)
-            meta_sampler = training.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed + 1,
+            train_sampler = batches.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed, dev)
+            meta_sampler = batches.BatchSampler.from_dataset(train_set, cfg["batch_size"], seed + 1,
                                                               dev)
             run = online_run(apply, params, train_sampler, meta_sampler, lr, momentum, mode=mode,
                              steps=cfg["steps"], adapt_every=cfg["adapt_every"],

@@ -10,7 +10,9 @@ import torch
 from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, report
 from shortbias_lib.offline_design import derived_seed
 from shortbias_lib.models import mean_loss, mlp_apply
-from shortbias_lib.training import InverseTime, train
+from shortbias_lib.batches import StepBatches
+from shortbias_lib.schedules import InverseTime
+from shortbias_lib.training import train
 
 from test_offline import Interrupt, _run, _tiny_config
 
@@ -120,7 +122,7 @@ def test_refinement_samples_are_trained_to_their_horizon_only(tmp_path):
     images, labels = _data(120, 0)
     s, k = S + 2 * 1, 1
     warm = offline_training.warm_state(arrays)
-    batches = offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
+    batches = StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     run = train(mlp_apply, warm, batches, config["horizons"][k],
                 InverseTime(10.0 ** arrays["log10_alpha0"][s], 10.0 ** arrays["log10_beta"][s], config["K"]))
     expected = mean_loss(mlp_apply, run.state.params, images[:60], labels[:60])
@@ -153,7 +155,7 @@ def test_figure6_trains_the_surface_optima(tmp_path):
     from test_offline import _data
     images, labels = _data(120, 0)
     warm = offline_training.warm_state(arrays)
-    batches = offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
+    batches = StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     k, T = 0, max(config["horizons"])
     log_a, log_b = arrays["surface_log10"][k]
     run = train(mlp_apply, warm, batches, T, InverseTime(10.0 ** log_a, 10.0 ** log_b, config["K"]))
@@ -195,7 +197,7 @@ def _median_schedule_objectives(arrays, config, seed, warm, images, labels, rows
     values, bad = offline_training.horizon_objectives(
         warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
         torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
-        offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
+        StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
         (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
     assert bad[0] == -1
     return values[0], arrays["objective"][s, :k + 1]
@@ -208,7 +210,7 @@ def _smd_start(warm, config, seed, j, meta_steps, images, labels):
     horizon, beta0 = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]][j]
     return offline_smd.smd_trajectory(
         warm, config["smd_alpha0"], beta0, config["K"], horizon, meta_steps,
-        offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
+        StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
         objective, config["momentum"], config["smd_meta_lr"], config["smd_clip"], config["convention"])
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import models, online, plot_online, training
+from shortbias_lib import batches, models, online, plot_online
 from shortbias_lib.runs import load_result
 
 SIZES = (784, 12, 10)
@@ -23,7 +23,7 @@ def _params(seed=0):
     return models.mlp_init(torch.Generator().manual_seed(seed), sizes=SIZES, init_std=0.1)
 
 
-class CountingSampler(training.BatchSampler):
+class CountingSampler(batches.BatchSampler):
     """A batch sampler that counts how many batches were drawn."""
 
     calls = 0
@@ -36,8 +36,8 @@ class CountingSampler(training.BatchSampler):
 def _run(mode="stochastic", lr=0.01, steps=30, adapt_until=14, adapt_every=5, meta_steps=2,
          horizon=3, eval_every=10, meta_sampler=None, **kwargs):
     images, labels = _data()
-    train = training.BatchSampler(images, labels, 20, seed=0)
-    meta = meta_sampler or training.BatchSampler(images, labels, 20, seed=1)
+    train = batches.BatchSampler(images, labels, 20, seed=0)
+    meta = meta_sampler or batches.BatchSampler(images, labels, 20, seed=1)
     return online.online_run(
         models.mlp_apply, _params(), train, meta, lr, 0.9, mode=mode, steps=steps,
         adapt_until=adapt_until, adapt_every=adapt_every, meta_steps=meta_steps, horizon=horizon,
@@ -74,7 +74,7 @@ def test_baseline_never_adapts_and_matches_a_hand_written_loop():
     assert run.adapt_steps.size == 0
     assert np.allclose(run.eff_lr[:10], 0.05 / 0.1) and np.allclose(run.momentum, 0.9)
     # Independent computation: the paper's update with the decay formula written out.
-    sampler = training.BatchSampler(images, labels, 20, seed=0)
+    sampler = batches.BatchSampler(images, labels, 20, seed=0)
     w, v = list(_params()), [torch.zeros_like(p) for p in _params()]
     for t in range(20):
         eff = 0.5 if t < 10 else 0.5 * (1e-4 / 0.5) ** ((t - 10) / (19 - 10))
