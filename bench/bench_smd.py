@@ -30,7 +30,8 @@ from shortbias_lib.measure import peak_rss_mib
 from shortbias_lib.reference import reverse_hypergradient
 from shortbias_lib.models import loss_fn, mlp_apply, mlp_init
 from shortbias_lib.runs import resolve_device
-from shortbias_lib.training import InverseTime, init_state, train, train_batched
+from shortbias_lib.schedules import InverseTime
+from shortbias_lib.training import init_state, train, train_batched
 
 
 def sync(device):

@@ -22,7 +22,7 @@ Prints
 (c) peak memory of the offline SMD's forward-mode hypergradient
     (``hypergrad.hypergradient``, learning ``(log alpha_0/(1-mu), log beta)``)
     at lookahead T = 5000 against T = 100, the batches drawn lazily from
-    ``offline_training.StepBatches`` (a generator, one batch held at a time): peak
+    ``StepBatches`` (a generator, one batch held at a time): peak
     resident memory above the level before the call
     (``measure.peak_rss_mib``) on the CPU, peak allocated CUDA memory on
     the GPU. Target: ratio <= 1.2;
@@ -40,10 +40,12 @@ import time
 
 import torch
 
-from shortbias_lib import hypergrad, hyperparams, measure, offline_design, offline_training
+from shortbias_lib import hypergrad, hyperparams, measure, offline_design
 from shortbias_lib.models import MNIST_SIZES, mlp_apply, mlp_init
 from shortbias_lib.runs import resolve_device
-from shortbias_lib.training import InverseTime, init_state, train, train_batched
+from shortbias_lib.batches import StepBatches
+from shortbias_lib.schedules import InverseTime
+from shortbias_lib.training import init_state, train, train_batched
 
 BATCH = 100
 K = 5000.0
@@ -115,7 +117,7 @@ def time_separate(params, alpha0, beta, steps, batches, device):
 def hypergradient_peak(state, images, labels, T, eval_batches, device, seed=1):
     """Peak memory (MiB) of one offline-SMD hypergradient of lookahead T with lazy batches."""
     hyper = hyperparams.Hyperparameters(0.01, MOMENTUM, beta=1.0, K=K, learn=("lr", "beta"))
-    batches = offline_training.StepBatches(images, labels, BATCH, seed)
+    batches = StepBatches(images, labels, BATCH, seed)
 
     def lookahead():
         return hypergrad.hypergradient(mlp_apply, state, hyper, (batches(i) for i in range(T)),
@@ -148,7 +150,7 @@ def main(argv=None):
     steps, repeats = (10, 1) if args.quick else (30, 2)
     images, labels, source = mnist_or_synthetic(device, synthetic=args.synthetic)
     params = mlp_init(torch.Generator().manual_seed(0), device=device)
-    batches = offline_training.StepBatches(images, labels, BATCH, seed=2)
+    batches = StepBatches(images, labels, BATCH, seed=2)
     print(f"device: {device}; torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"MLP {'-'.join(map(str, MNIST_SIZES))}, batch {BATCH}; data: {source}")
 

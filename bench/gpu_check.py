@@ -9,13 +9,13 @@ own entry points, times them, and projects the paper profile's full time:
   2 hyperparameters against a plain step) on the device;
 * ``offline_sweep``: ``training.train_batched`` with all 2,500 schedules of
   the paper profile in one pass (the profile's chunk), and with Figure 6's 8
-  schedules, for a few steps each; ``training.batched_loss`` and
-  ``offline_training.batched_metrics`` for the objective and the curves' records;
+  schedules, for a few steps each; ``models.batched_loss`` for the objective and
+  (with ``errors=True``) the curves' records;
   projects the sweep (its chunks x 20,000 steps + 4 objectives each) and
   Figure 6;
 * ``offline_smd``: ``offline_smd.smd_trajectory`` one meta step at T = 100 and
   one at T = 5000 (fewer if the slice's budget says so), batches drawn
-  lazily from ``offline_training.StepBatches``; the two give seconds per lookahead
+  lazily from ``batches.StepBatches``; the two give seconds per lookahead
   step and per meta-objective, which project the 6 x 5,000 meta steps;
   peak CUDA memory of each;
 * ``online_mnist`` and ``online_cifar10``: ``online_loop.online_run`` in baseline
@@ -62,8 +62,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
-from shortbias_lib import (measure, models, offline, offline_design, offline_smd, offline_training,  # noqa: E402
-                           online, online_loop, training)
+from shortbias_lib import (measure, models, offline_config, offline_design, offline_smd, offline_training,  # noqa: E402
+                           online, online_loop, schedules, training)
+from shortbias_lib.batches import BatchSampler, StepBatches  # noqa: E402
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -187,7 +188,7 @@ def slice_hyper_ratio(ctx):
 def _time_sweep_steps(ctx, params, alpha0, beta, batches, share):
     """Seconds per step of ``train_batched`` with ``len(alpha0)`` schedules (sized to ``share`` s)."""
     clock, K, mu = ctx["clock"], ctx["paper_offline"]["K"], ctx["paper_offline"]["momentum"]
-    schedule = training.InverseTime(alpha0, beta, K)
+    schedule = schedules.InverseTime(alpha0, beta, K)
 
     def run(steps):
         return clock.time(training.train_batched, models.mlp_apply, params, schedule, steps, batches, mu,
@@ -209,7 +210,7 @@ def slice_offline_sweep(ctx):
     n_obj = len(labels) if tiny else int(cfg["objective_examples"])
     eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
     params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
-    batches = offline_training.StepBatches(images, labels, int(cfg["batch_size"]), seed=2)
+    batches = StepBatches(images, labels, int(cfg["batch_size"]), seed=2)
     batches(0)
     log_a, log_b = offline_design.sample_hyperparameters(S_all, 0)
     alpha0, beta = torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b)
@@ -229,13 +230,15 @@ def slice_offline_sweep(ctx):
         log(f"  train_batched, S = {S:5d}: {1e3 * per_step[name]:8.3f} ms per step ({steps} steps), "
             f"{S / per_step[name]:12.1f} sample-steps/s")
         if name == "chunk":
-            times["objective"], _ = clock.time(training.batched_loss, models.mlp_apply, result.params,
+            times["objective"], _ = clock.time(models.batched_loss, models.mlp_apply, result.params,
                                                images[:n_obj], labels[:n_obj], chunk=eval_chunk)
             log(f"  objective ({n_obj} examples) of {S} runs: {times['objective']:.3f} s")
         if name == "curves":
             times["curve_record"], _ = clock.time(
-                lambda p: (offline_training.batched_metrics(p, images, labels, chunk=eval_chunk),
-                           offline_training.batched_metrics(p, test_x, test_y, chunk=eval_chunk)), result.params)
+                lambda p: (models.batched_loss(models.mlp_apply, p, images, labels, eval_chunk, errors=True,
+                                               dtype=torch.float64),
+                           models.batched_loss(models.mlp_apply, p, test_x, test_y, eval_chunk, errors=True,
+                                               dtype=torch.float64)), result.params)
             log(f"  Figure 6 record (train and test metrics) of {S} runs: {times['curve_record']:.3f} s")
     flops = flops_per_sample_step(cfg["sizes"], int(cfg["batch_size"]))
     if "all" not in per_step:  # one pass failed: project it from the chunk
@@ -275,12 +278,12 @@ def slice_offline_smd(ctx):
     eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
     objective_batches = [(images[s:s + eval_chunk], labels[s:s + eval_chunk]) for s in range(0, n_obj, eval_chunk)]
     params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
-    warm = offline_training.warm_start(params, offline_training.StepBatches(images, labels, int(cfg["batch_size"]), 1),
+    warm = offline_training.warm_start(params, StepBatches(images, labels, int(cfg["batch_size"]), 1),
                               int(cfg["warm_steps"]), cfg["warm_lr"], cfg["warm_momentum"], cfg["convention"])
     K, mu = float(cfg["K"]), cfg["momentum"]
 
     def meta_step(T, seed):
-        batches = offline_training.StepBatches(images, labels, int(cfg["batch_size"]), seed)
+        batches = StepBatches(images, labels, int(cfg["batch_size"]), seed)
         batches(0)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -337,8 +340,8 @@ def slice_online(ctx, dataset):
     every, horizon = int(cfg["adapt_every"]), int(cfg["horizon"])
 
     def samplers(seed):
-        return (training.BatchSampler(images, labels, batch, seed, device),
-                training.BatchSampler(images, labels, batch, seed + 1, device))
+        return (BatchSampler(images, labels, batch, seed, device),
+                BatchSampler(images, labels, batch, seed + 1, device))
 
     def run(mode, steps, adapt_until, lr, meta=meta_steps):
         train_s, meta_s = samplers(len(mode))
@@ -465,7 +468,7 @@ def main(argv=None):
                       "cifar10": "synthetic tensors of CIFAR-10's shape (timings only)"}
     log(f"data: {mnist[2]} ({how}); CIFAR-10: synthetic tensors of its shape")
     ctx = {"device": device, "clock": Clock(device), "tiny": args.tiny, "mnist": mnist,
-           "paper_offline": offline.config_for("paper")}
+           "paper_offline": offline_config.config_for("paper")}
     save()
     old_handler = signal.signal(signal.SIGALRM, _alarm) if hasattr(signal, "SIGALRM") else None
     for name in (args.only or SLICES):

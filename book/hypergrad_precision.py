@@ -76,7 +76,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import (data, hvp, hypergrad, hyperparams, models, offline_design, offline_training,
+from shortbias_lib import (batches, data, hvp, hypergrad, hyperparams, models, offline_design, offline_training,
                            plot_precision, precision, precision_analysis, precision_variants)
 
 # The committed result of the `archive` profile (the paper's horizons, about 5 minutes on
@@ -234,7 +234,7 @@ figure = plot_precision.plot_relative_differences(live)
 # default products and once with `grad_hvp=autograd_grad_hvp(mlp_apply)`, and compare the
 # per-step minibatch losses (`.losses`) of the two runs with those of a float64 run. (The
 # warm start is `offline_training.warm_start` as in `precision.run_experiment`; the minibatches are
-# `offline_training.StepBatches(images, labels, 100, offline_design.derived_seed(seed, 8, 0))`.)
+# `batches.StepBatches(images, labels, 100, offline_design.derived_seed(seed, 8, 0))`.)
 #
 # ```{admonition} Solution
 # :class: dropdown
@@ -289,7 +289,7 @@ glue("hp_ex2_small", float(ex2_small), display=False)
 ex3_config = meta["config"]
 ex3_T, ex3_early_steps = 300, 20
 ex3_set = data.load("mnist", train=True, root=data_root, limit=ex3_config["train_limit"])
-ex3_batches = offline_training.StepBatches(ex3_set.images, ex3_set.labels, ex3_config["batch_size"],
+ex3_batches = batches.StepBatches(ex3_set.images, ex3_set.labels, ex3_config["batch_size"],
                                   offline_design.derived_seed(meta["seed"], 8, 0))
 ex3_hyper = hyperparams.Hyperparameters(lr=float(ex3_config["alpha0"]), momentum=ex3_config["momentum"],
                                       beta=float(ex3_config["beta"]), K=float(ex3_config["K"]),

@@ -58,10 +58,10 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from shortbias_lib import nqm_prediction as npred
-from shortbias_lib import offline, offline_surface, offline_training
+from shortbias_lib import batches, offline, offline_surface, offline_training
 from shortbias_lib.data import load
 from shortbias_lib.models import mlp_apply
-from shortbias_lib.training import InverseTime
+from shortbias_lib.schedules import InverseTime
 from shortbias_lib.profiles import pick
 from shortbias_lib.report import markdown_table
 
@@ -211,7 +211,7 @@ figure = npred.plot_comparison(horizons, npred.curves(predictions, pred2), rows,
 
 # %% tags=["remove-input"]
 best_long = rows[-1]
-later = npred.later_points(mlp_apply, warm, offline_training.StepBatches(train.images, train.labels,
+later = npred.later_points(mlp_apply, warm, batches.StepBatches(train.images, train.labels,
                                                                 int(config["batch_size"]), seed),
                            InverseTime(best_long["alpha0"], best_long["beta"], config["K"]), config["momentum"],
                            sizes["later"], images, labels, k=sizes["later_k"],

@@ -60,7 +60,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import offline, offline_smd, offline_surface, plot_offline, report, training
+from shortbias_lib import offline, offline_config, offline_smd, offline_surface, plot_offline, report, schedules, training
 from shortbias_lib.notebook import show_source
 
 # The live run of this page's profile (a longer run can be shown instead: point
@@ -89,7 +89,7 @@ archived_runs = [("paper's design, seed 0", archived, archived_meta, archive_fil
                  ("CPU design, seed 0", cpu_archived, cpu_meta, cpu_file)]
 
 # %% tags=["remove-input"]
-show_source(training.InverseTime, "Source: `training.InverseTime`, the schedule above")
+show_source(schedules.InverseTime, "Source: `schedules.InverseTime`, the schedule above")
 show_source(training.momentum_step, "Source: `training.momentum_step`, the update (Equation 2)")
 
 # %% [markdown]
@@ -115,9 +115,9 @@ show_source(training.momentum_step, "Source: `training.momentum_step`, the updat
 # smaller time scale.
 
 # %% tags=["remove-cell"]
-for name, command in [("off_gpu_command_1", offline.ARCHIVE_GPU_COMMANDS[0]),
-                      ("off_gpu_command_2", offline.ARCHIVE_GPU_COMMANDS[1]),
-                      ("off_cpu_command", offline.ARCHIVE_COMMAND)]:
+for name, command in [("off_gpu_command_1", offline_config.ARCHIVE_GPU_COMMANDS[0]),
+                      ("off_gpu_command_2", offline_config.ARCHIVE_GPU_COMMANDS[1]),
+                      ("off_cpu_command", offline_config.ARCHIVE_COMMAND)]:
     glue(name, Markdown(f"`{command}`"), display=False)
 
 # %% tags=["remove-input"]

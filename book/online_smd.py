@@ -46,7 +46,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import hyperparams, online, plot_online, training
+from shortbias_lib import hyperparams, online, plot_online, schedules
 from shortbias_lib.notebook import show_source
 from shortbias_lib.profiles import pick
 from shortbias_lib.report import markdown_table
@@ -103,7 +103,7 @@ from shortbias_lib.runs import load_result
 # %% tags=["remove-input"]
 show_source(hyperparams.Hyperparameters.from_vector,
             "Source: `hyperparams.Hyperparameters.from_vector`, from $u$ to $(\\alpha, \\mu)$")
-show_source(training.ExponentialDecay, "Source: `training.ExponentialDecay`, the decay after adaptation")
+show_source(schedules.ExponentialDecay, "Source: `schedules.ExponentialDecay`, the decay after adaptation")
 
 # %% [markdown]
 # ## Sizes of this run

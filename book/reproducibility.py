@@ -142,10 +142,10 @@ report.provenance_table(context.results_dir, profile)
 # the paper's bound.
 
 # %% tags=["remove-input"]
-from shortbias_lib import offline
+from shortbias_lib import offline_config
 from shortbias_lib.runs import REPO_ROOT
 
-archive_dir = REPO_ROOT / offline.ARCHIVE_DIR
+archive_dir = REPO_ROOT / offline_config.ARCHIVE_DIR
 archived_profiles = ("archive_gpu", "archive")
 archived = report.collect(archive_dir, archived_profiles)
 report.comparison_table(archived)

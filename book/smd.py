@@ -49,7 +49,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import data, hvp, hypergrad, hyperparams, measure, meta_optim, models, reference, training
+from shortbias_lib import batches, data, hvp, hypergrad, hyperparams, measure, meta_optim, models, reference, training
 from shortbias_lib.notebook import show_source
 from shortbias_lib.plotting import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
@@ -126,8 +126,8 @@ plt.show()
 # **MLP's initial weight scale** (paper N(0, 0.1²), code N(0, 0.05²): `mlp_init(init_std=...)`).
 # We follow the paper by default.
 #
-# Both conventions of the update are `training.momentum_step` (its in-place twin is the fast
-# path of training):
+# Both conventions of the update are `training.momentum_step` (its `inplace=True` form is the
+# fast path of training):
 
 # %% tags=["remove-input"]
 show_source(training.momentum_step, "Source: `training.momentum_step`, the momentum update in both conventions")
@@ -237,7 +237,7 @@ show_source(hypergrad.hypergradient,
 #
 # | Algorithm 1 | `shortbias_lib` |
 # |---|---|
-# | $\operatorname{GetMiniBatch}$ | `batches(m)`, giving the lookahead's and the meta-objective's minibatches (`lookahead_batches` draws them from a `training.BatchSampler`) |
+# | $\operatorname{GetMiniBatch}$ | `batches(m)`, giving the lookahead's and the meta-objective's minibatches (`lookahead_batches` draws them from a `batches.BatchSampler`) |
 # | $\operatorname{BGrad}$ and $\operatorname{FGrad}$ | one pass of `grad_hvp` per step: the gradient and the Hessian-vector products $H_t u$ (`mlp_grad_hvp` for the MLP) |
 # | $\operatorname{Step}$ | SGD with momentum, `convention="paper"` or `"heavy_ball"`, on a schedule $\alpha_t$ |
 # | $\alpha' \leftarrow g \cdot u$ | Equation 8, once, after the $T$ steps: $\nabla L(w_T)^\top u_T$ on the meta-objective's minibatches |
@@ -446,12 +446,12 @@ glue("smd_ratio_increment", float((costs["lr+momentum"] - costs["lr"]) / costs["
 # %%
 gen = torch.Generator().manual_seed(seed)
 smd_params = models.mlp_init(gen, device=dev)
-sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed, device=dev)
+sampler = batches.BatchSampler.from_dataset(mnist, 100, seed=seed, device=dev)
 warm = training.train(models.mlp_apply, smd_params, sampler, sizes["warm"], 0.1, 0.9)
 start = hyperparams.Hyperparameters(0.01, 0.9, learn=("lr", "momentum"))
 runs = {}
 for kind in ("stochastic", "deterministic"):
-    meta_sampler = training.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
+    meta_sampler = batches.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
     meta_batches = hypergrad.lookahead_batches(meta_sampler, 5, deterministic=(kind == "deterministic"))
     runs[kind] = hypergrad.smd(models.mlp_apply, warm.state, start, horizon=5, meta_steps=sizes["meta_steps"],
                                batches=meta_batches, optimizer=meta_optim.Adam(0.03))

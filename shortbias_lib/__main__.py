@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import NamedTuple
 
-from . import beyond, data, noisy_quadratic, offline, online, precision
+from . import beyond, data, noisy_quadratic, offline, offline_config, online, precision
 from .errors import ShortbiasError
 from .profiles import DEFAULT_PROFILE, check_profile
 
@@ -36,7 +36,7 @@ EXPERIMENTS = {
     "figure3": Experiment(noisy_quadratic.run_figure3,
                           "greedy, fixed and optimized schedules on the noisy quadratic (Figure 3)"),
     "offline_mnist": Experiment(offline.run_offline, "offline meta-optimization on MNIST (Figures 5, 6)",
-                                offline.EXTRA_PROFILES),
+                                offline_config.EXTRA_PROFILES),
     "hypergrad_precision": Experiment(precision.run_precision,
                                       "float32 vs float64 and perturbed starts of long-horizon hypergradients",
                                       precision.EXTRA_PROFILES),

@@ -16,6 +16,7 @@ from .horizon_bias import DTYPE
 from .pes import MetaTask, meta_optimize, pes_estimates, schedule_from_theta, truncated_estimates
 from .profiles import pick
 from .runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
+from .training import momentum_step
 
 
 def _mlp_batched(params, images):
@@ -59,8 +60,9 @@ class MNISTMetaTask(MetaTask):
     def __init__(self, train, evaluation, *, horizon=200, window=20, mu=0.9, K=None,
                  batch_size=100, seed=0, warm_steps=50, cap=10.0, dtype=torch.float32,
                  sizes=(784, 100, 100, 10)):
+        from .batches import StepBatches
         from .models import mlp_init
-        from .offline_training import StepBatches, warm_start
+        from .offline_training import warm_start
 
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "
@@ -107,9 +109,7 @@ class MNISTMetaTask(MetaTask):
                 ws = [w if w.requires_grad else w.detach().requires_grad_(True) for w in ws]
                 loss = _mlp_losses(ws, x, y).sum()
                 grads = torch.autograd.grad(loss, ws, create_graph=graph)
-                a = alphas[:, t]
-                vs = [self.mu * v - a.view(n, *([1] * (v.dim() - 1))) * g for v, g in zip(vs, grads)]
-                ws = [w + v for w, v in zip(ws, vs)]
+                ws, vs = momentum_step(ws, vs, grads, alphas[:, t], self.mu)
                 if not graph:
                     ws = [w.detach() for w in ws]
                     vs = [v.detach() for v in vs]

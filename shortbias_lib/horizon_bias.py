@@ -23,7 +23,7 @@ import torch
 from .nqm_dynamics import dynamics, greedy_schedule
 from .nqm_gradient import fit_schedule
 from .nqm_problem import DEFAULT_C0, chebyshev_spectrum
-from .training import InverseTime
+from .schedules import InverseTime
 
 DTYPE = torch.float64
 
@@ -133,7 +133,7 @@ def horizon_bias(arrays, horizons, final_horizon, alphas, mus):
 def decay_schedule(alpha0, beta, steps, K):
     """``alpha_t = alpha0 / (1 + t/K)**beta``, t = 0..steps-1 (the offline MNIST family).
 
-    Batched over the grids ``alpha0`` and ``beta``: :class:`~shortbias_lib.training.InverseTime`
+    Batched over the grids ``alpha0`` and ``beta``: :class:`~shortbias_lib.schedules.InverseTime`
     read at every step, shape ``(..., steps)``.
     """
     if not K > 0:

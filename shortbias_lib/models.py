@@ -124,6 +124,36 @@ def mean_loss(apply, params, images, labels, chunk=10000):
     return total / max(len(labels), 1)
 
 
+def batched_loss(apply, params, images, labels, chunk=10000, *, errors=False, dtype=None):
+    """Mean cross-entropy over ``(images, labels)`` of each of S stacked networks: shape (S,).
+
+    ``params`` hold S parameter sets along a leading axis (``apply`` is vmapped
+    over it); no gradients. The chunks' sums are added in ``dtype`` (default: the
+    parameters' own); the chunk size and ``dtype`` set the rounding, so a caller
+    whose recorded results depend on it keeps its own. With ``errors=True``,
+    returns ``(loss, error_rate)``, the error counts added in ``float64``.
+    """
+    from torch.func import vmap
+
+    def one(p, x, y):
+        logits = apply(p, x)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        return (loss, (logits.argmax(-1) != y).sum()) if errors else (loss,)
+
+    run = vmap(one, in_dims=(0, None, None))
+    loss = wrong = None
+    with torch.no_grad():
+        for s in range(0, len(labels), chunk):
+            part = run(tuple(params), images[s:s + chunk], labels[s:s + chunk])
+            part_loss = part[0] if dtype is None else part[0].to(dtype)
+            loss = part_loss if loss is None else loss + part_loss
+            if errors:
+                wrong = part[1].double() if wrong is None else wrong + part[1].double()
+    if errors:
+        return loss / len(labels), wrong / len(labels)
+    return loss / len(labels)
+
+
 MODELS = {
     "mlp": (mlp_init, mlp_apply),
     "cnn": (cnn_init, cnn_apply),

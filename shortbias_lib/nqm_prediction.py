@@ -266,7 +266,7 @@ def predict_all(m, sizes, horizons, K, mu, ranges):
 def later_points(apply, state, batches, schedule, mu, steps, images, labels, *, k, lanczos_steps,
                  batch_size=100, seed=0):
     """How the local quadratic moves along a schedule: train from ``state`` with the learning
-    rates ``schedule`` (a :class:`~shortbias_lib.training.Schedule`, e.g. ``InverseTime``) and
+    rates ``schedule`` (a :class:`~shortbias_lib.schedules.Schedule`, e.g. ``InverseTime``) and
     momentum ``mu`` on ``batches`` (a function of the step) and, after each of
     ``steps``, measure on ``(images, labels)`` the loss, the squared gradient norm, the top
     ``k`` Ritz values and the total noise ``tr C / B``. Returns a list of dicts (step 0 first)."""

@@ -30,14 +30,15 @@ import numpy as np
 import torch
 
 from . import runs
-from .offline_config import (ARCHIVE_COMMAND, ARCHIVE_DIR, ARCHIVE_GPU_COMMANDS, BASE, CHAPTER,  # noqa: F401
-                             EXTRA_PROFILES, PAPER_HORIZONS, SIZES, check_config, config_for)
+from .offline_config import ARCHIVE_DIR, CHAPTER, EXTRA_PROFILES, check_config, config_for
 from .offline_design import derived_seed, refinement_samples, sample_hyperparameters
 from .offline_smd import checkpointing, smd_hyperparameters, smd_trajectory
-from .progress import progress
 from .offline_surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
-from .offline_training import (StepBatches, batched_metrics, horizon_objectives, seeded_warm_start, train_curves,
-                               warm_arrays, warm_state)
+from .offline_training import horizon_objectives, seeded_warm_start, train_curves, warm_arrays, warm_state
+from .progress import progress
+from .batches import StepBatches
+from .models import batched_loss, mlp_apply
+from .schedules import InverseTime
 
 # What a resumed run records of each run it continues (its ``earlier_legs``).
 LEG_FIELDS = ("device", "git_commit", "torch", "time_utc", "stage")
@@ -191,8 +192,9 @@ def _warm_start(setup, arrays, save):
         images, labels = setup.train
         warm = seeded_warm_start(setup.config, setup.seed, images, labels, images.dtype, setup.device)
         arrays.update(warm_arrays(warm))
-        arrays["warm_objective"] = np.asarray(batched_metrics(tuple(p.unsqueeze(0) for p in warm.params),
-                                                              *setup.objective, int(setup.config["eval_chunk"]))[0][0])
+        arrays["warm_objective"] = np.asarray(batched_loss(mlp_apply, tuple(p.unsqueeze(0) for p in warm.params),
+                                                           *setup.objective, int(setup.config["eval_chunk"]),
+                                                           dtype=torch.float64).item())
         save("warm start")
     return warm_state(arrays, setup.device)
 
@@ -267,9 +269,10 @@ def _figure6_curves(setup, state, arrays, save):
     chosen = np.where(best >= 0, best, 0)
     log_a = np.concatenate([arrays["log10_alpha0"][chosen], arrays["surface_log10"][:, 0]])
     log_b = np.concatenate([arrays["log10_beta"][chosen], arrays["surface_log10"][:, 1]])
-    curves = train_curves(state, torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b), float(config["K"]),
-                          max(setup.horizons), int(config["curve_every"]), setup.sweep_batches, setup.objective,
-                          setup.test, config["momentum"], config["convention"], int(config["eval_chunk"]))
+    schedules = InverseTime(torch.as_tensor(10.0 ** log_a), torch.as_tensor(10.0 ** log_b), float(config["K"]))
+    curves = train_curves(state, schedules, max(setup.horizons), int(config["curve_every"]), setup.sweep_batches,
+                          setup.objective, setup.test, config["momentum"], config["convention"],
+                          int(config["eval_chunk"]))
     for name, value in curves.items():
         arrays[f"curve_{name}"] = value[:H] if name != "steps" else value
         if name != "steps":

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from . import models, plot_online, training
+from . import batches, models, plot_online
 from .online_loop import Checkpointing, OnlineSettings, online_run
 from .online_record import OnlineRun
 from .profiles import PROFILES, pick
@@ -213,8 +213,8 @@ def _run_files(setup, profile, seed, device, results, resume, show_progress):
             if not resume:
                 partial.unlink(missing_ok=True)
             batch_size = sizes["batch_size"]
-            train_sampler = training.BatchSampler.from_dataset(setup.train_set, batch_size, seed, device)
-            meta_sampler = training.BatchSampler.from_dataset(setup.train_set, batch_size, seed + 1, device)
+            train_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed, device)
+            meta_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed + 1, device)
             every = sizes.get("checkpoint_every")
             run = online_run(setup.apply, setup.params, train_sampler, meta_sampler, lr, config["momentum"],
                              settings=settings, eval_fn=setup.eval_fn, test_fn=setup.test_fn, label=key,

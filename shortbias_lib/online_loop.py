@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import hypergrad, training
+from . import batches, hypergrad, training
 from .hyperparams import Hyperparameters
 from .meta_optim import make_meta_optimizer
 from .online_record import OnlineProgress
@@ -105,7 +105,7 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
 
     ``lr`` and ``momentum`` are the initial raw alpha and mu. ``train_sampler()``
     gives the training batches, ``meta_sampler`` (a
-    :class:`~shortbias_lib.training.BatchSampler`) the lookahead ones.
+    :class:`~shortbias_lib.batches.BatchSampler`) the lookahead ones.
     ``eval_fn(params) -> float`` (training-set loss) is called every
     ``settings.eval_every`` steps and at the end, ``test_fn(params) -> float``
     (test error) at the end. Returns an
@@ -171,7 +171,7 @@ def _resume(checkpoint, run, optimizer, samplers, ckpt_meta):
     the seconds the saved run had already spent (0 without a matching file)."""
     training.check_steps(checkpoint.every, "checkpoint_every")
     for name, sampler in samplers.items():
-        if not isinstance(sampler, training.BatchSampler):
+        if not isinstance(sampler, batches.BatchSampler):
             raise ValueError(f"{name}_sampler must be a BatchSampler to checkpoint a run")
     found = load_matching(checkpoint.path, ckpt_meta)
     return 0.0 if found is None else run.restore(found[0], optimizer, samplers)

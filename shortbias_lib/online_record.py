@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import training
+from . import schedules, training
 from .hyperparams import Hyperparameters
 from .runs import save_result
 
@@ -152,13 +152,13 @@ class OnlineProgress:
     def schedule(self, adapting, decay, final_lr, adapt_until, steps):
         """The raw-rate schedule and momentum of the next stretch of training."""
         if adapting:
-            return training.Constant(self.hyper.lr), self.hyper.momentum
+            return schedules.Constant(self.hyper.lr), self.hyper.momentum
         if self.settled is None:
             self.settled = self.hyper
         one_minus = 1.0 - self.settled.momentum
         if not decay:
-            return training.Constant(self.settled.lr), self.settled.momentum
-        return (training.ExponentialDecay(self.settled.effective_lr * one_minus,
+            return schedules.Constant(self.settled.lr), self.settled.momentum
+        return (schedules.ExponentialDecay(self.settled.effective_lr * one_minus,
                                           final_lr * one_minus, steps=steps - 1 - adapt_until,
                                           t0=adapt_until),
                 self.settled.momentum)

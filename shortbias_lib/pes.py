@@ -13,14 +13,14 @@ import torch
 from .nqm_dynamics import second_moment_step
 from .nqm_problem import check_problem
 from .horizon_bias import DTYPE
-from .training import InverseTime
+from .schedules import InverseTime
 
 
 def schedule_from_theta(theta, t0, steps, K):
     """Learning rates for steps ``t0..t0+steps-1`` from meta-parameters ``theta``.
 
     ``theta[..., 0] = log alpha_0``; with a second entry ``theta[..., 1] = log beta``
-    the schedule decays as :class:`~shortbias_lib.training.InverseTime` with
+    the schedule decays as :class:`~shortbias_lib.schedules.InverseTime` with
     ``alpha_0 = exp(theta[..., 0])`` and ``beta = exp(theta[..., 1])``, otherwise it is constant.
     """
     t = torch.arange(t0, t0 + steps, dtype=DTYPE)

@@ -55,7 +55,8 @@ from .hyperparams import Hyperparameters
 from .offline import matching_checkpoint, same_data
 from .offline_config import BASE as OFFLINE_BASE
 from .offline_design import derived_seed
-from .offline_training import StepBatches, seeded_warm_start, warm_arrays, warm_state
+from .batches import StepBatches
+from .offline_training import seeded_warm_start, warm_arrays, warm_state
 from .precision_analysis import summary
 from .precision_variants import measure, rounded_weights_run, start_state, variants
 from .profiles import check_profile, pick

@@ -12,7 +12,8 @@ from shortbias_lib.hyperparams import BOUNDS, Hyperparameters
 from shortbias_lib.meta_optim import META_OPTIMIZERS, make_meta_optimizer
 from shortbias_lib.reference import finite_difference, meta_loss, reverse_hypergradient
 from shortbias_lib.models import cnn_apply, cnn_init, mlp_apply, mlp_init
-from shortbias_lib.training import BatchSampler, init_state
+from shortbias_lib.batches import BatchSampler
+from shortbias_lib.training import init_state
 
 F64 = torch.float64
 
@@ -221,7 +222,7 @@ def test_hypergradient_state_matches_plain_training_and_is_unchanged():
     look = batches_of(images, labels, 8, 5)
     out = hypergradient(mlp_apply, state, hyper, look, look[:1])
     assert all(torch.equal(a, b) for a, b in zip(before, state.params))
-    from shortbias_lib.training import InverseTime
+    from shortbias_lib.schedules import InverseTime
     ref = train(mlp_apply, state, look, 5, InverseTime(0.1, 0.5, K=10), 0.9)
     for a, b in zip(out.state.params, ref.state.params):
         torch.testing.assert_close(a, b)

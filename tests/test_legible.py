@@ -201,27 +201,30 @@ def _measurement():
 def _paper_figure1():
     import torch
 
-    from shortbias_lib import noisy_quadratic as nq
+    from shortbias_lib.nqm_dynamics import dynamics
+    from shortbias_lib.nqm_montecarlo import monte_carlo
+    from shortbias_lib.nqm_problem import constant_schedule, decayed_schedule
 
     h = torch.tensor([1.0, 0.02], dtype=torch.float64)
     start = (1 / h, torch.tensor([1.0, 4.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
-    schedules = nq.constant_schedule(0.1, 30), nq.decayed_schedule(torch.tensor(1.0, dtype=torch.float64), 20, 10, 0.01)
-    losses = [nq.dynamics(h, *start, *schedule) for schedule in schedules]
-    mcs = [nq.monte_carlo(h, *start, *schedule, n_samples=20, seed=0, n_paths=1) for schedule in schedules]
+    schedules = constant_schedule(0.1, 30), decayed_schedule(torch.tensor(1.0, dtype=torch.float64), 20, 10, 0.01)
+    losses = [dynamics(h, *start, *schedule) for schedule in schedules]
+    mcs = [monte_carlo(h, *start, *schedule, n_samples=20, seed=0, n_paths=1) for schedule in schedules]
     return plotting.paper_figure1(h, *mcs, *losses, 20)
 
 
 def _theorem1_figure():
     import torch
 
-    from shortbias_lib import noisy_quadratic as nq
+    from shortbias_lib.nqm_dynamics import dynamics, theorem1_trajectory
+    from shortbias_lib.nqm_montecarlo import monte_carlo
 
     h = torch.tensor([1.0, 0.3, 0.05], dtype=torch.float64)
     problem = (h, 1 / h, torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
                0.4 * 0.97 ** torch.arange(20, dtype=torch.float64), torch.linspace(0.5, 0.9, 20, dtype=torch.float64))
-    exact, mc = nq.theorem1_trajectory(*problem), nq.monte_carlo(*problem, n_samples=20, seed=0)
+    exact, mc = theorem1_trajectory(*problem), monte_carlo(*problem, n_samples=20, seed=0)
     bands = {k: 0.1 * getattr(exact, k).abs() for k in ("mean_theta", "var_theta")}
-    return plotting.theorem1_figure(h, exact, mc, bands, nq.dynamics(*problem), ["tab:blue", "tab:orange", "tab:green"])
+    return plotting.theorem1_figure(h, exact, mc, bands, dynamics(*problem), ["tab:blue", "tab:orange", "tab:green"])
 
 
 def _nqm_measurement():

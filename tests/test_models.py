@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from torch.func import grad, vmap
 
-from shortbias_lib.models import (cnn_apply, cnn_init, error_rate, loss_fn,
+from shortbias_lib.models import (batched_loss, cnn_apply, cnn_init, error_rate, loss_fn,
                                   mean_loss, mlp_apply, mlp_init)
 
 
@@ -89,3 +89,19 @@ def test_invalid_arguments():
         cnn_init(gen(), filter_size=4)
     with pytest.raises(ValueError, match="image_size"):
         cnn_init(gen(), image_size=12)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float64])
+def test_batched_loss_of_stacked_networks_equals_each_networks_own(dtype):
+    """Loss and error rate of S stacked MLPs, in chunks, are those of each network alone."""
+    g = torch.Generator().manual_seed(2)
+    nets = [mlp_init(g, sizes=(6, 5, 3), init_std=0.5) for _ in range(3)]
+    stacked = tuple(torch.stack(t) for t in zip(*nets))
+    images = torch.randn(23, 6, generator=g)
+    labels = torch.randint(0, 3, (23,), generator=g)
+    loss = batched_loss(mlp_apply, stacked, images, labels, 10, dtype=dtype)
+    both = batched_loss(mlp_apply, stacked, images, labels, 10, errors=True, dtype=dtype)
+    assert loss.dtype == (dtype or torch.float32) and torch.equal(both[0], loss)
+    for s, net in enumerate(nets):
+        assert float(loss[s]) == pytest.approx(mean_loss(mlp_apply, net, images, labels), rel=1e-6)
+        assert float(both[1][s]) == error_rate(mlp_apply, net, images, labels)

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, runs
+from shortbias_lib import offline, offline_config, offline_design, offline_smd, offline_surface, offline_training, runs
 from shortbias_lib.models import mean_loss, mlp_apply, mlp_init
-from shortbias_lib.training import InverseTime, train
+from shortbias_lib.batches import StepBatches
+from shortbias_lib.schedules import InverseTime
+from shortbias_lib.training import train
 
 SIZES = (20, 8, 3)
 
@@ -19,7 +21,7 @@ def _data(n=120, seed=0, dtype=torch.float64):
 
 
 def _tiny_config(**changes):
-    config = dict(offline.BASE)
+    config = dict(offline_config.BASE)
     config.update({
         "sizes": SIZES, "init_std": 0.3, "batch_size": 10, "warm_steps": 3, "dtype": "float64",
         "samples": 6, "chunk": 2, "horizons": (2, 4, 8), "K": 4.0,
@@ -28,14 +30,14 @@ def _tiny_config(**changes):
         "smd_checkpoint_every": 1, "curve_every": 2,
     })
     config.update(changes)
-    return offline.check_config(config)
+    return offline_config.check_config(config)
 
 
 def test_one_run_gives_the_same_objective_as_separate_runs_of_each_horizon():
     images, labels = _data()
     params = mlp_init(torch.Generator().manual_seed(1), SIZES, 0.3, torch.float64)
-    warm = offline_training.warm_start(params, offline_training.StepBatches(images, labels, 10, 5), steps=3)
-    batches = offline_training.StepBatches(images, labels, 10, 7)
+    warm = offline_training.warm_start(params, StepBatches(images, labels, 10, 5), steps=3)
+    batches = StepBatches(images, labels, 10, 7)
     objective = (images[:60], labels[:60])
     alpha0 = torch.tensor([0.01, 0.05, 0.2, 0.5], dtype=torch.float64)
     beta = torch.tensor([0.02, 1.0, 5.0, 50.0], dtype=torch.float64)
@@ -54,9 +56,9 @@ def test_one_run_gives_the_same_objective_as_separate_runs_of_each_horizon():
 
 def test_step_batches_are_random_access_and_epochs_are_permutations():
     images, labels = _data(50)
-    batches = offline_training.StepBatches(images, labels, 10, seed=3)
+    batches = StepBatches(images, labels, 10, seed=3)
     sequential = [batches.indices(t).clone() for t in range(12)]
-    again = offline_training.StepBatches(images, labels, 10, seed=3)
+    again = StepBatches(images, labels, 10, seed=3)
     for t in (11, 0, 7, 5):
         assert torch.equal(again.indices(t), sequential[t])
     epoch = torch.cat(sequential[:5])
@@ -171,9 +173,9 @@ def test_smd_log10_inverts_the_hypergrad_coordinates():
 
 def test_bad_inputs_raise_value_errors_naming_the_parameter():
     with pytest.raises(ValueError, match="profile"):
-        offline.config_for("huge")
+        offline_config.config_for("huge")
     with pytest.raises(ValueError, match="seed"):
-        offline.config_for("smoke", seed=-1)
+        offline_config.config_for("smoke", seed=-1)
     with pytest.raises(ValueError, match="horizons"):
         _tiny_config(horizons=(8, 4))
     with pytest.raises(ValueError, match="smd_horizons"):

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, offline_design, offline_smd, offline_surface, offline_training, report, runs
+from shortbias_lib import offline, offline_config, offline_design, offline_smd, offline_surface, offline_training, report, runs
 from shortbias_lib.offline_design import derived_seed
 from shortbias_lib.models import mean_loss, mlp_apply
-from shortbias_lib.training import InverseTime, train
+from shortbias_lib.batches import StepBatches
+from shortbias_lib.schedules import InverseTime
+from shortbias_lib.training import train
 
 from test_offline import Interrupt, _run, _tiny_config
 
@@ -120,7 +122,7 @@ def test_refinement_samples_are_trained_to_their_horizon_only(tmp_path):
     images, labels = _data(120, 0)
     s, k = S + 2 * 1, 1
     warm = offline_training.warm_state(arrays)
-    batches = offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
+    batches = StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     run = train(mlp_apply, warm, batches, config["horizons"][k],
                 InverseTime(10.0 ** arrays["log10_alpha0"][s], 10.0 ** arrays["log10_beta"][s], config["K"]))
     expected = mean_loss(mlp_apply, run.state.params, images[:60], labels[:60])
@@ -153,7 +155,7 @@ def test_figure6_trains_the_surface_optima(tmp_path):
     from test_offline import _data
     images, labels = _data(120, 0)
     warm = offline_training.warm_state(arrays)
-    batches = offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
+    batches = StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     k, T = 0, max(config["horizons"])
     log_a, log_b = arrays["surface_log10"][k]
     run = train(mlp_apply, warm, batches, T, InverseTime(10.0 ** log_a, 10.0 ** log_b, config["K"]))
@@ -162,8 +164,8 @@ def test_figure6_trains_the_surface_optima(tmp_path):
 
 
 def test_only_the_offline_experiment_has_the_archive_profile():
-    assert offline.config_for("archive")["horizons"] == offline.PAPER_HORIZONS
-    assert offline.config_for("archive")["K"] == 5000.0
+    assert offline_config.config_for("archive")["horizons"] == offline_config.PAPER_HORIZONS
+    assert offline_config.config_for("archive")["K"] == 5000.0
     from shortbias_lib import noisy_quadratic
     with pytest.raises(ValueError, match="profile must be one of smoke, quick, paper; got 'archive'"):
         noisy_quadratic.run_figure3("archive")
@@ -195,7 +197,7 @@ def _median_schedule_objectives(arrays, config, seed, warm, images, labels, rows
     values, bad = offline_training.horizon_objectives(
         warm, torch.as_tensor(10.0 ** arrays["log10_alpha0"][s:s + 1]),
         torch.as_tensor(10.0 ** arrays["log10_beta"][s:s + 1]), config["K"], tuple(config["horizons"][:k + 1]),
-        offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
+        StepBatches(images, labels, config["batch_size"], derived_seed(seed, 2)),
         (images[:n], labels[:n]), eval_chunk=config["eval_chunk"])
     assert bad[0] == -1
     return values[0], arrays["objective"][s, :k + 1]
@@ -209,7 +211,7 @@ def _smd_start(warm, config, seed, j, meta_steps, images, labels):
     return offline_smd.smd_trajectory(
         warm, offline_smd.smd_hyperparameters(config["smd_alpha0"], beta0, config["K"], config["momentum"]),
         horizon, meta_steps,
-        offline_training.StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
+        StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
         objective, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"], convention=config["convention"])
 
 
@@ -219,15 +221,15 @@ def test_the_archived_run_is_current_with_the_code(data_root):
     The warm start is redone from its seed, and one archived schedule is trained again
     for the first horizons (100 and 1,000 steps) on the same minibatches; both must
     match the archive. A change in the numerics fails here until the archive is
-    regenerated with ``offline.ARCHIVE_COMMAND``.
+    regenerated with ``offline_config.ARCHIVE_COMMAND``.
     """
     from shortbias_lib.runs import REPO_ROOT
 
     arrays, meta = offline.load_offline(offline.archive_path())
     assert meta["profile"] == "archive" and meta["stage"] == "finished"
-    assert meta["config"] == runs.json_ready(offline.config_for("archive")), \
-        f"the archive was made with other settings: regenerate it with `{offline.ARCHIVE_COMMAND}`"
-    assert (REPO_ROOT / offline.ARCHIVE_DIR).is_dir()
+    assert meta["config"] == runs.json_ready(offline_config.config_for("archive")), \
+        f"the archive was made with other settings: regenerate it with `{offline_config.ARCHIVE_COMMAND}`"
+    assert (REPO_ROOT / offline_config.ARCHIVE_DIR).is_dir()
     config, seed = meta["config"], meta["seed"]
     images, labels = _mnist_train(data_root)
     warm = _assert_warm_start_recomputed(arrays, config, seed, images, labels, atol=1e-6)
@@ -301,11 +303,11 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     archived warm start for 100 and 1,000 steps; the first three SMD meta steps at T = 100
     are redone. GPU and CPU round differently (measured for seed 0: 3e-7 on the warm
     start's weights, 1e-7 relative after 100 steps, 1.2e-4 after 1,000), while a change of
-    the numerics moves these values by percents. Regenerate with ``offline.ARCHIVE_GPU_COMMANDS``.
+    the numerics moves these values by percents. Regenerate with ``offline_config.ARCHIVE_GPU_COMMANDS``.
     """
     arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
     assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
-    assert meta["config"] == runs.json_ready(offline.config_for("archive_gpu", seed))
+    assert meta["config"] == runs.json_ready(offline_config.config_for("archive_gpu", seed))
     assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
     assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
     config = meta["config"]

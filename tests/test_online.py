@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import models, online, plot_online, training
+from shortbias_lib import batches, models, online, plot_online
 from shortbias_lib.online_loop import Checkpointing, OnlineSettings, online_run
 from shortbias_lib.online_record import OnlineRun
 from shortbias_lib.runs import load_result
@@ -25,7 +25,7 @@ def _params(seed=0):
     return models.mlp_init(torch.Generator().manual_seed(seed), sizes=SIZES, init_std=0.1)
 
 
-class CountingSampler(training.BatchSampler):
+class CountingSampler(batches.BatchSampler):
     """A batch sampler that counts how many batches were drawn."""
 
     calls = 0
@@ -38,8 +38,8 @@ class CountingSampler(training.BatchSampler):
 def _run(mode="stochastic", lr=0.01, steps=30, adapt_until=14, adapt_every=5, meta_steps=2,
          horizon=3, eval_every=10, meta_sampler=None, checkpoint=None):
     images, labels = _data()
-    train = training.BatchSampler(images, labels, 20, seed=0)
-    meta = meta_sampler or training.BatchSampler(images, labels, 20, seed=1)
+    train = batches.BatchSampler(images, labels, 20, seed=0)
+    meta = meta_sampler or batches.BatchSampler(images, labels, 20, seed=1)
     settings = OnlineSettings(mode=mode, steps=steps, adapt_until=adapt_until, adapt_every=adapt_every,
                               meta_steps=meta_steps, horizon=horizon, meta_lr=0.05, eval_every=eval_every)
     return online_run(
@@ -76,7 +76,7 @@ def test_baseline_never_adapts_and_matches_a_hand_written_loop():
     assert run.adapt_steps.size == 0
     assert np.allclose(run.eff_lr[:10], 0.05 / 0.1) and np.allclose(run.momentum, 0.9)
     # Independent computation: the paper's update with the decay formula written out.
-    sampler = training.BatchSampler(images, labels, 20, seed=0)
+    sampler = batches.BatchSampler(images, labels, 20, seed=0)
     w, v = list(_params()), [torch.zeros_like(p) for p in _params()]
     for t in range(20):
         eff = 0.5 if t < 10 else 0.5 * (1e-4 / 0.5) ** ((t - 10) / (19 - 10))

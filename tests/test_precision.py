@@ -7,7 +7,7 @@ import torch
 from shortbias_lib import precision, precision_analysis, precision_variants, runs
 from shortbias_lib.hyperparams import Hyperparameters
 from shortbias_lib.models import mlp_init
-from shortbias_lib.offline_training import StepBatches
+from shortbias_lib.batches import StepBatches
 from shortbias_lib.training import init_state
 
 SIZES = (20, 8, 3)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from shortbias_lib.errors import DivergenceError
-from shortbias_lib.models import loss_fn, mean_loss, mlp_apply, mlp_init
-from shortbias_lib.training import (BatchSampler, Constant, ExponentialDecay, InverseTime,
-                                    batched_loss, init_state, momentum_step, stack_params, train,
-                                    train_batched)
+from shortbias_lib.batches import BatchSampler
+from shortbias_lib.models import batched_loss, loss_fn, mean_loss, mlp_apply, mlp_init
+from shortbias_lib.schedules import Constant, ExponentialDecay, InverseTime
+from shortbias_lib.training import init_state, momentum_step, stack_params, train, train_batched
 
 
 def problem(n=64, d=12, classes=3, seed=0, dtype=torch.float64):
@@ -102,6 +102,27 @@ def test_momentum_step_by_hand():
     assert float(nv[0]) == pytest.approx(0.9 * 0.5 + 2.0) and float(nw[0]) == pytest.approx(1 - 0.1 * 2.45)
 
 
+
+@pytest.mark.parametrize("convention", ["paper", "heavy_ball"])
+def test_momentum_step_per_run_rates_equal_separate_steps(convention):
+    """Rates and momenta of shape (S,) act on each stacked run as that run's own numbers, bit for bit;
+    the in-place (foreach) form agrees up to rounding and updates the lists it is given."""
+    g = torch.Generator().manual_seed(5)
+    w, v, grads = ((torch.randn(3, 4, 2, generator=g), torch.randn(3, 2, generator=g)) for _ in range(3))
+    lr, mu = torch.tensor([0.1, 0.02, 0.5]), torch.tensor([0.9, 0.0, 0.5])
+    nw, nv = momentum_step(w, v, grads, lr, mu, convention)
+    for s in range(3):
+        one_w, one_v = momentum_step(tuple(t[s] for t in w), tuple(t[s] for t in v), tuple(t[s] for t in grads),
+                                     float(lr[s]), float(mu[s]), convention)
+        for a, b in zip(nw + nv, one_w + one_v):
+            assert torch.equal(a[s], b)
+    ref_w, ref_v = momentum_step(w, v, grads, 0.1, 0.9, convention)
+    lists = [t.clone() for t in w], [t.clone() for t in v]
+    momentum_step(*lists, grads, 0.1, 0.9, convention, inplace=True)
+    for a, b in zip(lists[0] + lists[1], ref_w + ref_v):
+        torch.testing.assert_close(a, b)
+
+
 def test_train_records_losses_evaluations_and_resumes():
     params, images, labels, batches = problem()
     full = train(mlp_apply, params, batches, 10, 0.1, 0.9, eval_steps=[0, 5, 10],
@@ -140,8 +161,8 @@ def test_train_batched_matches_separate_runs(convention):
     alpha0 = torch.tensor([0.05, 0.2, 0.5], dtype=torch.float64)
     beta = torch.tensor([0.5, 2.0, 0.0], dtype=torch.float64)
     velocity = tuple(0.01 * torch.ones_like(p) for p in params)
-    out = train_batched(mlp_apply, params, InverseTime(alpha0, beta, K=4), 9, batches, 0.9, convention,
-                        record_steps=[0, 4, 9], velocity=velocity, chunk=2)
+    out = train_batched(mlp_apply, init_state(params, velocity), InverseTime(alpha0, beta, K=4), 9, batches, 0.9,
+                        convention, record_steps=[0, 4, 9], chunk=2)
     for s in range(3):
         ref = train(mlp_apply, init_state(params, velocity), batches, 9,
                     InverseTime(float(alpha0[s]), float(beta[s]), K=4), 0.9, convention)
