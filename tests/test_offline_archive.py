@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, offline_config, offline_design, offline_smd, offline_surface, offline_training, report, runs
+from shortbias_lib import (offline, offline_config, offline_design, offline_smd, offline_surface, offline_training,
+                           report, runs)
 from shortbias_lib.offline_design import derived_seed
 from shortbias_lib.models import mean_loss, mlp_apply
 from shortbias_lib.batches import StepBatches
