@@ -10,10 +10,11 @@ from .training import check_momentum
 
 
 class Adam:
-    """Adam on a small NumPy vector (Kingma & Ba 2015), minimizing."""
+    """Adam on a small NumPy vector (Kingma & Ba 2015), minimizing. ``lr`` is a number, or an
+    array broadcast against ``u`` (e.g. one rate per schedule of a batch of fits)."""
 
     def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
-        if not lr > 0:
+        if not np.all(np.asarray(lr, dtype=np.float64) > 0):
             raise ValueError(f"meta_lr must be > 0; got {lr!r}")
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = self.s = None

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .errors import DivergenceError
+from .meta_optim import Adam
 from .nqm_adjoint import adjoint
 from .nqm_problem import DTYPE, broadcast_shape, check_problem, check_schedule
 
@@ -123,10 +124,7 @@ def fit_schedule(h, sigma2, mean0, var0, alphas0, mus0=None, *, horizon=None, st
     if not momentum:
         mus0 = torch.zeros_like(mus0) + 0.5 if parameterization == "log" else torch.zeros_like(mus0)
     ra, rm = _to_raw(_np(alphas0), _np(mus0), parameterization)
-    # Adam inline, not meta_optim.Adam: that one adds (1 - beta2) * grad ** 2 (the second moment
-    # rounded otherwise) and takes one learning rate, where lr here may differ per schedule
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    state = [[np.zeros_like(ra), np.zeros_like(ra)], [np.zeros_like(rm), np.zeros_like(rm)]]
+    optimizers = (Adam(lr), Adam(lr))  # one for the rates, one for the momenta
     history = []
     start = time.perf_counter()
 
@@ -153,15 +151,9 @@ def fit_schedule(h, sigma2, mean0, var0, alphas0, mus0=None, *, horizon=None, st
         if horizon is not None:
             ga, gm = ga.sum(-1, keepdims=True), gm.sum(-1, keepdims=True)
         ga, gm = _raw_gradients(ga, gm, a, m, parameterization)
-        grads = [ga, gm] if momentum else [ga]
-        for i, (param, grad) in enumerate(zip((ra, rm), grads)):
-            m1, m2 = state[i]
-            m1 *= beta1
-            m1 += (1 - beta1) * grad
-            m2 *= beta2
-            m2 += (1 - beta2) * grad * grad
-            step = lr * (m1 / (1 - beta1 ** it)) / (np.sqrt(m2 / (1 - beta2 ** it)) + eps)
-            param -= step
+        ra = optimizers[0].step(ra, ga)
+        if momentum:
+            rm = optimizers[1].step(rm, gm)
     final, _, _, a_used, m_used, losses = evaluate(ra, rm, steps)
     history.append(final)
     if not momentum:

@@ -259,6 +259,21 @@ def test_horizon_must_be_positive():
         make_meta_optimizer("rmsprop")
 
 
+def test_adam_with_one_rate_per_row_equals_one_adam_per_row():
+    """The noisy-quadratic fits step a batch of schedules, each with its own Adam rate."""
+    rng = np.random.default_rng(0)
+    rates = np.array([[0.1], [0.003]])
+    u, grads = rng.normal(size=(2, 5)), rng.normal(size=(4, 2, 5))
+    batched, rows = make_meta_optimizer("adam", rates), [make_meta_optimizer("adam", r) for r in rates[:, 0]]
+    together, apart = u.copy(), [row.copy() for row in u]
+    for g in grads:
+        together = batched.step(together, g)
+        apart = [opt.step(x, gi) for opt, x, gi in zip(rows, apart, g)]
+    np.testing.assert_array_equal(together, np.stack(apart))
+    with pytest.raises(ValueError, match="meta_lr must be > 0"):
+        make_meta_optimizer("adam", np.array([0.1, -1.0]))
+
+
 def convex_problem(seed=0):
     """Softmax regression on random labels: convex, with a finite best learning rate for 5 steps."""
     g = torch.Generator().manual_seed(seed)
