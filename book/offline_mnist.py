@@ -163,7 +163,7 @@ figure = plot_offline.plot_surfaces(archived, archived_config)
 # every archived run.
 
 # %% tags=["remove-input"]
-display(Markdown(offline_surface.summary_table(archived, archived_config)))
+display(Markdown(plot_offline.summary_table(archived, archived_config)))
 
 # %% tags=["remove-input"]
 display(Markdown(plot_offline.claims_table(archived_runs)))
@@ -281,7 +281,7 @@ glue("arch_smd_runs", len(offline_smd.smd_trajectories(archived, archived_config
 figure = plot_offline.plot_surfaces(arrays, config)
 
 # %% tags=["remove-input"]
-display(Markdown(offline_surface.summary_table(arrays, config)))
+display(Markdown(plot_offline.summary_table(arrays, config)))
 live_claims = report.comparisons_of(arrays, meta, os.path.basename(shown_file))
 report.comparison_table(live_claims)
 

@@ -181,22 +181,6 @@ def edge_sentence(arrays, config):
             "interval away from the boundary is the informative number.")
 
 
-def summary_table(arrays, config):
-    """Markdown table of :func:`summary_rows` (for the chapter)."""
-    long = int(config["horizons"][-1])
-    lines = ["| horizon $T$ | best $\\alpha_0$ [95%] | best $\\beta$ [95%] | best sample "
-             "$(\\alpha_0, \\beta)$ | its loss at $T$ | "
-             f"training loss at {long} | training error at {long} | test error at {long} |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in summary_rows(arrays, config):
-        lines.append(
-            f"| {row['horizon']} | {row['alpha0']:.3g} [{row['alpha0_low']:.2g}, {row['alpha0_high']:.2g}] | "
-            f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}] | "
-            f"({row['sample_alpha0']:.3g}, {row['sample_beta']:.3g}) | {row['objective']:.3g} | "
-            f"{row['final_train_loss']:.3g} | {row['final_train_error']:.2%} | {row['final_test_error']:.2%} |")
-    return "\n".join(lines)
-
-
 def add_summary(arrays, config):
     """The table's numbers and the paper's two claims, stored with the result.
 

@@ -38,12 +38,9 @@ def settings_table(shown):
             ("SMD meta step size (Adam)", lambda a, m, c, p: f"{c['smd_meta_lr']:g}", "not given"),
             ("training images in the SMD objective",
              lambda a, m, c, p: f"{c.get('smd_objective_examples', c['objective_examples'])}", "60,000")]
-    lines = ["| setting | " + " | ".join(label for label, *_ in shown) + " | paper |",
-             "|---" * (len(shown) + 2) + "|"]
-    for name, cell, paper in rows:
-        cells = [cell(a, m, m["config"], p) for _, a, m, p in shown]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper} |")
-    return "\n".join(lines)
+    return report.markdown_table(["setting", *(label for label, *_ in shown), "paper"],
+                                 [[name, *(cell(a, m, m["config"], p) for _, a, m, p in shown), paper]
+                                  for name, cell, paper in rows])
 
 
 def claims_table(shown):
@@ -54,28 +51,41 @@ def claims_table(shown):
     the paper's bound (:class:`report.Comparison`); the trained loss ratio (Figure 6's two
     optima actually trained) is beside the smoothed one.
     """
-    lines = ["| run | schedules | best $\\beta$ ratio [95%] | verdict (paper: > 100) | "
-             "loss ratio, smoothed [95%] | verdict (paper: > 1000) | loss ratio, trained |",
-             "|---|---|---|---|---|---|---|"]
+    rows = []
     for label, arrays, meta, path in shown:
         beta, loss = report.comparisons_of(arrays, meta, os.path.basename(str(path)))
-        lines.append(f"| {label} | {len(arrays['log10_alpha0']):,} | {beta.ours_text} | {beta.agreement} | "
-                     f"{loss.ours_text} | {loss.agreement} | {float(arrays['trained_loss_ratio']):,.0f} |")
-    return "\n".join(lines)
+        rows.append([label, f"{len(arrays['log10_alpha0']):,}", beta.ours_text, beta.agreement, loss.ours_text,
+                     loss.agreement, f"{float(arrays['trained_loss_ratio']):,.0f}"])
+    return report.markdown_table(["run", "schedules", "best $\\beta$ ratio [95%]", "verdict (paper: > 100)",
+                                  "loss ratio, smoothed [95%]", "verdict (paper: > 1000)", "loss ratio, trained"],
+                                 rows)
 
 
 def smd_table(arrays, config):
     """Markdown table of the SMD runs: start, meta steps, end point, and the horizon's optimum."""
     horizons = [int(h) for h in config["horizons"]]
     rows = summary_rows(arrays, config)
-    lines = ["| horizon $T$ | start $\\beta$ | meta steps | final $\\alpha_0$ | final $\\beta$ | "
-             "surface optimum $\\beta$ [95%] |", "|---|---|---|---|---|---|"]
+    cells = []
     for run in smd_trajectories(arrays, config):
         row = rows[horizons.index(run["horizon"])]
-        lines.append(f"| {run['horizon']} | {run['beta0']:g} | {len(run['meta_loss'])} | "
-                     f"{10 ** run['log10_alpha0'][-1]:.3g} | {10 ** run['log10_beta'][-1]:.3g} | "
-                     f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}] |")
-    return "\n".join(lines)
+        cells.append([run["horizon"], f"{run['beta0']:g}", len(run["meta_loss"]),
+                      f"{10 ** run['log10_alpha0'][-1]:.3g}", f"{10 ** run['log10_beta'][-1]:.3g}",
+                      f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}]"])
+    return report.markdown_table(["horizon $T$", "start $\\beta$", "meta steps", "final $\\alpha_0$",
+                                  "final $\\beta$", "surface optimum $\\beta$ [95%]"], cells)
+
+
+def summary_table(arrays, config):
+    """Markdown table of :func:`~shortbias_lib.offline_surface.summary_rows` (for the chapter)."""
+    long = int(config["horizons"][-1])
+    header = ["horizon $T$", "best $\\alpha_0$ [95%]", "best $\\beta$ [95%]", "best sample $(\\alpha_0, \\beta)$",
+              "its loss at $T$", f"training loss at {long}", f"training error at {long}", f"test error at {long}"]
+    return report.markdown_table(header, [
+        [row["horizon"], f"{row['alpha0']:.3g} [{row['alpha0_low']:.2g}, {row['alpha0_high']:.2g}]",
+         f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}]",
+         f"({row['sample_alpha0']:.3g}, {row['sample_beta']:.3g})", f"{row['objective']:.3g}",
+         f"{row['final_train_loss']:.3g}", f"{row['final_train_error']:.2%}", f"{row['final_test_error']:.2%}"]
+        for row in summary_rows(arrays, config)])
 
 
 def smd_near_optimum(arrays, config):

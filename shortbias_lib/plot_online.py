@@ -29,23 +29,24 @@ def summary_table(runs):
     """Markdown table of :func:`summary_rows` (for display in the chapter)."""
     from IPython.display import Markdown
 
+    from .report import markdown_table
+
     def fmt(value, spec):
         return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
 
-    lines = ["| run | initial $\\alpha$ | initial $\\alpha_{\\rm eff}$ | $\\alpha_{\\rm eff}$ at end of "
-             "adaptation | $\\mu$ there | final training loss | test error | diverged |",
-             "|---|---|---|---|---|---|---|---|"]
+    rows = []
     for row in summary_rows(runs):
         diverged = "no" if row["diverged_step"] is None else f"**yes, step {row['diverged_step']}**"
         if row["chance_step"] >= 0:
             diverged += f", **loss at chance level from step {row['chance_step']}**"
         if row["lookahead_divergences"]:
             diverged += f" ({row['lookahead_divergences']} lookahead(s) diverged)"
-        lines.append(
-            f"| {row['mode']} | {row['init_lr']:.0e} | {row['init_eff_lr']:.2g} | "
-            f"{fmt(row['settled_eff_lr'], '.2e')} | {fmt(row['settled_momentum'], '.3f')} | "
-            f"{fmt(row['final_train_loss'], '.3g')} | {fmt(row['test_error'], '.2%')} | {diverged} |")
-    return Markdown("\n".join(lines))
+        rows.append([row["mode"], f"{row['init_lr']:.0e}", f"{row['init_eff_lr']:.2g}",
+                     fmt(row["settled_eff_lr"], ".2e"), fmt(row["settled_momentum"], ".3f"),
+                     fmt(row["final_train_loss"], ".3g"), fmt(row["test_error"], ".2%"), diverged])
+    return Markdown(markdown_table(["run", "initial $\\alpha$", "initial $\\alpha_{\\rm eff}$",
+                                    "$\\alpha_{\\rm eff}$ at end of adaptation", "$\\mu$ there",
+                                    "final training loss", "test error", "diverged"], rows))
 
 
 def baseline_of(runs):
