@@ -39,3 +39,39 @@ def test_resolve_device_validates_its_argument():
     assert runs.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda"):
         runs.resolve_device("tpu")
+
+
+# ---------------------------------------------------------------- the experiment contract
+
+def test_run_or_resume_computes_once_and_reuses_only_a_matching_file(tmp_path):
+    path, calls = tmp_path / "r.npz", []
+
+    def compute(value=1.0):
+        calls.append(value)
+        runs.save_result(path, {"x": np.full(3, value)}, runs.provenance("smoke", "cpu", 0, size=3))
+
+    first = runs.run_or_resume(path, {"size": 3}, compute, expected={"x": (3,)})
+    assert isinstance(first, runs.Result) and calls == [1.0]
+    arrays, meta = first                                        # unpacks like (arrays, meta)
+    np.testing.assert_array_equal(arrays["x"], np.ones(3))
+    assert meta["config"] == {"size": 3} and not (tmp_path / "r.npz.lock").exists()
+    again = runs.run_or_resume(path, {"size": 3}, lambda: compute(2.0))     # same configuration: reused
+    assert calls == [1.0] and np.array_equal(again.arrays["x"], np.ones(3))
+    runs.run_or_resume(path, {"size": 3}, lambda: compute(3.0), reuse=lambda meta: False)   # refused
+    runs.run_or_resume(path, {"size": 3}, lambda: compute(4.0), resume=False)              # not asked
+    assert calls == [1.0, 3.0, 4.0]
+    # another configuration is not reused (the file compute writes is what comes back)
+    assert runs.run_or_resume(path, {"size": 4}, lambda: compute(5.0)).arrays["x"][0] == 5.0
+
+
+def test_run_or_resume_returns_the_partial_result_of_a_run_stopped_early(tmp_path):
+    partial = runs.Result({"x": np.zeros(2)}, {"stage": "first leg"})
+    assert runs.run_or_resume(tmp_path / "r.npz", {}, lambda: partial) is partial
+    assert not (tmp_path / "r.npz").exists()
+
+
+def test_json_ready_is_what_a_result_file_records():
+    from pathlib import PurePosixPath
+
+    config = {"sizes": (1, 2), "path": PurePosixPath("/x"), "nested": {"b": 1, "a": (3,)}}
+    assert runs.json_ready(config) == {"sizes": [1, 2], "path": "/x", "nested": {"a": [3], "b": 1}}
