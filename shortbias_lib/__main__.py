@@ -80,7 +80,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.list or not args.experiment:
         for name, experiment in EXPERIMENTS.items():
-            print(f"{name:16s} {experiment.description}")
+            print(f"{name:20s} {experiment.description}")
         return 0
     try:
         if args.experiment not in EXPERIMENTS:
