@@ -37,6 +37,7 @@ import torch
 from . import spectrum as sp
 from .nqm_dynamics import second_moment_step
 from .nqm_problem import check_problem
+from .schedules import InverseTime
 
 DTYPE = torch.float64
 BLOWUP = 1e100  # an expected loss above this has diverged
@@ -183,8 +184,9 @@ def horizon_losses(nqm, log10_alpha0, log10_beta, K, mu, horizons, check_every=5
     a_v, c = torch.zeros_like(a_theta), torch.zeros_like(a_theta)
     out = torch.full((S, len(horizons)), math.inf, dtype=DTYPE)
     alive = torch.ones(S, dtype=torch.bool)
+    schedule = InverseTime(alpha0, beta, K)
     for t in range(max(horizons)):
-        alpha = alpha0 * torch.exp(-beta * math.log1p(t / K))
+        alpha = schedule.lr(t)
         a_theta, a_v, c = second_moment_step(a_theta, a_v, c, h, sigma2, alpha, mu)
         if (t + 1) % check_every == 0 or (t + 1) in horizons:
             loss = 0.5 * (h * a_theta).sum(-1)
