@@ -64,7 +64,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from shortbias_lib import beyond, explorer, horizon_bias, offline, pes
+from shortbias_lib import beyond, explorer, horizon_bias, offline, pes, plot_beyond
 from shortbias_lib.report import markdown_table
 
 
@@ -153,20 +153,8 @@ assert cost_const.max() > 1 and greedy_final > float(res["const_best_final"])
 assert cost_decay[:-1].max() > cost_const[:-1].max()  # "the same pattern at larger cost"
 
 # %% mystnb={"figure": {"caption": "The bias across horizons on the noisy quadratic. Left: the effective learning rate alpha/(1-mu) of the constant schedule that is optimal for horizon T (noisy and deterministic problems). Right: its final loss after T_final steps relative to the best constant schedule for T_final (constant schedules, and the inverse-time decay family of the MNIST experiment with mu = 0.9); dashed: the greedy schedule (Theorem 2).", "name": "fig-beyond-horizon"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6.6, 3.4))
-ax1.loglog(hz, eff, "o-", label=r"noisy ($s = 1$)")
-ax1.loglog(hz, eff_det, "s--", label="deterministic")
-ax1.set(xlabel="horizon T (steps)", ylabel=r"best effective lr $\alpha/(1-\mu)$")
-ax1.legend()
-ax2.loglog(hz, cost_const, "o-", label=r"constant $(\alpha, \mu)$")
-ax2.loglog(hz, cost_decay, "^-", label=r"decay $\alpha_0/(1+t/K)^\beta$, $\mu=0.9$")
-ax2.axhline(greedy_final / float(res["const_best_final"]), color="tab:blue", ls="--",
-            label="greedy / best constant")
-ax2.axhline(1, color="k", lw=0.5)
-ax2.set(xlabel="horizon T used to choose the schedule (steps)",
-        ylabel=f"loss at T = {T_final} / best loss at T = {T_final}")
-ax2.legend(fontsize="small")
-fig.tight_layout()
+fig = plot_beyond.plot_horizon_bias(hz, eff, eff_det, cost_const, cost_decay,
+                                    greedy_final / float(res["const_best_final"]), T_final)
 plt.show()
 
 # %% [markdown]
@@ -217,25 +205,8 @@ if mnist_path.exists() or profile == "smoke":
                  K=float(m_cfg["K"]), samples=int(m_cfg["samples"]))
 
 # %% mystnb={"figure": {"caption": "Best inverse-time decay schedule for each horizon T (as a fraction of the longest horizon): initial learning rate alpha_0, decay exponent beta, and the final loss at the longest horizon of each horizon's best schedule relative to the longest horizon's own best. Noisy quadratic: exact, over a grid. MNIST: the offline experiment's samples (shown only if its result file exists for this profile).", "name": "fig-beyond-decay"}}
-fig, axes = plt.subplots(1, 3, figsize=(6.8, 2.9))
-x = res["decay_horizons"] / T_final
-axes[0].loglog(x, res["decay_alpha0"], "^-", label="noisy quadratic")
-axes[1].loglog(x, res["decay_beta"], "^-", label="noisy quadratic")
-axes[2].loglog(x, cost_decay, "^-", label="noisy quadratic")
-if mnist is not None:
-    xm = mnist["horizons"] / mnist["horizons"][-1]
-    ok = np.isfinite(mnist["alpha0"])
-    axes[0].loglog(xm[ok], mnist["alpha0"][ok], "o-", label="MNIST (offline)")
-    axes[1].loglog(xm[ok], mnist["beta"][ok], "o-", label="MNIST (offline)")
-    okf = np.isfinite(mnist["final"])
-    axes[2].loglog(xm[okf], mnist["final"][okf] / mnist["final"][-1], "o-", label="MNIST (offline)")
-axes[0].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"best $\alpha_0$")
-axes[1].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"best decay exponent $\beta$")
-axes[2].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"loss at $T_{\max}$ / best at $T_{\max}$")
-axes[2].axhline(1, color="k", lw=0.5)
-for ax in axes:
-    ax.legend(fontsize="small")
-fig.tight_layout()
+fig = plot_beyond.plot_decay_choices(res["decay_horizons"], T_final, res["decay_alpha0"], res["decay_beta"],
+                                     cost_decay, mnist)
 plt.show()
 
 # %% tags=["remove-cell"]
@@ -386,26 +357,7 @@ glue("by_conclusion_noise", md(
     "cannot be judged for noise from this profile's map (see the `quick` profile)"), display=False)
 
 # %% mystnb={"figure": {"caption": "Greedy final loss over optimized final loss (log10 colour; in each cell the value, to two digits below 10) over condition number kappa and noise scale s (s = 1 is the paper's; s = 1/B for a B times larger batch), without a preconditioner (gamma = 0), with an Adam-like one (gamma = 1/2) and with an exact one (gamma = 1). A ratio of 1 means the greedy (one-step-horizon) schedule is optimal.", "name": "fig-beyond-map"}}
-# Two panels a row, so that each cell's number stays legible (a third panel goes below).
-n_rows = (len(gam) + 1) // 2
-fig, axes = plt.subplots(n_rows, 2, figsize=(6.6, 3.1 * n_rows), squeeze=False, constrained_layout=True)
-used = axes.flat[:len(gam)]
-for ax in axes.flat[len(gam):]:
-    ax.axis("off")
-vmax = max(1.0, float(np.nanmax(np.log10(ratio))))
-for g_i, ax in enumerate(used):
-    im = ax.imshow(np.log10(ratio[g_i]), origin="lower", cmap="viridis", vmin=0, vmax=vmax,
-                   aspect="auto")
-    for i in range(len(kap)):
-        for j in range(len(noi)):
-            value = ratio[g_i, i, j]
-            ax.text(j, i, f"{value:.0f}" if value >= 10 else f"{value:.2g}", ha="center", va="center", fontsize="small",
-                    color="w" if np.log10(ratio[g_i, i, j]) < 0.6 * vmax else "k")
-    ax.set_xticks(range(len(noi)), [f"{s:g}" for s in noi], rotation=45)
-    ax.set_yticks(range(len(kap)), [f"{k:g}" for k in kap])
-    ax.set(xlabel="noise scale s", ylabel=r"condition number $\kappa$",
-           title=rf"preconditioner $h^{{{gam[g_i]:g}}}$")
-fig.colorbar(im, ax=list(used), label="log10 greedy / optimized")
+fig = plot_beyond.plot_greedy_maps(ratio, kap, noi, gam)
 plt.show()
 
 # %% [markdown]
@@ -534,27 +486,7 @@ glue("by_pes_where", md(
     f"{cfg['pes_episodes']} episodes of small meta-steps are too few to get there"), display=False)
 
 # %% mystnb={"figure": {"caption": "Truncated hypergradient against PES on the noisy quadratic. Left: the long-horizon meta-objective's exact gradient dF/dlog(alpha) (black), the truncated estimate summed over an episode (orange), and PES's Monte Carlo mean with two standard errors (blue); dotted lines mark the true optimum and the truncated fixed point. Right: log(alpha) during online meta-optimization (one SGD update per window), from alpha = 0.01.", "name": "fig-beyond-pes"}}
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(6.8, 3.4))
-grid = res["pes_grid"]
-ok = np.isfinite(res["pes_exact_grad"]) & np.isfinite(res["pes_trunc_grad"]) & np.isfinite(res["pes_F"])
-ax1.plot(grid[ok], res["pes_exact_grad"][ok], "k-", label=r"exact $\nabla F$")
-ax1.plot(grid[ok], res["pes_trunc_grad"][ok], "-", color="tab:orange", label="truncated")
-ax1.errorbar(res["pes_check_theta"], res["pes_check_mean"], yerr=2 * res["pes_check_se"], fmt="o",
-             color="tab:blue", label=f"PES (mean of {cfg['pes_runs']} episodes)")
-ax1.axhline(0, color="k", lw=0.5)
-ax1.axvline(opt, color="k", ls=":")
-ax1.axvline(tfix, color="tab:orange", ls=":")
-ax1.set(xlabel=r"$\theta = \log\alpha$", ylabel=r"gradient estimate ($dF/d\theta$)",
-        ylim=(-3, 3))
-ax1.legend(fontsize="small")
-steps = np.arange(len(res["pes_traj_pes"]))
-ax2.plot(steps, res["pes_traj_truncated"][:, 0], color="tab:orange", label="truncated")
-ax2.plot(steps, res["pes_traj_pes"][:, 0], color="tab:blue", lw=0.8, label="PES")
-ax2.axhline(opt, color="k", ls=":", label=r"optimum of $F$")
-ax2.axhline(tfix, color="tab:orange", ls=":", label="truncated fixed point")
-ax2.set(xlabel="meta-step (window)", ylabel=r"$\log\alpha$")
-ax2.legend(fontsize="small")
-fig.tight_layout()
+fig = plot_beyond.plot_pes_quadratic(res, cfg["pes_runs"])
 plt.show()
 
 # %% [markdown]
@@ -621,30 +553,7 @@ m_z_pes = np.abs(m_pes - m_exact) / m_se
 m_z_trunc = np.abs(m_trunc - m_exact) / m_se
 
 # %% mystnb={"figure": {"caption": "Truncated hypergradient against PES on the MNIST decay schedule (small scale). Left: the two components of dF/dtheta at each checked (alpha_0, beta): exact (black bars), truncated (orange) and PES mean with two standard errors (blue). Right: (log10 alpha_0, log10 beta) during online meta-optimization (one SGD update per window) from the same start.", "name": "fig-beyond-pes-mnist"}}
-fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(6.8, 6.4))
-labels_x = []
-for i, th in enumerate(m_theta):
-    for c, comp in enumerate([r"$\partial/\partial\log\alpha_0$", r"$\partial/\partial\log\beta$"]):
-        x0 = 3 * i + c * 1.2
-        ax1.bar(x0, m_exact[i, c], width=0.35, color="k", label="exact" if i + c == 0 else None)
-        ax1.plot(x0 + 0.3, m_trunc[i, c], "s", color="tab:orange",
-                 label="truncated" if i + c == 0 else None)
-        ax1.errorbar(x0 + 0.55, m_pes[i, c], yerr=2 * m_se[i, c], fmt="o", color="tab:blue",
-                     label="PES" if i + c == 0 else None)
-        labels_x.append((x0 + 0.25, f"{comp}\n" + rf"$\alpha_0$={np.exp(th[0]):.3g}, $\beta$={np.exp(th[1]):.3g}"))
-ax1.set_xticks([x for x, _ in labels_x], [t for _, t in labels_x], fontsize="small")
-ax1.axhline(0, color="k", lw=0.5)
-ax1.set(ylabel=r"gradient of $F$")
-ax1.legend(fontsize="small")
-for method, color in (("truncated", "tab:orange"), ("pes", "tab:blue")):
-    tr = res[f"mnist_traj_{method}"] / math.log(10)
-    ax2.plot(tr[:, 0], tr[:, 1], "-", color=color, lw=0.8,
-             label="truncated" if method == "truncated" else "PES")
-    ax2.plot(tr[-1, 0], tr[-1, 1], "o", color=color)
-ax2.plot(*(res["mnist_traj_pes"][0] / math.log(10)), "k*", ms=10, label="start")
-ax2.set(xlabel=r"$\log_{10}\alpha_0$", ylabel=r"$\log_{10}\beta$")
-ax2.legend(fontsize="small")
-fig.tight_layout()
+fig = plot_beyond.plot_pes_mnist(res)
 plt.show()
 
 # %% tags=["remove-cell"]

@@ -12,6 +12,8 @@ The chapter's computations live in three modules; this one runs them and saves t
   decay schedule, small scale.
 * :func:`run_beyond` (this module): the experiment (``python -m shortbias_lib beyond``): the noisy-quadratic
   results (:func:`run_beyond_nqm`) and the MNIST comparison, each in its own result file.
+
+The chapter's figures are drawn by :mod:`shortbias_lib.plot_beyond`.
 """
 
 import math

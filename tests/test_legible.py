@@ -279,6 +279,57 @@ def _precision():
     return plot_precision.plot_relative_differences(arrays)
 
 
+def _beyond_horizons():
+    horizons = np.array([1, 10, 100, 1000])
+    return horizons, np.logspace(0, -1, 4), np.logspace(-1, 0, 4), np.linspace(3, 1, 4), np.linspace(9, 1, 4)
+
+
+def _beyond_horizon_bias():
+    from shortbias_lib import plot_beyond
+
+    return plot_beyond.plot_horizon_bias(*_beyond_horizons(), 4.0, 1000)
+
+
+def _beyond_decay_choices():
+    from shortbias_lib import plot_beyond
+
+    horizons, _, _, _, cost = _beyond_horizons()
+    mnist = dict(horizons=np.array([100.0, 1000.0, 5000.0]), alpha0=np.array([0.3, np.nan, 0.1]),
+                 beta=np.array([2.0, np.nan, 0.5]), final=np.array([0.4, 0.3, 0.2]))
+    return plot_beyond.plot_decay_choices(horizons, 1000, np.logspace(0, -1, 4), np.logspace(0.5, -0.5, 4), cost,
+                                          mnist)
+
+
+def _beyond_greedy_maps():
+    from shortbias_lib import plot_beyond
+
+    kappas, noises, gammas = [1.0, 10.0, 100.0, 1000.0], [0.0, 0.001, 0.1, 1.0], [0.0, 0.5, 1.0]
+    ratio = 1 + np.arange(len(gammas) * len(kappas) * len(noises)).reshape(3, 4, 4) ** 1.5
+    return plot_beyond.plot_greedy_maps(ratio, np.array(kappas), np.array(noises), np.array(gammas))
+
+
+def _beyond_pes_quadratic():
+    from shortbias_lib import plot_beyond
+
+    grid = np.linspace(-6, 0, 20)
+    arrays = {"pes_grid": grid, "pes_exact_grad": -(grid + 3), "pes_trunc_grad": -(grid + 4), "pes_F": grid ** 2,
+              "pes_check_theta": grid[::5], "pes_check_mean": -(grid[::5] + 3), "pes_check_se": np.full(4, 0.2),
+              "pes_traj_truncated": np.linspace(-4.6, -4.2, 30)[:, None],
+              "pes_traj_pes": np.linspace(-4.6, -3, 30)[:, None], "pes_opt": -3.0, "pes_trunc_fixed": -4.0}
+    return plot_beyond.plot_pes_quadratic(arrays, 8)
+
+
+def _beyond_pes_mnist():
+    from shortbias_lib import plot_beyond
+
+    theta = np.log([[0.01, 0.5], [0.05, 2.0]])  # the quick and paper profiles' two checked points
+    traj = np.linspace(theta[0], theta[0] + 0.5, 20)
+    arrays = {"mnist_check_theta": theta, "mnist_check_exact": -theta, "mnist_check_trunc": -1.2 * theta,
+              "mnist_check_pes_mean": -theta + 0.05, "mnist_check_pes_se": np.full((2, 2), 0.1),
+              "mnist_traj_truncated": traj, "mnist_traj_pes": traj[::-1] * 0.9}
+    return plot_beyond.plot_pes_mnist(arrays)
+
+
 FIGURES = {
     "plotting.unrolled_sgd_graph": _unrolled_graph,
     "plotting.schedule_panels": _schedule_panels,
@@ -294,6 +345,11 @@ FIGURES = {
     "explorer.plot_explore": _explorer,
     "report.comparison_figure": _comparison_figure,
     "plot_precision.plot_relative_differences": _precision,
+    "plot_beyond.plot_horizon_bias": _beyond_horizon_bias,
+    "plot_beyond.plot_decay_choices": _beyond_decay_choices,
+    "plot_beyond.plot_greedy_maps": _beyond_greedy_maps,
+    "plot_beyond.plot_pes_quadratic": _beyond_pes_quadratic,
+    "plot_beyond.plot_pes_mnist": _beyond_pes_mnist,
 }
 
 
