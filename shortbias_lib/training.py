@@ -105,6 +105,7 @@ def momentum_step(params, velocity, grads, lr, momentum, convention="paper", *, 
     with foreach kernels, which fuse ``lr * g`` into the addition: its rounding
     differs from the out-of-place form, so each caller keeps the form it has.
     """
+    check_convention(convention)
     if inplace:
         torch._foreach_mul_(velocity, momentum)
         if convention == "paper":
@@ -119,11 +120,9 @@ def momentum_step(params, velocity, grads, lr, momentum, convention="paper", *, 
     if convention == "paper":
         new_v = tuple(mu * v - a * g for v, g, a, mu in zip(velocity, grads, lrs, mus))
         new_w = tuple(w + v for w, v in zip(params, new_v))
-    elif convention == "heavy_ball":
+    else:
         new_v = tuple(mu * v + g for v, g, mu in zip(velocity, grads, mus))
         new_w = tuple(w - a * v for w, v, a in zip(params, new_v, lrs))
-    else:
-        check_convention(convention)
     return new_w, new_v
 
 
