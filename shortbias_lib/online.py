@@ -20,9 +20,8 @@ from . import batches, models, plot_online
 from .online_loop import Checkpointing, OnlineSettings, online_run
 from .online_record import OnlineRun
 from .profiles import PROFILES, pick
-from .progress import progress
-from .runs import (REPO_ROOT, check_seed, provenance, resolve_device, result_path, results_dir, run_or_resume,
-                   save_result)
+from .runs import (REPO_ROOT, Result, check_seed, load_matching, provenance, resolve_device, result_path,
+                   results_dir, run_shared, save_result)
 
 DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
 CHAPTER = "online_smd"
@@ -31,44 +30,45 @@ CHAPTER = "online_smd"
 PAPER_INIT_LRS = {"mnist": (1e-3, 5e-3, 1e-2, 5e-2, 1e-1), "cifar10": (5e-4, 1e-3, 5e-3, 1e-2)}
 PAPER_BASELINE_LR = {"mnist": 1e-1, "cifar10": 5e-3}
 
-# The paper's scale, shared by ``paper`` and ``archive``.
+# The paper's scale, shared by ``paper`` and ``archive``: Algorithm 1's fresh minibatches at
+# every meta step ("fresh"; "shared" draws them once per adaptation, see online_loop).
 PAPER_SIZES = dict(steps=50000, adapt_every=10, meta_steps=100, meta_lr=1e-2, horizon=5,
                    batch_size=100, eval_every=100, n_train=None, n_eval_train=None, n_test=None,
-                   checkpoint_every=1000)
+                   checkpoint_every=1000, meta_batches="fresh")
 # Sizes per profile and data set (see the chapter for why).
 SIZES = {
     "smoke": {
         "mnist": dict(steps=40, adapt_every=10, meta_steps=2, meta_lr=5e-2, horizon=3,
                       batch_size=20, eval_every=20, n_train=400, n_eval_train=200,
-                      n_test=200, init_lrs=(1e-2,), det_lrs=()),
+                      n_test=200, init_lrs=(1e-2,), det_lrs=(), meta_batches="fresh"),
         "cifar10": dict(steps=20, adapt_every=10, meta_steps=1, meta_lr=5e-2, horizon=2,
                         batch_size=10, eval_every=10, n_train=100, n_eval_train=50,
-                        n_test=50, init_lrs=(1e-3,), det_lrs=(1e-3,)),
+                        n_test=50, init_lrs=(1e-3,), det_lrs=(1e-3,), meta_batches="fresh"),
     },
     "quick": {
         "mnist": dict(steps=2000, adapt_every=10, meta_steps=10, meta_lr=5e-2, horizon=5,
                       batch_size=100, eval_every=100, n_train=None, n_eval_train=2000,
-                      n_test=2000, init_lrs=(1e-3, 1e-2, 1e-1), det_lrs=(1e-2,)),
+                      n_test=2000, init_lrs=(1e-3, 1e-2, 1e-1), det_lrs=(1e-2,), meta_batches="fresh"),
         "cifar10": dict(steps=800, adapt_every=10, meta_steps=5, meta_lr=5e-2, horizon=5,
                         batch_size=25, eval_every=50, n_train=10000, n_eval_train=1000,
-                        n_test=1000, init_lrs=(1e-3, 5e-3), det_lrs=(5e-3,)),
+                        n_test=1000, init_lrs=(1e-3, 5e-3), det_lrs=(5e-3,), meta_batches="fresh"),
     },
     "paper": {
-        "mnist": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["mnist"], det_lrs=()),
+        "mnist": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["mnist"], det_lrs=PAPER_INIT_LRS["mnist"]),
         "cifar10": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["cifar10"],
                         det_lrs=PAPER_INIT_LRS["cifar10"]),
     },
-    # MNIST at the paper's scale on one CPU core (about 1.5 hours), committed in ``archive/``.
-    # Only the meta steps per adaptation differ: 20 at Adam step 5e-2 instead of 100 at 1e-2
-    # (the same largest move of log alpha per adaptation, a fifth of the cost).
+    # MNIST at the paper's full scale on the CPU (about 40 minutes a run on one core; two
+    # copies of the command share the runs), committed in ``archive/``.
     "archive": {
-        "mnist": dict(PAPER_SIZES, meta_steps=20, meta_lr=5e-2, init_lrs=PAPER_INIT_LRS["mnist"],
-                      det_lrs=()),
+        "mnist": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["mnist"], det_lrs=PAPER_INIT_LRS["mnist"]),
     },
 }
 EXTRA_PROFILES = tuple(name for name in SIZES if name not in PROFILES)
 ARCHIVE_DIR = "archive"
 ARCHIVE_COMMAND = "python -m shortbias_lib online --profile archive --results archive"
+# How long a run waits before looking again at a run that another process is computing.
+POLL_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -190,42 +190,60 @@ def _run_files(setup, profile, seed, device, results, resume, show_progress):
     A run's file is ``results/checkpoints/online_<profile>_seed<seed>_<key>.npz``
     (:func:`checkpoint_path`); a run holds the file's :func:`~shortbias_lib.locks.run_lock`
     while it computes, and with ``checkpoint_every`` in its sizes saves a partial checkpoint
-    beside it, from which it resumes.
+    beside it, from which it resumes. A run that another process is computing is passed
+    over and read once that process has finished it, so two copies of the same command
+    share the runs between them (one core each).
     """
     folder = results_dir(results) / "checkpoints"
     config, sizes = setup.config, setup.sizes
     plan = [("baseline", PAPER_BASELINE_LR[setup.dataset])]
     plan += [("stochastic", lr) for lr in sizes["init_lrs"]]
     plan += [("deterministic", lr) for lr in sizes["det_lrs"]]
-    found = {}
-    for mode, lr in progress(plan, desc=f"online {setup.dataset}", disable=None if show_progress else True):
+    expected = _run_expected(sizes["steps"])
+    jobs = {}
+    for mode, lr in plan:
         key = run_key(setup.dataset, mode, lr)
         path = checkpoint_path(profile, seed, key, folder)
-        run_config = dict(config, mode=mode, lr=lr, chapter=CHAPTER)
-        settings = OnlineSettings(mode=mode, steps=sizes["steps"], adapt_until=config["adapt_until"],
-                                  adapt_every=sizes["adapt_every"], meta_steps=sizes["meta_steps"],
-                                  horizon=sizes["horizon"], meta_lr=sizes["meta_lr"],
-                                  final_lr=config["final_lr"], eval_every=sizes["eval_every"],
-                                  convention=config["convention"])
+        run_config = _run_config(config, mode, lr)
+        compute = _run_computation(setup, profile, seed, device, resume, show_progress, path, run_config)
+        jobs[key] = (path, run_config, compute)
+    return run_shared(jobs, resume=resume, expected=expected, poll_seconds=POLL_SECONDS,
+                      desc=f"online {setup.dataset}", show_progress=show_progress)
 
-        def compute():
-            partial = path.with_suffix(".partial.npz")
-            if not resume:
-                partial.unlink(missing_ok=True)
-            batch_size = sizes["batch_size"]
-            train_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed, device)
-            meta_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed + 1, device)
-            every = sizes.get("checkpoint_every")
-            run = online_run(setup.apply, setup.params, train_sampler, meta_sampler, lr, config["momentum"],
-                             settings=settings, eval_fn=setup.eval_fn, test_fn=setup.test_fn, label=key,
-                             show_progress=show_progress,
-                             checkpoint=Checkpointing(partial, every, run_config) if every else None)
-            save_result(path, run.to_arrays(), provenance(profile, device, seed, **run_config))
+
+def _run_computation(setup, profile, seed, device, resume, show_progress, path, run_config):
+    """``compute()`` of one run: train it (resuming from its partial checkpoint) and write its file."""
+    sizes, mode, lr = setup.sizes, run_config["mode"], run_config["lr"]
+    settings = OnlineSettings(mode=mode, steps=sizes["steps"], adapt_until=run_config["adapt_until"],
+                              adapt_every=sizes["adapt_every"], meta_steps=sizes["meta_steps"],
+                              horizon=sizes["horizon"], meta_lr=sizes["meta_lr"],
+                              final_lr=run_config["final_lr"], eval_every=sizes["eval_every"],
+                              convention=run_config["convention"], meta_batches=sizes["meta_batches"])
+
+    def compute():
+        partial = path.with_suffix(".partial.npz")
+        if not resume:
             partial.unlink(missing_ok=True)
+        batch_size = sizes["batch_size"]
+        train_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed, device)
+        meta_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed + 1, device)
+        every = sizes.get("checkpoint_every")
+        key = run_key(setup.dataset, mode, lr)
+        run = online_run(setup.apply, setup.params, train_sampler, meta_sampler, lr, run_config["momentum"],
+                         settings=settings, eval_fn=setup.eval_fn, test_fn=setup.test_fn, label=key,
+                         show_progress=show_progress,
+                         checkpoint=Checkpointing(partial, every, run_config) if every else None)
+        save_result(path, run.to_arrays(), provenance(profile, device, seed, **run_config))
+        partial.unlink(missing_ok=True)
 
-        found[key] = run_or_resume(path, run_config, compute, resume=resume,
-                                   expected=_run_expected(sizes["steps"]))
-    return found
+    return compute
+
+
+def _run_config(config, mode, lr):
+    """What one run's file records and must match to be reused: the data set's configuration
+    without the list of the other runs planned (so a finished run is reused whatever the plan)."""
+    own = {k: v for k, v in config.items() if k not in ("init_lrs", "det_lrs")}
+    return dict(own, mode=mode, lr=lr, chapter=CHAPTER)
 
 
 def _run_expected(steps):
@@ -260,17 +278,24 @@ def run_online(profile="quick", *, device="auto", seed=0, data_root=None, result
     config = {"chapter": CHAPTER, "datasets": list(datasets)}
     config.update({setup.dataset: setup.config for setup in setups})
 
-    def compute():
-        arrays, run_devices = {}, {}
+    expected, same = {"run_keys": None}, {"profile": profile, "seed": seed}
+    found = load_matching(path, config, expected, same) if resume else None
+    if found is not None:
+        result = Result(*found)
+    else:
+        per_run = {}
         for setup in setups:
-            for key, result in _run_files(setup, profile, seed, dev, results, resume, show_progress).items():
-                arrays.update({f"{key}__{name}": value for name, value in result.arrays.items()})
-                run_devices[key] = result.meta["device"]
-        arrays["run_keys"] = np.array(list(run_devices))
-        save_result(path, arrays, dict(provenance(profile, dev, seed, **config), run_devices=run_devices))
+            per_run.update(_run_files(setup, profile, seed, dev, results, resume, show_progress))
 
-    result = run_or_resume(path, config, compute, resume=resume, expected={"run_keys": None},
-                           same={"profile": profile, "seed": seed})
+        def compute():
+            arrays = {f"{key}__{name}": value for key, found_run in per_run.items()
+                      for name, value in found_run.arrays.items()}
+            arrays["run_keys"] = np.array(list(per_run))
+            run_devices = {key: found_run.meta["device"] for key, found_run in per_run.items()}
+            save_result(path, arrays, dict(provenance(profile, dev, seed, **config), run_devices=run_devices))
+
+        result = run_shared({"all": (path, config, compute)}, resume=resume, expected=expected, same=same,
+                            poll_seconds=POLL_SECONDS, show_progress=False)["all"]
     if sys.stdout.isatty():  # a short summary for the shell; notebooks show tables instead
         _print_summary(path, result)
     return result

@@ -4,10 +4,12 @@ Every ``adapt_every`` training steps during the first ``adapt_until`` steps
 (half of training in the paper), Algorithm 1 (:func:`shortbias_lib.hypergrad.smd`)
 takes ``meta_steps`` Adam steps on ``u = (log alpha_eff, log(1 - mu))``,
 ``alpha_eff = alpha / (1 - mu)``, each from a ``horizon``-step lookahead that
-restarts at the current weights. Two choices are ours, where the paper and
-what we know of the authors' code are silent: one Adam state is kept for the
-whole run, and the lookahead batches are drawn once per adaptation and shared
-by its meta steps:
+restarts at the current weights. One Adam state is kept for the whole run (our
+choice: the paper is silent). The minibatches follow Algorithm 1, which calls
+GetMiniBatch inside its meta-step loop: with ``meta_batches="fresh"`` (the
+default) every meta step draws its own, with ``"shared"`` they are drawn once
+per adaptation and reused by all its meta steps (a different estimator, kept
+as an option because it moves the adapted rates):
 
 * stochastic lookahead: ``horizon`` fresh batches for the lookahead, the next
   ``horizon`` for the meta-objective (their mean loss at ``w_{t+T}``);
@@ -36,6 +38,7 @@ from .progress import progress
 from .runs import load_matching
 
 MODES = ("baseline", "stochastic", "deterministic")
+META_BATCHES = ("fresh", "shared")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class OnlineSettings:
     ``n_eval`` (batches of the stochastic meta-objective) to ``horizon``; with
     ``decay`` the effective rate decays to ``final_lr`` at step ``steps - 1``.
     ``clip`` bounds each raw hypergradient, ``meta_lr`` is Adam's step on ``u``, and the
-    training-set loss is measured every ``eval_every`` steps.
+    training-set loss is measured every ``eval_every`` steps. ``meta_batches`` is
+    ``"fresh"`` (each meta step draws its own minibatches, as Algorithm 1) or ``"shared"``
+    (drawn once per adaptation).
     """
 
     mode: str = "stochastic"
@@ -63,6 +68,7 @@ class OnlineSettings:
     decay: bool = True
     eval_every: int = 100
     convention: str = "paper"
+    meta_batches: str = "fresh"
 
     def __post_init__(self):
         steps = training.check_steps(self.steps, "steps", minimum=3)
@@ -77,6 +83,9 @@ class OnlineSettings:
                              f"got {adapt_until!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.meta_batches not in META_BATCHES:
+            raise ValueError(f"meta_batches must be one of {', '.join(META_BATCHES)}; "
+                             f"got {self.meta_batches!r}")
         training.check_lr(self.final_lr, "final_lr")
         n_eval = self.horizon if self.n_eval is None else training.check_steps(self.n_eval, "n_eval")
         object.__setattr__(self, "adapt_until", adapt_until)  # the defaults, resolved
@@ -146,9 +155,8 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
             break
         adapting = t < s.adapt_until
         if adapting and s.mode != "baseline" and t % s.adapt_every == 0:
-            lookahead, evaluation = _adaptation_batches(meta_sampler, s.mode, s.horizon, s.n_eval)
             run.adapt(hypergrad.smd(apply, run.train, run.hyper, s.horizon, s.meta_steps,
-                                    lambda m: (lookahead, evaluation),
+                                    _adaptation_batches(meta_sampler, s),
                                     optimizer=optimizer, clip=s.clip, convention=s.convention))
         nxt = _next_stop(t, s, adapting)
         schedule, mu = run.schedule(adapting, s.decay, s.final_lr, s.adapt_until, s.steps)
@@ -186,9 +194,15 @@ def _next_stop(t, settings, adapting):
     return nxt
 
 
-def _adaptation_batches(meta_sampler, mode, horizon, n_eval):
-    """The lookahead's batches and the meta-objective's, drawn once per adaptation."""
-    if mode == "deterministic":
+def _adaptation_batches(meta_sampler, settings):
+    """``batches(m)`` of one adaptation's SMD (:func:`~shortbias_lib.hypergrad.smd`): fresh
+    minibatches at every meta step, or (``"shared"``) one set drawn now for all of them."""
+    deterministic = settings.mode == "deterministic"
+    if settings.meta_batches == "fresh":
+        return hypergrad.lookahead_batches(meta_sampler, settings.horizon, settings.n_eval, deterministic)
+    if deterministic:
         batch = meta_sampler()
-        return [batch] * horizon, [batch]
-    return meta_sampler.take(horizon), meta_sampler.take(n_eval)
+        drawn = [batch] * settings.horizon, [batch]
+    else:
+        drawn = meta_sampler.take(settings.horizon), meta_sampler.take(settings.n_eval)
+    return lambda m: drawn

@@ -338,3 +338,35 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
     with run_lock(path):
         partial = compute()
     return partial if isinstance(partial, Result) else Result(*load_result(path, expected))
+
+
+def run_shared(jobs, *, resume=True, expected=None, same=None, poll_seconds=30, desc=None, show_progress=True):
+    """:func:`run_or_resume` of several independent files, shared with other processes doing
+    the same: ``{key: Result}`` in the order of ``jobs`` (``{key: (path, config, compute)}``).
+
+    A file whose lock another process holds (:class:`~shortbias_lib.errors.ResultLockedError`)
+    is passed over; once every other file is done, each passed-over one is looked at again
+    every ``poll_seconds`` and read when its process has finished it (or computed here, if
+    that process died). So two copies of one command split its runs between them.
+    """
+    import time
+
+    from .errors import ResultLockedError
+    from .progress import progress
+
+    found, waiting = {}, []
+    for key in progress(list(jobs), desc=desc, disable=None if show_progress else True):
+        path, config, compute = jobs[key]
+        try:
+            found[key] = run_or_resume(path, config, compute, resume=resume, expected=expected, same=same)
+        except ResultLockedError:
+            waiting.append(key)
+    while waiting:
+        time.sleep(poll_seconds)
+        key = waiting.pop(0)
+        path, config, compute = jobs[key]
+        try:  # the other process's finished file is reused, whatever ``resume`` says
+            found[key] = run_or_resume(path, config, compute, resume=True, expected=expected, same=same)
+        except ResultLockedError:
+            waiting.append(key)
+    return {key: found[key] for key in jobs}
