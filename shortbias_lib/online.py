@@ -20,7 +20,7 @@ from . import batches, models, plot_online
 from .online_loop import Checkpointing, OnlineSettings, online_run
 from .online_record import OnlineRun
 from .profiles import PROFILES, pick
-from .runs import (REPO_ROOT, Result, check_seed, load_matching, provenance, resolve_device, result_path,
+from .runs import (REPO_ROOT, Result, check_seed, load_matching, load_result, provenance, resolve_device, result_path,
                    results_dir, run_shared, save_result)
 
 DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
@@ -108,9 +108,45 @@ def checkpoint_path(profile, seed, key, folder):
     return Path(folder) / f"online_{profile}_seed{check_seed(seed)}_{key}.npz"
 
 
-def archive_path(seed=0):
-    """The committed result of the ``archive`` profile (MNIST at the paper's scale)."""
-    return REPO_ROOT / ARCHIVE_DIR / f"online_archive_seed{check_seed(seed)}.npz"
+def archive_plan(dataset="mnist"):
+    """The keys of the ``archive`` profile's runs, in the order they run."""
+    sizes = SIZES["archive"][dataset]
+    plan = [("baseline", PAPER_BASELINE_LR[dataset])]
+    plan += [("stochastic", lr) for lr in sizes["init_lrs"]]
+    plan += [("deterministic", lr) for lr in sizes["det_lrs"]]
+    return [run_key(dataset, mode, lr) for mode, lr in plan]
+
+
+def archived_runs(seed=0, dataset="mnist"):
+    """The committed runs of the ``archive`` profile: ``(runs, metas, missing)``.
+
+    Each run of the archive is its own file in ``archive/checkpoints`` with its own
+    provenance (runs may be computed in different sessions or on different machines), read
+    by :func:`~shortbias_lib.runs.load_result` with the arrays a run must hold; ``runs`` and
+    ``metas`` map each finished run's key to its :class:`OnlineRun` and provenance,
+    ``missing`` lists the keys not archived yet.
+    """
+    folder = REPO_ROOT / ARCHIVE_DIR / "checkpoints"
+    expected = _run_expected(SIZES["archive"][dataset]["steps"])
+    runs, metas, missing = {}, {}, []
+    for key in archive_plan(dataset):
+        path = checkpoint_path("archive", seed, key, folder)
+        if not path.exists():
+            missing.append(key)
+            continue
+        arrays, metas[key] = load_result(path, expected)
+        runs[key] = OnlineRun.from_arrays(arrays)
+    return runs, metas, missing
+
+
+def earlier_archive_path(seed=0):
+    """The first MNIST archive (2026-11): the paper's scale except 20 meta steps per adaptation
+    at Adam step 5e-2, with the minibatches drawn once per adaptation (``meta_batches="shared"``)."""
+    return REPO_ROOT / ARCHIVE_DIR / f"online_archive_shared20_seed{check_seed(seed)}.npz"
+
+
+# The sizes the earlier archive was made with, beyond the ``archive`` profile's.
+EARLIER_ARCHIVE_OVERRIDES = dict(meta_steps=20, meta_lr=5e-2, meta_batches="shared")
 
 
 def runs_from_arrays(arrays, dataset=None):

@@ -168,7 +168,7 @@ def _online_archive():
     from shortbias_lib import online
     from shortbias_lib.runs import load_result
 
-    return online.runs_from_arrays(load_result(online.archive_path())[0])
+    return online.runs_from_arrays(load_result(online.earlier_archive_path())[0])
 
 
 def _online_figure(panels):

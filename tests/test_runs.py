@@ -75,3 +75,37 @@ def test_json_ready_is_what_a_result_file_records():
 
     config = {"sizes": (1, 2), "path": PurePosixPath("/x"), "nested": {"b": 1, "a": (3,)}}
     assert runs.json_ready(config) == {"sizes": [1, 2], "path": "/x", "nested": {"a": [3], "b": 1}}
+
+
+def test_run_shared_passes_over_a_file_another_run_computes_and_reads_it_when_done(tmp_path):
+    """Two copies of one command split their runs: while another holder has file a's lock,
+    run_shared computes b, then waits for a and reads it (never computing a itself)."""
+    import threading
+
+    from shortbias_lib.locks import run_lock
+
+    config = {"k": 1}
+    paths = {key: tmp_path / f"{key}.npz" for key in "ab"}
+    computed, holding, release = [], threading.Event(), threading.Event()
+
+    def other_process():
+        with run_lock(paths["a"]):
+            holding.set()
+            release.wait(10)
+            runs.save_result(paths["a"], {"x": np.array([7.0])}, {"config": config})
+
+    def job(key):
+        def compute():
+            computed.append(key)
+            release.set()   # a is finished by the other holder while b computes
+            runs.save_result(paths[key], {"x": np.array([1.0])}, {"config": config})
+        return paths[key], config, compute
+
+    other = threading.Thread(target=other_process)
+    other.start()
+    holding.wait(10)
+    found = runs.run_shared({"a": job("a"), "b": job("b")}, poll_seconds=0.05, show_progress=False)
+    other.join()
+    assert computed == ["b"]
+    assert list(found) == ["a", "b"]
+    assert found["a"].arrays["x"][0] == 7.0 and found["b"].arrays["x"][0] == 1.0
