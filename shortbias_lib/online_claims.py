@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .hyperparams import BOUNDS
+
 # (i) "alike": the settled effective rates of the stochastic runs span at most this factor...
 ALIKE_SPREAD = 10.0
 # ... where "settled" is the geometric mean of alpha_eff over the last SETTLED_FRACTION
@@ -59,6 +61,19 @@ def settled_rate(run, adapt_until):
     if window.size == 0 or not np.all(np.isfinite(window)):
         return float("nan")
     return float(np.exp(np.mean(np.log(window))))
+
+
+def momentum_pinned(run, rtol=1e-6):
+    """Fraction of ``run``'s adaptations after which ``1 - mu`` sits at one of its bounds
+    (:data:`~shortbias_lib.hyperparams.BOUNDS`: mu = 0 or mu = 1 - 1e-4); NaN without adaptations."""
+    steps = np.asarray(run.adapt_steps, dtype=np.int64)
+    steps = steps[steps < run.last_finite_step]
+    if steps.size == 0:
+        return float("nan")
+    low, high = BOUNDS["momentum"]
+    one_minus = 1.0 - run.momentum[steps]
+    pinned = np.isclose(one_minus, low, rtol=rtol, atol=0) | np.isclose(one_minus, high, rtol=rtol, atol=0)
+    return float(np.mean(pinned))
 
 
 def instability(run):
@@ -162,3 +177,24 @@ def claims_rows(claims):
          listed(claims.det_unstable, lambda s: s or "stable"),
          verdict(claims.unstable)),
     ]
+
+
+def comparison_table(*archives):
+    """``(header, rows)`` comparing the stochastic runs of several archives, each given as
+    ``(name, runs, claims)``: per initial rate, each archive's settled effective rate, final
+    loss over the hand-tuned one and :func:`momentum_pinned` (``"-"`` where it lacks the run)."""
+    lrs = sorted({lr for _, _, claims in archives for lr in claims.settled})
+    header = ["initial $\\alpha$"]
+    for name, _, _ in archives:
+        header += [f"settled $\\alpha_{{\\rm eff}}$, {name}", f"final loss / hand-tuned, {name}",
+                   f"$\\mu$ at a bound, {name}"]
+    rows = []
+    for lr in lrs:
+        row = [f"{lr:g}"]
+        for _, runs, claims in archives:
+            run = next((r for r in runs.values() if r.mode == "stochastic" and r.init_lr == lr), None)
+            row += (["-"] * 3 if run is None else
+                    [f"{claims.settled[lr]:.3g}", f"{claims.loss_over_base[lr]:.3g}",
+                     f"{momentum_pinned(run):.1%} of adaptations"])
+        rows.append(row)
+    return header, rows

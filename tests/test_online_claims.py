@@ -95,3 +95,24 @@ def test_claims_rows_name_every_verdict():
 def test_claims_rows_of_missing_runs_show_no_nan():
     rows = online_claims.claims_rows(online_claims.decide(_runs(BASE), ADAPT_UNTIL))
     assert not any("nan" in cell for row in rows for cell in row)
+
+
+def test_momentum_pinned_counts_adaptations_at_either_bound():
+    run = _run("stochastic", 1e-2, 0.01)
+    run.adapt_steps = np.array([0, 10, 20, 30])
+    run.momentum[[0, 20]] = 1 - 1e-4      # upper bound of mu
+    run.momentum[30] = 0.0                # lower bound
+    assert online_claims.momentum_pinned(run) == pytest.approx(3 / 4)
+    run.momentum[[0, 20, 30]] = 0.9
+    assert online_claims.momentum_pinned(run) == 0.0
+    assert math.isnan(online_claims.momentum_pinned(_run("baseline", 0.1, 1.0)))
+
+
+def test_comparison_table_lines_up_the_rates_of_two_archives():
+    one = _runs(BASE, _run("stochastic", 1e-3, 0.01, final_loss=0.05), _run("stochastic", 1e-1, 0.02))
+    two = _runs(BASE, _run("stochastic", 1e-1, 0.04, final_loss=0.02))
+    header, rows = online_claims.comparison_table(("a", one, online_claims.decide(one, ADAPT_UNTIL)),
+                                                  ("b", two, online_claims.decide(two, ADAPT_UNTIL)))
+    assert len(header) == 7 and header[1].endswith(", a") and header[4].endswith(", b")
+    assert rows[0][:3] == ["0.001", "0.01", "5"] and rows[0][4:] == ["-", "-", "-"]
+    assert rows[1][4:6] == ["0.04", "2"]
