@@ -70,6 +70,13 @@ def test_missing_runs_leave_claims_undecided():
         online_claims.decide(_runs(_run("stochastic", 1e-2, 0.01)), ADAPT_UNTIL)
 
 
+def test_alike_needs_initial_rates_further_apart_than_its_factor():
+    """Two runs started a factor 5 apart that stay 5 apart prove nothing about (i)."""
+    runs = _runs(BASE, _run("stochastic", 1e-2, 0.01), _run("stochastic", 5e-2, 0.05))
+    claims = online_claims.decide(runs, ADAPT_UNTIL)
+    assert claims.init_spread == pytest.approx(5) and claims.alike is None
+
+
 def test_a_run_diverged_before_settling_has_no_settled_rate_and_breaks_alike():
     eff = np.full(STEPS, 0.01)
     eff[45:] = np.nan
