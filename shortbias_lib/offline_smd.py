@@ -3,6 +3,7 @@
 and the trajectories read back from a result."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,6 +88,64 @@ def smd_trajectories(arrays, config):
             continue
         la, lb = smd_log10(arrays[f"smd_{j}_u"], config["momentum"])
         out.append({"horizon": int(h), "beta0": float(beta0), "log10_alpha0": la, "log10_beta": lb,
-                    "meta_loss": arrays[f"smd_{j}_meta_loss"]})
+                    "meta_loss": arrays[f"smd_{j}_meta_loss"],
+                    "hypergrad": np.asarray(arrays[f"smd_{j}_hypergrad"]).reshape(-1, 2)})
     return out
+
+
+@dataclass(frozen=True)
+class SMDState:
+    """Where an SMD run stands at its end (:func:`smd_state`): ``state`` is ``"converged"``,
+    ``"still moving"`` or ``"collapsed"``; ``since`` the meta step a collapse began (else -1)."""
+
+    state: str
+    reason: str
+    since: int
+    drift: tuple
+    window: int
+    largest_hypergrad: float
+    largest_at: int
+
+
+def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, margin=0.01):
+    """The state of one run of :func:`smd_trajectories` by a stated criterion.
+
+    - collapsed: from some meta step to the end the meta-loss is non-finite or
+      within ``margin`` (relative) of the untrained level ``ln(classes)`` (the
+      loss of a constant uniform output), or ``alpha_0`` or ``beta`` sits at
+      one of the authors' bounds for the last ``pinned`` meta steps;
+    - converged: otherwise, if over the last ``window`` of the meta steps (at
+      least ``min_window``) the least-squares line through ``log10 alpha_0``
+      and through ``log10 beta`` each changes by less than ``tol`` decades;
+    - still moving: otherwise.
+    """
+    loss = np.asarray(run["meta_loss"], dtype=np.float64)
+    untrained = math.log(int(config["sizes"][-1]))
+    grads = np.abs(np.asarray(run["hypergrad"], dtype=np.float64)).max(axis=1)
+    at = int(np.nanargmax(grads)) if len(grads) else -1
+    largest = float(np.asarray(run["hypergrad"])[at][np.argmax(np.abs(run["hypergrad"][at]))]) if at >= 0 else 0.0
+    path = np.stack([run["log10_alpha0"], run["log10_beta"]], axis=1)            # (M + 1, 2)
+    width = min(len(path) - 1, max(int(min_window), int(round(window * (len(path) - 1)))))
+    if width >= 2:
+        x = np.arange(width + 1)
+        drift = tuple(float(np.polyfit(x, path[-width - 1:, c], 1)[0] * width) for c in range(2))
+    else:
+        drift = (math.nan, math.nan)
+    common = {"drift": drift, "window": width, "largest_hypergrad": largest, "largest_at": at}
+    dead = ~np.isfinite(loss) | (loss >= (1 - margin) * untrained)
+    if len(dead) and dead[-1]:
+        since = len(dead) - int(np.argmin(dead[::-1])) if not dead.all() else 0
+        return SMDState("collapsed", f"meta-loss at the untrained level ln {int(config['sizes'][-1])} = "
+                        f"{untrained:.3g} from meta step {since}", since, **common)
+    hyper = smd_hyperparameters(1.0, 1.0, float(config["K"]), config["momentum"])
+    low, high = (np.stack(smd_log10(b, config["momentum"]), axis=-1) for b in hyper.bounds())
+    at_bound = np.isclose(path, low, atol=1e-9) | np.isclose(path, high, atol=1e-9)    # (M + 1, 2)
+    for c, name in enumerate(("alpha_0", "beta")):
+        if len(path) > pinned and at_bound[-pinned:, c].all():
+            since = len(path) - int(np.argmin(at_bound[::-1, c]))
+            return SMDState("collapsed", f"{name} pinned at a bound from meta step {since}", since, **common)
+    if width >= 2 and max(abs(d) for d in drift) < tol:
+        return SMDState("converged", f"drift below {tol:g} decade over the last {width} meta steps", -1, **common)
+    return SMDState("still moving", f"drift of {max(drift, key=abs):+.2f} decade over the last {width} meta steps",
+                    -1, **common)
 

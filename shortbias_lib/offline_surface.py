@@ -3,6 +3,7 @@
 and the result's summary and table."""
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,8 +22,9 @@ def smooth_surface(x, y, z, x_range, y_range, grid=80, bandwidth=None, weights=N
     ``bandwidth`` is the kernel's standard deviation as a fraction of each
     axis range (default ``1/sqrt(n)``, about the spacing of n random points).
     ``weights`` (n,) multiply each sample's kernel (a bootstrap resample is
-    the weights = multiplicities). Returns ``(grid_x (G,), grid_y (G,), Z (G, G))``
-    with ``Z[i, j]`` at ``(grid_x[j], grid_y[i])``.
+    the weights = multiplicities); ``weights`` (B, n) smooth B resamples at once.
+    Returns ``(grid_x (G,), grid_y (G,), Z)``, ``Z`` (G, G) or (B, G, G) with
+    ``Z[..., i, j]`` at ``(grid_x[j], grid_y[i])``.
     """
     x, y, z = (np.asarray(a, dtype=np.float64) for a in (x, y, z))
     if not (x.shape == y.shape == z.shape) or x.size == 0:
@@ -36,18 +38,25 @@ def smooth_surface(x, y, z, x_range, y_range, grid=80, bandwidth=None, weights=N
     sx, sy = bandwidth * (x_range[1] - x_range[0]), bandwidth * (y_range[1] - y_range[0])
     wx = np.exp(-0.5 * ((gx[:, None] - x[None, :]) / sx) ** 2)      # (G, n)
     wy = np.exp(-0.5 * ((gy[:, None] - y[None, :]) / sy) ** 2)      # (G, n)
-    numerator = (wy * (weights * z)) @ wx.T                           # (G, G): sum_n wy w z wx
-    denominator = (wy * weights) @ wx.T
+    if weights.ndim == 1:
+        numerator = (wy * (weights * z)) @ wx.T                       # (G, G): sum_n wy w z wx
+        denominator = (wy * weights) @ wx.T
+    else:   # B resamples: one product with the (G*G, n) kernels of all cells
+        kernels = (wy[:, None, :] * wx[None, :, :]).reshape(grid * grid, -1)
+        numerator = ((weights * z) @ kernels.T).reshape(-1, grid, grid)
+        denominator = (weights @ kernels.T).reshape(-1, grid, grid)
     return gx, gy, numerator / np.maximum(denominator, 1e-300)
 
 
-def surface_grids(arrays, config, grid=80, bandwidth=None, weights=None):
+def surface_grids(arrays, config, grid=80, bandwidth=None, weights=None, scale=1.0):
     """Smoothed ``log10`` meta-objective of every horizon: ``(grid_log_beta, grid_log_alpha0, [Z_h])``.
 
     Each horizon uses the samples that were run at least that long (a
     refinement sample of a short horizon is not run to the longer ones).
     Diverged runs and runs that end above the warm start's loss count as
     the warm start's loss (the cap), so the surface shows them as "no progress".
+    The bandwidth (default ``1/sqrt(n)`` of the horizon's n samples) is multiplied
+    by ``scale``; ``weights`` (n,) or (B, n) as in :func:`smooth_surface`.
     """
     cap = float(arrays["warm_objective"])
     steps_run = sample_run_steps(arrays, config)
@@ -57,9 +66,9 @@ def surface_grids(arrays, config, grid=80, bandwidth=None, weights=None):
         use = steps_run >= int(h)
         z = capped_log_loss(arrays["objective"][use, k], cap)
         gx, gy, Z = smooth_surface(arrays["log10_beta"][use], arrays["log10_alpha0"][use], z,
-                                   config["log10_beta_range"], config["log10_alpha0_range"],
-                                   grid=grid, bandwidth=bandwidth or 1.0 / math.sqrt(use.sum()),
-                                   weights=weights[use])
+                                   config["log10_beta_range"], config["log10_alpha0_range"], grid=grid,
+                                   bandwidth=scale * (bandwidth or 1.0 / math.sqrt(use.sum())),
+                                   weights=weights[..., use])
         surfaces.append(Z)
     return gx, gy, surfaces
 
@@ -77,33 +86,36 @@ def surface_minimum(gx, gy, Z):
     return np.unravel_index(np.argmin(Z), Z.shape)
 
 
-def surface_optima(arrays, config, grid=80, weights=None):
+def surface_optima(arrays, config, grid=80, weights=None, scale=1.0):
     """Each horizon's best ``(log10 alpha_0, log10 beta)`` read off its smoothed surface,
     and the longest horizon's smoothed loss at every horizon's optimum.
 
     Returns ``(optima (H, 2), log_loss_at_longest (H,))``: the second is the
     smoothed ``log10`` loss after the longest horizon of training with each
     horizon's best schedule (the paper's second claim compares these).
+    With ``weights`` (B, n) (B resamples), ``(optima (B, H, 2), log_loss (B, H))``;
+    ``scale`` multiplies the bandwidth (:func:`surface_grids`).
     """
-    gx, gy, surfaces = surface_grids(arrays, config, grid, weights=weights)
-    cells = [surface_minimum(gx, gy, Z) for Z in surfaces]
-    optima = np.array([[gy[i], gx[j]] for i, j in cells])
-    at_longest = np.array([surfaces[-1][i, j] for i, j in cells])
-    return optima, at_longest
+    gx, gy, surfaces = surface_grids(arrays, config, grid, weights=weights, scale=scale)
+    # argmin of each flattened surface: the first lowest cell, as :func:`surface_minimum`
+    cells = np.stack([Z.reshape(*Z.shape[:-2], -1).argmin(axis=-1) for Z in surfaces], axis=-1)   # (..., H)
+    optima = np.stack([gy[cells // grid], gx[cells % grid]], axis=-1)
+    longest = surfaces[-1].reshape(*surfaces[-1].shape[:-2], -1)
+    return optima, np.take_along_axis(longest, cells, axis=-1)
 
 
-def bootstrap_optima(arrays, config, reps, seed, grid=80):
+def bootstrap_optima(arrays, config, reps, seed, grid=80, chunk=500):
     """Bootstrap over samples of :func:`surface_optima`: ``reps`` resamples with replacement
-    (each a multiplicity-weighted smoothing). Returns ``(optima (B, H, 2), log_loss (B, H))``."""
+    (each a multiplicity-weighted smoothing, ``chunk`` at a time). Returns
+    ``(optima (B, H, 2), log_loss (B, H))``."""
     rng = np.random.default_rng(derived_seed(seed, 7))
     n = len(arrays["log10_alpha0"])
-    optima, losses = [], []
-    for _ in range(int(reps)):
-        counts = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        o, at = surface_optima(arrays, config, grid, weights=counts)
-        optima.append(o)
-        losses.append(at)
-    return np.array(optima), np.array(losses)
+    counts = np.array([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(int(reps))],
+                      dtype=np.float64).reshape(int(reps), n)
+    parts = [surface_optima(arrays, config, grid, weights=counts[s:s + chunk]) for s in range(0, len(counts), chunk)]
+    if not parts:
+        return np.zeros((0, len(config["horizons"]), 2)), np.zeros((0, len(config["horizons"])))
+    return np.concatenate([o for o, _ in parts]), np.concatenate([at for _, at in parts])
 
 
 def best_per_horizon(values):
@@ -135,6 +147,95 @@ def claims(arrays, level=0.95):
             "loss_ratio": np.asarray(10.0 ** (arrays["surface_log_loss"][0] - arrays["surface_log_loss"][-1])),
             "loss_ratio_interval": np.percentile(boot_loss, tails),
             "trained_loss_ratio": np.asarray(trained[0] / trained[-1])}
+
+
+# The smoothing bandwidths tried around the chosen one (factors of it), and the paper's bounds.
+BANDWIDTH_SCALES = (0.5, 0.71, 1.0, 1.41, 2.0)
+CLAIM_BOUNDS = {"beta_ratio": 100.0, "loss_ratio": 1000.0}
+
+
+@dataclass(frozen=True)
+class ClaimBand:
+    """One claim of one run under each choice: the surface estimate ``value`` (chosen bandwidth),
+    its bootstrap interval, its range over bandwidths, and other estimators' values."""
+
+    name: str
+    bound: float
+    value: float
+    bootstrap: tuple
+    reps: int
+    bandwidth: tuple
+    scales: tuple
+    estimators: dict = field(default_factory=dict)
+
+    def values(self):
+        """Every number of the band: the value, both interval ends, the bandwidth range, the estimators."""
+        return [self.value, *self.bootstrap, *self.bandwidth, *self.estimators.values()]
+
+
+def k_best_ratios(arrays, config, k):
+    """Both claims from the ``k`` best samples of each horizon (``k = 1``: the best sample), among
+    the samples trained to the longest horizon: ``(beta ratio, loss ratio)``, geometric means of
+    beta and of the loss after the longest horizon (capped as on the surfaces)."""
+    cap = float(arrays["warm_objective"])
+    full = sample_run_steps(arrays, config) >= int(config["horizons"][-1])
+    log_loss = capped_log_loss(arrays["objective"][full], cap)            # (n, H)
+    best = np.argsort(log_loss, axis=0, kind="stable")[:int(k)]            # (k, H)
+    log_beta = arrays["log10_beta"][full][best].mean(axis=0)
+    at_longest = log_loss[best, -1].mean(axis=0)
+    return 10.0 ** (log_beta[0] - log_beta[-1]), 10.0 ** (at_longest[0] - at_longest[-1])
+
+
+def claim_bands(arrays, config, seed, reps=1000, scales=BANDWIDTH_SCALES, k=10, level=0.95, grid=80):
+    """The two claims of a result (:func:`claims`) under every choice, ``{name: ClaimBand}``.
+
+    A ``reps`` bootstrap over samples (:func:`bootstrap_optima`; its first
+    draws are those stored with the result), the surface estimate at each
+    bandwidth ``scales`` times the chosen one, and other estimators: the best
+    sample and the mean of the ``k`` best (:func:`k_best_ratios`), and for the
+    loss the two surface optima trained for the longest horizon (Figure 6).
+    """
+    tails = 100 * np.array([(1 - level) / 2, (1 + level) / 2])
+    # The claims compare the first and the last horizon only: smooth those two.
+    arrays = {**arrays, "objective": np.asarray(arrays["objective"])[:, [0, -1]],
+              "run_steps": sample_run_steps(arrays, config)}
+    config = {**config, "horizons": [config["horizons"][0], config["horizons"][-1]]}
+    optima, log_loss = bootstrap_optima(arrays, config, reps, seed, grid)
+    boot = {"beta_ratio": 10.0 ** (optima[:, 0, 1] - optima[:, -1, 1]),
+            "loss_ratio": 10.0 ** (log_loss[:, 0] - log_loss[:, -1])}
+    by_scale = {"beta_ratio": [], "loss_ratio": []}
+    for scale in scales:
+        o, at = surface_optima(arrays, config, grid, scale=scale)
+        by_scale["beta_ratio"].append(10.0 ** (o[0, 1] - o[-1, 1]))
+        by_scale["loss_ratio"].append(10.0 ** (at[0] - at[-1]))
+    o, at = surface_optima(arrays, config, grid)
+    value = {"beta_ratio": 10.0 ** (o[0, 1] - o[-1, 1]), "loss_ratio": 10.0 ** (at[0] - at[-1])}
+    (beta_1, loss_1), (beta_k, loss_k) = k_best_ratios(arrays, config, 1), k_best_ratios(arrays, config, k)
+    estimators = {"beta_ratio": {"best sample": beta_1, f"mean of {k} best": beta_k},
+                  "loss_ratio": {"best sample": loss_1, f"mean of {k} best": loss_k}}
+    if "surface_curve_train_loss" in arrays:
+        trained = arrays["surface_curve_train_loss"][:, -1]
+        estimators["loss_ratio"] = {"trained optima": float(trained[0] / trained[-1]), **estimators["loss_ratio"]}
+    return {name: ClaimBand(name, CLAIM_BOUNDS[name], float(value[name]),
+                            tuple(float(v) for v in np.percentile(boot[name], tails)), int(reps),
+                            (float(min(by_scale[name])), float(max(by_scale[name]))), tuple(scales),
+                            {key: float(v) for key, v in estimators[name].items()})
+            for name in CLAIM_BOUNDS}
+
+
+def band_verdict(bands):
+    """How much of the claims' band (every number of each :class:`ClaimBand` in ``bands``, e.g. one
+    per seed) clears the bound: ``(verdict, clearing, total, low, high)``."""
+    values = np.array([v for band in bands for v in band.values()], dtype=np.float64)
+    bound = bands[0].bound
+    clearing, low, high = int((values > bound).sum()), float(values.min()), float(values.max())
+    if clearing == len(values):
+        verdict = "holds across the whole band"
+    elif clearing == 0:
+        verdict = "not met anywhere in the band"
+    else:
+        verdict = f"holds for {clearing} of the band's {len(values)} numbers only"
+    return verdict, clearing, len(values), low, high
 
 
 def summary_rows(arrays, config, level=0.95):

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import report, runs
 from .offline_config import PAPER_HORIZONS
-from .offline_smd import smd_trajectories
+from .offline_smd import smd_state, smd_trajectories
 from .offline_surface import sample_run_steps, summary_rows, surface_grids
 
 
@@ -43,36 +43,44 @@ def settings_table(shown):
                                   for name, cell, paper in rows])
 
 
-def claims_table(shown):
-    """Markdown table of the paper's two claims in one or more results, one row per result.
+def claims_table(shown, bands):
+    """Markdown table of the paper's two claims under every choice, one row per result and claim.
 
-    ``shown`` is a list of ``(label, arrays, meta, path)`` as for :func:`settings_table`.
-    Each claim shows our estimate with its 95% bootstrap interval and the verdict against
-    the paper's bound (:class:`report.Comparison`); the trained loss ratio (Figure 6's two
-    optima actually trained) is beside the smoothed one.
+    ``shown`` is a list of ``(label, arrays, meta, path)`` as for :func:`settings_table`,
+    ``bands`` the matching :func:`offline_surface.claim_bands` records: the surface estimate
+    with its bootstrap interval, its range over bandwidths, and the other estimators.
     """
     rows = []
-    for label, arrays, meta, path in shown:
-        beta, loss = report.comparisons_of(arrays, meta, os.path.basename(str(path)))
-        rows.append([label, f"{len(arrays['log10_alpha0']):,}", beta.ours_text, beta.agreement, loss.ours_text,
-                     loss.agreement, f"{float(arrays['trained_loss_ratio']):,.0f}"])
-    return report.markdown_table(["run", "schedules", "best $\\beta$ ratio [95%]", "verdict (paper: > 100)",
-                                  "loss ratio, smoothed [95%]", "verdict (paper: > 1000)", "loss ratio, trained"],
-                                 rows)
+    for (label, arrays, _, _), band in zip(shown, bands):
+        for claim, title in (("beta_ratio", "best $\\beta$ ratio"), ("loss_ratio", "loss ratio")):
+            b = band[claim]
+            others = "; ".join(f"{name} {value:,.0f}" for name, value in b.estimators.items())
+            rows.append([label, f"{title} (> {b.bound:,.0f})", f"{b.value:,.0f}",
+                         f"[{b.bootstrap[0]:,.0f}, {b.bootstrap[1]:,.0f}]",
+                         f"{b.bandwidth[0]:,.0f} to {b.bandwidth[1]:,.0f}", others])
+    scales = bands[0]["beta_ratio"].scales
+    return report.markdown_table(
+        ["run", "claim (paper)", "surface", f"95% bootstrap ({bands[0]['beta_ratio'].reps:,})",
+         f"bandwidth x{min(scales):g} to x{max(scales):g}", "other estimators"], rows)
 
 
-def smd_table(arrays, config):
-    """Markdown table of the SMD runs: start, meta steps, end point, and the horizon's optimum."""
-    horizons = [int(h) for h in config["horizons"]]
-    rows = summary_rows(arrays, config)
+def smd_table(shown):
+    """Markdown table of the SMD runs of one or more results (``(label, arrays, config)``): start,
+    meta steps, end point, the horizon's surface optimum, and the run's state
+    (:func:`offline_smd.smd_state`)."""
     cells = []
-    for run in smd_trajectories(arrays, config):
-        row = rows[horizons.index(run["horizon"])]
-        cells.append([run["horizon"], f"{run['beta0']:g}", len(run["meta_loss"]),
-                      f"{10 ** run['log10_alpha0'][-1]:.3g}", f"{10 ** run['log10_beta'][-1]:.3g}",
-                      f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}]"])
-    return report.markdown_table(["horizon $T$", "start $\\beta$", "meta steps", "final $\\alpha_0$",
-                                  "final $\\beta$", "surface optimum $\\beta$ [95%]"], cells)
+    for label, arrays, config in shown:
+        horizons = [int(h) for h in config["horizons"]]
+        rows = summary_rows(arrays, config)
+        for run in smd_trajectories(arrays, config):
+            row = rows[horizons.index(run["horizon"])]
+            state = smd_state(run, config)
+            cells.append([label, run["horizon"], f"{run['beta0']:g}", len(run["meta_loss"]),
+                          f"{10 ** run['log10_alpha0'][-1]:.3g}", f"{10 ** run['log10_beta'][-1]:.3g}",
+                          f"{row['beta']:.3g} [{row['beta_low']:.2g}, {row['beta_high']:.2g}]",
+                          f"**{state.state}**: {state.reason}"])
+    return report.markdown_table(["run", "horizon $T$", "start $\\beta$", "meta steps", "final $\\alpha_0$",
+                                  "final $\\beta$", "surface optimum $\\beta$ [95%]", "state"], cells)
 
 
 def summary_table(arrays, config):
@@ -88,15 +96,17 @@ def summary_table(arrays, config):
         for row in summary_rows(arrays, config)])
 
 
+def smd_ends_near_optimum(run, rows):
+    """Whether an SMD run ends with beta inside the 95% bootstrap interval of its horizon's
+    surface optimum (``rows``: :func:`~shortbias_lib.offline_surface.summary_rows`)."""
+    row = next(row for row in rows if row["horizon"] == run["horizon"])
+    return bool(row["beta_low"] <= 10 ** run["log10_beta"][-1] <= row["beta_high"])
+
+
 def smd_near_optimum(arrays, config):
     """How many SMD runs end with beta inside the 95% bootstrap interval of their horizon's optimum."""
-    horizons = [int(h) for h in config["horizons"]]
     rows = summary_rows(arrays, config)
-    count = 0
-    for run in smd_trajectories(arrays, config):
-        row = rows[horizons.index(run["horizon"])]
-        count += bool(row["beta_low"] <= 10 ** run["log10_beta"][-1] <= row["beta_high"])
-    return count
+    return sum(smd_ends_near_optimum(run, rows) for run in smd_trajectories(arrays, config))
 
 
 def _grid_of_axes(n, width=3.3, height=3.0, ncols=2):
@@ -184,6 +194,34 @@ def plot_training_curves(arrays, config, which="surface"):
     axes[1].set_ylim(bottom=0)
     axes[2].set_ylim(bottom=0)
     axes[0].legend()
+    return figure
+
+
+def plot_smd_states(shown):
+    """The decay exponent along every SMD run of one or more results (``(label, arrays, config)``,
+    one column each, one row per SMD horizon), labelled with its state
+    (:func:`offline_smd.smd_state`); grey band: the horizon's surface optimum, 95% bootstrap."""
+    horizons = [int(h) for h in shown[0][2]["smd_horizons"]]
+    figure, axes = _grid_of_axes(len(horizons) * len(shown), width=3.3, height=2.3, ncols=len(shown))
+    styles = {"converged": "-", "still moving": "--", "collapsed": ":"}
+    for c, (label, arrays, config) in enumerate(shown):
+        all_horizons = [int(h) for h in config["horizons"]]
+        rows = summary_rows(arrays, config)
+        for r, h in enumerate(horizons):
+            ax = axes[r * len(shown) + c]
+            row = rows[all_horizons.index(h)]
+            ax.axhspan(row["beta_low"], row["beta_high"], color="0.85")
+            for k, run in enumerate(run for run in smd_trajectories(arrays, config) if run["horizon"] == h):
+                state = smd_state(run, config)
+                ax.plot(10.0 ** run["log10_beta"], linestyle=styles[state.state], color=f"C{k}",
+                        label=f"from {run['beta0']:g}: {state.state}")
+                if state.since >= 0:
+                    ax.plot(state.since, 10.0 ** run["log10_beta"][state.since], "x", color="red", markersize=8)
+            ax.set_yscale("log")
+            ax.set_xlabel("meta step")
+            ax.set_ylabel(r"$\beta$")
+            ax.set_title(f"{label}, T = {h}")
+            ax.legend(loc="best")
     return figure
 
 

@@ -163,6 +163,13 @@ def _offline_smd_losses():
     return plot_offline.plot_smd_losses(*_offline_archive())
 
 
+def _offline_smd_states():
+    from shortbias_lib import plot_offline
+
+    arrays, config = _offline_archive()
+    return plot_offline.plot_smd_states([("seed 0", arrays, config), ("seed 1", arrays, config)])
+
+
 @functools.cache
 def _online_archive():
     from shortbias_lib import online
@@ -338,6 +345,7 @@ FIGURES = {
     "plot_offline.plot_surfaces": _offline_surfaces,
     "plot_offline.plot_training_curves": _offline_training_curves,
     "plot_offline.plot_smd_losses": _offline_smd_losses,
+    "plot_offline.plot_smd_states": _offline_smd_states,
     "plot_online.figure, one panel": _online_one_panel,
     "plot_online.figure, two panels": _online_two_panels,
     "nqm_prediction.plot_measurement": _nqm_measurement,

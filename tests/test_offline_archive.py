@@ -357,3 +357,88 @@ def test_archive_paths_name_an_archived_profile():
     assert offline.archive_path(1, "archive_gpu").name == "offline_mnist_archive_gpu_seed1.npz"
     with pytest.raises(ValueError, match="profile must be one of"):
         offline.archive_path(0, "quick")
+
+
+def _two_bowls(n=900, noise=0.05, seed=0):
+    """Synthetic result: horizon 10's log10 loss is a bowl at log10 beta = 1.5, horizon 20's at
+    -0.5 (same alpha_0): a beta ratio of 100, and horizon 20's loss at horizon 10's optimum is
+    0.5 * 2**2 = 2 decades above its minimum (a loss ratio of 100)."""
+    rng = np.random.default_rng(seed)
+    a, b = offline_design.sample_hyperparameters(n, seed, sampling="halton")
+    bowls = [0.5 * ((a + 1.2) / 0.5) ** 2 + 0.5 * (b - centre) ** 2 - 1.0 for centre in (1.5, -0.5)]
+    values = np.stack([10.0 ** (bowl + noise * rng.normal(size=n)) for bowl in bowls], axis=1)
+    config = {"horizons": (10, 20), "log10_alpha0_range": (-3.0, -0.3), "log10_beta_range": (-2.0, 2.3)}
+    return {"log10_alpha0": a, "log10_beta": b, "objective": values, "warm_objective": np.asarray(1e6)}, config
+
+
+def test_the_vectorised_bootstrap_equals_one_smoothing_per_resample():
+    """Independent reference: the same resamples (same generator), each smoothed on its own."""
+    arrays, config = _two_bowls(n=200)
+    optima, log_loss = offline_surface.bootstrap_optima(arrays, config, reps=7, seed=3, grid=30, chunk=3)
+    rng = np.random.default_rng(derived_seed(3, 7))
+    for r in range(7):
+        counts = np.bincount(rng.integers(0, 200, 200), minlength=200).astype(float)
+        o, at = offline_surface.surface_optima(arrays, config, grid=30, weights=counts)
+        np.testing.assert_array_equal(optima[r], o)
+        np.testing.assert_allclose(log_loss[r], at, rtol=1e-12)
+
+
+def test_claim_bands_find_the_known_ratios_under_every_choice():
+    arrays, config = _two_bowls()
+    arrays["surface_curve_train_loss"] = np.array([[1.0, 0.5], [1.0, 0.005]])   # trained: 100
+    bands = offline_surface.claim_bands(arrays, config, seed=0, reps=50, k=5, grid=60)
+    for band in bands.values():
+        assert band.reps == 50 and band.bound == offline_surface.CLAIM_BOUNDS[band.name]
+        # Every estimate within 0.35 decade of the known 100 (grid 0.07 decade, noise 0.05 decade;
+        # smoothing lifts the bowl's bottom, so the loss ratio comes out lower, measured 72).
+        assert all(abs(math.log10(v) - 2.0) < 0.35 for v in band.values()), band
+        assert band.bootstrap[0] <= band.bootstrap[1] and band.bandwidth[0] <= band.value <= band.bandwidth[1]
+    assert set(bands["loss_ratio"].estimators) == {"trained optima", "best sample", "mean of 5 best"}
+    assert bands["loss_ratio"].estimators["trained optima"] == pytest.approx(100.0)
+
+
+def test_the_band_verdict_counts_the_numbers_above_the_bound():
+    def band(*values):
+        return offline_surface.ClaimBand("beta_ratio", 100.0, values[0], values[1:3], 10, values[3:5], (0.5, 2.0),
+                                         {"best sample": values[5]})
+
+    assert offline_surface.band_verdict([band(300, 200, 400, 250, 350, 500)])[0] == "holds across the whole band"
+    verdict, clearing, total, low, high = offline_surface.band_verdict(
+        [band(300, 200, 400, 250, 350, 500), band(150, 60, 300, 90, 200, 120)])
+    assert (clearing, total, low, high) == (10, 12, 60.0, 500.0) and verdict.startswith("holds for 10 of")
+    assert offline_surface.band_verdict([band(50, 20, 90, 30, 60, 80)])[0] == "not met anywhere in the band"
+
+
+def _smd_run(log10_alpha0, log10_beta, meta_loss, hypergrad=None):
+    hypergrad = np.zeros((len(meta_loss), 2)) if hypergrad is None else hypergrad
+    return {"horizon": 100, "beta0": 1.0, "log10_alpha0": np.asarray(log10_alpha0, dtype=float),
+            "log10_beta": np.asarray(log10_beta, dtype=float), "meta_loss": np.asarray(meta_loss, dtype=float),
+            "hypergrad": hypergrad}
+
+
+SMD_CONFIG = {"sizes": [784, 100, 100, 10], "K": 5000.0, "momentum": 0.9}
+
+
+def test_smd_states_converged_still_moving_and_collapsed():
+    rng = np.random.default_rng(0)
+    m = 30
+    flat = _smd_run(-1.0 + 0.01 * rng.normal(size=m + 1), 0.5 + 0.01 * rng.normal(size=m + 1), np.full(m, 0.1))
+    assert offline_smd.smd_state(flat, SMD_CONFIG).state == "converged"
+    # 0.02 decade a step: 0.2 decade over the last third (10 steps), above the 0.1 tolerance.
+    trend = _smd_run(np.full(m + 1, -1.0), 0.5 + 0.02 * np.arange(m + 1), np.full(m, 0.1))
+    state = offline_smd.smd_state(trend, SMD_CONFIG)
+    assert state.state == "still moving" and state.drift[1] == pytest.approx(0.2) and state.window == 10
+    # A spike, then the loss of a constant output (ln 10) to the end.
+    loss = np.where(np.arange(m) >= 20, math.log(10) + 0.01, 0.1)
+    grads = np.zeros((m, 2))
+    grads[19] = (-3e4, 5.0)
+    state = offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), loss, grads), SMD_CONFIG)
+    assert (state.state, state.since, state.largest_at, state.largest_hypergrad) == ("collapsed", 20, 19, -3e4)
+    # Recovered from the untrained level: not a collapse.
+    recovered = np.where((np.arange(m) >= 10) & (np.arange(m) < 20), math.log(10), 0.1)
+    assert offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), recovered),
+                                 SMD_CONFIG).state == "converged"
+    # alpha_0 at its upper bound (alpha_0 / (1 - mu) = 10, so alpha_0 = 1) for the last 12 meta steps.
+    pinned = np.where(np.arange(m + 1) >= m + 1 - 12, 0.0, -1.0)
+    state = offline_smd.smd_state(_smd_run(pinned, np.full(m + 1, 0.5), np.full(m, 0.1)), SMD_CONFIG)
+    assert state.state == "collapsed" and state.since == m + 1 - 12 and "alpha_0 pinned" in state.reason
