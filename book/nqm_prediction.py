@@ -125,6 +125,12 @@ glue("np_floor", npred.FLOOR * lam_max, display=False)
 glue("np_dropped_dirs", 100 * info["dropped_directions"], display=False)
 glue("np_dropped_grad", 100 * info["dropped_grad2"], display=False)
 glue("np_noise_cov", 100 * info["noise_covered"], display=False)
+glue("np_noise_cov_md", Markdown(
+    f"carry {100 * info['noise_covered']:.0f}% of it (the rest lies below the floor, plus the estimation "
+    "error of the SLQ Ritz vectors)" if info["noise_covered"] <= 1 else
+    f"add up to {100 * info['noise_covered']:.0f}% of it, more than the total: the per-direction estimates "
+    "(from SLQ Ritz vectors with few probes) overcount, so this measurement cannot say how much noise "
+    "lies below the floor"), display=False)
 glue("np_total_noise", float(m["total_noise"]), display=False)
 glue("np_loss", float(m["loss"]), display=False)
 glue("np_excess", info["initial_excess"], display=False)
@@ -137,9 +143,8 @@ glue("np_dims", len(nqm[0]), display=False)
 # {glue:text}`np_floor:.2g`; below it lie {glue:text}`np_dropped_dirs:.1f`% of the deflated
 # directions (by SLQ weight), holding {glue:text}`np_dropped_grad:.1f`% of the squared
 # gradient norm. The total minibatch noise variance, $\operatorname{tr} C / B$, is
-# {glue:text}`np_total_noise:.3g`; the noisy quadratic's dimensions carry
-# {glue:text}`np_noise_cov:.0f`% of it (the rest lies below the floor, plus the estimation
-# error of the SLQ Ritz vectors). The noisy quadratic has {glue:text}`np_dims` dimensions.
+# {glue:text}`np_total_noise:.3g`; the noisy quadratic's dimensions
+# {glue:md}`np_noise_cov_md`. The noisy quadratic has {glue:text}`np_dims` dimensions.
 # Its initial excess loss, $\tfrac12 \sum_i h_i \mathbb E[\theta_{0,i}]^2$, is
 # {glue:text}`np_excess:.3g`, against the network's training loss of
 # {glue:text}`np_loss:.3g` on the subsample. The largest correlation between the noise
@@ -300,8 +305,22 @@ glue("np_edges", Markdown(offline_surface.edge_sentence(archived, config) or "No
 glue("np_meas_final_beta_high", float(rows[-1]["beta_high"]), display=False)
 glue("np_final_excess", float(pred["final_loss"][-1]), display=False)
 glue("np_meas_final", float(measured_final[-1]), display=False)
+ratio_inside = claims["beta_ratio_interval"][0] <= pred_beta_ratio <= claims["beta_ratio_interval"][1]
+loss_inside = claims["loss_ratio_interval"][0] <= pred_loss_ratio <= claims["loss_ratio_interval"][1]
+if trend(predicted_beta) != trend(measured_beta):
+    verdict = "In short, the quadratic does not predict the network's bias, not even its direction."
+elif int(np.sum(inside)) == len(horizons) and ratio_inside and loss_inside:
+    verdict = "In short, the quadratic predicts both the direction and the size of the network's bias."
+else:
+    verdict = (f"In short, the quadratic predicts the direction of the network's bias, not its size: "
+               f"{int(np.sum(inside))} of {len(horizons)} predicted best decay exponents lie inside the "
+               f"network's 95% intervals, and the best-β ratio of the shortest and longest horizons is "
+               f"{pred_beta_ratio:,.0f} predicted against {meas_beta_ratio:,.0f} measured.")
+glue("np_verdict", Markdown(verdict), display=False)
 
 # %% [markdown]
+# {glue:md}`np_verdict`
+#
 # **Where the prediction holds.** The best decay exponent of the noisy quadratic
 # {glue:text}`np_pred_trend` with the horizon, and the network's
 # {glue:text}`np_meas_trend`: the two {glue:text}`np_trend_verdict` on the direction of the

@@ -502,6 +502,9 @@ glue("t4_rel", t4_rel, display=False)
 mark("t4", t4["base"] and t4["induction"] and t4["positive"] and t4_rel < 1e-10)
 
 # %% [markdown]
+# The largest relative difference over all steps is {glue:text}`t4_rel:.1e`.
+# Theorem 4: {glue:md}`status_t4`.
+#
 # ## The noise floor of constant-step SGD
 #
 # With a fixed learning rate the expected loss does not go to zero: every step adds noise
@@ -589,9 +592,6 @@ glue("ex2_small", ex2_small, display=False)
 glue("ex2_large", ex2_large, display=False)
 
 # %% [markdown]
-# The largest relative difference over all steps is {glue:text}`t4_rel:.1e`.
-# Theorem 4: {glue:md}`status_t4`.
-#
 # ## Summary
 #
 # The notes on the paper's text in this table refer to the extracted text (see the note at

@@ -157,9 +157,16 @@ glue("off_boot_reps", int(archived_config["bootstrap_reps"]), display=False)
 #
 # The surfaces show $\log_{10}$ of the training loss (on all 60,000 training images) after
 # each horizon, smoothed by a Gaussian kernel; runs that diverged, or ended above the warm
-# start's loss, count as the warm start's loss.
+# start's loss, count as the warm start's loss. As in the paper's Figure 5, the vertical axis
+# is the initial *effective* learning rate $\alpha_0/(1-\mu)$: at $\mu =$
+# {glue:text}`off_mu:g` that is {glue:text}`off_eff_factor:g` times the $\alpha_0$ of the
+# tables below.
 
-# %% mystnb={"figure": {"caption": "Archived run, the paper's design (2,500 random schedules), seed 0: smoothed log10 training loss after each horizon over the decay exponent and the initial learning rate. White circle: the surface's optimum; white dots: its bootstrap resamples; star: the best single sample; black dots: samples trained at least that long; red: SMD trajectories (circle at the start, cross at the end).", "name": "fig-offline-archive-surfaces"}}
+# %% tags=["remove-cell"]
+glue("off_mu", float(archived_config["momentum"]), display=False)
+glue("off_eff_factor", plot_offline.effective_factor(archived_config), display=False)
+
+# %% mystnb={"figure": {"caption": "Archived run, the paper's design (2,500 random schedules), seed 0: smoothed log10 training loss after each horizon over the decay exponent and the initial effective learning rate alpha_0 / (1 - mu), the quantity on the paper's vertical axis (the tables give alpha_0 itself). White circle: the surface's optimum; white dots: its bootstrap resamples; star: the best single sample; black dots: samples trained at least that long; red: SMD trajectories (circle at the start, cross at the end).", "name": "fig-offline-archive-surfaces"}}
 figure = plot_offline.plot_surfaces(archived, archived_config)
 
 # %% [markdown]
@@ -263,8 +270,24 @@ display(Markdown(plot_offline.claims_table(archived_runs, bands)))
 # minibatches. The training loss and error are measured on all 60,000 training images, the
 # test error on the 10,000 test images.
 
-# %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: training with the optimum of each horizon for 20k steps; training loss (log scale), training error, test error and learning rate.", "name": "fig-offline-archive-curves"}}
+# %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: training with the optimum of each horizon for 20k steps; training loss (log scale), training error, test error and learning rate alpha_t (log scale). The learning-rate panel ends a few decades below the lowest rate of the other schedules, so the schedule that decays furthest can leave it (the text below names it).", "name": "fig-offline-archive-curves"}}
 figure = plot_offline.plot_training_curves(archived, archived_config)
+
+# %% tags=["remove-cell"]
+def lr_leaving_sentence(arrays, config):
+    """Which schedules leave Figure 6's learning-rate panel, and how low their rates fall."""
+    floor, leaving = plot_offline.lr_panel_floor(arrays, config)
+    if not leaving:
+        return "Every schedule's learning rate stays inside the learning-rate panel."
+    return ("The learning-rate panel ends at {:.1e}; ".format(floor) + "; ".join(
+        f"the {h}-step optimum's rate falls below it, to {low:.1e}" for h, low in leaving)
+        + ", and leaves the panel.")
+
+
+glue("arch_lr_leaving", Markdown(lr_leaving_sentence(archived, archived_config)), display=False)
+
+# %% [markdown]
+# {glue:md}`arch_lr_leaving`
 
 # %% [markdown]
 # ### Stochastic meta-descent on the surfaces
@@ -375,7 +398,7 @@ figure = plot_offline.plot_smd_states(smd_shown)
 # $K$) is the paper's divided by 10, with uniformly random samples; `smoke` is a few
 # seconds' check that the code runs.
 
-# %% mystnb={"figure": {"caption": "Live run: smoothed log10 training loss at each horizon (markers as in the archived run's figure).", "name": "fig-offline-surfaces"}}
+# %% mystnb={"figure": {"caption": "Live run: smoothed log10 training loss at each horizon over the decay exponent and the initial effective learning rate alpha_0 / (1 - mu) (markers as in the archived run's figure).", "name": "fig-offline-surfaces"}}
 figure = plot_offline.plot_surfaces(arrays, config)
 
 # %% tags=["remove-input"]
@@ -383,8 +406,14 @@ display(Markdown(plot_offline.summary_table(arrays, config)))
 live_claims = report.comparisons_of(arrays, meta, os.path.basename(shown_file))
 report.comparison_table(live_claims)
 
-# %% mystnb={"figure": {"caption": "Live run: training with the optimum of each horizon for the longest horizon; training loss (log scale), training error, test error and learning rate.", "name": "fig-offline-curves"}}
+# %% mystnb={"figure": {"caption": "Live run: training with the optimum of each horizon for the longest horizon; training loss (log scale), training error, test error and learning rate (log scale; its panel ends as in the archived run's figure).", "name": "fig-offline-curves"}}
 figure = plot_offline.plot_training_curves(arrays, config)
+
+# %% tags=["remove-cell"]
+glue("off_lr_leaving", Markdown(lr_leaving_sentence(arrays, config)), display=False)
+
+# %% [markdown]
+# {glue:md}`off_lr_leaving`
 
 # %% mystnb={"figure": {"caption": "Live run: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (see the settings table).", "name": "fig-offline-smd-loss"}}
 figure = plot_offline.plot_smd_losses(arrays, config)

@@ -11,7 +11,7 @@ The noisy quadratic model itself lives in modules by idea; import each name from
 * :mod:`.nqm_montecarlo`: simulation with sampled minima.
 
 This module holds the calibration of ``c0`` (:func:`calibrate_c0`), the predictions it implies
-(:func:`calibrated_fixed`) and Figure 3 (:func:`figure3`, saved by :func:`run_figure3`).
+(:func:`calibrated_fixed`, :func:`calibrated_optimized`) and Figure 3 (:func:`figure3`, saved by :func:`run_figure3`).
 """
 
 import math
@@ -27,7 +27,8 @@ from .nqm_problem import (DEFAULT_C0, DEFAULT_KAPPA, PAPER_DIM, PAPER_HORIZON, c
                           curvature_group_losses, make_problem)
 
 __all__ = ["PAPER_FINAL_LOSSES", "SCHEDULES", "CHAPTER", "STARTS", "FIGURE3_SETUP", "FIGURE3_FIT", "SMOKE_STEPS",
-           "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "figure3", "run_figure3"]
+           "KAPPAS", "greedy_final_loss", "calibrate_c0", "calibrated_fixed", "calibrated_optimized", "figure3",
+           "run_figure3"]
 
 PAPER_FINAL_LOSSES = {"optimized": 4.25, "greedy": 63.86, "fixed": 42.19}
 SCHEDULES = ("optimized", "greedy", "fixed")
@@ -70,7 +71,14 @@ def calibrated_fixed(settings, iters=30):
     final loss: how much the prediction depends on the open choices. Settings
     whose target is out of reach give NaN. Returns ``(c0s, finals)`` as NumPy arrays.
     """
-    c0s, finals = [], []
+    c0s, fixed = _calibrated_setups(settings, iters)
+    return c0s, np.array([math.nan if f is None else float(f[2].final) for f in fixed])
+
+
+def _calibrated_setups(settings, iters):
+    """Per ``(spectrum, kappa)``: the calibrated ``c0`` and ``(setup, problem, best fixed)``
+    (``None`` where the target is out of reach)."""
+    c0s, out = [], []
     for spectrum, kappa in settings:
         setup = {**FIGURE3_SETUP, "kappa": kappa, "spectrum": spectrum}
         del setup["c0"]
@@ -78,12 +86,38 @@ def calibrated_fixed(settings, iters=30):
             c0 = calibrate_c0(iters=iters, **setup)
         except ValueError:
             c0s.append(math.nan)
-            finals.append(math.nan)
+            out.append(None)
             continue
         p = make_problem(c0=c0, **setup)
         c0s.append(c0)
-        finals.append(float(best_fixed(*p.arrays, p.horizon).final))
-    return np.array(c0s), np.array(finals)
+        out.append((setup, p, best_fixed(*p.arrays, p.horizon)))
+    return np.array(c0s), out
+
+
+def calibrated_optimized(kappas, fit=None, fitted=None, iters=30):
+    """How the 3(a) predictions move with the condition number: for each of ``kappas``, ``c0``
+    calibrated (unrounded), the best fixed final loss and, for the kappas in ``fitted`` (default
+    all), the final loss of :func:`figure3`'s noisy bounded fit from that fixed schedule (all
+    rows in one batch). Returns NumPy arrays ``(c0s, fixed finals, optimized finals)``, NaN
+    where the calibration target is out of reach or no fit was asked for."""
+    fit = {**FIGURE3_FIT, **(fit or {})}
+    fitted = kappas if fitted is None else fitted
+    c0s, found = _calibrated_setups([("extreme", k) for k in kappas], iters)
+    fixed = np.array([math.nan if f is None else float(f[2].final) for f in found])
+    optimized = np.full(len(kappas), math.nan)
+    rows = [i for i, (k, f) in enumerate(zip(kappas, found)) if f is not None and k in fitted]
+    if rows:
+        T = FIGURE3_SETUP["horizon"]
+        probs = [found[i][1] for i in rows]
+        starts = [constant_schedule(torch.as_tensor(found[i][2].alpha), T, torch.as_tensor(found[i][2].mu))
+                  for i in rows]
+        stack = lambda name: torch.stack([getattr(p, name) for p in probs])  # noqa: E731
+        opt = fit_lbfgs(stack("h"), stack("sigma2"), stack("mean0"), stack("var0"),
+                        torch.stack([a for a, _ in starts]), torch.stack([m for _, m in starts]).clamp(1e-6, 1 - 1e-6),
+                        bound=True, settings=FitSettings(max_iter=fit["max_iter"], tol=fit["tol"],
+                                                         window=fit["window"]))
+        optimized[rows] = opt.losses[:, -1].numpy()
+    return c0s, fixed, optimized
 
 
 # The optimized fit: L-BFGS on the log final loss, stopped when the final loss
@@ -187,12 +221,14 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
     from .runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
 
     seed = check_seed(seed)
-    sizes = pick(profile, {"smoke": {"max_iter": SMOKE_STEPS, "kappas": KAPPAS[::2]},
-                           "quick": {"max_iter": FIGURE3_FIT["max_iter"], "kappas": KAPPAS},
-                           "paper": {"max_iter": FIGURE3_FIT["max_iter"], "kappas": KAPPAS}})
+    # fitted: the kappas whose optimized schedule is fitted too (about 16 s CPU each)
+    sizes = pick(profile, {"smoke": {"max_iter": SMOKE_STEPS, "kappas": KAPPAS[::2], "fitted": (DEFAULT_KAPPA,)},
+                           "quick": {"max_iter": FIGURE3_FIT["max_iter"], "kappas": KAPPAS, "fitted": KAPPAS[::2]},
+                           "paper": {"max_iter": FIGURE3_FIT["max_iter"], "kappas": KAPPAS, "fitted": KAPPAS}})
+    assert DEFAULT_KAPPA in sizes["fitted"]
     resolve_device(device)  # a bad name is an error; the computation itself is CPU NumPy
     config = {"chapter": CHAPTER, "setup": FIGURE3_SETUP, "fit": {**FIGURE3_FIT, "max_iter": sizes["max_iter"]},
-              "version": 3}
+              "fitted_kappas": sizes["fitted"], "version": 4}
     path = result_path("figure3", profile, seed, results)
     T, n = FIGURE3_SETUP["horizon"], len(SCHEDULES)
     expected = {"alphas": (2, n, T), "mus": (2, n, T), "losses": (2, n, T + 1),
@@ -205,7 +241,7 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
                 "unconstrained_final": (), "unconstrained_iterations": (),
                 "unconstrained_converged": (), "unconstrained_alphas": (T,),
                 "unconstrained_mus": (T,), "fit_tol": (), "fit_window": (),
-                "kappas": None, "kappa_c0": None, "kappa_fixed": None,
+                "kappas": None, "kappa_c0": None, "kappa_fixed": None, "kappa_optimized": None,
                 "h": (FIGURE3_SETUP["n"],), "timings": (n,), "seconds": ()}
 
     def compute():
@@ -216,7 +252,8 @@ def run_figure3(profile="quick", *, device="auto", seed=0, data_root=None, resul
         arrays["reported_ours"] = np.asarray(arrays["final_losses"], dtype=np.float64)
         arrays["reported_paper"] = np.array([PAPER_FINAL_LOSSES[s] for s in SCHEDULES])
         arrays["kappas"] = np.array(sizes["kappas"])
-        arrays["kappa_c0"], arrays["kappa_fixed"] = calibrated_fixed([("extreme", k) for k in sizes["kappas"]])
+        arrays["kappa_c0"], arrays["kappa_fixed"], arrays["kappa_optimized"] = calibrated_optimized(
+            sizes["kappas"], {"max_iter": sizes["max_iter"]}, fitted=sizes["fitted"])
         # greedy calibrated c0 (see the chapter): it cannot count as a match
         arrays["reported_kinds"] = np.array(["calibrated" if s == "greedy" else "value"
                                             for s in SCHEDULES])

@@ -52,7 +52,7 @@ def theorem1_step(m, h, sigma2, alpha, mu):
 def theorem1_trajectory(h, sigma2, mean0, var0, alphas, mus=None):
     """All of Theorem 1's statistics for steps 0..T: a ``Moments`` of tensors ``(..., T+1, d)``."""
     h, sigma2, mean0, var0 = check_problem(h, sigma2, mean0, var0)
-    alphas, mus = check_schedule(alphas, mus)
+    alphas, mus = check_schedule(alphas, mus, momentum_below_one=False)
     shape = broadcast_shape((h, sigma2, mean0, var0), alphas, mus)
     m = initial_moments(mean0.expand(shape), var0.expand(shape))
     out = [m]
@@ -86,29 +86,31 @@ def dynamics(h, sigma2, mean0, var0, alphas, mus=None, *, per_dim=False, bound=F
              check=True):
     """Expected excess loss at steps 0..T, shape ``(..., T+1)`` (or ``(..., T+1, d)``).
 
-    ``bound=True`` applies the Section 2.3 upper bound (see :func:`bounded_scale`)
-    and then returns ``(losses, alphas_used, mus_used)``.
+    Runs Theorem 1's means and centred (co)variances (:func:`theorem1_step`), the
+    state :func:`greedy_schedule` uses, so a greedy schedule replays to its own losses:
+    on a deterministic problem the variances stay zero and ``A(theta) = E[theta]^2``
+    is never lost to rounding, even with momenta >= 1 (greedy's, like conjugate
+    gradient's heavy-ball form, can exceed 1). ``bound=True`` applies the Section 2.3
+    upper bound (see :func:`bounded_scale`) and then returns ``(losses, alphas_used, mus_used)``.
     """
     if check:
         h, sigma2, mean0, var0 = check_problem(h, sigma2, mean0, var0)
-        alphas, mus = check_schedule(alphas, mus)
+        alphas, mus = check_schedule(alphas, mus, momentum_below_one=False)
     shape = broadcast_shape((h, sigma2, mean0, var0), alphas, mus)
-    a_theta = (mean0 ** 2 + var0).expand(shape)
-    a0 = a_theta
-    a_v = torch.zeros_like(a_theta)
-    c = torch.zeros_like(a_theta)
+    m = initial_moments(mean0.expand(shape), var0.expand(shape))
+    a0 = m.second()[0]
     reduce = (lambda x: x) if per_dim else (lambda x: x.sum(-1))
-    losses = [reduce(_excess(h, a_theta))]
+    losses = [reduce(_excess(h, a0))]
     used_a, used_m = [], []
     for t in range(alphas.shape[-1]):
         alpha, mu = alphas[..., t, None], mus[..., t, None]
         if bound:
-            scale = bounded_scale(a_theta, a_v, c, a0, h, sigma2, alpha, mu)
+            scale = bounded_scale(*m.second(), a0, h, sigma2, alpha, mu)
             alpha, mu = alpha * scale, mu * scale
             used_a.append(alpha[..., 0])
             used_m.append(mu[..., 0])
-        a_theta, a_v, c = second_moment_step(a_theta, a_v, c, h, sigma2, alpha, mu)
-        losses.append(reduce(_excess(h, a_theta)))
+        m = theorem1_step(m, h, sigma2, alpha, mu)
+        losses.append(reduce(_excess(h, m.second()[0])))
     losses = torch.stack(losses, dim=-2 if per_dim else -1)
     if bound:
         return losses, torch.stack(used_a, -1), torch.stack(used_m, -1)

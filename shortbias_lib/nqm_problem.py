@@ -88,14 +88,17 @@ def _first_bad(bad):
     return flat // bad.shape[-1], flat % bad.shape[-1]
 
 
-def check_schedule(alphas, mus=None):
+def check_schedule(alphas, mus=None, *, momentum_below_one=True):
     """Validate a schedule and convert it to float64 tensors ``(..., T)``, T >= 1.
 
-    Learning rates must be finite and > 0, momenta finite and in [0, 1) (a
-    momentum of 1 or more never forgets a velocity, a negative one is not SGD
-    with momentum); leading dimensions of ``alphas`` and ``mus`` must
-    broadcast. Each violation is a ``ValueError`` naming the parameter, the
-    allowed range and the first offending step.
+    Learning rates must be finite and > 0, momenta finite and >= 0 (a negative
+    one is not SGD with momentum), and below 1 unless ``momentum_below_one=False``:
+    the exact dynamics replay any momentum (greedy's exceed 1 on deterministic
+    problems, as conjugate gradient's heavy-ball form does), while the fits work in
+    ``logit mu`` and their adjoint runs the second moments, which lose a
+    deterministic problem's rank-one state to rounding once momenta exceed 1.
+    Leading dimensions of ``alphas`` and ``mus`` must broadcast. Each violation is a
+    ``ValueError`` naming the parameter, the allowed range and the first offending step.
     """
     alphas = _as64(alphas)
     if alphas.ndim == 0:
@@ -115,7 +118,8 @@ def check_schedule(alphas, mus=None):
                          f"{tuple(mus.shape)} do not broadcast") from None
     for name, bad, allowed in (
             ("alphas (learning rates)", ~(torch.isfinite(alphas) & (alphas > 0)), "finite and > 0"),
-            ("mus (momenta)", ~(torch.isfinite(mus) & (mus >= 0) & (mus < 1)), "finite and in [0, 1)")):
+            ("mus (momenta)", ~(torch.isfinite(mus) & (mus >= 0) & ((mus < 1) | (not momentum_below_one))),
+             "finite and in [0, 1)" if momentum_below_one else "finite and >= 0")):
         if bad.any():
             values = alphas if name.startswith("alphas") else mus
             i, t = _first_bad(bad)

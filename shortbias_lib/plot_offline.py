@@ -122,60 +122,100 @@ def _grid_of_axes(n, width=3.3, height=3.0, ncols=2):
     return figure, list(axes.flat[:n])
 
 
+def effective_factor(config):
+    """``1 / (1 - mu)``: Figure 5's vertical axis is the paper's initial effective learning
+    rate ``alpha_0 / (1 - mu)``, this factor times the ``alpha_0`` of the tables."""
+    return 1.0 / (1.0 - float(config["momentum"]))
+
+
 def plot_surfaces(arrays, config, grid=80, bandwidth=None, show_samples=True):
-    """Figure 5: one panel per horizon, smoothed log10 training loss over (beta, alpha_0),
-    the surface's optimum (white circle) with its bootstrap resamples (white dots), the
-    best sample (star) and the SMD trajectories of that horizon (red)."""
+    """Figure 5: one panel per horizon, smoothed log10 training loss over the decay exponent
+    and the initial effective learning rate ``alpha_0 / (1 - mu)`` (the paper's axes), the
+    surface's optimum (white circle) with its bootstrap resamples (white dots), the best
+    sample (star) and the SMD trajectories of that horizon (red)."""
     horizons = [int(h) for h in config["horizons"]]
+    scale = effective_factor(config)
     gx, gy, surfaces = surface_grids(arrays, config, grid, bandwidth)
     trajectories = smd_trajectories(arrays, config)
     steps_run = sample_run_steps(arrays, config)
     figure, axes = _grid_of_axes(len(horizons))
     best = arrays["best_index"]
     for k, (ax, h, Z) in enumerate(zip(axes, horizons, surfaces)):
-        mesh = ax.pcolormesh(10.0 ** gx, 10.0 ** gy, Z, shading="auto", cmap="viridis")
-        ax.contour(10.0 ** gx, 10.0 ** gy, Z, levels=8, colors="white", linewidths=0.4, alpha=0.6)
+        mesh = ax.pcolormesh(10.0 ** gx, scale * 10.0 ** gy, Z, shading="auto", cmap="viridis")
+        ax.contour(10.0 ** gx, scale * 10.0 ** gy, Z, levels=8, colors="white", linewidths=0.4, alpha=0.6)
         figure.colorbar(mesh, ax=ax, label="log10 training loss (smoothed)")
         if show_samples:
             use = steps_run >= h
-            ax.scatter(10.0 ** arrays["log10_beta"][use], 10.0 ** arrays["log10_alpha0"][use], s=2,
+            ax.scatter(10.0 ** arrays["log10_beta"][use], scale * 10.0 ** arrays["log10_alpha0"][use], s=2,
                        c="k", alpha=0.35, linewidths=0)
         boot = arrays["bootstrap_log10"][:, k]
-        ax.scatter(10.0 ** boot[:, 1], 10.0 ** boot[:, 0], s=4, c="white", alpha=0.5, linewidths=0,
+        ax.scatter(10.0 ** boot[:, 1], scale * 10.0 ** boot[:, 0], s=4, c="white", alpha=0.5, linewidths=0,
                    label="bootstrap optima")
-        ax.plot(10.0 ** arrays["surface_log10"][k, 1], 10.0 ** arrays["surface_log10"][k, 0], "o",
+        ax.plot(10.0 ** arrays["surface_log10"][k, 1], scale * 10.0 ** arrays["surface_log10"][k, 0], "o",
                 color="white", markeredgecolor="k", markersize=8, label="surface optimum")
         if best[k] >= 0:
-            ax.plot(10.0 ** arrays["log10_beta"][best[k]], 10.0 ** arrays["log10_alpha0"][best[k]],
+            ax.plot(10.0 ** arrays["log10_beta"][best[k]], scale * 10.0 ** arrays["log10_alpha0"][best[k]],
                     marker="*", color="white", markeredgecolor="k", markersize=13, linestyle="none",
                     label="best sample")
         for run in trajectories:
             if run["horizon"] != h:
                 continue
-            bx, ay = 10.0 ** run["log10_beta"], 10.0 ** run["log10_alpha0"]
+            bx, ay = 10.0 ** run["log10_beta"], scale * 10.0 ** run["log10_alpha0"]
             ax.plot(bx, ay, color="red", linewidth=1.4)
             ax.plot(bx[0], ay[0], "o", color="red", markersize=4)
             ax.plot(bx[-1], ay[-1], "X", color="red", markeredgecolor="white", markersize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(10.0 ** np.array(config["log10_beta_range"]))
-        ax.set_ylim(10.0 ** np.array(config["log10_alpha0_range"]))
+        ax.set_ylim(scale * 10.0 ** np.array(config["log10_alpha0_range"]))
         ax.set_xlabel(r"decay exponent $\beta$")
-        ax.set_ylabel(r"initial learning rate $\alpha_0$")
+        ax.set_ylabel(r"initial effective rate $\alpha_0/(1-\mu)$")
         ax.set_title(f"horizon T = {h}")
     axes[0].legend(loc="lower left")
     return figure
 
 
+# Figure 6's learning-rate panel ends this many decades below the lowest rate of the
+# schedules other than the one that decays furthest
+LR_PANEL_DECADES = 2.0
+
+
+def _curve_prefix(which):
+    if which not in ("surface", "sample"):
+        raise ValueError(f"which must be 'surface' or 'sample'; got {which!r}")
+    return "surface_curve_" if which == "surface" else "curve_"
+
+
+def lr_panel_floor(arrays, config, which="surface"):
+    """Lower edge of Figure 6's learning-rate panel and the horizons whose schedules leave it.
+
+    The edge lies :data:`LR_PANEL_DECADES` below the lowest rate of every schedule but the
+    one that decays furthest (the 100-step optimum's falls by tens of decades and would
+    squash the others), or at the lowest rate of all if that is higher. Returns
+    ``(floor, [(horizon, its lowest rate), ...] of the schedules that go below it)``.
+    """
+    horizons = [int(h) for h in config["horizons"]]
+    lows = []
+    for k in range(len(horizons)):
+        values = np.asarray(arrays[_curve_prefix(which) + "lr"][k], dtype=np.float64)
+        values = values[np.isfinite(values) & (values > 0)]
+        lows.append(float(values.min()) if values.size else np.inf)
+    lows = np.array(lows)
+    ordered = np.sort(lows[np.isfinite(lows)])
+    if ordered.size < 2:
+        return (float(ordered[0]) if ordered.size else np.nan), []
+    floor = max(float(ordered[0]), float(ordered[1]) * 10.0 ** -LR_PANEL_DECADES)
+    return floor, [(h, float(low)) for h, low in zip(horizons, lows) if low < floor]
+
+
 def plot_training_curves(arrays, config, which="surface"):
     """Figure 6: training loss (log), training and test error, and learning rate of each
     horizon's best schedule, trained for the longest horizon: the surface optima
-    (``which="surface"``) or the best samples (``which="sample"``)."""
+    (``which="surface"``) or the best samples (``which="sample"``). The learning-rate panel
+    ends at :func:`lr_panel_floor`."""
     import matplotlib.pyplot as plt
 
-    if which not in ("surface", "sample"):
-        raise ValueError(f"which must be 'surface' or 'sample'; got {which!r}")
-    prefix = "surface_curve_" if which == "surface" else "curve_"
+    prefix = _curve_prefix(which)
     horizons = [int(h) for h in config["horizons"]]
     steps = arrays["curve_steps"]
     figure, axes = _grid_of_axes(4, width=3.3, height=2.7)
@@ -193,6 +233,9 @@ def plot_training_curves(arrays, config, which="surface"):
         ax.set_ylabel(label)
     axes[1].set_ylim(bottom=0)
     axes[2].set_ylim(bottom=0)
+    floor, _ = lr_panel_floor(arrays, config, which)
+    if np.isfinite(floor):
+        axes[3].set_ylim(bottom=floor)
     axes[0].legend()
     return figure
 

@@ -369,3 +369,32 @@ def test_every_library_figure_shows_its_text_at_9_pt_or_more(name):
     assert size >= MIN_DISPLAYED_PT, (
         f"{name}: {text!r} is shown at {size:.1f} pt (figure {fig.get_figwidth():.1f} in wide, "
         f"{plotting.natural_width_px(fig):.0f} px natural, column {plotting.COLUMN_PX} px)")
+
+
+def test_figure6_learning_rate_panel_is_not_squashed_by_the_100_step_schedule():
+    """The 100-step optimum's rate falls by tens of decades; the panel's lower edge stays within
+    a few decades of the other schedules' lowest rates, and the 100-step schedule is named as leaving it."""
+    from shortbias_lib import plot_offline
+
+    arrays, config = _offline_archive()
+    lows = sorted(float(np.nanmin(r)) for r in arrays["surface_curve_lr"])
+    assert lows[0] < 1e-30 * lows[1]          # the case this guards against is in the archive
+    fig = plot_offline.plot_training_curves(arrays, config)
+    ax = [a for a in fig.axes if a.get_visible()][3]
+    assert ax.get_ylabel().startswith("learning rate")
+    lower = ax.get_ylim()[0]
+    assert lows[1] * 1e-4 <= lower <= lows[1]
+    floor, leaving = plot_offline.lr_panel_floor(arrays, config)
+    assert floor == pytest.approx(lower) and [h for h, _ in leaving] == [int(config["horizons"][0])]
+
+
+def test_figure5_plots_the_initial_effective_rate():
+    """Figure 5's vertical axis is alpha_0 / (1 - mu), the paper's, not alpha_0."""
+    from shortbias_lib import plot_offline
+
+    arrays, config = _offline_archive()
+    fig = plot_offline.plot_surfaces(arrays, config)
+    ax = fig.axes[0]
+    assert "effective" in ax.get_ylabel()
+    expected = 10.0 ** np.array(config["log10_alpha0_range"]) / (1 - config["momentum"])
+    np.testing.assert_allclose(ax.get_ylim(), expected, rtol=1e-12)

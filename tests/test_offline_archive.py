@@ -331,6 +331,15 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_gpu_archives_record_the_hand_correction_of_their_commit(seed):
+    """The GPU leg's commit was corrected by hand (bench/README.md); the file's provenance says so."""
+    _, meta = runs.load_result(offline.archive_path(seed, profile="archive_gpu"))
+    (note,) = meta["provenance_corrections"]
+    assert note["field"] == "earlier_legs[0].git_commit" and note["recorded"].endswith("-dirty")
+    assert note["corrected_to"] == meta["earlier_legs"][0]["git_commit"] != note["recorded"]
+    assert note["why"] and note["when"]
+
 
 def test_results_of_several_profiles_are_collected_with_the_file_and_each_device_named(tmp_path):
     def save(name, profile, ours, **meta):
