@@ -1,5 +1,6 @@
 """What every chapter does first: check its parameters and say what produced it."""
 
+import re
 from dataclasses import dataclass
 
 from .profiles import check_profile
@@ -60,5 +61,20 @@ def show_source(fn, title):
 
     from IPython.display import Markdown, display
 
-    code = inspect.getsource(fn)
-    display(Markdown(f"````{{admonition}} {title}\n:class: dropdown\n```python\n{code}```\n````"))
+    display(Markdown(source_dropdown(inspect.getsource(fn), title)))
+
+
+def source_dropdown(code, title):
+    """The MyST of :func:`show_source`: a dropdown admonition titled ``title`` holding ``code``.
+
+    A colon fence (``:::``), not a backtick one: CommonMark forbids backticks in the info
+    string of a backtick fence, so a title such as ``Source: `hypergrad.smd``` made the
+    whole directive raw text on the page. Each fence is longer than any run of its character
+    in the code, so no line of the code can close it early."""
+    if "\n" in title:
+        raise ValueError(f"a dropdown title is one line: {title!r}")
+    longest = max((len(run) for run in re.findall("`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    colons = ":" * max(3, 1 + max((len(run) for run in re.findall("(?m)^[ \t]*(:+)", code)), default=0))
+    return (f"{colons}{{admonition}} {title}\n:class: dropdown\n{fence}python\n{code.rstrip()}\n"
+            f"{fence}\n{colons}")

@@ -5,6 +5,7 @@ build leaves the sources alone: the README's interactive commands after it find
 nothing changed in git."""
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ executed_notebook, toc_notebooks = build_book.executed_notebook, build_book.toc_
 pytestmark = pytest.mark.book
 SCREENSHOTS = REPO_ROOT / "_build" / "screenshots"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+BUILD_LOG = Path("_build") / "build.log"  # what the smoke build printed (git-ignored)
 
 
 BIN = Path(sys.executable).parent
@@ -74,6 +76,7 @@ def smoke_book(tmp_path_factory, data_root):
     # generous: on 2 busy cores the smoke build has taken over 15 minutes
     result = subprocess.run(command, capture_output=True, text=True, timeout=2400)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    (root / BUILD_LOG).write_text(result.stdout + result.stderr)
     return root
 
 
@@ -103,6 +106,16 @@ def test_every_page_is_an_executed_notebook_without_errors_or_stderr(smoke_book)
         assert html.exists(), html
         assert "<code class=\"docutils literal notranslate\"><span class=\"pre\">smoke</span></code>" \
             in html.read_text()
+
+
+def test_the_build_log_holds_progress_and_errors_only(smoke_book):
+    """No warning a reader of the log must learn to ignore, such as ipykernel's "Kernel is
+    running over TCP without encryption" once per chapter (build_book.kernel_config)."""
+    log = (smoke_book / BUILD_LOG).read_text()
+    assert "build_book: executing book/intro.py" in log, log[-2000:]
+    noise = [line for line in log.splitlines()
+             if re.search(r"\bwarning\b|without encryption", line, re.I)]
+    assert noise == [], noise[:5]
 
 
 def test_figures_in_notebooks_are_inline_images_in_the_html(smoke_book):
@@ -140,13 +153,62 @@ def browser():
     driver.quit()
 
 
+# MyST that did not render shows as text such as "````{admonition} Title :class: dropdown",
+# "{glue:text}`name`" or "```{note}": a directive or role name in braces, a fenced
+# directive's opening, or a directive option. (A JavaScript regular expression.)
+_MYST_NAMES = ("admonition|attention|caution|danger|error|hint|important|note|seealso|tip|warning|"
+               "dropdown|toggle|margin|sidebar|topic|epigraph|figure|image|table|list-table|"
+               "csv-table|math|eq|glue|glue:any|glue:text|glue:md|glue:figure|glue:math|code|"
+               "code-block|code-cell|literalinclude|include|raw|eval-rst|tableofcontents|contents|"
+               "ref|numref|doc|term|download|sub|sup|abbr|cite|footcite|index|card|grid|tab-set|"
+               "tab-item|button-ref|button-link|iconify|octicon|div|span")
+RAW_MYST = (r"[`:~]{3,}\s*\{[\w:.-]+\}"  # the opening of a fenced directive
+            r"|\{(?:" + _MYST_NAMES + r")\}"  # a directive or role name in braces
+            r"|(?:^|\s):(?:class|name|label|open|figwidth|width|align|alt|header-rows|"
+            r"widths|caption|maxdepth|numbered|tags):(?=\s|$)")  # a directive option
+
 # At the browser's 1280 px window no figure may be shown at less than this fraction of its
 # natural width (issue: legible pages); wider figures need fewer panels per row.
 MIN_SHOWN_FRACTION = 0.6
 
-PAGE_CHECK = """
+PAGE_CHECK = r"""
 const MIN_SHOWN_FRACTION = %s;
+const RAW_MYST = new RegExp(%s, 'g');
 const done = arguments[arguments.length - 1];
+
+// MyST syntax left in the page's text, outside code and math (where a docstring's
+// ":class:`X`" or TeX braces are content), with some context; hidden text included.
+function rawMyst() {
+  const article = (document.querySelector('article') || document.body).cloneNode(true);
+  article.querySelectorAll('pre, code, script, style, svg, mjx-container, .math')
+    .forEach(e => e.remove());
+  const text = article.textContent;
+  return [...text.matchAll(RAW_MYST)].map(m =>
+    text.slice(Math.max(0, m.index - 40), m.index + m[0].length + 40).replace(/\s+/g, ' '));
+}
+
+// Every admonition titled "Source: ...": a collapsible dropdown (sphinx-togglebutton),
+// collapsed, with the code inside, shown by a click on its title.
+function sourceDropdowns() {
+  return [...document.querySelectorAll('article .admonition')]
+    .filter(box => (box.querySelector('.admonition-title') || {textContent: ''})
+                    .textContent.trim().startsWith('Source:'))
+    .map(box => {
+      const title = box.querySelector('.admonition-title');
+      const code = box.querySelector('div.highlight pre');
+      // sphinx-togglebutton hides a collapsed box's content with visibility (and fades
+      // its opacity and height, so those are no test right after a click)
+      const shown = () => !!code && getComputedStyle(code).visibility === 'visible';
+      const collapsed = !shown();
+      title.click();
+      const opens = shown();
+      title.click();
+      const name = (title.querySelector('code') || {textContent: '?'}).textContent.split('.').pop();
+      return {title: title.textContent.trim().slice(0, 80),
+              dropdown: box.classList.contains('dropdown') && !!box.querySelector('button.toggle-button'),
+              code: !!code && code.textContent.includes(name), collapsed: collapsed, opens: opens};
+    });
+}
 const ready = (window.MathJax && MathJax.startup) ? MathJax.startup.promise : Promise.resolve();
 ready.then(() => new Promise(r => setTimeout(r, 1500))).then(() => {
   const images = Array.from(document.querySelectorAll('article img'));
@@ -164,16 +226,19 @@ ready.then(() => new Promise(r => setTimeout(r, 1500))).then(() => {
                  `${Math.round(i.getBoundingClientRect().width)}`),
     widgets: document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets').length,
     fontErrors: [...document.fonts].filter(f => f.status === 'error').map(f => f.family),
+    rawMyst: rawMyst(),
+    sourceDropdowns: sourceDropdowns(),
     external: performance.getEntriesByType('resource').map(e => e.name)
                 .filter(n => !n.startsWith('file:') && !n.startsWith('data:')),
   });
 });
-""" % MIN_SHOWN_FRACTION
+""" % (MIN_SHOWN_FRACTION, json.dumps(RAW_MYST))
 
 
 def test_html_renders_offline_in_headless_chromium(smoke_book, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     totals = {"math": 0, "images": 0, "widgets": 0}
+    source_dropdowns = 0
     for source, notebook_path, html in _pages(smoke_book):
         browser.get(html.as_uri())
         browser.set_script_timeout(60)
@@ -187,11 +252,20 @@ def test_html_renders_offline_in_headless_chromium(smoke_book, browser):
         assert report["brokenImages"] == [], f"{name}: broken images {report['brokenImages']}"
         assert report["narrowImages"] == [], f"{name}: figures squeezed {report['narrowImages']}"
         assert report["fontErrors"] == [], f"{name}: fonts failed to load {report['fontErrors']}"
+        assert report["rawMyst"] == [], f"{name}: MyST shown as text: {report['rawMyst']}"
+        dropdowns = report["sourceDropdowns"]
+        expected = len(re.findall(r"^\s*show_source\(", source.read_text(), re.M))
+        assert len(dropdowns) == expected, \
+            f"{name}: {expected} show_source calls, {len(dropdowns)} source dropdowns: {dropdowns}"
+        for box in dropdowns:
+            assert box["dropdown"] and box["code"] and box["collapsed"] and box["opens"], \
+                f"{name}: a source box is no collapsed dropdown holding its code: {box}"
+        source_dropdowns += len(dropdowns)
         if WIDGET_STATE in html.read_text():
             assert report["widgets"] > 0, f"{name}: saved widgets not drawn"
         for key in totals:
             totals[key] += report[key]
-    assert totals["math"] > 0 and totals["images"] > 0, totals
+    assert totals["math"] > 0 and totals["images"] > 0 and source_dropdowns > 0, (totals, source_dropdowns)
 
 
 def _interactive_commands():
@@ -276,3 +350,59 @@ def test_a_hanging_widget_cell_is_cut_short_and_its_chapter_executed_again(tmp_p
     with pytest.raises(TimeoutError):
         build_book.execute(source, tmp_path, {"profile": "smoke"}, attempts=1)
     assert build_book.cell_timeout({"metadata": {"tags": ["remove-input"]}}) is None
+
+
+def test_a_source_dropdown_is_one_admonition_holding_the_code():
+    """``show_source``'s MyST parses as one dropdown directive whose body is the code, whatever
+    its title (backticks, math) and code (backtick runs, lines of colons) hold. A backtick
+    fence with backticks in its title is no fence at all (CommonMark): the page showed
+    "````{admonition} Source: ... :class: dropdown" as text."""
+    from markdown_it.renderer import RendererHTML
+    from myst_parser.config.main import MdParserConfig
+    from myst_parser.parsers.mdit import create_md_parser
+
+    from shortbias_lib.notebook import source_dropdown
+
+    md = create_md_parser(MdParserConfig(enable_extensions={"colon_fence", "dollarmath"}), RendererHTML)
+    title = "Source: `hypergrad.smd`, from $u$ to $(\\alpha, \\mu)$"
+    code = 'def f(x):\n    """Uses ``x``; a fence:\n    ```\n    :::\n    """\n    return x\n'
+    tokens = [token for token in md.parse(source_dropdown(code, title)) if token.level == 0]
+    assert [token.type for token in tokens] == ["colon_fence"], tokens
+    assert tokens[0].info == "{admonition} " + title
+    options, body = tokens[0].content.split("\n", 1)
+    assert options == ":class: dropdown"
+    inner = [token for token in md.parse(body) if token.level == 0]
+    assert [(token.type, token.info) for token in inner] == [("fence", "python")]
+    assert inner[0].content == code
+    # the format it replaces: no fence, the directive's opening is a paragraph
+    broken = md.parse(f"````{{admonition}} {title}\n:class: dropdown\n```python\n{code}```\n````")
+    assert broken[0].type == "paragraph_open"
+    with pytest.raises(ValueError):
+        source_dropdown(code, "two\nlines")
+
+
+def test_chapter_kernels_start_without_the_unencrypted_transport_warning(tmp_path, capfd):
+    """ipykernel warns on stderr (the build log) at every start of a kernel talking plain TCP;
+    the build's kernels get CurveZMQ keys from their manager instead (build_book.kernel_config)."""
+    source = tmp_path / "book" / "chapter.py"
+    source.parent.mkdir()
+    source.write_text(textwrap.dedent("""\
+        # ---
+        # jupyter:
+        #   kernelspec:
+        #     display_name: Python 3 (ipykernel)
+        #     language: python
+        #     name: python3
+        # ---
+
+        # %% tags=["parameters"]
+        profile = "smoke"
+
+        # %%
+        print(profile)
+        """))
+    build_book.execute(source, tmp_path, {"profile": "smoke"})
+    notebook = nbformat.read(executed_notebook(tmp_path, source), as_version=4)
+    assert notebook.cells[-1].outputs[0]["text"] == "smoke\n"
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out, captured.err

@@ -24,6 +24,8 @@ import jupytext
 import nbformat
 import papermill
 import yaml
+import zmq
+from traitlets.config import Config
 
 from shortbias_lib.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -92,6 +94,22 @@ def cell_timeout(cell):
     return WIDGET_CELL_TIMEOUT if WIDGET_TAG in cell.get("metadata", {}).get("tags", []) else None
 
 
+def kernel_config():
+    """nbclient's configuration for the chapters' kernels: CurveZMQ transport encryption.
+
+    ipykernel (7.x) logs "Kernel is running over TCP without encryption ..." on stderr at every
+    start of a kernel whose manager gave it no CurveZMQ keys, which is jupyter_client's default
+    (``KernelManager.transport_encryption = "disabled"``): one warning per chapter in the build
+    log. With ``"auto"`` the manager provisions keys for a kernel whose kernelspec declares
+    ``supported_encryption: curve`` (the venv's ``python3`` kernel does), so the kernel is
+    encrypted and has nothing to warn about. A pyzmq built without CurveZMQ rejects that
+    setting, and its kernels keep the default (and the warning)."""
+    config = Config()
+    if zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
 def execute(source, root, parameters, attempts=2):
     """Execute one Jupytext notebook with papermill into ``_build/executed/`` (again, up to
     ``attempts`` times in all, if a widget cell hangs: :func:`cell_timeout`)."""
@@ -107,7 +125,8 @@ def execute(source, root, parameters, attempts=2):
             try:
                 papermill.execute_notebook(
                     str(unexecuted), str(output), parameters=parameters, kernel_name="python3",
-                    cwd=str(root), progress_bar=False, log_output=False, timeout_func=cell_timeout)
+                    cwd=str(root), progress_bar=False, log_output=False, timeout_func=cell_timeout,
+                    config=kernel_config())
                 break
             except TimeoutError:
                 if attempt == attempts:
