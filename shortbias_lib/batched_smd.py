@@ -95,18 +95,25 @@ def lookahead(params, velocity, u, images, labels):
         losses.append(loss)
         a = [_per_run(alpha, p) for p in w]
         m = [_per_run(mu, p) for p in w]
-        da = [_per_run(dalpha, d, 2) for d in (dw or [p.unsqueeze(1) for p in w])]
-        dm = [_per_run(dmu, d, 2) for d in (dw or [p.unsqueeze(1) for p in w])]
-        tangent = [dm_k * v_k.unsqueeze(1) - da_k * g_k.unsqueeze(1)
-                   for dm_k, da_k, v_k, g_k in zip(dm, da, v, g)]
-        if dw is None:
-            dv = tuple(tangent)
-        else:
-            dv = tuple(m_k.unsqueeze(1) * dv_k - a_k.unsqueeze(1) * h_k + t_k
-                       for m_k, a_k, dv_k, h_k, t_k in zip(m, a, dv, hdw, tangent))
-        v = tuple(m_k * v_k - a_k * g_k for m_k, a_k, v_k, g_k in zip(m, a, v, g))
+        da = [_per_run(dalpha, p.unsqueeze(1), 2) for p in w]
+        dm = [_per_run(dmu, p.unsqueeze(1), 2) for p in w]
+        # In place only on tensors made here (hdw, the new dv, dw from the second step on):
+        # fewer passes over the (S, P) + shape tangents when eager, the same graph when compiled.
+        if dw is None:  # dv = dmu v - dalpha g
+            dv = tuple((dm_k * v_k.unsqueeze(1)).addcmul_(da_k, g_k.unsqueeze(1), value=-1)
+                       for dm_k, da_k, v_k, g_k in zip(dm, da, v, g))
+        else:  # dv = -alpha H dw + mu dv + dmu v - dalpha g
+            dv = tuple(h_k.mul_(-a_k.unsqueeze(1)).addcmul_(dv_k, m_k.unsqueeze(1))
+                       .addcmul_(dm_k, v_k.unsqueeze(1)).addcmul_(da_k, g_k.unsqueeze(1), value=-1)
+                       for h_k, a_k, dv_k, m_k, dm_k, v_k, da_k, g_k in zip(hdw, a, dv, m, dm, v, da, g))
+        v = tuple((m_k * v_k).addcmul_(a_k, g_k, value=-1) for m_k, a_k, v_k, g_k in zip(m, a, v, g))
         w = tuple(w_k + v_k for w_k, v_k in zip(w, v))
-        dw = dv if dw is None else tuple(d_k + e_k for d_k, e_k in zip(dw, dv))
+        if dw is None:
+            dw = dv
+        elif i == 1:  # dw still is the first step's dv: a new tensor
+            dw = tuple(d_k + e_k for d_k, e_k in zip(dw, dv))
+        else:
+            dw = tuple(d_k.add_(e_k) for d_k, e_k in zip(dw, dv))
     return w, dw, torch.stack(losses, 1)
 
 
