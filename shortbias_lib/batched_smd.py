@@ -1,29 +1,16 @@
 """S independent SMD runs advanced together: Algorithm 1's meta step as one batched tensor function.
 
-The GPU path of online SMD (Section 3.3) on the MNIST MLP. Separate runs
-(:func:`~shortbias_lib.hypergrad.smd`) are sequences of small kernels bound by
-launches and host synchronisation; here the runs of several initial rates are
-stacked on a leading axis S and one meta step of all of them is
-:func:`meta_step`: the ``T``-step lookahead with the P = 2 tangents (paper
-convention ``v' = mu v - alpha g``, ``w' = w + v'``; Hessian-vector products by
-:func:`~shortbias_lib.hvp.mlp_grad_hvp_stacked`), the meta-objective and its
-hypergradient, the clip to ``+-clip``, one step of Adam with
-:class:`~shortbias_lib.meta_optim.Adam`'s arithmetic (its state per run, on the
-device, in float64 like ``u``), the projection onto
-:meth:`~shortbias_lib.hyperparams.Hyperparameters.bounds`, and
-:func:`~shortbias_lib.hypergrad.smd`'s ``on_divergence="stop"`` rule as a
-per-run mask ``active`` (a run whose lookahead diverges keeps its ``u`` and
-Adam state and stops for the rest of the adaptation). It is a pure tensor
-function with no host synchronisation, so it runs eagerly or under
-``torch.compile`` (:func:`compiled_meta_step`, ``fullgraph=True``; on a GPU
-``mode="reduce-overhead"`` captures it in a CUDA graph), falling back to eager
-where compiling is not available. :func:`smd_batched` runs M meta steps and
-reads the device once at the end; :func:`draw_meta_batches` draws each run's
-minibatches from its own :class:`~shortbias_lib.batches.BatchSampler` in the
-order :func:`~shortbias_lib.hypergrad.lookahead_batches` does, so a batched run
-equals its separate run (tested in float64 and float32).
-Learned: ``u = (log alpha_eff, log(1 - mu))`` with a constant rate over the
-lookahead (``beta = 0``, as online SMD).
+The GPU path of online SMD (Section 3.3) on the MNIST MLP, paper convention, learning
+``u = (log alpha_eff, log(1 - mu))`` with a constant rate over the lookahead. The runs
+are stacked on a leading axis S; :func:`meta_step` is one meta step of all of them
+(lookahead with the two tangents, meta-objective, clip, :class:`~shortbias_lib.meta_optim.Adam`'s
+arithmetic, bounds, and :func:`~shortbias_lib.hypergrad.smd`'s ``on_divergence="stop"``
+as a per-run mask), a pure tensor function with no host synchronisation that runs
+eagerly or under ``torch.compile`` (:func:`compiled_meta_step`, eager fallback;
+:func:`meta_step_for` picks per device). :func:`smd_batched` runs M meta steps, reading
+the device once; :func:`draw_meta_batches` draws each run's minibatches from its own
+sampler in the separate run's order, so a batched run equals its separate run.
+Whole online runs: :mod:`shortbias_lib.online_batched`.
 """
 
 import functools
@@ -203,6 +190,15 @@ def compiled_meta_step(settings=MetaSettings(), mode=None, fullgraph=True, dynam
     return _Stepper(eager, fn, None, clone=mode is not None and "overhead" in mode)
 
 
+def meta_step_for(device, settings=MetaSettings()):
+    """The meta step to use on ``device``: on CUDA :func:`compiled_meta_step` with
+    ``mode="reduce-overhead"`` (CUDA graphs; eager where compiling fails), on the CPU the
+    eager :func:`meta_step` (compiling does not pay there: ``bench/bench_batched_smd.py``)."""
+    if torch.device(device).type == "cuda":
+        return compiled_meta_step(settings, mode="reduce-overhead")
+    return functools.partial(meta_step, settings=settings)
+
+
 class _Stepper:
     def __init__(self, eager, compiled, reason, clone=False):
         self.eager, self.fn, self.reason, self.clone = eager, compiled, reason, clone
@@ -231,10 +227,14 @@ class _Stepper:
 # ---------------------------------------------------------------- minibatches in the separate runs' order
 
 def _draws(horizon, n_eval, deterministic):
-    """Positions of one meta step's batches among its draws: (lookahead, evaluation, draws)."""
+    """Where one meta step's batches lie among its draws: (lookahead, evaluation, draws per meta step).
+
+    Slices of the drawn rows (no index list to copy to the device); the deterministic
+    lookahead repeats its one batch ``horizon`` times.
+    """
     if deterministic:
-        return [0] * horizon, [0], 1
-    return list(range(horizon)), list(range(horizon, horizon + n_eval)), horizon + n_eval
+        return (slice(0, 1), horizon), (slice(0, 1), 1), 1
+    return (slice(0, horizon), horizon), (slice(horizon, horizon + n_eval), n_eval), horizon + n_eval
 
 
 def draw_meta_batches(samplers, meta_steps, horizon, n_eval=None, deterministic=False, device=None):
@@ -274,8 +274,9 @@ class MetaBatches:
 
     def at(self, m):
         rows = self.index[:, m * self.per:(m + 1) * self.per]
-        look_x, look_y = self._gather(rows[:, self.look])
-        eval_x, eval_y = self._gather(rows[:, self.evaluation])
+        (look, T), (evaluation, E) = self.look, self.evaluation
+        look_x, look_y = self._gather(rows[:, look].expand(-1, T, -1))
+        eval_x, eval_y = self._gather(rows[:, evaluation].expand(-1, E, -1))
         return look_x, look_y, eval_x, eval_y
 
     def rewind(self, stopped_meta, first_bad_step, lookahead_bad):

@@ -56,9 +56,10 @@ def online_batched_runs(params, train_samplers, meta_samplers, lrs, momentum=0.9
     ``train_samplers`` and ``meta_samplers`` are one
     :class:`~shortbias_lib.batches.BatchSampler` per run (as each separate
     :func:`~shortbias_lib.online_loop.online_run` would get; same data);
-    ``eval_fn``/``test_fn`` as there. ``step`` is the meta step
-    (:func:`~shortbias_lib.batched_smd.meta_step` eager by default, or a
-    :func:`~shortbias_lib.batched_smd.compiled_meta_step`). Returns the list of
+    ``eval_fn``/``test_fn`` as there. ``step`` is the meta step (default
+    :func:`~shortbias_lib.batched_smd.meta_step_for` the parameters' device: compiled
+    on CUDA, eager on the CPU; or a :func:`~shortbias_lib.batched_smd.compiled_meta_step`
+    with the same settings). Returns the list of
     :class:`~shortbias_lib.online_record.OnlineRun`, one per rate.
     """
     s = settings
@@ -82,6 +83,7 @@ def online_batched_runs(params, train_samplers, meta_samplers, lrs, momentum=0.9
     settings_meta = batched_smd.MetaSettings.of(adam, s.clip)
     device = params[0].device
     adam_state = batched_smd.BatchedAdamState.zeros(S, device)
+    step = batched_smd.meta_step_for(device, settings_meta) if step is None else step
     w = training.stack_params(params, S)
     v = tuple(torch.zeros_like(p) for p in w)
     live = np.ones(S, dtype=bool)      # still training
