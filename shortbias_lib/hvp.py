@@ -2,7 +2,8 @@
 
 :func:`autograd_grad_hvp` (double backward, any model) and :func:`mlp_grad_hvp` (the
 ReLU MLP's R-operator written out, one pass for all directions); :data:`GRAD_HVP`
-maps a model's ``apply`` to its fast path.
+maps a model's ``apply`` to its fast path. :func:`mlp_grad_hvp_stacked` is the same
+R-operator for S stacked MLPs, out of place (the batched SMD of :mod:`shortbias_lib.batched_smd`).
 """
 
 import torch

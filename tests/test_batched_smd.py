@@ -64,7 +64,7 @@ def batched(states, x, y, seeds, hypers, horizon, meta_steps, adaptations, deter
     return results, samplers, adam
 
 
-def compare(sep, bat, atol_u, rtol_loss):
+def compare(sep, bat, atol_u, rtol_loss, atol_m=1e-12):
     results, samplers, adam = bat
     settings = bs.MetaSettings()
     for s, (runs, sampler, optimizer) in enumerate(sep):
@@ -84,7 +84,7 @@ def compare(sep, bat, atol_u, rtol_loss):
         np.testing.assert_array_equal(samplers[s].state_dict()["rng"], sampler.state_dict()["rng"])
         mine = adam.to_adam(s, settings)
         assert mine.t == optimizer.t
-        np.testing.assert_allclose(mine.m, optimizer.m, rtol=rtol_loss, atol=1e-12)
+        np.testing.assert_allclose(mine.m, optimizer.m, rtol=rtol_loss, atol=atol_m)
 
 
 def test_stacked_grad_hvp_matches_mlp_grad_hvp():
@@ -119,11 +119,12 @@ def test_batched_smd_equals_separate_runs_float64(deterministic):
 
 
 def test_batched_smd_equals_separate_runs_float32():
-    """Float32 (rounding differs: fused kernels, one evaluation batch): u to 1e-4, meta-losses to 1e-4."""
+    """Float32 (rounding differs: fused kernels, one evaluation batch of E*B examples): u to 1e-6
+    (measured 2e-8), meta-losses to 1e-5 relative (measured 1.4e-6), Adam's first moment to 1e-5."""
     case = problem(torch.float32, bad_example=0)
     sep = separate(*case, horizon=3, meta_steps=4, adaptations=1, deterministic=False)
     bat = batched(*case, horizon=3, meta_steps=4, adaptations=1, deterministic=False)
-    compare(sep, bat, atol_u=1e-4, rtol_loss=1e-4)
+    compare(sep, bat, atol_u=1e-6, rtol_loss=1e-5, atol_m=1e-5)
 
 
 @pytest.mark.slow
