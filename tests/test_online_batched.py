@@ -28,7 +28,8 @@ def _samplers(images, labels, k):
 
 # bad: one example scaled so that its loss passes training.LOSS_LIMIT: lookaheads that draw it
 # stop their adaptation, and two of the three runs diverge in training.
-@pytest.mark.parametrize("mode,bad", [("stochastic", 0), ("stochastic", 1e35), ("deterministic", 1e35)])
+@pytest.mark.parametrize("mode,bad", [("stochastic", 0), ("stochastic", 1e35), ("deterministic", 1e35),
+                                      ("baseline", 1e35)])
 def test_batched_online_runs_equal_separate_runs(mode, bad):
     """Float64: every record of each run (rates, momenta, minibatch losses, evaluations, meta-losses,
     stopped lookaheads, divergence, settled rate) equal to 1e-9 relative."""
@@ -54,4 +55,4 @@ def test_batched_online_runs_equal_separate_runs(mode, bad):
             np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-9, err_msg=name)
     if bad:
         assert sum(r.diverged for r in separate) == 2
-        assert sum(r.lookahead_diverged_steps.size for r in separate) >= 2
+        assert mode == "baseline" or sum(r.lookahead_diverged_steps.size for r in separate) >= 2
