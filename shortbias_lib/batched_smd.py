@@ -33,13 +33,6 @@ def log_space_bounds():
     return Hyperparameters(0.1, 0.9, learn=LEARN, space="log").bounds()
 
 
-def u_of(lrs, momenta):
-    """``u`` of S runs, shape (S, 2) float64: :meth:`Hyperparameters.vector` of each (alpha, mu)."""
-    momenta = np.broadcast_to(np.asarray(momenta, dtype=np.float64), np.shape(lrs))
-    return np.stack([Hyperparameters(float(a), float(m), learn=LEARN, space="log").vector()
-                     for a, m in zip(np.asarray(lrs, dtype=np.float64), momenta)])
-
-
 def rates(u):
     """``(alpha, mu, dalpha/du, dmu/du)`` of each run from ``u`` (S, 2): shapes (S,), (S,), (S, 2), (S, 2).
 
