@@ -49,12 +49,16 @@ class BatchSampler(_Epochs):
         return cls(dataset.images, dataset.labels, batch_size, seed, device, dtype)
 
     def __call__(self):
+        return self._batch(self.next_indices())
+
+    def next_indices(self):
+        """The example indices of the next batch (on the CPU), advancing the stream as ``sampler()`` does."""
         if self._pos + self.batch_size > len(self._order):
             self._order = torch.randperm(len(self.labels), generator=self.generator)
             self._pos = 0
-        batch = self._batch(self._indices(self._order, self._pos))
+        index = self._indices(self._order, self._pos)
         self._pos += self.batch_size
-        return batch
+        return index
 
     def take(self, n):
         return [self() for _ in range(n)]

@@ -2,7 +2,8 @@
 
 :func:`autograd_grad_hvp` (double backward, any model) and :func:`mlp_grad_hvp` (the
 ReLU MLP's R-operator written out, one pass for all directions); :data:`GRAD_HVP`
-maps a model's ``apply`` to its fast path.
+maps a model's ``apply`` to its fast path. :func:`mlp_grad_hvp_stacked` is the same
+R-operator for S stacked MLPs, out of place (the batched SMD of :mod:`shortbias_lib.batched_smd`).
 """
 
 import torch
@@ -181,3 +182,77 @@ def _mlp_backward(W, delta, hs, masks, grads):
 
 
 GRAD_HVP = {mlp_apply: mlp_grad_hvp}
+
+
+def mlp_grad_hvp_stacked(params, images, labels, directions=None):
+    """:func:`mlp_grad_hvp` for S independent ReLU MLPs at once, out of place (no ``out=``).
+
+    ``params[k]`` has a leading run axis S (``(S,) + shape``), ``images`` is
+    ``(S, N, ...)`` (each run its own minibatch), ``labels`` ``(S, N)``, and
+    ``directions[k]`` ``(S, P) + shape``. Returns ``(loss, grads, hvps)``:
+    per-run mean cross-entropy ``(S,)``, the gradients ``(S,) + shape`` and
+    the Hessian-vector products ``(S, P) + shape``; with ``directions=None``
+    only the loss and gradient (``hvps`` is ``None``). The same R-operator as
+    :func:`mlp_grad_hvp`, with every product batched over the runs (``bmm``),
+    so that one kernel per layer serves all S runs and P directions; pure
+    tensor code (no host synchronisation, no data-dependent branch), so it
+    traces under ``torch.compile``.
+    """
+    S, N = images.shape[0], images.shape[1]
+    x = images.reshape(S, N, -1)
+    L = len(params) // 2
+    W, b = params[0::2], params[1::2]
+    P = 0 if directions is None else directions[0].shape[1]
+    # Forward pass, with the tangents R(z) of all P directions as (S, N, P*width).
+    hs, masks, Rhs = [x], [None], [None]
+    z = torch.baddbmm(b[0].unsqueeze(1), x, W[0].transpose(1, 2))
+    if P:
+        V = [d.reshape(S, P * d.shape[2], d.shape[3]) for d in directions[0::2]]
+        c = [d.reshape(S, 1, -1) for d in directions[1::2]]
+        Rz = torch.baddbmm(c[0], x, V[0].transpose(1, 2))
+    for layer in range(1, L):
+        h = torch.relu(z)
+        mask = (z > 0).to(z.dtype)
+        hs.append(h)
+        masks.append(mask)
+        z = torch.baddbmm(b[layer].unsqueeze(1), h, W[layer].transpose(1, 2))
+        if P:
+            Rh = Rz.view(S, N, P, -1) * mask.unsqueeze(2)
+            Rhs.append(Rh)
+            Rz = torch.baddbmm(c[layer], h, V[layer].transpose(1, 2))
+            Rz = Rz + torch.bmm(Rh.reshape(S, N * P, -1), W[layer].transpose(1, 2)).view(S, N, -1)
+    logp = torch.log_softmax(z, -1)
+    loss = -logp.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean(-1)
+    prob = logp.exp()
+    delta = (prob - torch.nn.functional.one_hot(labels, prob.shape[-1]).to(prob.dtype)) / N
+    deltas = [None] * L
+    grads = [None] * (2 * L)
+    d = delta
+    for layer in range(L - 1, -1, -1):
+        deltas[layer] = d
+        grads[2 * layer] = torch.bmm(d.transpose(1, 2), hs[layer])
+        grads[2 * layer + 1] = d.sum(1)
+        if layer > 0:
+            d = torch.bmm(d, W[layer]) * masks[layer]
+    if not P:
+        return loss, tuple(grads), None
+    # Backward tangents: R(delta) = p (R(z) - <p, R(z)>) / N, as (S, N, P, width).
+    p4 = prob.unsqueeze(2)
+    Rz = Rz.view(S, N, P, -1)
+    Rd = (Rz - (p4 * Rz).sum(-1, keepdim=True)) * p4 / N
+    hvps = [None] * (2 * L)
+    for layer in range(L - 1, -1, -1):
+        rows, cols = W[layer].shape[1:]
+        # R(delta)^T h: (S, P*out, N) @ (S, N, in).
+        hw = torch.bmm(Rd.reshape(S, N, -1).transpose(1, 2), hs[layer]).view(S, P, rows, cols)
+        if layer > 0:  # + delta^T R(h): (S, out, N) @ (S, N, P*in), seen as (S, P, out, in)
+            cross = torch.bmm(deltas[layer].transpose(1, 2), Rhs[layer].reshape(S, N, -1))
+            hw = hw + cross.view(S, rows, P, cols).transpose(1, 2)
+        hvps[2 * layer] = hw
+        hvps[2 * layer + 1] = Rd.sum(1)
+        if layer > 0:
+            # R(delta) below = (R(delta) W + delta V) * mask.
+            below = torch.bmm(Rd.reshape(S, N * P, -1), W[layer]).view(S, N, P, -1)
+            below = below + torch.matmul(deltas[layer].unsqueeze(1), directions[2 * layer]).transpose(1, 2)
+            Rd = below * masks[layer].unsqueeze(2)
+    return loss, tuple(grads), tuple(hvps)

@@ -85,3 +85,11 @@ def test_gpu_check_finds_mnist_plain_or_gzipped(tmp_path, gzipped):
     assert how == "--data-root"
     assert all((root / "MNIST" / "raw" / name).read_bytes() == name.encode() for name in gpu_check.MNIST_FILES)
     assert gpu_check.find_mnist_root(tmp_path / "carried", synthetic=True)[0] is None
+
+
+def test_bench_batched_smd_runs_eagerly_on_the_cpu(capsys):
+    """``bench_batched_smd.py`` at its smallest (2 runs, 1 meta step, no compiling) prints its ratios."""
+    load_bench("bench_batched_smd").main(["--device", "cpu", "--runs", "2", "--meta-steps", "1",
+                                          "--repeats", "1", "--no-compile"])
+    out = capsys.readouterr().out
+    assert "batched S=2 (eager) / 2 separate eager runs" in out and "ms per meta step" in out
