@@ -169,12 +169,13 @@ def _damaged_files(folder):
         kept = {k: archive[k] for k in archive.files}
     np.savez(folder / "reshaped.npz", **dict(kept, x=np.arange(49.0)))
     np.savez(folder / "missing.npz", **{k: v for k, v in kept.items() if k != "y"})
+    np.savez(folder / "edited.npz", **dict(kept, x=np.arange(50.0) + (np.arange(50) == 7)))  # one value
     return sorted(p for p in folder.glob("*.npz") if p.name != "good.npz")
 
 
 def test_damaged_result_files_give_one_line_naming_the_file(tmp_path):
     damaged = _damaged_files(tmp_path)
-    assert len(damaged) == 9
+    assert len(damaged) == 10
     for path in damaged:
         for load in (lambda: runs.load_result(path), lambda: runs.load_matching(path, {"a": 1})):
             with pytest.raises(ResultFileError) as error:
@@ -217,6 +218,31 @@ def test_a_hand_edited_figure3_file_is_not_reused(tmp_path, small_figure3, capsy
     assert str(path) in _one_line(capsys.readouterr().err)
     assert main(["figure3", "--profile", "smoke", "--results", str(tmp_path), "--no-resume"]) == 0
     assert runs.load_result(path)[0]["final_losses"].shape == (3,)
+
+
+def test_one_edited_value_of_a_figure3_file_is_refused_not_reused(tmp_path, small_figure3, capsys):
+    nq.run_figure3("smoke", results=tmp_path)
+    path = tmp_path / "figure3_smoke_seed0.npz"
+    with np.load(path) as archive:
+        kept = {k: archive[k] for k in archive.files}  # the manifest too
+    edited = kept["final_losses"].copy()
+    edited[0] *= 1.5
+    np.savez(path, **dict(kept, final_losses=edited))
+    with pytest.raises(ResultFileError) as error:
+        nq.run_figure3("smoke", results=tmp_path)
+    message = _one_line(str(error.value))
+    assert str(path) in message and "'final_losses'" in message and "--no-resume" in message
+    assert main(["figure3", "--profile", "smoke", "--results", str(tmp_path), "--no-resume"]) == 0
+    assert runs.load_result(path)[0]["final_losses"][0] == kept["final_losses"][0]
+
+
+def test_files_written_before_digests_still_load(tmp_path):
+    path = tmp_path / "old.npz"
+    np.savez(path, x=np.arange(3.0), meta=np.array('{"config": {}}'),
+             **{runs.MANIFEST: np.array('{"x": [[3], "<f8"]}')})
+    assert runs.load_result(path)[0]["x"].tolist() == [0.0, 1.0, 2.0]
+    for archived in sorted((runs.REPO_ROOT / "archive").glob("*.npz")):  # committed without digests
+        assert runs.load_result(archived)[1]["config"]
 
 
 def test_a_corrupt_online_checkpoint_is_reported_and_recomputed_with_no_resume(tmp_path,
