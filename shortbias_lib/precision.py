@@ -181,9 +181,16 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
             torch.set_flush_denormal(False)
             torch.set_num_threads(threads)
 
-    return _with_summary(runs.run_or_resume(path, config, compute, resume=resume,
+    return _with_summary(runs.run_or_resume(path, config, compute, resume=resume, expected=_expected(config),
                                             same={"profile": profile, "seed": seed},
                                             reuse=same_data(data_fingerprint)))
+
+
+def _expected(config):
+    """The arrays the summary reads, with their shapes (those of a fresh measurement), so a
+    file lacking one is a one-line error naming it (:func:`runs.check_arrays`), not a KeyError."""
+    horizons = tuple(int(h) for h in config["horizons"])
+    return {name: np.shape(value) for name, value in _fresh_arrays(variants(config), horizons).items()}
 
 
 def _fresh_arrays(table, horizons):
@@ -317,6 +324,7 @@ def load_precision(path):
     if meta.get("config", {}).get("chapter") != CHAPTER:
         raise ValueError(f"path must be a result file of the hypergradient precision measurement; "
                          f"{path} is not")
+    runs.check_arrays(path, arrays, _expected(meta["config"]))
     if meta.get("stage") == "finished":
         return _with_summary((arrays, meta))   # the analysis of this version of the code
     return runs.Result(arrays, meta)

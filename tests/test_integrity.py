@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond, beyond_mnist, data, locks, notebook, online, runs
+from shortbias_lib import beyond, beyond_mnist, data, locks, notebook, offline, online, precision, runs
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
 from shortbias_lib.errors import DataError, ResultFileError, ResultLockedError, ResultsFolderError
@@ -243,6 +243,37 @@ def test_files_written_before_digests_still_load(tmp_path):
     assert runs.load_result(path)[0]["x"].tolist() == [0.0, 1.0, 2.0]
     for archived in sorted((runs.REPO_ROOT / "archive").glob("*.npz")):  # committed without digests
         assert runs.load_result(archived)[1]["config"]
+
+
+def _file_lacking(path, expected, config, missing):
+    """A finished file of ``config`` (profile smoke, seed 0) holding ``expected``'s arrays but
+    ``missing``, its manifest consistent with what it holds (no digest can tell)."""
+    arrays = {name: np.zeros([1 if n is None else n for n in (shape or ())])
+              for name, shape in expected.items() if name != missing}
+    meta = dict(runs.provenance("smoke", "cpu", 0, **config), stage="finished")
+    return runs.save_result(path, arrays, meta)
+
+
+def test_every_experiment_refuses_a_file_lacking_an_array_with_one_line(tmp_path, data_root):
+    """A finished file lacking an array is named, whether the run reuses it or the chapter loads it."""
+    kw = dict(device="cpu", data_root=data_root, results=tmp_path)
+    off = offline.check_config(offline.config_for("smoke"))
+    prec = precision.check_config(precision.config_for("smoke"))
+    nqm = dict(beyond._sizes("smoke"), kappa=beyond.DEFAULT_KAPPA, c0=beyond.DEFAULT_C0, version=3)
+    off_path, prec_path = offline.result_path("smoke", 0, tmp_path), precision.result_path("smoke", 0, tmp_path)
+    nqm_path = runs.result_path("beyond", "smoke", 0, tmp_path)
+    cases = [(off_path, offline.finished_expected(off), off, "curve_train_loss",
+              [lambda: offline.run_offline("smoke", **kw), lambda: offline.load_offline(off_path)]),
+             (prec_path, precision._expected(prec), prec, "meta_loss",
+              [lambda: precision.run_precision("smoke", **kw), lambda: precision.load_precision(prec_path)]),
+             (nqm_path, beyond._nqm_expected(nqm), nqm, "map_ratio", [lambda: beyond.run_beyond_nqm("smoke", **kw)])]
+    for path, expected, config, missing, attempts in cases:
+        _file_lacking(path, expected, config, missing)
+        for attempt in attempts:
+            with pytest.raises(ResultFileError) as error:
+                attempt()
+            message = _one_line(str(error.value))
+            assert str(path) in message and f"lacks the array {missing!r}" in message, message
 
 
 def test_a_corrupt_online_checkpoint_is_reported_and_recomputed_with_no_resume(tmp_path,
