@@ -584,6 +584,41 @@ def test_an_edited_or_damaged_image_is_not_hidden_by_the_cache(tmp_path, own_cac
     assert str(image) in _one_line(str(error.value))
 
 
+def test_an_image_edited_in_place_with_its_size_and_time_kept_is_decoded_again(tmp_path, own_cache):
+    import io
+
+    from PIL import Image
+
+    root = _jpeg_root(tmp_path / "a", 0)
+    first = data.load("cifar10", train=False, root=root)
+    image = root / "cifar10-jpeg" / "test" / "cat" / "0001.jpg"
+    before = image.stat()
+    encoded = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 250, dtype=np.uint8)).save(encoded, format="JPEG", quality=95)
+    edited = encoded.getvalue()
+    assert len(edited) <= before.st_size
+    image.write_bytes(edited + b"\0" * (before.st_size - len(edited)))  # bytes after the image's end are ignored
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (image.stat().st_size, image.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again = data.load("cifar10", train=False, root=root)
+    assert not torch.equal(again.images, first.images) and again.fingerprint != first.fingerprint
+
+
+def test_a_cache_whose_pixels_were_edited_is_rebuilt(tmp_path, own_cache, capsys):
+    root = _jpeg_root(tmp_path / "a", 0)
+    first = data.load("cifar10", train=False, root=root)
+    (cache,) = own_cache.glob("*.npz")
+    with np.load(cache) as archive:
+        kept = {k: archive[k] for k in archive.files}  # its meta and manifest too
+    pixels = kept["pixels"].copy()
+    pixels[0, 0, 0, 0] ^= 0xFF
+    np.savez(cache, **dict(kept, pixels=pixels))
+    again = data.load("cifar10", train=False, root=root)
+    assert torch.equal(again.images, first.images)
+    assert f"cache {cache} is damaged" in capsys.readouterr().err
+    assert np.array_equal(runs.load_result(cache)[0]["pixels"], kept["pixels"])  # rebuilt
+
+
 def test_a_damaged_cache_is_rebuilt_and_an_unwritable_one_is_done_without(tmp_path, own_cache,
                                                                           capsys, monkeypatch):
     root = _jpeg_root(tmp_path / "a", 0)
