@@ -2,14 +2,17 @@
 
     python -m shortbias_lib --list
     python -m shortbias_lib NAME [--profile quick] [--device auto] [--seed 0]
-                                 [--data-root DIR] [--results DIR] [--no-resume]
+                                 [--data-root DIR] [--results DIR] [--no-resume] [--debug]
 
 Every error is one line on stderr: exit status 2 for bad input, data or result files
 (``ShortbiasError``, ``ValueError``), 1 for the system (``OSError``: full disk,
-unreadable file), 130 for Ctrl-C (the run resumes with the same command).
+unreadable file) and for any other error (a bug: the line names its type and the command
+to rerun with ``--debug``, which shows the traceback), 130 for Ctrl-C (the run resumes
+with the same command).
 """
 
 import argparse
+import shlex
 import sys
 from typing import NamedTuple
 
@@ -73,10 +76,12 @@ def _parser():
     parser.add_argument("--data-root", default=None, help="data folder (default: $SHORTBIAS_DATA)")
     parser.add_argument("--results", default=None, help="results folder (default: results/)")
     parser.add_argument("--no-resume", action="store_true", help="recompute even if results exist")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.list or not args.experiment:
         for name, experiment in EXPERIMENTS.items():
@@ -99,11 +104,18 @@ def main(argv=None):
         print(f"{PROG}: interrupted; finished results and checkpoints are kept: run the same "
               "command again (without --no-resume) to resume", file=sys.stderr)
         return 130
-    except (ShortbiasError, ValueError) as error:
-        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"{PROG}: error: {_describe_os_error(error)}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - every error is one line unless --debug
+        if args.debug:
+            raise
+        if isinstance(error, (ShortbiasError, ValueError)):
+            print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        if isinstance(error, OSError):
+            print(f"{PROG}: error: {_describe_os_error(error)}", file=sys.stderr)
+            return 1
+        rerun = shlex.join(["python", "-m", PROG, *argv, "--debug"])
+        print(f"{PROG}: unexpected error {type(error).__name__}: {_one_line(error)[:300]} "
+              f"(to see the traceback: {rerun})", file=sys.stderr)
         return 1
     return 0
 

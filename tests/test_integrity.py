@@ -345,6 +345,19 @@ def test_cli_data_and_os_errors_are_one_line(tmp_path, capsys, fake):
     assert "No such file or directory" in _one_line(capsys.readouterr().err)
 
 
+def test_cli_any_other_error_is_one_line_naming_it_and_debug_shows_the_traceback(tmp_path, capsys, fake):
+    def bug(path):
+        raise RuntimeError("index out of range\nsecond line")
+
+    fake(bug)
+    assert main(["fake", "--results", str(tmp_path)]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "RuntimeError: index out of range second line" in line
+    assert f"python -m shortbias_lib fake --results {tmp_path} --debug" in line
+    with pytest.raises(RuntimeError, match="index out of range"):
+        main(["fake", "--results", str(tmp_path), "--debug"])
+
+
 def test_cli_results_naming_a_file_fails_before_any_work(tmp_path, capsys, fake):
     fake(lambda path: pytest.fail("the experiment ran"))
     target = tmp_path / "a-file"
