@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond, beyond_mnist, data, locks, notebook, offline, online, precision, runs
+from shortbias_lib import (beyond, beyond_mnist, data, horizon_bias, locks, notebook, nqm_fixed, offline, online,
+                           pes, precision, runs, schedules)
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
-from shortbias_lib.errors import DataError, ResultFileError, ResultLockedError, ResultsFolderError
+from shortbias_lib.errors import DataError, DivergenceError, ResultFileError, ResultLockedError, ResultsFolderError
+from shortbias_lib.online_loop import OnlineSettings
 
 
 def _one_line(text):
@@ -675,3 +677,34 @@ def test_beyond_mnist_does_not_reuse_a_result_made_from_other_data(tmp_path, mon
     beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path, resume=False)
     beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # same data: reused
     assert computed == ["today", "today", "today"]
+
+
+# ---------------------------------------------------------------- library inputs
+
+NQM = horizon_bias.noisy_problem(10, 100.0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, 0.1, 1.0, 10), r"mu must lie in \[0, 1\); got 1.0"),
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, 0.1, 1.5, 10), r"mu must lie in \[0, 1\); got 1.5"),
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, -0.1, 0.5, 10), "alpha must be finite and > 0; got -0.1"),
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, float("nan"), 0.5, 10), "alpha must be finite and > 0; got nan"),
+    (lambda: OnlineSettings(meta_lr=float("inf")), "meta_lr must be finite and > 0; got inf"),
+    (lambda: OnlineSettings(clip=0.0), "clip must be finite and > 0; got 0.0"),
+    (lambda: pes.MetaTask(NQM, 20, 10, mu=1.0), r"mu must lie in \[0, 1\); got 1.0"),
+    (lambda: pes.meta_optimize(pes.MetaTask(NQM, 20, 10), torch.tensor([-3.0]), "pes", lr=float("nan")),
+     "lr must be finite and > 0; got nan"),
+    (lambda: schedules.Constant("0.1"), "lr must be finite and > 0; got '0.1'"),
+])
+def test_library_inputs_out_of_range_are_refused_with_one_line(call, message):
+    with pytest.raises(ValueError, match=message) as error:
+        call()
+    _one_line(str(error.value))
+
+
+def test_a_diverging_pes_meta_optimization_is_reported_as_divergence():
+    task = pes.MetaTask(NQM, 20, 10)
+    for method in ("truncated", "pes"):
+        with pytest.raises(DivergenceError, match=r"exp\(theta\) became (inf|0.0) at step \d+: the run diverged"):
+            pes.meta_optimize(task, torch.tensor([-3.0]), method, lr=1e6, episodes=3)
+
