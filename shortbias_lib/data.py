@@ -72,14 +72,15 @@ def default_data_root():
 def data_root(override=None):
     """The data root: ``override``, else ``$SHORTBIAS_DATA``, else the user cache.
 
-    Raises :class:`DataNotFoundError` if a root that was asked for does not exist.
+    Raises :class:`DataNotFoundError` if a root that was asked for does not exist or is a file.
     """
     given = override or os.environ.get("SHORTBIAS_DATA")
     if given:
         root = Path(given).expanduser()
         if not root.is_dir():
+            what = "is a file, not a folder" if root.exists() else "does not exist"
             raise DataNotFoundError(
-                f"data root {root} does not exist: set SHORTBIAS_DATA (or data_root) "
+                f"data root {root} {what}: set SHORTBIAS_DATA (or data_root) "
                 "to the folder holding MNIST/ and cifar10-jpeg/ or cifar-10-batches-py/")
         return root
     root = default_data_root()
@@ -254,8 +255,11 @@ def _read_jpeg_folder(folder, limit):
     user's cache (:func:`cache_path`).
     """
     per_class = [sorted((folder / name).glob("*.jpg")) for name in CIFAR10_CLASSES]
-    if not all(per_class):
-        raise DataNotFoundError(f"{folder} lacks one of the class folders {CIFAR10_CLASSES}")
+    lacking = [f"{name}/ ({'empty' if (folder / name).is_dir() else 'missing'})"
+               for name, files in zip(CIFAR10_CLASSES, per_class) if not files]
+    if lacking:
+        raise DataNotFoundError(f"{folder} lacks the .jpg images of its class folder(s) {', '.join(lacking)}: "
+                                f"each of {', '.join(CIFAR10_CLASSES)} must hold its images")
     order = [(label, files[i]) for i in range(max(map(len, per_class)))
              for label, files in enumerate(per_class) if i < len(files)]
     order = order[:limit] if limit is not None else order

@@ -166,7 +166,7 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     """Run the stages the partial checkpoint lacks (checkpointing after each), then write the
     finished file to ``path``; a first leg (``stop_before_smd``) writes none and returns its
     partial :class:`~shortbias_lib.runs.Result` instead."""
-    config, partial = setup.config, path.with_suffix(".partial.npz")
+    config, partial = setup.config, runs.partial_path(path)
     arrays = _fresh_arrays(setup)
     earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
     if resume:
@@ -197,7 +197,6 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     _smd(setup, state, arrays, save)
     add_summary(arrays, config)
     runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))
-    partial.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the stages (each skips what is saved)

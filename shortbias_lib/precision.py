@@ -213,7 +213,7 @@ def _fresh_arrays(table, horizons):
 def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint, data_fingerprint):
     """Compute the hypergradients the partial checkpoint lacks (checkpointing after each),
     then the rounded-weights run, and write the finished file to ``path``."""
-    partial = path.with_suffix(".partial.npz")
+    partial = runs.partial_path(path)
     horizons = tuple(int(h) for h in config["horizons"])
     table = variants(config)
     V = len(table)
@@ -278,7 +278,6 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
 
     arrays.update(summary(arrays))
     runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))
-    partial.unlink(missing_ok=True)
 
 
 def _with_summary(found):

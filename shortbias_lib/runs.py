@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ResultFileError, ResultsFolderError
+from .errors import ResultFileError, ResultsFolderError, ShortbiasError
 from .locks import check_writable, host_tag, remove_stale_temp_files, run_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -339,18 +339,44 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
     ``reuse(meta)`` says otherwise (e.g. it was made from other data). Else
     ``compute()`` runs under :func:`~shortbias_lib.locks.run_lock` and writes the
     finished file to ``path`` (:func:`save_result`; a long computation resumes from
-    its own checkpoints). What is returned is read back from the file, so a fresh run
-    and a reused one give the same arrays. A run asked to stop early (one leg of a run
-    finished elsewhere) writes no finished file: its ``compute`` returns its partial
-    :class:`Result`, which is returned as is.
+    its own checkpoints, :func:`partial_path`). What is returned is read back from the file,
+    so a fresh run and a reused one give the same arrays. A run asked to stop early (one leg
+    of a run finished elsewhere) writes no finished file: its ``compute`` returns its partial
+    :class:`Result`, which is returned as is. Once the finished file is written or reused, a
+    checkpoint of the same configuration beside it is removed (:func:`_drop_partial`).
     """
     if resume:
         found = load_matching(path, config, expected, same)
         if found is not None and (reuse is None or reuse(found[1])):
+            _drop_partial(path, config, same)
             return Result(*found)
     with run_lock(path):
         partial = compute()
-    return partial if isinstance(partial, Result) else Result(*load_result(path, expected))
+        if isinstance(partial, Result):
+            return partial
+        partial_path(path).unlink(missing_ok=True)  # what it resumed from, or ignored with resume=False
+    return Result(*load_result(path, expected))
+
+
+def partial_path(path):
+    """Where a run of the finished file ``path`` keeps its partial checkpoint: beside it,
+    suffix ``.partial.npz``."""
+    return Path(path).with_suffix(".partial.npz")
+
+
+def _drop_partial(path, config, same):
+    """Remove the checkpoint of a recomputation of the reused file ``path`` (an interrupted
+    ``--no-resume`` run: the finished file was reused instead). One of another configuration
+    is kept for its own run, and so is one that a run is computing now (its lock is held)."""
+    partial = partial_path(path)
+    if not partial.exists():
+        return
+    try:
+        with run_lock(path):
+            if load_matching(partial, config, same=same) is not None:
+                partial.unlink(missing_ok=True)
+    except (ShortbiasError, OSError):  # being computed, damaged or unreadable: not ours to remove
+        pass
 
 
 def run_shared(jobs, *, resume=True, expected=None, same=None, poll_seconds=30, desc=None, show_progress=True):

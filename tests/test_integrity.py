@@ -320,6 +320,47 @@ def test_cli_ctrl_c_says_the_run_resumes_with_the_same_command(tmp_path, capsys,
     assert "run the same command again" in _one_line(capsys.readouterr().err)
 
 
+SLOW_RUN = """
+import os, sys, time
+import numpy as np
+from shortbias_lib import runs
+from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
+
+def slow(profile, *, device, seed, data_root, results, resume):
+    path = runs.result_path("slow", profile, seed, results)
+    def compute():
+        if os.environ.get("SLOW") == "1":
+            print("computing", flush=True)
+            time.sleep(60)
+        runs.save_result(path, {"x": np.zeros(2)}, {"config": {}})
+    runs.run_or_resume(path, {}, compute, resume=resume)
+
+EXPERIMENTS["slow"] = Experiment(slow, "a test")
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
+    import signal
+
+    command = [sys.executable, "-c", SLOW_RUN, "slow", "--results", str(tmp_path)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, SLOW="1"))
+    try:
+        assert child.stdout.readline().strip() == "computing"
+        assert (tmp_path / "slow_quick_seed0.npz.lock").exists()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 143
+    line = _one_line(err)
+    assert "terminated (SIGTERM)" in line and "run the same command again" in line
+    assert not (tmp_path / "slow_quick_seed0.npz.lock").exists()  # released: the same command runs
+    assert subprocess.run(command, env=dict(os.environ, SLOW="0")).returncode == 0
+    assert runs.load_result(tmp_path / "slow_quick_seed0.npz")[0]["x"].shape == (2,)
+
+
 def test_cli_full_disk_is_one_line_naming_the_file(tmp_path, capsys, fake, monkeypatch):
     def full(handle, **arrays):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -708,3 +749,26 @@ def test_a_diverging_pes_meta_optimization_is_reported_as_divergence():
         with pytest.raises(DivergenceError, match=r"exp\(theta\) became (inf|0.0) at step \d+: the run diverged"):
             pes.meta_optimize(task, torch.tensor([-3.0]), method, lr=1e6, episodes=3)
 
+
+# ---------------------------------------------------------------- data roots
+
+def test_a_data_root_that_is_a_file_is_named_as_a_file(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("")
+    with pytest.raises(DataError) as error:
+        data.load("mnist", root=target)
+    assert f"data root {target} is a file, not a folder" in _one_line(str(error.value))
+
+
+def test_an_empty_or_missing_class_folder_is_named(tmp_path, own_cache):
+    root = _jpeg_root(tmp_path / "a", 0)
+    test = root / "cifar10-jpeg" / "test"
+    for image in (test / "dog").iterdir():
+        image.unlink()
+    for image in (test / "ship").iterdir():
+        image.unlink()
+    (test / "ship").rmdir()
+    with pytest.raises(DataError) as error:
+        data.load("cifar10", train=False, root=root)
+    message = _one_line(str(error.value))
+    assert "dog/ (empty)" in message and "ship/ (missing)" in message and str(test) in message
