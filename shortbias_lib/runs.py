@@ -200,7 +200,7 @@ def save_result(path, arrays, meta):
 def array_digest(value):
     """SHA-256 (hex) of an array's bytes in C order: what a result file's manifest records,
     so one edited value is seen (shape and dtype are recorded beside it)."""
-    return hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(value)).hexdigest()  # hashes the buffer, no copy
 
 
 def _corrupt(path, reason):
