@@ -2,15 +2,21 @@
 
     python -m shortbias_lib --list
     python -m shortbias_lib NAME [--profile quick] [--device auto] [--seed 0]
-                                 [--data-root DIR] [--results DIR] [--no-resume]
+                                 [--data-root DIR] [--results DIR] [--no-resume] [--debug]
 
 Every error is one line on stderr: exit status 2 for bad input, data or result files
 (``ShortbiasError``, ``ValueError``), 1 for the system (``OSError``: full disk,
-unreadable file), 130 for Ctrl-C (the run resumes with the same command).
+unreadable file) and for any other error (a bug: the line names its type and the command
+to rerun with ``--debug``, which shows the traceback), 130 for Ctrl-C and 143 for
+``SIGTERM`` (``kill``, a batch system's stop), which stops the run as Ctrl-C does (the run
+resumes with the same command).
 """
 
 import argparse
+import shlex
+import signal
 import sys
+import threading
 from typing import NamedTuple
 
 from . import beyond, data, noisy_quadratic, offline, offline_config, online, precision
@@ -61,6 +67,15 @@ def _describe_os_error(error):
     return _one_line(f"{what}: {' -> '.join(where)}" if where else what)
 
 
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM``, raised where the run is, so that it stops as on Ctrl-C: locks released,
+    temporary files removed, checkpoints kept."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def _parser():
     parser = _Parser(prog="python -m shortbias_lib", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", help="experiment name (see --list)")
@@ -73,15 +88,19 @@ def _parser():
     parser.add_argument("--data-root", default=None, help="data folder (default: $SHORTBIAS_DATA)")
     parser.add_argument("--results", default=None, help="results folder (default: results/)")
     parser.add_argument("--no-resume", action="store_true", help="recompute even if results exist")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     if args.list or not args.experiment:
         for name, experiment in EXPERIMENTS.items():
             print(f"{name:20s} {experiment.description}")
         return 0
+    on_main_thread = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
         if args.experiment not in EXPERIMENTS:
             raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}; "
@@ -95,16 +114,27 @@ def main(argv=None):
             results_dir(args.results, writable=True)
         experiment.run(args.profile, device=args.device, seed=seed, data_root=args.data_root,
                        results=args.results, resume=not args.no_resume)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; finished results and checkpoints are kept: run the same "
+    except KeyboardInterrupt as stop:
+        what, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        print(f"{PROG}: {what}; finished results and checkpoints are kept: run the same "
               "command again (without --no-resume) to resume", file=sys.stderr)
-        return 130
-    except (ShortbiasError, ValueError) as error:
-        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"{PROG}: error: {_describe_os_error(error)}", file=sys.stderr)
+        return code
+    except Exception as error:  # noqa: BLE001 - every error is one line unless --debug
+        if args.debug:
+            raise
+        if isinstance(error, (ShortbiasError, ValueError)):
+            print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+            return 2
+        if isinstance(error, OSError):
+            print(f"{PROG}: error: {_describe_os_error(error)}", file=sys.stderr)
+            return 1
+        rerun = shlex.join(["python", "-m", PROG, *argv, "--debug"])
+        print(f"{PROG}: unexpected error {type(error).__name__}: {_one_line(error)[:300]} "
+              f"(to see the traceback: {rerun})", file=sys.stderr)
         return 1
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return 0
 
 

@@ -89,14 +89,27 @@ def run_beyond_nqm(profile="quick", *, device="auto", seed=0, data_root=None, re
 
 
 def _nqm_expected(cfg):
-    n = cfg["pes_checks"]
+    """Every array of the noisy-quadratic file and its shape, so a file lacking one is a
+    one-line error naming it (:func:`~shortbias_lib.runs.check_arrays`), not a chapter's KeyError."""
+    n, H = cfg["pes_checks"], (len(cfg["horizons"]),)
+    cells = (len(cfg["map_gammas"]), len(cfg["map_kappas"]), len(cfg["map_noises"]))
     expected = {"pes_grid": (cfg["grid_1d"],), "pes_F": (cfg["grid_1d"],),
                 "pes_exact_grad": (cfg["grid_1d"],), "pes_trunc_grad": (cfg["grid_1d"],),
                 "pes_check_theta": (n,), "pes_check_mean": (n,), "pes_check_se": (n,),
                 "pes_check_exact": (n,), "greedy_losses": (cfg["final_horizon"] + 1,),
                 "greedy_alphas": (cfg["final_horizon"],), "pes_opt": (), "pes_trunc_fixed": (),
-                "pes_final_best_theta": (), "pes_final_best_loss": (), "seconds": ()}
+                "pes_final_best_theta": (), "pes_final_best_loss": (), "seconds": (),
+                "pes_opt_F": (), "pes_opt_final_loss": (), "pes_trunc_fixed_F": (),
+                "pes_trunc_fixed_final_loss": (), "decay_K": (), "decay_mu": (),
+                "decay_alpha0": H, "decay_beta": H, "map_seconds": (),
+                "map_kappas": cells[1:2], "map_noises": cells[2:], "map_gammas": cells[:1]}
     expected.update({f"pes_traj_{method}": None for method in ("truncated", "pes")})
+    for sweep in ("const", "det"):
+        expected.update({f"{sweep}_alpha": H, f"{sweep}_mu": H, f"{sweep}_final_horizon": ()})
+    for sweep in ("const", "det", "decay"):
+        expected.update({f"{sweep}_horizons": H, f"{sweep}_loss_at_final": H,
+                         f"{sweep}_loss_at_horizon": H, f"{sweep}_best_final": ()})
+    expected.update({f"map_{name}": cells for name in ("floor", "greedy", "optimized", "ratio")})
     return expected
 
 

@@ -16,7 +16,7 @@ from .horizon_bias import DTYPE
 from .pes import MetaTask, meta_optimize, pes_estimates, schedule_from_theta, truncated_estimates
 from .profiles import pick
 from .runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
-from .training import momentum_step
+from .training import check_momentum, momentum_step
 
 
 def _mlp_batched(params, images):
@@ -67,6 +67,7 @@ class MNISTMetaTask(MetaTask):
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "
                              f"got {window!r}")
+        check_momentum(mu, "mu")
         images, labels = train
         self.dtype = dtype
         self.eval_images, self.eval_labels = (x.to(dtype) if x.is_floating_point() else x

@@ -14,6 +14,7 @@ import torch
 
 from .nqm_gradient import _np
 from .nqm_problem import check_problem
+from .training import check_lr, check_momentum
 
 
 def _mul(p, q):
@@ -38,9 +39,12 @@ def fixed_final_loss(h, sigma2, mean0, var0, alpha, mu, horizon):
     ``(J^n, sum_{j<n} ...)`` is built by repeated squaring (about ``2 log2 T``
     products of 2x2 matrices instead of ``T`` steps). ``alpha`` and ``mu``
     broadcast against the problem's leading dimensions; an overflowing
-    (divergent) schedule gives ``inf``.
+    (divergent) schedule gives ``inf``. ``alpha`` must be finite and > 0 and ``mu`` in
+    ``[0, 1)`` (``ValueError`` otherwise).
     """
     h, sigma2, mean0, var0 = (_np(x) for x in check_problem(h, sigma2, mean0, var0, horizon))
+    check_lr(alpha, "alpha")
+    check_momentum(mu, "mu")
     k = np.asarray(alpha, dtype=np.float64)[..., None] * h
     m = np.broadcast_to(np.asarray(mu, dtype=np.float64)[..., None], k.shape)
     with np.errstate(all="ignore"):

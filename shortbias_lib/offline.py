@@ -94,7 +94,23 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
             torch.set_flush_denormal(False)
 
     return runs.run_or_resume(path, config, compute, resume=resume, same={"profile": profile, "seed": seed},
-                              reuse=same_data(data_fingerprint))
+                              expected=finished_expected(config), reuse=same_data(data_fingerprint))
+
+
+def finished_expected(config):
+    """The raw arrays of a finished file (what :func:`add_summary` and the chapter read) with
+    their shapes, so a file lacking one is a one-line error naming it (:func:`runs.check_arrays`),
+    not a KeyError. Samples (refined ones appended) and SMD steps vary in number: ``None``."""
+    H = len(config["horizons"])
+    expected = {"log10_alpha0": (None,), "log10_beta": (None,), "horizons": (H,), "objective": (None, H),
+                "diverged_step": (None,), "run_steps": (None,), "best_index": (H,), "warm_objective": (),
+                "surface_log10": (H, 2), "surface_log_loss": (H,), "bootstrap_log10": (None, H, 2),
+                "bootstrap_log_loss": (None, H), "curve_steps": (None,)}
+    for curves in ("curve", "surface_curve"):
+        expected.update({f"{curves}_{name}": (H, None) for name in ("lr", "train_loss", "train_error", "test_error")})
+    for j in range(len(config["smd_horizons"]) * len(config["smd_betas"])):
+        expected.update({f"smd_{j}_u": (None, 2), f"smd_{j}_meta_loss": (None,), f"smd_{j}_hypergrad": (None, 2)})
+    return expected
 
 
 @dataclass(frozen=True)
@@ -150,7 +166,7 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     """Run the stages the partial checkpoint lacks (checkpointing after each), then write the
     finished file to ``path``; a first leg (``stop_before_smd``) writes none and returns its
     partial :class:`~shortbias_lib.runs.Result` instead."""
-    config, partial = setup.config, path.with_suffix(".partial.npz")
+    config, partial = setup.config, runs.partial_path(path)
     arrays = _fresh_arrays(setup)
     earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
     if resume:
@@ -181,7 +197,6 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     _smd(setup, state, arrays, save)
     add_summary(arrays, config)
     runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))
-    partial.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the stages (each skips what is saved)
@@ -350,6 +365,7 @@ def load_offline(path):
     arrays, meta = runs.load_result(path)
     if meta.get("config", {}).get("chapter") != CHAPTER:
         raise ValueError(f"path must be a result file of the offline experiment; {path} is not")
+    runs.check_arrays(path, arrays, finished_expected(meta["config"]))
     add_summary(arrays, meta["config"])
     return runs.Result(arrays, meta)
 

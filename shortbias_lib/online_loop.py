@@ -87,6 +87,8 @@ class OnlineSettings:
             raise ValueError(f"meta_batches must be one of {', '.join(META_BATCHES)}; "
                              f"got {self.meta_batches!r}")
         training.check_lr(self.final_lr, "final_lr")
+        training.check_lr(self.meta_lr, "meta_lr")
+        training.check_lr(self.clip, "clip")  # finite and > 0, as a rate
         n_eval = self.horizon if self.n_eval is None else training.check_steps(self.n_eval, "n_eval")
         object.__setattr__(self, "adapt_until", adapt_until)  # the defaults, resolved
         object.__setattr__(self, "n_eval", n_eval)

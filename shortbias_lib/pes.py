@@ -13,7 +13,9 @@ import torch
 from .nqm_dynamics import second_moment_step
 from .nqm_problem import check_problem
 from .horizon_bias import DTYPE
+from .errors import DivergenceError
 from .schedules import InverseTime
+from .training import check_lr, check_momentum, check_steps
 
 
 def schedule_from_theta(theta, t0, steps, K):
@@ -45,6 +47,7 @@ class MetaTask:
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "
                              f"got {window!r}")
+        check_momentum(mu, "mu")
         self.h, self.sigma2, mean0, var0 = check_problem(*arrays, horizon)
         self.a0 = mean0 ** 2 + var0
         self.horizon, self.window, self.mu = horizon, window, mu
@@ -143,10 +146,16 @@ def meta_optimize(task, theta0, method, *, episodes=20, lr=0.05, pairs=8, sigma=
     ``horizon`` steps. Returns the trajectory of ``theta`` ``(episodes*J + 1, p)``.
     With plain SGD and a small ``lr`` the iterates settle where the estimates
     average to zero over an episode: the true optimum for PES (its estimates
-    are unbiased), a biased point for truncation.
+    are unbiased), a biased point for truncation. A ``theta`` whose rates ``exp(theta)``
+    overflow or vanish (too large an ``lr``) raises
+    :class:`~shortbias_lib.errors.DivergenceError` naming the meta step.
     """
     if method not in ("truncated", "pes"):
         raise ValueError(f"method must be 'truncated' or 'pes'; got {method!r}")
+    check_lr(lr, "lr")
+    check_lr(sigma, "sigma")
+    check_steps(episodes, "episodes")
+    check_steps(pairs, "pairs")
     gen = torch.Generator().manual_seed(seed)
     theta = torch.as_tensor(theta0, dtype=DTYPE).clone()
     p = theta.shape[-1]
@@ -169,6 +178,10 @@ def meta_optimize(task, theta0, method, *, episodes=20, lr=0.05, pairs=8, sigma=
                     xi = xi + eps
                     grad = (xi * loss[:, None]).sum(0) / (n * sigma ** 2)
             theta = theta - lr * grad
+            rates = torch.exp(theta)
+            if not bool(torch.all(torch.isfinite(rates) & (rates > 0))):
+                raise DivergenceError(len(traj), float(rates[~(torch.isfinite(rates) & (rates > 0))][0]),
+                                      what="the meta-parameters' rate exp(theta)")
             traj.append(theta.clone())
     return torch.stack(traj)
 

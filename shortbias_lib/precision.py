@@ -181,9 +181,16 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
             torch.set_flush_denormal(False)
             torch.set_num_threads(threads)
 
-    return _with_summary(runs.run_or_resume(path, config, compute, resume=resume,
+    return _with_summary(runs.run_or_resume(path, config, compute, resume=resume, expected=_expected(config),
                                             same={"profile": profile, "seed": seed},
                                             reuse=same_data(data_fingerprint)))
+
+
+def _expected(config):
+    """The arrays the summary reads, with their shapes (those of a fresh measurement), so a
+    file lacking one is a one-line error naming it (:func:`runs.check_arrays`), not a KeyError."""
+    horizons = tuple(int(h) for h in config["horizons"])
+    return {name: np.shape(value) for name, value in _fresh_arrays(variants(config), horizons).items()}
 
 
 def _fresh_arrays(table, horizons):
@@ -206,7 +213,7 @@ def _fresh_arrays(table, horizons):
 def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint, data_fingerprint):
     """Compute the hypergradients the partial checkpoint lacks (checkpointing after each),
     then the rounded-weights run, and write the finished file to ``path``."""
-    partial = path.with_suffix(".partial.npz")
+    partial = runs.partial_path(path)
     horizons = tuple(int(h) for h in config["horizons"])
     table = variants(config)
     V = len(table)
@@ -271,7 +278,6 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
 
     arrays.update(summary(arrays))
     runs.save_result(path, arrays, dict(started, stage="finished", finished_utc=runs.utc_now()))
-    partial.unlink(missing_ok=True)
 
 
 def _with_summary(found):
@@ -317,6 +323,7 @@ def load_precision(path):
     if meta.get("config", {}).get("chapter") != CHAPTER:
         raise ValueError(f"path must be a result file of the hypergradient precision measurement; "
                          f"{path} is not")
+    runs.check_arrays(path, arrays, _expected(meta["config"]))
     if meta.get("stage") == "finished":
         return _with_summary((arrays, meta))   # the analysis of this version of the code
     return runs.Result(arrays, meta)

@@ -8,11 +8,14 @@ written to a temporary name and renamed, so a reader never sees half a
 file; a run that finds a finished file with the same configuration reuses
 it, and long runs checkpoint partial results the same way to resume.
 
-Integrity: a file also holds a manifest of its arrays' names, shapes and
-dtypes, checked when it is read, so a damaged or hand-edited file gives a
-one-line :class:`~shortbias_lib.errors.ResultFileError` (never a traceback,
-never reused). Result files are named by experiment, profile and seed
-(:func:`result_path`); a run holds :func:`~shortbias_lib.locks.run_lock` on its
+Integrity: a file also holds a manifest of its arrays' names, shapes, dtypes
+and SHA-256 digests of their bytes, checked when it is read, so a damaged or
+hand-edited file (even one value changed) gives a one-line
+:class:`~shortbias_lib.errors.ResultFileError` naming it and the array (never a
+traceback, never reused, never silently replaced either: ``--no-resume``
+recomputes it). Files written before digests were recorded (the committed
+``archive/``) have none to check. Result files are named by experiment, profile
+and seed (:func:`result_path`); a run holds :func:`~shortbias_lib.locks.run_lock` on its
 file while it computes, so two runs of one configuration never mix; seeds are
 checked by :func:`check_seed`.
 
@@ -24,6 +27,7 @@ sizes per profile (:func:`shortbias_lib.profiles.pick`), resolves its device onc
 """
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -36,13 +40,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ResultFileError, ResultsFolderError
+from .errors import ResultFileError, ResultsFolderError, ShortbiasError
 from .locks import check_writable, host_tag, remove_stale_temp_files, run_lock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("auto", "cpu", "cuda")
 SEED_LIMIT = 2 ** 32
-MANIFEST = "__manifest__"  # reserved entry: {name: [shape, dtype]} of the arrays
+MANIFEST = "__manifest__"  # reserved entry: {name: [shape, dtype, sha256]} of the arrays
 RESERVED = ("meta", MANIFEST)
 RECOMPUTE_HINT = "rerun with --no-resume (resume=False) to recompute it"
 
@@ -168,7 +172,7 @@ def save_result(path, arrays, meta):
                              "convert it to numbers or strings")
     payload["meta"] = np.array(json.dumps(meta, sort_keys=True, default=str))
     payload[MANIFEST] = np.array(json.dumps(
-        {name: [list(value.shape), value.dtype.str] for name, value in payload.items()
+        {name: [list(value.shape), value.dtype.str, array_digest(value)] for name, value in payload.items()
          if name != "meta"}, sort_keys=True))
     remove_stale_temp_files(path.parent)
     tmp_name = None
@@ -191,6 +195,12 @@ def save_result(path, arrays, meta):
             Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def array_digest(value):
+    """SHA-256 (hex) of an array's bytes in C order: what a result file's manifest records,
+    so one edited value is seen (shape and dtype are recorded beside it)."""
+    return hashlib.sha256(np.ascontiguousarray(value)).hexdigest()  # hashes the buffer, no copy
 
 
 def _corrupt(path, reason):
@@ -234,7 +244,7 @@ def load_result(path, expected=None):
     """Return ``(arrays, meta)`` from a file written by :func:`save_result`.
 
     A file that is not such a file (truncated, random bytes, an object array, no or
-    broken ``meta``, arrays that differ from its manifest, or arrays missing or shaped
+    broken ``meta``, arrays whose shape, dtype or digest differ from its manifest, or arrays missing or shaped
     otherwise than ``expected``, see :func:`check_arrays`) raises
     :class:`ResultFileError` with a one-line message naming it. A missing or unreadable
     file raises the usual ``OSError``.
@@ -269,10 +279,13 @@ def load_result(path, expected=None):
         if not isinstance(manifest, dict) or set(manifest) != set(arrays):
             raise _corrupt(path, "its arrays differ from its manifest (edited by hand?)")
         for name, value in arrays.items():
-            spec = manifest[name]
-            if not (isinstance(spec, list) and len(spec) == 2 and list(value.shape) == spec[0]
+            spec = manifest[name]  # [shape, dtype], and its digest since digests are recorded
+            if not (isinstance(spec, list) and len(spec) in (2, 3) and list(value.shape) == spec[0]
                     and value.dtype.str == spec[1]):
                 raise _corrupt(path, f"array {name!r} differs from its manifest (edited by hand?)")
+            if len(spec) == 3 and array_digest(value) != spec[2]:
+                raise _corrupt(path, f"the values of array {name!r} differ from its manifest's "
+                                     "digest (edited by hand?)")
     check_arrays(path, arrays, expected)
     return arrays, meta
 
@@ -326,18 +339,44 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
     ``reuse(meta)`` says otherwise (e.g. it was made from other data). Else
     ``compute()`` runs under :func:`~shortbias_lib.locks.run_lock` and writes the
     finished file to ``path`` (:func:`save_result`; a long computation resumes from
-    its own checkpoints). What is returned is read back from the file, so a fresh run
-    and a reused one give the same arrays. A run asked to stop early (one leg of a run
-    finished elsewhere) writes no finished file: its ``compute`` returns its partial
-    :class:`Result`, which is returned as is.
+    its own checkpoints, :func:`partial_path`). What is returned is read back from the file,
+    so a fresh run and a reused one give the same arrays. A run asked to stop early (one leg
+    of a run finished elsewhere) writes no finished file: its ``compute`` returns its partial
+    :class:`Result`, which is returned as is. Once the finished file is written or reused, a
+    checkpoint of the same configuration beside it is removed (:func:`_drop_partial`).
     """
     if resume:
         found = load_matching(path, config, expected, same)
         if found is not None and (reuse is None or reuse(found[1])):
+            _drop_partial(path, config, same)
             return Result(*found)
     with run_lock(path):
         partial = compute()
-    return partial if isinstance(partial, Result) else Result(*load_result(path, expected))
+        if isinstance(partial, Result):
+            return partial
+        partial_path(path).unlink(missing_ok=True)  # what it resumed from, or ignored with resume=False
+    return Result(*load_result(path, expected))
+
+
+def partial_path(path):
+    """Where a run of the finished file ``path`` keeps its partial checkpoint: beside it,
+    suffix ``.partial.npz``."""
+    return Path(path).with_suffix(".partial.npz")
+
+
+def _drop_partial(path, config, same):
+    """Remove the checkpoint of a recomputation of the reused file ``path`` (an interrupted
+    ``--no-resume`` run: the finished file was reused instead). One of another configuration
+    is kept for its own run, and so is one that a run is computing now (its lock is held)."""
+    partial = partial_path(path)
+    if not partial.exists():
+        return
+    try:
+        with run_lock(path):
+            if load_matching(partial, config, same=same) is not None:
+                partial.unlink(missing_ok=True)
+    except (ShortbiasError, OSError):  # being computed, damaged or unreadable: not ours to remove
+        pass
 
 
 def run_shared(jobs, *, resume=True, expected=None, same=None, poll_seconds=30, desc=None, show_progress=True):

@@ -45,19 +45,34 @@ def check_convention(convention):
     return convention
 
 
+def _numbers(value, name, allowed):
+    """``value`` as a float64 tensor, or ``ValueError`` naming ``name`` and the ``allowed``
+    range if it is not numbers (a string, ``None``): never an error from inside torch."""
+    try:
+        return torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be {allowed}; got {_short(value)}") from None
+
+
+def _short(value):
+    """One line for an error message, whatever ``value`` is (a tensor's repr spans lines)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_lr(lr, name="lr"):
-    """Learning rates must be finite and > 0 (scalars or tensors)."""
-    values = torch.as_tensor(lr, dtype=torch.float64)
+    """Learning rates must be finite and > 0 (numbers, arrays or tensors)."""
+    values = _numbers(lr, name, "finite and > 0")
     if values.numel() == 0 or not bool(torch.all(torch.isfinite(values) & (values > 0))):
-        raise ValueError(f"{name} must be finite and > 0; got {lr!r}")
+        raise ValueError(f"{name} must be finite and > 0; got {_short(lr)}")
     return lr
 
 
 def check_momentum(momentum, name="momentum"):
-    """Momentum must lie in [0, 1) (scalars or tensors)."""
-    values = torch.as_tensor(momentum, dtype=torch.float64)
+    """Momentum must lie in [0, 1) (numbers, arrays or tensors)."""
+    values = _numbers(momentum, name, "in [0, 1)")
     if values.numel() == 0 or not bool(torch.all((values >= 0) & (values < 1))):
-        raise ValueError(f"{name} must lie in [0, 1); got {momentum!r}")
+        raise ValueError(f"{name} must lie in [0, 1); got {_short(momentum)}")
     return momentum
 
 

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond, beyond_mnist, data, locks, notebook, online, runs
+from shortbias_lib import (beyond, beyond_mnist, data, horizon_bias, locks, notebook, nqm_fixed, offline, online,
+                           pes, precision, runs, schedules)
 from shortbias_lib import noisy_quadratic as nq
 from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
-from shortbias_lib.errors import DataError, ResultFileError, ResultLockedError, ResultsFolderError
+from shortbias_lib.errors import DataError, DivergenceError, ResultFileError, ResultLockedError, ResultsFolderError
+from shortbias_lib.online_loop import OnlineSettings
 
 
 def _one_line(text):
@@ -169,12 +171,13 @@ def _damaged_files(folder):
         kept = {k: archive[k] for k in archive.files}
     np.savez(folder / "reshaped.npz", **dict(kept, x=np.arange(49.0)))
     np.savez(folder / "missing.npz", **{k: v for k, v in kept.items() if k != "y"})
+    np.savez(folder / "edited.npz", **dict(kept, x=np.arange(50.0) + (np.arange(50) == 7)))  # one value
     return sorted(p for p in folder.glob("*.npz") if p.name != "good.npz")
 
 
 def test_damaged_result_files_give_one_line_naming_the_file(tmp_path):
     damaged = _damaged_files(tmp_path)
-    assert len(damaged) == 9
+    assert len(damaged) == 10
     for path in damaged:
         for load in (lambda: runs.load_result(path), lambda: runs.load_matching(path, {"a": 1})):
             with pytest.raises(ResultFileError) as error:
@@ -219,6 +222,62 @@ def test_a_hand_edited_figure3_file_is_not_reused(tmp_path, small_figure3, capsy
     assert runs.load_result(path)[0]["final_losses"].shape == (3,)
 
 
+def test_one_edited_value_of_a_figure3_file_is_refused_not_reused(tmp_path, small_figure3, capsys):
+    nq.run_figure3("smoke", results=tmp_path)
+    path = tmp_path / "figure3_smoke_seed0.npz"
+    with np.load(path) as archive:
+        kept = {k: archive[k] for k in archive.files}  # the manifest too
+    edited = kept["final_losses"].copy()
+    edited[0] *= 1.5
+    np.savez(path, **dict(kept, final_losses=edited))
+    with pytest.raises(ResultFileError) as error:
+        nq.run_figure3("smoke", results=tmp_path)
+    message = _one_line(str(error.value))
+    assert str(path) in message and "'final_losses'" in message and "--no-resume" in message
+    assert main(["figure3", "--profile", "smoke", "--results", str(tmp_path), "--no-resume"]) == 0
+    assert runs.load_result(path)[0]["final_losses"][0] == kept["final_losses"][0]
+
+
+def test_files_written_before_digests_still_load(tmp_path):
+    path = tmp_path / "old.npz"
+    np.savez(path, x=np.arange(3.0), meta=np.array('{"config": {}}'),
+             **{runs.MANIFEST: np.array('{"x": [[3], "<f8"]}')})
+    assert runs.load_result(path)[0]["x"].tolist() == [0.0, 1.0, 2.0]
+    for archived in sorted((runs.REPO_ROOT / "archive").glob("*.npz")):  # committed without digests
+        assert runs.load_result(archived)[1]["config"]
+
+
+def _file_lacking(path, expected, config, missing):
+    """A finished file of ``config`` (profile smoke, seed 0) holding ``expected``'s arrays but
+    ``missing``, its manifest consistent with what it holds (no digest can tell)."""
+    arrays = {name: np.zeros([1 if n is None else n for n in (shape or ())])
+              for name, shape in expected.items() if name != missing}
+    meta = dict(runs.provenance("smoke", "cpu", 0, **config), stage="finished")
+    return runs.save_result(path, arrays, meta)
+
+
+def test_every_experiment_refuses_a_file_lacking_an_array_with_one_line(tmp_path, data_root):
+    """A finished file lacking an array is named, whether the run reuses it or the chapter loads it."""
+    kw = dict(device="cpu", data_root=data_root, results=tmp_path)
+    off = offline.check_config(offline.config_for("smoke"))
+    prec = precision.check_config(precision.config_for("smoke"))
+    nqm = dict(beyond._sizes("smoke"), kappa=beyond.DEFAULT_KAPPA, c0=beyond.DEFAULT_C0, version=3)
+    off_path, prec_path = offline.result_path("smoke", 0, tmp_path), precision.result_path("smoke", 0, tmp_path)
+    nqm_path = runs.result_path("beyond", "smoke", 0, tmp_path)
+    cases = [(off_path, offline.finished_expected(off), off, "curve_train_loss",
+              [lambda: offline.run_offline("smoke", **kw), lambda: offline.load_offline(off_path)]),
+             (prec_path, precision._expected(prec), prec, "meta_loss",
+              [lambda: precision.run_precision("smoke", **kw), lambda: precision.load_precision(prec_path)]),
+             (nqm_path, beyond._nqm_expected(nqm), nqm, "map_ratio", [lambda: beyond.run_beyond_nqm("smoke", **kw)])]
+    for path, expected, config, missing, attempts in cases:
+        _file_lacking(path, expected, config, missing)
+        for attempt in attempts:
+            with pytest.raises(ResultFileError) as error:
+                attempt()
+            message = _one_line(str(error.value))
+            assert str(path) in message and f"lacks the array {missing!r}" in message, message
+
+
 def test_a_corrupt_online_checkpoint_is_reported_and_recomputed_with_no_resume(tmp_path,
                                                                                synthetic_mnist):
     kw = dict(device="cpu", results=tmp_path, datasets=("mnist",), show_progress=False)
@@ -261,6 +320,47 @@ def test_cli_ctrl_c_says_the_run_resumes_with_the_same_command(tmp_path, capsys,
     assert "run the same command again" in _one_line(capsys.readouterr().err)
 
 
+SLOW_RUN = """
+import os, sys, time
+import numpy as np
+from shortbias_lib import runs
+from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
+
+def slow(profile, *, device, seed, data_root, results, resume):
+    path = runs.result_path("slow", profile, seed, results)
+    def compute():
+        if os.environ.get("SLOW") == "1":
+            print("computing", flush=True)
+            time.sleep(60)
+        runs.save_result(path, {"x": np.zeros(2)}, {"config": {}})
+    runs.run_or_resume(path, {}, compute, resume=resume)
+
+EXPERIMENTS["slow"] = Experiment(slow, "a test")
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
+    import signal
+
+    command = [sys.executable, "-c", SLOW_RUN, "slow", "--results", str(tmp_path)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, SLOW="1"))
+    try:
+        assert child.stdout.readline().strip() == "computing"
+        assert (tmp_path / "slow_quick_seed0.npz.lock").exists()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 143
+    line = _one_line(err)
+    assert "terminated (SIGTERM)" in line and "run the same command again" in line
+    assert not (tmp_path / "slow_quick_seed0.npz.lock").exists()  # released: the same command runs
+    assert subprocess.run(command, env=dict(os.environ, SLOW="0")).returncode == 0
+    assert runs.load_result(tmp_path / "slow_quick_seed0.npz")[0]["x"].shape == (2,)
+
+
 def test_cli_full_disk_is_one_line_naming_the_file(tmp_path, capsys, fake, monkeypatch):
     def full(handle, **arrays):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -286,6 +386,19 @@ def test_cli_data_and_os_errors_are_one_line(tmp_path, capsys, fake):
     fake(unreadable)
     assert main(["fake", "--results", str(tmp_path)]) == 1
     assert "No such file or directory" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_any_other_error_is_one_line_naming_it_and_debug_shows_the_traceback(tmp_path, capsys, fake):
+    def bug(path):
+        raise RuntimeError("index out of range\nsecond line")
+
+    fake(bug)
+    assert main(["fake", "--results", str(tmp_path)]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "RuntimeError: index out of range second line" in line
+    assert f"python -m shortbias_lib fake --results {tmp_path} --debug" in line
+    with pytest.raises(RuntimeError, match="index out of range"):
+        main(["fake", "--results", str(tmp_path), "--debug"])
 
 
 def test_cli_results_naming_a_file_fails_before_any_work(tmp_path, capsys, fake):
@@ -527,6 +640,41 @@ def test_an_edited_or_damaged_image_is_not_hidden_by_the_cache(tmp_path, own_cac
     assert str(image) in _one_line(str(error.value))
 
 
+def test_an_image_edited_in_place_with_its_size_and_time_kept_is_decoded_again(tmp_path, own_cache):
+    import io
+
+    from PIL import Image
+
+    root = _jpeg_root(tmp_path / "a", 0)
+    first = data.load("cifar10", train=False, root=root)
+    image = root / "cifar10-jpeg" / "test" / "cat" / "0001.jpg"
+    before = image.stat()
+    encoded = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 250, dtype=np.uint8)).save(encoded, format="JPEG", quality=95)
+    edited = encoded.getvalue()
+    assert len(edited) <= before.st_size
+    image.write_bytes(edited + b"\0" * (before.st_size - len(edited)))  # bytes after the image's end are ignored
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (image.stat().st_size, image.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again = data.load("cifar10", train=False, root=root)
+    assert not torch.equal(again.images, first.images) and again.fingerprint != first.fingerprint
+
+
+def test_a_cache_whose_pixels_were_edited_is_rebuilt(tmp_path, own_cache, capsys):
+    root = _jpeg_root(tmp_path / "a", 0)
+    first = data.load("cifar10", train=False, root=root)
+    (cache,) = own_cache.glob("*.npz")
+    with np.load(cache) as archive:
+        kept = {k: archive[k] for k in archive.files}  # its meta and manifest too
+    pixels = kept["pixels"].copy()
+    pixels[0, 0, 0, 0] ^= 0xFF
+    np.savez(cache, **dict(kept, pixels=pixels))
+    again = data.load("cifar10", train=False, root=root)
+    assert torch.equal(again.images, first.images)
+    assert f"cache {cache} is damaged" in capsys.readouterr().err
+    assert np.array_equal(runs.load_result(cache)[0]["pixels"], kept["pixels"])  # rebuilt
+
+
 def test_a_damaged_cache_is_rebuilt_and_an_unwritable_one_is_done_without(tmp_path, own_cache,
                                                                           capsys, monkeypatch):
     root = _jpeg_root(tmp_path / "a", 0)
@@ -570,3 +718,57 @@ def test_beyond_mnist_does_not_reuse_a_result_made_from_other_data(tmp_path, mon
     beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path, resume=False)
     beyond_mnist.run_beyond_mnist("smoke", device="cpu", results=tmp_path)   # same data: reused
     assert computed == ["today", "today", "today"]
+
+
+# ---------------------------------------------------------------- library inputs
+
+NQM = horizon_bias.noisy_problem(10, 100.0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, 0.1, 1.0, 10), r"mu must lie in \[0, 1\); got 1.0"),
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, 0.1, 1.5, 10), r"mu must lie in \[0, 1\); got 1.5"),
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, -0.1, 0.5, 10), "alpha must be finite and > 0; got -0.1"),
+    (lambda: nqm_fixed.fixed_final_loss(*NQM, float("nan"), 0.5, 10), "alpha must be finite and > 0; got nan"),
+    (lambda: OnlineSettings(meta_lr=float("inf")), "meta_lr must be finite and > 0; got inf"),
+    (lambda: OnlineSettings(clip=0.0), "clip must be finite and > 0; got 0.0"),
+    (lambda: pes.MetaTask(NQM, 20, 10, mu=1.0), r"mu must lie in \[0, 1\); got 1.0"),
+    (lambda: pes.meta_optimize(pes.MetaTask(NQM, 20, 10), torch.tensor([-3.0]), "pes", lr=float("nan")),
+     "lr must be finite and > 0; got nan"),
+    (lambda: schedules.Constant("0.1"), "lr must be finite and > 0; got '0.1'"),
+])
+def test_library_inputs_out_of_range_are_refused_with_one_line(call, message):
+    with pytest.raises(ValueError, match=message) as error:
+        call()
+    _one_line(str(error.value))
+
+
+def test_a_diverging_pes_meta_optimization_is_reported_as_divergence():
+    task = pes.MetaTask(NQM, 20, 10)
+    for method in ("truncated", "pes"):
+        with pytest.raises(DivergenceError, match=r"exp\(theta\) became (inf|0.0) at step \d+: the run diverged"):
+            pes.meta_optimize(task, torch.tensor([-3.0]), method, lr=1e6, episodes=3)
+
+
+# ---------------------------------------------------------------- data roots
+
+def test_a_data_root_that_is_a_file_is_named_as_a_file(tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("")
+    with pytest.raises(DataError) as error:
+        data.load("mnist", root=target)
+    assert f"data root {target} is a file, not a folder" in _one_line(str(error.value))
+
+
+def test_an_empty_or_missing_class_folder_is_named(tmp_path, own_cache):
+    root = _jpeg_root(tmp_path / "a", 0)
+    test = root / "cifar10-jpeg" / "test"
+    for image in (test / "dog").iterdir():
+        image.unlink()
+    for image in (test / "ship").iterdir():
+        image.unlink()
+    (test / "ship").rmdir()
+    with pytest.raises(DataError) as error:
+        data.load("cifar10", train=False, root=root)
+    message = _one_line(str(error.value))
+    assert "dog/ (empty)" in message and "ship/ (missing)" in message and str(test) in message

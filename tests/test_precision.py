@@ -186,6 +186,27 @@ def test_result_file_round_trips_is_reused_and_resumes(tmp_path):
         precision.load_precision(tmp_path / "other.npz")
 
 
+def test_an_interrupted_recomputation_leaves_no_checkpoint_beside_the_reused_file(tmp_path):
+    config, data, path = _tiny_config(), _data(), tmp_path / "precision.npz"
+    finished = precision.run_experiment(config, data, path, profile="smoke", seed=0)
+
+    def interrupt(stage):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # --no-resume, stopped at its first checkpoint
+        precision.run_experiment(config, data, path, profile="smoke", seed=0, resume=False, on_checkpoint=interrupt)
+    assert runs.partial_path(path).exists()
+    other = runs.partial_path(tmp_path / "other.npz")
+    runs.save_result(other, {"x": np.zeros(1)}, {"config": {"chapter": "another run"}})
+    reused = precision.run_experiment(config, data, path, profile="smoke", seed=0)
+    assert reused.meta["time_utc"] == finished.meta["time_utc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.partial.npz", "precision.npz"]
+    with pytest.raises(KeyboardInterrupt):
+        precision.run_experiment(config, data, path, profile="smoke", seed=0, resume=False, on_checkpoint=interrupt)
+    precision.run_experiment(config, data, path, profile="smoke", seed=0, resume=False)  # written afresh
+    assert not runs.partial_path(path).exists()
+
+
 def _fake(f32, perturbed, batches=(1.0, 1.0, 1.0), f32_other=None):
     """Result arrays with float64 gradient (1, 1) at each horizon and the given relative differences
     (float32 on the other minibatches: ``f32_other``, default the same as on the reference's)."""
