@@ -19,9 +19,10 @@ import torch
 from . import batches, models, plot_online
 from .online_loop import Checkpointing, OnlineSettings, online_run
 from .online_record import OnlineRun
+from .locks import run_lock
 from .profiles import PROFILES, pick
-from .runs import (REPO_ROOT, Result, check_seed, load_matching, load_result, provenance, resolve_device, result_path,
-                   results_dir, run_shared, save_result)
+from .runs import (REPO_ROOT, Result, check_seed, load_matching, load_result, partial_path, provenance,
+                   resolve_device, result_path, results_dir, run_shared, save_result)
 
 DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
 CHAPTER = "online_smd"
@@ -110,11 +111,7 @@ def checkpoint_path(profile, seed, key, folder):
 
 def archive_plan(dataset="mnist"):
     """The keys of the ``archive`` profile's runs, in the order they run."""
-    sizes = SIZES["archive"][dataset]
-    plan = [("baseline", PAPER_BASELINE_LR[dataset])]
-    plan += [("stochastic", lr) for lr in sizes["init_lrs"]]
-    plan += [("deterministic", lr) for lr in sizes["det_lrs"]]
-    return [run_key(dataset, mode, lr) for mode, lr in plan]
+    return [run_key(dataset, mode, lr) for mode, lr in _plan(dataset, SIZES["archive"][dataset])]
 
 
 def archived_runs(seed=0, dataset="mnist"):
@@ -232,12 +229,9 @@ def _run_files(setup, profile, seed, device, results, resume, show_progress):
     """
     folder = results_dir(results) / "checkpoints"
     config, sizes = setup.config, setup.sizes
-    plan = [("baseline", PAPER_BASELINE_LR[setup.dataset])]
-    plan += [("stochastic", lr) for lr in sizes["init_lrs"]]
-    plan += [("deterministic", lr) for lr in sizes["det_lrs"]]
     expected = _run_expected(sizes["steps"])
     jobs = {}
-    for mode, lr in plan:
+    for mode, lr in _plan(setup.dataset, sizes):
         key = run_key(setup.dataset, mode, lr)
         path = checkpoint_path(profile, seed, key, folder)
         run_config = _run_config(config, mode, lr)
@@ -257,7 +251,7 @@ def _run_computation(setup, profile, seed, device, resume, show_progress, path, 
                               convention=run_config["convention"], meta_batches=sizes["meta_batches"])
 
     def compute():
-        partial = path.with_suffix(".partial.npz")
+        partial = partial_path(path)
         if not resume:
             partial.unlink(missing_ok=True)
         batch_size = sizes["batch_size"]
@@ -270,7 +264,6 @@ def _run_computation(setup, profile, seed, device, resume, show_progress, path, 
                          show_progress=show_progress,
                          checkpoint=Checkpointing(partial, every, run_config) if every else None)
         save_result(path, run.to_arrays(), provenance(profile, device, seed, **run_config))
-        partial.unlink(missing_ok=True)
 
     return compute
 
@@ -280,6 +273,26 @@ def _run_config(config, mode, lr):
     without the list of the other runs planned (so a finished run is reused whatever the plan)."""
     own = {k: v for k, v in config.items() if k not in ("init_lrs", "det_lrs")}
     return dict(own, mode=mode, lr=lr, chapter=CHAPTER)
+
+
+def _plan(dataset, sizes):
+    """The runs of ``dataset`` in the order they run, ``[(mode, lr)]``, from its sizes (or its
+    recorded configuration, which holds them)."""
+    return ([("baseline", PAPER_BASELINE_LR[dataset])] + [("stochastic", lr) for lr in sizes["init_lrs"]]
+            + [("deterministic", lr) for lr in sizes["det_lrs"]])
+
+
+def gathered_expected(config):
+    """What a :func:`run_online` file of ``config`` must hold: every planned run's arrays under
+    its key's prefix (:func:`_run_expected`) and ``run_keys``, so a file lacking one is a
+    one-line error naming it (:func:`~shortbias_lib.runs.check_arrays`)."""
+    expected = {}
+    for dataset in config["datasets"]:
+        for mode, lr in _plan(dataset, config[dataset]):
+            prefix = f"{run_key(dataset, mode, lr)}__"
+            expected.update({prefix + name: shape for name, shape in _run_expected(config[dataset]["steps"]).items()})
+    expected["run_keys"] = (sum(len(_plan(dataset, config[dataset])) for dataset in config["datasets"]),)
+    return expected
 
 
 def _run_expected(steps):
@@ -314,11 +327,13 @@ def run_online(profile="quick", *, device="auto", seed=0, data_root=None, result
     config = {"chapter": CHAPTER, "datasets": list(datasets)}
     config.update({setup.dataset: setup.config for setup in setups})
 
-    expected, same = {"run_keys": None}, {"profile": profile, "seed": seed}
+    expected, same = gathered_expected(config), {"profile": profile, "seed": seed}
     found = load_matching(path, config, expected, same) if resume else None
     if found is not None:
         result = Result(*found)
     else:
+        with run_lock(path):  # refuse at once while another run gathers this file
+            pass
         per_run = {}
         for setup in setups:
             per_run.update(_run_files(setup, profile, seed, dev, results, resume, show_progress))

@@ -772,3 +772,22 @@ def test_an_empty_or_missing_class_folder_is_named(tmp_path, own_cache):
         data.load("cifar10", train=False, root=root)
     message = _one_line(str(error.value))
     assert "dog/ (empty)" in message and "ship/ (missing)" in message and str(test) in message
+
+
+def test_an_online_file_lacking_a_run_s_array_is_refused_with_one_line(tmp_path, synthetic_mnist):
+    kw = dict(device="cpu", results=tmp_path, datasets=("mnist",), show_progress=False)
+    online.run_online("smoke", **kw)
+    path = tmp_path / "online_smoke_seed0.npz"
+    arrays, meta = runs.load_result(path)
+    victim = next(name for name in arrays if name.endswith("__losses"))
+    runs.save_result(path, {k: v for k, v in arrays.items() if k != victim}, meta)  # its manifest agrees
+    with pytest.raises(ResultFileError) as error:
+        online.run_online("smoke", **kw)
+    message = _one_line(str(error.value))
+    assert str(path) in message and f"lacks the array {victim!r}" in message
+
+
+def test_the_earlier_online_archive_holds_every_array_of_its_plan():
+    path = online.earlier_archive_path()
+    arrays, meta = runs.load_result(path)
+    runs.check_arrays(path, arrays, online.gathered_expected(meta["config"]))
