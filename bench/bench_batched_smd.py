@@ -18,39 +18,28 @@ with synchronisation on CUDA), because the machine may be shared.
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from shortbias_lib import batched_smd as bs
-from shortbias_lib.batches import BatchSampler
-from shortbias_lib.hypergrad import smd
-from shortbias_lib.hyperparams import Hyperparameters
-from shortbias_lib.meta_optim import Adam
-from shortbias_lib.models import mlp_apply, mlp_init
-from shortbias_lib.runs import resolve_device
-from shortbias_lib.training import init_state
+REPO = Path(__file__).resolve().parent.parent
+# The GPU machine runs a copy of the tree without installing the package: import it (and bench_smd) from here.
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from bench_smd import best_of  # noqa: E402  (one timing loop for the benchmarks)
+from shortbias_lib import batched_smd as bs  # noqa: E402
+from shortbias_lib.batches import BatchSampler  # noqa: E402
+from shortbias_lib.hypergrad import smd  # noqa: E402
+from shortbias_lib.hyperparams import Hyperparameters  # noqa: E402
+from shortbias_lib.meta_optim import Adam  # noqa: E402
+from shortbias_lib.models import mlp_apply, mlp_init  # noqa: E402
+from shortbias_lib.runs import resolve_device  # noqa: E402
+from shortbias_lib.training import init_state  # noqa: E402
 
 T = 5
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_of(functions, repeats, device):
-    clock = time.process_time if device.type == "cpu" else time.perf_counter
-    best = {name: float("inf") for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            sync(device)
-            start = clock()
-            fn()
-            sync(device)
-            best[name] = min(best[name], clock() - start)
-    return best
 
 
 def main(argv=None):
