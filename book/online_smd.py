@@ -113,7 +113,7 @@ show_source(schedules.ExponentialDecay, "Source: `schedules.ExponentialDecay`, t
 # The paper trains 50,000 steps with $M = 100$ meta steps of Adam (learning rate
 # $10^{-2}$) every 10 steps during the first half: 2,500 adaptations of 100 five-step
 # lookaheads each, $1.25\times10^{6}$ lookahead steps per run, each a gradient and a
-# Hessian-vector product per hyperparameter: about an hour per run on one CPU core (the
+# Hessian-vector product per hyperparameter: more than an hour per run on one CPU core (the
 # `archive` profile below; the `paper` profile runs the same sizes on MNIST and CIFAR-10).
 # The table shows what this page ran.
 
@@ -242,9 +242,9 @@ plot_online.summary_table(cifar)
 #
 # The live runs above are short. The paper's MNIST experiment, 50,000 steps with 100 meta
 # steps of Adam every 10 steps for the first 25,000, from its five initial rates, is run from
-# the shell and committed in `archive/`, one file per run with its own provenance (a run
-# takes about an hour on one CPU core; two copies of the command share the runs, and each
-# run resumes from its last checkpoint):
+# the shell and committed in `archive/`, one file per run with its own provenance (two copies
+# of the command share the runs, one CPU core each, and each run resumes from its last
+# checkpoint; the table below gives each run's time):
 #
 # ```
 # python -m shortbias_lib online --profile archive --results archive
@@ -294,7 +294,8 @@ glue("arch_alike_factor", online_claims.ALIKE_SPREAD, display=False)
 # In short: claim (i) {glue:text}`arch_alike`; claim (ii)'s collapse
 # {glue:text}`arch_collapse` and its slower training {glue:text}`arch_worse`; claim (iii)'s
 # large rates {glue:text}`arch_large` and its instability {glue:text}`arch_unstable`.
-# Other choices would move the borders, not the picture: "alike" is a factor
+# The table gives the measured numbers next to each border, so a reader who prefers
+# another border can read the verdict off them: "alike" allows a factor
 # {glue:text}`arch_alike_factor:g` where the initial rates span a factor 100, and a run's
 # rate at the end of adaptation is averaged over its last stretch because single values
 # jump from one adaptation to the next. Each run is a single draw: at high rates training is
