@@ -59,8 +59,8 @@ SIZES = {
         "cifar10": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["cifar10"],
                         det_lrs=PAPER_INIT_LRS["cifar10"]),
     },
-    # MNIST at the paper's full scale on the CPU (about 40 minutes a run on one core; two
-    # copies of the command share the runs), committed in ``archive/``.
+    # MNIST at the paper's full scale on the CPU (about 87 minutes per SMD run on one shared core,
+    # measured; two copies of the command share the runs), committed in ``archive/``.
     "archive": {
         "mnist": dict(PAPER_SIZES, init_lrs=PAPER_INIT_LRS["mnist"], det_lrs=PAPER_INIT_LRS["mnist"]),
     },

@@ -33,6 +33,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -40,8 +41,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ResultFileError, ResultsFolderError, ShortbiasError
+from .errors import ResultFileError, ResultLockedError, ResultsFolderError, ShortbiasError
 from .locks import check_writable, host_tag, remove_stale_temp_files, run_lock
+from .progress import progress
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVICES = ("auto", "cpu", "cuda")
@@ -388,11 +390,6 @@ def run_shared(jobs, *, resume=True, expected=None, same=None, poll_seconds=30, 
     every ``poll_seconds`` and read when its process has finished it (or computed here, if
     that process died). So two copies of one command split its runs between them.
     """
-    import time
-
-    from .errors import ResultLockedError
-    from .progress import progress
-
     found, waiting = {}, []
     for key in progress(list(jobs), desc=desc, disable=None if show_progress else True):
         path, config, compute = jobs[key]
