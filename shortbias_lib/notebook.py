@@ -78,3 +78,13 @@ def source_dropdown(code, title):
     colons = ":" * max(3, 1 + max((len(run) for run in re.findall("(?m)^[ \t]*(:+)", code)), default=0))
     return (f"{colons}{{admonition}} {title}\n:class: dropdown\n{fence}python\n{code.rstrip()}\n"
             f"{fence}\n{colons}")
+
+
+def glue_facts(facts):
+    """Glue every entry of ``facts`` (a mapping of name to value, as a chapter section's
+    facts function returns it) for the prose to quote, without displaying it: one call per
+    section instead of one ``glue`` per number."""
+    from myst_nb import glue
+
+    for name, value in facts.items():
+        glue(name, value, display=False)
