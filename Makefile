@@ -1,6 +1,7 @@
 # make book   executes every notebook (PROFILE=quick by default) and builds _build/html
 # make lint   runs the linter (ruff, configured in pyproject.toml) on the code, tests, tools, benchmarks and chapters
 # make test   runs make lint, then the test suite (unit tests, workflow lint, smoke-profile book build, browser check)
+# make exercises  writes the student notebooks (exercises/, the chapters without their solutions)
 # make lab    installs JupyterLab (requirements-lab.txt) and opens the chapters as notebooks
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ LAB_ARGS ?=
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 BIN := $(VENV)/bin
 
-.PHONY: venv dev assets browser book lint test lab clean
+.PHONY: venv dev assets browser book exercises lint test lab clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +41,9 @@ browser:
 
 book: venv assets
 	$(BIN)/python tools/build_book.py --profile $(PROFILE) --device $(DEVICE)
+
+exercises: venv
+	$(BIN)/python tools/make_exercises.py
 
 LINTED := shortbias_lib tests tools bench book/*.py
 
