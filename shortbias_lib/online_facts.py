@@ -10,7 +10,6 @@ import math
 import numpy as np
 
 from . import online, online_claims
-from .plot_online import baseline_of, versus_baseline
 from .profiles import pick
 
 # The step where the archive's adaptation stops (the first half of its 50,000 steps).
@@ -69,6 +68,37 @@ def run_facts(arrays, meta):
             "cifar_source": meta["config"]["cifar10"]["source"], "online_minutes": seconds / 60}
 
 
+def baseline_of(runs):
+    """The hand-tuned run among ``runs``."""
+    found = [r for r in runs.values() if r.mode == "baseline"]
+    if len(found) != 1:
+        raise ValueError(f"runs must hold exactly one baseline run; got {len(found)}")
+    return found[0]
+
+
+def versus_baseline(runs, mode):
+    """How the ``mode`` runs ended against the baseline, for sentences chosen by the numbers.
+
+    Returns a dict: ``settled`` (each run's effective rate at the end of adaptation over
+    the baseline's), ``loss`` (each final training loss over the baseline's), their
+    medians (NaN without finite values), ``n`` runs, ``n_below`` settled below the
+    baseline's rate and ``n_worse`` ending with a higher training loss.
+    """
+    base = baseline_of(runs)
+    base_eff = base.init_eff_lr
+    chosen = [r for r in runs.values() if r.mode == mode]
+    settled = np.array([r.settled_lr / base_eff for r in chosen])
+    loss = np.array([r.final_train_loss / base.final_train_loss for r in chosen])
+
+    def median(values):
+        values = values[np.isfinite(values)]
+        return float(np.median(values)) if values.size else float("nan")
+
+    return {"settled": settled, "loss": loss, "settled_median": median(settled),
+            "loss_median": median(loss), "base_eff": float(base_eff), "n": len(chosen),
+            "n_below": int(np.sum(settled < 1)), "n_worse": int(np.sum(loss > 1))}
+
+
 def early_rise(runs):
     """Median over the stochastic runs of the peak effective rate in the first quarter of
     training over the initial one (NaN without stochastic runs): above 1 when SMD first raised it."""
@@ -79,7 +109,7 @@ def early_rise(runs):
 
 def stochastic_facts(mnist, cifar):
     """Section "Figure 7": how the stochastic-lookahead runs of each data set ended against
-    the baseline (:func:`plot_online.versus_baseline`) and whether SMD first raised the rate."""
+    the baseline (:func:`versus_baseline`) and whether SMD first raised the rate."""
     facts = {}
     for name, runs in (("mnist", mnist), ("cifar", cifar)):
         ended = versus_baseline(runs, "stochastic")

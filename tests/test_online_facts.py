@@ -142,3 +142,11 @@ def test_archive_rows_list_missing_runs_and_each_archived_runs_provenance():
     assert rows["runs archived"] == "1 of 2" and rows["not archived yet"] == "`mnist__stochastic__0.1`"
     assert rows["`baseline0.1`"] == "cpu, 2026-12-01, commit `abc`, 1 min"
     assert dict(online_facts.archive_rows(runs, {}, []))["not archived yet"] == "none"
+
+
+def test_facts_need_exactly_one_baseline():
+    with pytest.raises(ValueError, match="exactly one baseline"):
+        online_facts.baseline_of(_runs(_run("stochastic", 1e-3, 0.01)))
+    two = {"a": BASE, "b": _run("baseline", 0.05, 0.5)}
+    with pytest.raises(ValueError, match="got 2"):
+        online_facts.stochastic_facts(two, two)
