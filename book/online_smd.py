@@ -83,8 +83,8 @@ from shortbias_lib.runs import load_result
 # `"shared"` draws one set per adaptation for all its meta steps, a different estimator that
 # the earlier archive below used). As in the authors' code, raw hypergradients are clipped
 # to $\pm 10$ and $u$ is kept within $\alpha_{\rm eff} \in [10^{-4}, 10]$,
-# $1-\mu \in [10^{-4}, 1]$. One choice is ours, where the paper and what we know of that
-# code are silent: one Adam state is kept over the whole run. After the first half, $\mu$ is frozen and the effective rate
+# $1-\mu \in [10^{-4}, 1]$. Where the paper and that code are silent we keep one Adam state
+# over the whole run. After the first half, $\mu$ is frozen and the effective rate
 # decays exponentially from its value $\alpha_{\rm eff}(t_{1/2})$ to $10^{-4}$ at the last
 # step $t_{\rm end} = N-1$:
 #
@@ -255,7 +255,8 @@ glue_facts(online_facts.archive_facts(archived, archive_missing))
 # rate at the end of adaptation is averaged over its last stretch because single values
 # jump from one adaptation to the next. Each run is a single draw: at high rates training is
 # chaotic, and another order of floating-point operations (another thread count or
-# machine) gives another path after a few thousand steps, with the same statistics.
+# machine) gives another path after a few thousand steps, with the same statistics. Each
+# archived run's final numbers:
 
 # %%
 plot_online.summary_table(archived)
