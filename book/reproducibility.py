@@ -123,7 +123,16 @@ report.provenance_table(context.results_dir, profile)
 # [offline chapter](offline_mnist) shows them and gives the commands that regenerate them;
 # tests recompute slices of them with the current code). Their claims carry 95% bootstrap
 # intervals over the sampled schedules: a claim holds only if its whole interval lies above
-# the paper's bound.
+# the paper's bound. An estimate above the bound whose interval reaches below it leaves the
+# claim undecided:
+
+# %%
+example = report.Comparison("example", "a claimed ratio", ours=150.0, paper=100.0, source="-",
+                            kind="lower_bound", low=90.0, high=210.0)
+example.verdict, example.agreement
+
+# %% [markdown]
+# The archived runs' comparisons:
 
 # %%
 archive_dir = REPO_ROOT / offline_config.ARCHIVE_DIR
