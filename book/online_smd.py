@@ -38,17 +38,15 @@ from shortbias_lib.notebook import setup
 
 context = setup(profile, device, seed, data_root, results, threads=1)
 
-# %% tags=["remove-cell"]
+# %%
 # %matplotlib inline
 import math
 
 import numpy as np
-from IPython.display import Markdown, display
-from myst_nb import glue
+from IPython.display import Markdown
 
-from shortbias_lib import hyperparams, online, online_claims, plot_online, schedules
-from shortbias_lib.notebook import show_source
-from shortbias_lib.profiles import pick
+from shortbias_lib import hyperparams, online, online_claims, online_facts, plot_online, schedules
+from shortbias_lib.notebook import glue_facts, show_source
 from shortbias_lib.report import markdown_table
 from shortbias_lib.runs import load_result
 
@@ -85,8 +83,8 @@ from shortbias_lib.runs import load_result
 # `"shared"` draws one set per adaptation for all its meta steps, a different estimator that
 # the earlier archive below used). As in the authors' code, raw hypergradients are clipped
 # to $\pm 10$ and $u$ is kept within $\alpha_{\rm eff} \in [10^{-4}, 10]$,
-# $1-\mu \in [10^{-4}, 1]$. One choice is ours, where the paper and what we know of that
-# code are silent: one Adam state is kept over the whole run. After the first half, $\mu$ is frozen and the effective rate
+# $1-\mu \in [10^{-4}, 1]$. Where the paper and that code are silent we keep one Adam state
+# over the whole run. After the first half, $\mu$ is frozen and the effective rate
 # decays exponentially from its value $\alpha_{\rm eff}(t_{1/2})$ to $10^{-4}$ at the last
 # step $t_{\rm end} = N-1$:
 #
@@ -108,6 +106,20 @@ show_source(hyperparams.Hyperparameters.from_vector,
 show_source(schedules.ExponentialDecay, "Source: `schedules.ExponentialDecay`, the decay after adaptation")
 
 # %% [markdown]
+# A step of $-\log 2$ on the first coordinate of $u$ halves $\alpha_{\rm eff}$ and keeps $\mu$;
+# halfway through the decay the effective rate is the geometric mean of its two ends.
+
+# %%
+hand_tuned = hyperparams.Hyperparameters(lr=0.1, momentum=0.9)  # MNIST's baseline
+u = hand_tuned.vector()  # (log alpha_eff, log(1 - mu))
+halved = hand_tuned.from_vector(u - [math.log(2), 0.0])
+print(f"u = {u.round(3)}, alpha_eff = {hand_tuned.effective_lr:g}; "
+      f"after the step: alpha = {halved.lr:g}, mu = {halved.momentum:g}")
+steps, half = 50_000, 25_000
+decay = schedules.ExponentialDecay(hand_tuned.effective_lr, 1e-4, steps=steps - 1 - half, t0=half)
+print({t: float(f"{decay.lr(t):.2g}") for t in (half, 37_500, steps - 1)})
+
+# %% [markdown]
 # ## Sizes of this run
 #
 # The paper trains 50,000 steps with $M = 100$ meta steps of Adam (learning rate
@@ -117,36 +129,11 @@ show_source(schedules.ExponentialDecay, "Source: `schedules.ExponentialDecay`, t
 # `archive` profile below; the `paper` profile runs the same sizes on MNIST and CIFAR-10).
 # The table shows what this page ran.
 
-# %% tags=["remove-input"]
-plan = pick(profile, online.SIZES)
-paper = pick("paper", online.SIZES)
+# %%
+Markdown(markdown_table(*online_facts.sizes_table(profile)))
 
-
-def describe(dataset, cfg):
-    return {
-        "steps (adaptation during the first half)": f"{cfg['steps']:,}",
-        "meta steps $M$ per adaptation, every ... steps": f"{cfg['meta_steps']}, every {cfg['adapt_every']}",
-        "Adam meta learning rate": f"{cfg['meta_lr']:g}",
-        "lookahead $T$": str(cfg["horizon"]),
-        "batch size": str(cfg["batch_size"]),
-        "training examples": "all" if cfg["n_train"] is None else f"first {cfg['n_train']:,}",
-        "training loss measured on": ("all training examples" if cfg["n_eval_train"] is None
-                                      else f"first {cfg['n_eval_train']:,} training examples")
-                                     + f", every {cfg['eval_every']} steps",
-        "test examples": "all" if cfg["n_test"] is None else f"first {cfg['n_test']:,}",
-        "initial $\\alpha$, stochastic lookahead": ", ".join(f"{x:g}" for x in cfg["init_lrs"]) or "none",
-        "initial $\\alpha$, deterministic lookahead": ", ".join(f"{x:g}" for x in cfg["det_lrs"]) or "none",
-    }
-
-
-mnist_d, cifar_d, paper_d = (describe(d, c) for d, c in
-                             (("mnist", plan["mnist"]), ("cifar10", plan["cifar10"]), ("mnist", paper["mnist"])))
-paper_d["initial $\\alpha$, stochastic lookahead"] = "MNIST: 0.001-0.1 (5 values); CIFAR-10: 0.0005-0.01 (4 values)"
-paper_d["initial $\\alpha$, deterministic lookahead"] = "CIFAR-10: the same 4 values"
-display(Markdown(markdown_table(["", "MNIST, this run", "CIFAR-10, this run", "paper (both)"],
-                                [(key, mnist_d[key], cifar_d[key], paper_d[key]) for key in mnist_d])))
-for name, cfg in (("mnist", plan["mnist"]), ("cifar", plan["cifar10"]), ("paper", paper["mnist"])):
-    glue(f"online_reach_{name}", float(cfg["meta_steps"] * cfg["meta_lr"]), display=False)
+# %% tags=["remove-cell"]
+glue_facts(online_facts.sizes_facts(profile))
 
 # %% [markdown]
 # In a shortened profile the runs adapt with fewer meta steps, and a larger meta learning
@@ -155,19 +142,19 @@ for name, cfg in (("mnist", plan["mnist"]), ("cifar", plan["cifar10"]), ("paper"
 # {glue:text}`online_reach_cifar:.2g` on CIFAR-10 here against
 # {glue:text}`online_reach_paper:.2g` in the paper. Only a few initial rates are run, and
 # CIFAR-10 may use a subset of the training images and smaller batches (see the table),
-# because the CNN's Hessian-vector products are costly on a CPU. The MNIST deterministic run
-# is an addition of ours (the paper shows deterministic lookahead on CIFAR-10 only). The `paper` profile runs the paper's
-# sizes: `python -m shortbias_lib online --profile paper --device cuda`.
+# because the CNN's Hessian-vector products are costly on a CPU. The `paper` profile runs the
+# paper's sizes: `python -m shortbias_lib online --profile paper --device cuda`.
+#
+# One call runs the table's runs; each run is a file of its own, reused when it exists.
 
-# %% tags=["remove-cell"]
+# %%
 out, out_meta = online.run_online(profile, device=device, seed=seed, data_root=data_root,
                                   results=context.results_dir, show_progress=False)
 mnist = online.runs_from_arrays(out, "mnist")
 cifar = online.runs_from_arrays(out, "cifar10")
-glue("cifar_source", out_meta["config"]["cifar10"]["source"], display=False)
-glue("mnist_source", out_meta["config"]["mnist"]["source"], display=False)
-seconds = sum(run.seconds for run in online.runs_from_arrays(out).values())
-glue("online_minutes", seconds / 60, display=False)
+
+# %% tags=["remove-cell"]
+glue_facts(online_facts.run_facts(out, out_meta))
 
 # %% [markdown]
 # Data sources used by this run: MNIST, {glue:text}`mnist_source`; CIFAR-10,
@@ -182,26 +169,7 @@ fig = plot_online.figure([("MNIST, MLP", plot_online.select(mnist, ("baseline", 
                      ("CIFAR-10, CNN", plot_online.select(cifar, ("baseline", "stochastic")))])
 
 # %% tags=["remove-cell"]
-def glue_stochastic(name, runs):
-    """Glue how the stochastic-lookahead runs of one data set ended against the baseline."""
-    ended = plot_online.versus_baseline(runs, "stochastic")
-    glue(f"{name}_sto_ratio", ended["settled_median"], display=False)
-    glue(f"{name}_sto_factor", 1 / ended["settled_median"], display=False)
-    glue(f"{name}_sto_below", f"{ended['n_below']} of {ended['n']}", display=False)
-    glue(f"{name}_sto_dir", "below" if ended["settled_median"] < 1 else "above", display=False)
-    glue(f"{name}_base_eff", ended["base_eff"], display=False)
-    glue(f"{name}_sto_loss_ratio", ended["loss_median"], display=False)
-    glue(f"{name}_sto_worse", f"{ended['n_worse']} of {ended['n']}", display=False)
-    rises = [np.nanmax(r.eff_lr[:max(1, r.steps // 4)]) / r.init_eff_lr
-             for r in runs.values() if r.mode == "stochastic"]
-    rise = float(np.median(rises)) if rises else float("nan")
-    glue(f"{name}_sto_rise", rise, display=False)
-    glue(f"{name}_sto_rise_word", "raised" if rise > 1 else "did not raise", display=False)
-    return ended
-
-
-mnist_ended = glue_stochastic("mnist", mnist)
-cifar_ended = glue_stochastic("cifar", cifar)
+glue_facts(online_facts.stochastic_facts(mnist, cifar))
 
 # %% [markdown]
 # At the end of adaptation, {glue:text}`mnist_sto_below` MNIST runs with a stochastic
@@ -226,15 +194,13 @@ cifar_ended = glue_stochastic("cifar", cifar)
 # ### Final numbers per data set
 #
 # Final training loss (on the evaluation subset named above), test error, and the effective
-# learning rate and momentum each run had when adaptation stopped. For the baseline these
-# are its fixed values.
+# learning rate and momentum each run had when adaptation stopped (for the baseline, its
+# fixed values): MNIST, then CIFAR-10.
 
-# %% tags=["remove-input"]
-display(Markdown("**MNIST**"))
+# %%
 plot_online.summary_table(mnist)
 
-# %% tags=["remove-input"]
-display(Markdown("**CIFAR-10**"))
+# %%
 plot_online.summary_table(cifar)
 
 # %% [markdown]
@@ -244,7 +210,8 @@ plot_online.summary_table(cifar)
 # steps of Adam every 10 steps for the first 25,000, from its five initial rates, is run from
 # the shell and committed in `archive/`, one file per run with its own provenance (two copies
 # of the command share the runs, one CPU core each, and each run resumes from its last
-# checkpoint; the table below gives each run's time):
+# checkpoint; the table below gives each run's time; runs archived so far:
+# {glue:text}`arch_runs`):
 #
 # ```
 # python -m shortbias_lib online --profile archive --results archive
@@ -254,17 +221,9 @@ plot_online.summary_table(cifar)
 # shows it on CIFAR-10). A test recomputes the first three adaptations of archived runs
 # with the current code, so the files cannot silently drift from it.
 
-# %% tags=["remove-input"]
+# %%
 archived, archived_metas, archive_missing = online.archived_runs(seed=0)
-archive_cfg = dict(paper["mnist"])
-archive_rows = describe("mnist", archive_cfg)
-lines = [(key, archive_rows[key]) for key in archive_rows]
-lines += [("minibatches of the meta steps", archive_cfg["meta_batches"] + " at every meta step (Algorithm 1)"),
-          ("runs archived", f"{len(archived)} of {len(archived) + len(archive_missing)}"),
-          ("not archived yet", ", ".join(f"`{k}`" for k in archive_missing) or "none")]
-lines += [(f"`{key}`", f"{meta['device']}, {meta['time_utc']}, commit `{meta['git_commit']}`, "
-           f"{archived[key].seconds / 60:.0f} min") for key, meta in archived_metas.items()]
-display(Markdown(markdown_table(["MNIST, archive", ""], lines)))
+Markdown(markdown_table(["MNIST, archive", ""], online_facts.archive_rows(archived, archived_metas, archive_missing)))
 
 # %% mystnb={"figure": {"caption": "Archived runs, MNIST at the paper's scale (50,000 steps; 100 meta steps every 10 steps for the first 25,000, fresh minibatches at every meta step). Left: stochastic 5-step lookahead from the paper's initial rates; right: deterministic lookahead (one minibatch repeated). Blue: SMD (darker: larger initial rate); red: the hand-tuned rate. Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale. Only the runs archived so far are drawn (see the table).", "name": "fig-online-archive"}}
 fig = plot_online.figure([("MNIST, stochastic lookahead (archived)", plot_online.select(archived, ("baseline", "stochastic"))),
@@ -279,16 +238,12 @@ fig = plot_online.figure([("MNIST, stochastic lookahead (archived)", plot_online
 # them and decides each claim from the archived runs (table). A claim whose runs are not
 # archived yet is left undecided.
 
-# %% tags=["remove-input"]
-claims = online_claims.decide(archived, archive_cfg["steps"] // 2)
-display(Markdown(markdown_table(["claim", "criterion", "measured", "verdict"],
-                                online_claims.claims_rows(claims))))
-glue("arch_alike", online_claims.verdict(claims.alike), display=False)
-glue("arch_collapse", online_claims.verdict(claims.collapse), display=False)
-glue("arch_worse", online_claims.verdict(claims.worse), display=False)
-glue("arch_large", online_claims.verdict(claims.large), display=False)
-glue("arch_unstable", online_claims.verdict(claims.unstable), display=False)
-glue("arch_alike_factor", online_claims.ALIKE_SPREAD, display=False)
+# %%
+claims = online_claims.decide(archived, online_facts.ARCHIVE_ADAPT_UNTIL)
+Markdown(markdown_table(["claim", "criterion", "measured", "verdict"], online_claims.claims_rows(claims)))
+
+# %% tags=["remove-cell"]
+glue_facts(online_facts.archive_facts(archived, archive_missing))
 
 # %% [markdown]
 # In short: claim (i) {glue:text}`arch_alike`; claim (ii)'s collapse
@@ -300,10 +255,10 @@ glue("arch_alike_factor", online_claims.ALIKE_SPREAD, display=False)
 # rate at the end of adaptation is averaged over its last stretch because single values
 # jump from one adaptation to the next. Each run is a single draw: at high rates training is
 # chaotic, and another order of floating-point operations (another thread count or
-# machine) gives another path after a few thousand steps, with the same statistics.
+# machine) gives another path after a few thousand steps, with the same statistics. Each
+# archived run's final numbers:
 
-# %% tags=["remove-input"]
-display(Markdown("**MNIST, archived runs at the paper's scale**"))
+# %%
 plot_online.summary_table(archived)
 
 # %% [markdown]
@@ -318,15 +273,16 @@ plot_online.summary_table(archived)
 # and not with fresh minibatches. The table compares the stochastic runs of both archives; the last column is the share of adaptations after which the momentum
 # sat at one of its bounds ($\mu = 0$ or $\mu = 1 - 10^{-4}$).
 
-# %% tags=["remove-input"]
+# %%
 earlier_arrays, earlier_meta = load_result(online.earlier_archive_path(seed=0))
 earlier = online.runs_from_arrays(earlier_arrays)
-earlier_claims = online_claims.decide(earlier, earlier_meta["config"]["mnist"]["adapt_until"])
-display(Markdown(markdown_table(*online_claims.comparison_table(
-    ("earlier", earlier, earlier_claims), ("now", archived, claims)))))
-glue("earlier_collapse", online_claims.verdict(earlier_claims.collapse), display=False)
-glue("earlier_worse", online_claims.verdict(earlier_claims.worse), display=False)
-glue("earlier_alike", online_claims.verdict(earlier_claims.alike), display=False)
+earlier_until = earlier_meta["config"]["mnist"]["adapt_until"]
+earlier_claims = online_claims.decide(earlier, earlier_until)
+Markdown(markdown_table(*online_claims.comparison_table(("earlier", earlier, earlier_claims),
+                                                        ("now", archived, claims))))
+
+# %% tags=["remove-cell"]
+glue_facts(online_facts.earlier_facts(earlier, earlier_until))
 
 # %% [markdown]
 # By the same criteria, in the earlier archive claim (i) {glue:text}`earlier_alike`, the
@@ -342,45 +298,7 @@ if any(r.mode == "deterministic" for r in mnist.values()):
 fig = plot_online.figure(panels)
 
 # %% tags=["remove-cell"]
-def loss_at(run, step):
-    """Training loss at the evaluation closest to ``step`` (NaN if the run had diverged)."""
-    if run.eval_steps.size == 0 or (run.diverged and run.diverged_step <= step):
-        return float("nan")
-    return float(run.eval_losses[np.argmin(np.abs(run.eval_steps - step))])
-
-
-def deterministic_summary(runs):
-    det = [r for r in runs.values() if r.mode == "deterministic"]
-    base = plot_online.baseline_of(runs)
-    base_eff = base.init_eff_lr
-    peak = max((np.nanmax(r.eff_lr[:r.last_finite_step]) for r in det if r.last_finite_step > 0),
-               default=float("nan"))
-    broken = sum(r.diverged or r.chance_step() >= 0 for r in det)
-    half = base.steps // 2
-    finite = [loss for loss in (loss_at(r, half) for r in det) if np.isfinite(loss)]
-    det_loss = (f"{np.median(finite):.3g}" if finite
-                else "not defined (every deterministic run had diverged by then)")
-    return float(peak / base_eff), broken, len(det), det_loss, loss_at(base, half)
-
-
-peak, broken, total, det_loss, base_loss = deterministic_summary(cifar)
-glue("cifar_det_peak", peak, display=False)
-glue("cifar_det_broken", f"{broken} of {total}", display=False)
-glue("cifar_det_half_loss", det_loss, display=False)
-glue("cifar_base_half_loss", base_loss, display=False)
-sto_max = max((np.nanmax(r.eff_lr[:r.last_finite_step]) for r in cifar.values()
-               if r.mode == "stochastic" and r.last_finite_step > 0), default=float("nan"))
-glue("cifar_sto_peak", float(sto_max / cifar_ended["base_eff"]), display=False)
-if any(r.mode == "deterministic" for r in mnist.values()):
-    peak_m, broken_m, total_m, det_loss_m, base_loss_m = deterministic_summary(mnist)
-else:
-    peak_m, broken_m, total_m, det_loss_m, base_loss_m = (float("nan"), 0, 0, "not measured",
-                                                           float("nan"))
-glue("mnist_det_peak", peak_m, display=False)
-glue("mnist_det_broken", f"{broken_m} of {total_m}", display=False)
-glue("mnist_det_half_loss", det_loss_m, display=False)
-glue("mnist_base_half_loss", base_loss_m, display=False)
-glue("chance_loss", math.log(10), display=False)
+glue_facts(online_facts.deterministic_facts(mnist, cifar))
 
 # %% [markdown]
 # With the noise removed from the lookahead, the meta-objective is the loss of one
@@ -436,7 +354,28 @@ glue("chance_loss", math.log(10), display=False)
 # $\mathbb E\,\ell(w_{t+1})$. Find it as a function of $m_t$. Then suppose training has run
 # long enough with a constant rate $\hat\alpha$ to reach that rate's noise floor (the
 # stationary $m$). Which rate does the one-step lookahead choose there?
-#
+
+# %% tags=["solution", "hide-cell"]
+import sympy as sp
+
+a, h, m, s2, a_hat = sp.symbols("alpha h m sigma2 alpha_hat", positive=True)
+one_step = (1 - a * h) ** 2 * m + a ** 2 * s2  # m_{t+1}, proportional to E l(w_{t+1})
+greedy = sp.solve(sp.diff(one_step, a), a)
+floor = sp.solve(sp.Eq(m, one_step.subs(a, a_hat)), m)[0]  # the stationary m of alpha_hat
+assert greedy == [h * m / (h ** 2 * m + s2)]
+assert sp.simplify(floor - a_hat * s2 / (h * (2 - a_hat * h))) == 0
+assert sp.simplify(greedy[0].subs(m, floor) - a_hat / 2) == 0  # half the rate
+
+steps, rate, moment = 10_000, 1.0, 1.0  # h = sigma^2 = m_0 = 1, greedy step after greedy step
+rates = []
+for _ in range(steps):
+    rate = moment / (moment + 1.0)
+    moment = (1 - rate) ** 2 * moment + rate ** 2
+    rates.append(rate)
+assert np.all(np.diff(rates) < 0) and abs(rates[-1] * steps - 1) < 0.01  # falls like 1/t
+glue_facts({"ex_onl_steps": steps, "ex_onl_first": rates[0], "ex_onl_last": rates[-1]})
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # Minimizing $(1-\alpha h)^2 m + \alpha^2\sigma^2$ gives
@@ -449,11 +388,30 @@ glue("chance_loss", math.log(10), display=False)
 # to {glue:text}`ex_onl_last:.3g` in {glue:text}`ex_onl_steps:,d` greedy steps): the
 # collapse of Figure 7 in its simplest form.
 # ```
-#
+
+# %% [markdown]
 # **2. Why a deterministic lookahead raises the rate.** With the same minibatch repeated
 # for $T$ steps, the lookahead sees no noise ($\sigma^2 = 0$). Which constant rate minimizes
 # the loss after $T$ steps then, and how does that change when the lookahead is noisy?
-#
+
+# %% tags=["solution", "hide-cell"]
+T, sigma2 = 5, 0.1  # h = 1, m_0 = 1
+
+
+def loss_after(alpha, noise):
+    """m_T after T steps of SGD at the constant rate ``alpha`` (an array of rates)."""
+    moment = np.ones_like(alpha)
+    for _ in range(T):
+        moment = (1 - alpha) ** 2 * moment + alpha ** 2 * noise
+    return moment
+
+
+grid = np.linspace(0.01, 1.99, 19_801)
+noiseless_best, noisy_best = (grid[np.argmin(loss_after(grid, noise))] for noise in (0.0, sigma2))
+assert abs(noiseless_best - 1.0) < 1e-3 and noisy_best < 0.9
+glue_facts({"ex_onl_T": T, "ex_onl_sigma2": sigma2, "ex_onl_noisy_best": float(noisy_best)})
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # Without noise, $w_T = (1-\alpha h)^T w_0$ and the loss is zero at $\alpha = 1/h$ for every
@@ -463,45 +421,3 @@ glue("chance_loss", math.log(10), display=False)
 # best constant rate is {glue:text}`ex_onl_noisy_best:.3g` instead of 1. A rate tuned on
 # one batch is too large for the stream of different batches.
 # ```
-
-# %% tags=["remove-cell"]
-# The statements of the solutions, derived and checked.
-import sympy as sp
-
-a, h, m, s2, a_hat = sp.symbols("alpha h m sigma2 alpha_hat", positive=True)
-one_step = (1 - a * h) ** 2 * m + a ** 2 * s2
-greedy = sp.solve(sp.diff(one_step, a), a)
-assert greedy == [h * m / (h ** 2 * m + s2)]
-floor = sp.solve(sp.Eq(m, one_step.subs(a, a_hat)), m)[0]
-assert sp.simplify(floor - a_hat * s2 / (h * (2 - a_hat * h))) == 0
-assert sp.simplify(greedy[0].subs(m, floor) - a_hat / 2) == 0
-
-steps, rate, moment = 10_000, 1.0, 1.0   # h = 1, sigma^2 = 1, m_0 = 1
-rates = []
-for _ in range(steps):
-    rate = moment / (moment + 1.0)
-    moment = (1 - rate) ** 2 * moment + rate ** 2
-    rates.append(rate)
-rates = np.array(rates)
-assert np.all(np.diff(rates) < 0) and abs(rates[-1] * steps - 1) < 0.01  # falls like 1/t
-glue("ex_onl_steps", steps, display=False)
-glue("ex_onl_first", float(rates[0]), display=False)
-glue("ex_onl_last", float(rates[-1]), display=False)
-
-T, sigma2 = 5, 0.1
-
-
-def loss_after(alpha, noise):
-    moment = 1.0
-    for _ in range(T):
-        moment = (1 - alpha) ** 2 * moment + alpha ** 2 * noise
-    return moment
-
-
-grid = np.linspace(0.01, 1.99, 19_801)
-noiseless_best = grid[np.argmin([loss_after(x, 0.0) for x in grid])]
-noisy_best = grid[np.argmin([loss_after(x, sigma2) for x in grid])]
-assert abs(noiseless_best - 1.0) < 1e-3 and noisy_best < 0.9
-glue("ex_onl_T", T, display=False)
-glue("ex_onl_sigma2", sigma2, display=False)
-glue("ex_onl_noisy_best", float(noisy_best), display=False)

@@ -56,38 +56,33 @@ context = setup(profile, device, seed, data_root, results)
 
 # %%
 # %matplotlib inline
-from shortbias_lib import report
+from IPython.display import Markdown
 
+from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib import offline_config, online, online_claims, online_facts, report
+from shortbias_lib.notebook import glue_facts
+from shortbias_lib.runs import REPO_ROOT, load_result, result_path
+
+# %% [markdown]
+# The comparisons of this run, read from its results folder:
+
+# %%
 comparisons = report.collect(context.results_dir, profile)
 report.comparison_table(comparisons)
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-claims = [c for c in comparisons if c.kind == "lower_bound"]
-values = [c for c in comparisons if c.kind == "value"]
-calibrated = [c for c in comparisons if c.kind == "calibrated"]
-glue("repro_claims_held", sum(c.verdict == "holds" for c in claims), display=False)
-glue("repro_claims", len(claims), display=False)
-glue("repro_values_close", sum(c.agrees for c in values), display=False)
-glue("repro_values", len(values), display=False)
-glue("repro_calibrated", len(calibrated), display=False)
-glue("repro_calibrated_list", Markdown(
-    "; ".join(f"{c.quantity} ({c.chapter})" for c in calibrated) or "none in this run"), display=False)
+glue_facts(report.comparison_facts(comparisons))
 
 # %% [markdown]
 # In this run, {glue:text}`repro_values_close` of the {glue:text}`repro_values` predicted
 # values are matched within 10%, and {glue:text}`repro_claims_held` of the
 # {glue:text}`repro_claims` claimed bounds hold; {glue:text}`repro_calibrated` calibrated
-# number(s) are left out of these counts ({glue:md}`repro_calibrated_list`). The claims are those of Section 3.2: in a
-# profile smaller than `paper` the offline experiment runs at a fraction of the paper's time
-# scale, with horizons far shorter than the paper's, and a claim it does not meet there is
-# not a test of the paper's claim at full scale; the [offline chapter](offline_mnist) shows
-# the sizes and what the run does show.
-#
-# The figure shows the same comparison on a logarithmic scale, one row per reported number.
-# The claims at the paper's own time scale are checked on the archived runs further down.
+# number(s) are left out of these counts ({glue:md}`repro_calibrated_list`). The claims are
+# those of Section 3.2: in a profile smaller than `paper` the offline experiment runs at a
+# fraction of the paper's time scale, and a claim it does not meet there is not a test of the
+# paper's claim at full scale; the [offline chapter](offline_mnist) shows the sizes and what
+# the run does show. The figure shows the same comparison on a logarithmic scale, one row per
+# reported number.
 
 # %% mystnb={"figure": {"caption": "Each reproduced number (cross; green where it agrees: within 10% of a value, above a claimed bound; grey where it was calibrated to the paper's value) next to the paper's value (circle) or claimed lower bound (triangle), on a log scale. All points come from the result files of this run.", "name": "fig-reproducibility"}}
 if comparisons:
@@ -101,32 +96,21 @@ if comparisons:
 # Figure 3 run also recalibrates $c_0$ for other condition numbers and records the fixed
 # schedule's prediction at each:
 
-# %% tags=["remove-input"]
-import numpy as np
-from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib.runs import load_result, result_path
-
-glue("repro_kappa", nq.FIGURE3_SETUP["kappa"], display=False)
+# %%
 figure3_file = result_path("figure3", profile, seed, results)
-if figure3_file.exists():
-    fig3, _ = load_result(figure3_file)
-    kappa_table = report.markdown_table(
-        ["kappa", "calibrated c0", "predicted fixed final loss", "paper"],
-        [(f"{k:g}", f"{c0:.3f}", f"{f:.2f}", f"{nq.PAPER_FINAL_LOSSES['fixed']:.2f}")
-         for k, c0, f in zip(fig3["kappas"], fig3["kappa_c0"], fig3["kappa_fixed"])])
-    ok = np.isfinite(fig3["kappa_fixed"])
-    kappa_md = (f"Over these condition numbers the prediction stays between {fig3['kappa_fixed'][ok].min():.2f} "
-                f"and {fig3['kappa_fixed'][ok].max():.2f}, so the choice of kappa moves it by at most "
-                f"{np.abs(fig3['kappa_fixed'][ok] / nq.PAPER_FINAL_LOSSES['fixed'] - 1).max():.1%} of the paper's value.")
-    display(Markdown(kappa_table + "\n\n" + kappa_md))
-else:
-    display(Markdown(f"No Figure 3 result of profile `{profile}` was found; run the noisy quadratic chapter first."))
+figure3 = load_result(figure3_file)[0] if figure3_file.exists() else None
+report.kappa_table(figure3, nq.PAPER_FINAL_LOSSES["fixed"])
+
+# %% tags=["remove-cell"]
+glue_facts(report.kappa_facts(figure3, nq.FIGURE3_SETUP["kappa"], nq.PAPER_FINAL_LOSSES["fixed"]))
 
 # %% [markdown]
+# {glue:md}`repro_kappa_effect`
+#
 # Where each number came from: the provenance recorded in every result file (git commit,
 # device, seed and time of the run; the files also record the package versions and host).
 
-# %% tags=["remove-input"]
+# %%
 report.provenance_table(context.results_dir, profile)
 
 # %% [markdown]
@@ -139,23 +123,25 @@ report.provenance_table(context.results_dir, profile)
 # [offline chapter](offline_mnist) shows them and gives the commands that regenerate them;
 # tests recompute slices of them with the current code). Their claims carry 95% bootstrap
 # intervals over the sampled schedules: a claim holds only if its whole interval lies above
-# the paper's bound.
+# the paper's bound. An estimate above the bound whose interval reaches below it leaves the
+# claim undecided:
 
-# %% tags=["remove-input"]
-from shortbias_lib import offline_config
-from shortbias_lib.runs import REPO_ROOT
+# %%
+example = report.Comparison("example", "a claimed ratio", ours=150.0, paper=100.0, source="-",
+                            kind="lower_bound", low=90.0, high=210.0)
+example.verdict, example.agreement
 
+# %% [markdown]
+# The archived runs' comparisons:
+
+# %%
 archive_dir = REPO_ROOT / offline_config.ARCHIVE_DIR
 archived_profiles = ("archive_gpu", "archive")
 archived = report.collect(archive_dir, archived_profiles)
 report.comparison_table(archived)
 
 # %% tags=["remove-cell"]
-archived_claims = [c for c in archived if c.kind == "lower_bound"]
-glue("repro_archive_held", sum(c.verdict == "holds" for c in archived_claims), display=False)
-glue("repro_archive_claims", len(archived_claims), display=False)
-glue("repro_archive_verdicts", "; ".join(f"{c.source}, {c.quantity}: {c.agreement}" for c in archived_claims),
-     display=False)
+glue_facts(report.archive_claim_facts(archived))
 
 # %% [markdown]
 # At the paper's time scale {glue:text}`repro_archive_held` of the
@@ -166,7 +152,7 @@ glue("repro_archive_verdicts", "; ".join(f"{c.source}, {c.quantity}: {c.agreemen
 if archived:
     report.comparison_figure(archived)
 
-# %% tags=["remove-input"]
+# %%
 report.provenance_table(archive_dir, archived_profiles)
 
 # %% [markdown]
@@ -179,20 +165,17 @@ report.provenance_table(archive_dir, archived_profiles)
 # claim and decides it from the archived MNIST runs at the paper's scale (one file per run,
 # in `archive/checkpoints`; their provenance is below).
 
-# %% tags=["remove-cell"]
-from shortbias_lib import online, online_claims
-
+# %%
 online_runs, _, online_missing = online.archived_runs(seed=0)
-online_decided = online_claims.decide(online_runs, online.SIZES["archive"]["mnist"]["steps"] // 2)
-glue("repro_online_runs", f"{len(online_runs)} of {len(online_runs) + len(online_missing)}", display=False)
+online_decided = online_claims.decide(online_runs, online_facts.ARCHIVE_ADAPT_UNTIL)
+Markdown(report.markdown_table(["claim", "criterion", "measured", "verdict"],
+                               online_claims.claims_rows(online_decided)))
+
+# %% tags=["remove-cell"]
+glue_facts(online_facts.archive_facts(online_runs, online_missing))
 
 # %% [markdown]
-# Runs archived so far: {glue:text}`repro_online_runs`.
+# Runs archived so far: {glue:text}`arch_runs`.
 
-# %% tags=["remove-input"]
-display(Markdown(report.markdown_table(["claim", "criterion", "measured", "verdict"],
-                                online_claims.claims_rows(online_decided))))
-
-# %% tags=["remove-input"]
+# %%
 report.provenance_table(archive_dir / "checkpoints", "archive")
-

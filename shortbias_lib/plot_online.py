@@ -49,37 +49,6 @@ def summary_table(runs):
                                     "final training loss", "test error", "diverged"], rows))
 
 
-def baseline_of(runs):
-    """The hand-tuned run among ``runs``."""
-    found = [r for r in runs.values() if r.mode == "baseline"]
-    if len(found) != 1:
-        raise ValueError(f"runs must hold exactly one baseline run; got {len(found)}")
-    return found[0]
-
-
-def versus_baseline(runs, mode):
-    """How the ``mode`` runs ended against the baseline, for sentences chosen by the numbers.
-
-    Returns a dict: ``settled`` (each run's effective rate at the end of adaptation over
-    the baseline's), ``loss`` (each final training loss over the baseline's), their
-    medians (NaN without finite values), ``n`` runs, ``n_below`` settled below the
-    baseline's rate and ``n_worse`` ending with a higher training loss.
-    """
-    base = baseline_of(runs)
-    base_eff = base.init_eff_lr
-    chosen = [r for r in runs.values() if r.mode == mode]
-    settled = np.array([r.settled_lr / base_eff for r in chosen])
-    loss = np.array([r.final_train_loss / base.final_train_loss for r in chosen])
-
-    def median(values):
-        values = values[np.isfinite(values)]
-        return float(np.median(values)) if values.size else float("nan")
-
-    return {"settled": settled, "loss": loss, "settled_median": median(settled),
-            "loss_median": median(loss), "base_eff": float(base_eff), "n": len(chosen),
-            "n_below": int(np.sum(settled < 1)), "n_worse": int(np.sum(loss > 1))}
-
-
 def plot_runs(axes_loss, axes_lr, runs, title=None):
     """Training loss (log) and effective learning rate (log) against steps, Figure 7 style.
 

@@ -60,3 +60,50 @@ def test_reproducibility_report_skips_partial_files_and_reports_damaged_ones(tmp
     text = report.provenance_table(tmp_path, "quick").data
     assert "`a.npz`" in text and "a.partial.npz" not in text
     assert "`broken.npz`: result file" in text and "--no-resume" in text
+
+
+def _comparison(kind, ours, paper=10.0, low=float("nan"), high=float("nan"), quantity="q", source="s.npz"):
+    from shortbias_lib.report import Comparison
+
+    return Comparison("ch", quantity, ours, paper, source, kind=kind, low=low, high=high)
+
+
+def test_comparison_facts_count_agreement_and_leave_calibrated_numbers_out():
+    """Values within 10% agree (10.5 does, 12 does not); a bound holds only above it; a
+    calibrated number counts in neither total and is named instead."""
+    from shortbias_lib import report
+
+    facts = report.comparison_facts([
+        _comparison("value", 10.5), _comparison("value", 12.0), _comparison("lower_bound", 20.0),
+        _comparison("lower_bound", 5.0), _comparison("calibrated", 10.0, quantity="greedy loss")])
+    assert (facts["repro_values_close"], facts["repro_values"]) == (1, 2)
+    assert (facts["repro_claims_held"], facts["repro_claims"], facts["repro_calibrated"]) == (1, 2, 1)
+    assert facts["repro_calibrated_list"].data == "greedy loss (ch)"
+    assert report.comparison_facts([])["repro_calibrated_list"].data == "none in this run"
+
+
+def test_archive_claim_facts_hold_a_claim_only_with_its_whole_interval_above_the_bound():
+    from shortbias_lib import report
+
+    facts = report.archive_claim_facts([
+        _comparison("lower_bound", 30.0, low=15.0, high=40.0, source="a.npz"),
+        _comparison("lower_bound", 30.0, low=5.0, high=40.0, source="b.npz"),
+        _comparison("value", 10.0)])
+    assert (facts["repro_archive_held"], facts["repro_archive_claims"]) == (1, 2)
+    assert facts["repro_archive_verdicts"] == ("a.npz, q: claim holds; "
+                                               "b.npz, q: undecided (interval spans the bound)")
+
+
+def test_kappa_facts_give_the_largest_shift_from_the_paper_over_finite_predictions():
+    from shortbias_lib import report
+
+    figure3 = {"kappas": np.array([10.0, 100.0, 1000.0]), "kappa_c0": np.array([0.1, 0.2, 0.3]),
+               "kappa_fixed": np.array([0.9, 1.05, np.nan])}
+    facts = report.kappa_facts(figure3, 100.0, 1.0)
+    assert facts["repro_kappa"] == 100.0
+    assert "between 0.90 and 1.05" in facts["repro_kappa_effect"].data
+    assert "at most 10.0% of the paper's value" in facts["repro_kappa_effect"].data
+    assert "not measured" in report.kappa_facts(None, 100.0, 1.0)["repro_kappa_effect"].data
+    table = report.kappa_table(figure3, 1.0).data
+    assert "| 1000 | 0.300 | nan | 1.00 |" in table and table.count("\n") == 4
+    assert "No Figure 3 result" in report.kappa_table(None, 1.0).data
