@@ -31,9 +31,11 @@ REVERSE_TOLERANCE = 1e-8
 """Largest relative difference of forward to reverse mode the checks accept: both are exact
 derivatives, so in float64 they differ by rounding only."""
 
-FINITE_DIFFERENCE_TOLERANCE = 1e-4
-"""Largest relative difference of forward mode to central finite differences the checks accept
-(their truncation and rounding error is of order 1e-6 at ``eps = 1e-6``)."""
+FINITE_DIFFERENCE_TOLERANCE = 1e-3
+"""Largest relative difference of forward mode to central finite differences the checks accept:
+loose, because the differences carry their own truncation and rounding error (1e-7 to 1e-5
+measured at ``eps = 1e-6``, more where a ReLU switches within ``eps``); a wrong tangent gives
+differences of order one, and reverse mode (:data:`REVERSE_TOLERANCE`) is the tight check."""
 
 
 class HypergradientCheckFailed(AssertionError):
