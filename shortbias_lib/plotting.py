@@ -252,6 +252,25 @@ def theorem1_figure(h, exact, mc, half_widths, loss_exact, colors):
     return fig
 
 
+def theorem3_figure(h, sigma2, greedy, fit, colors):
+    """Theorem 3 numerically, one colour per univariate problem (rows of ``h``, ``sigma2``):
+    left, the gap between the final loss of the schedule ``fit`` (``nqm_gradient.fit_schedule``)
+    and greedy's per Adam step (gaps below 1e-16 drawn at 1e-16); right, the fitted rates
+    (dots) on the greedy ones (lines), times ``h`` to share one axis."""
+    fig, axes = figure(2, width=3.3, height=2.8)
+    steps = np.arange(greedy.alphas.shape[-1])
+    for j, color in enumerate(colors):
+        label = f"h={h[j, 0].item():g}, $\\sigma^2$={sigma2[j, 0].item():g}"
+        gap = _np(fit.history[j] - greedy.losses[j, -1])
+        axes[0, 0].plot(np.arange(1, len(gap) + 1), np.maximum(gap, 1e-16), color=color, label=label)
+        axes[0, 1].plot(steps, _np(greedy.alphas[j] * h[j]), color=color, label=label)
+        axes[0, 1].plot(steps, _np(fit.alphas[j] * h[j]), "o", color=color, ms=4)
+    axes[0, 0].set(xlabel="Adam step", ylabel="final loss minus greedy's", xscale="log", yscale="log")
+    axes[0, 1].set(xlabel="step t", ylabel=r"$\alpha^{(t)} h$")
+    axes[0, 0].legend(fontsize="small")
+    return fig
+
+
 def unrolled_sgd_graph(steps=2, ax=None):
     """The paper's Figure 4: SGD unrolled as a computation graph, the learning rate an input.
 

@@ -27,6 +27,22 @@ B = sp.Symbol("B", real=True)                                    # E[theta v]
 
 _SECOND = {(2, 0, 0): V_theta, (0, 2, 0): V_v, (1, 1, 0): S, (0, 0, 2): 1}
 
+THEOREM1_TEX = {"E[v']": r"\mathbb{E}[v']", "E[theta']": r"\mathbb{E}[\theta']", "V[v']": r"\mathbb{V}[v']",
+                "V[theta']": r"\mathbb{V}[\theta']", "Cov(theta', v')": r"\Sigma_{\theta',v'}"}
+"""The LaTeX names of :func:`theorem1`'s keys."""
+
+
+def equation(lhs, expr):
+    """The LaTeX of ``lhs = expr``, ``lhs`` already LaTeX and ``expr`` a SymPy expression."""
+    return f"{lhs} = {sp.latex(expr)}"
+
+
+def show(lhs, expr):
+    """Display ``lhs = expr`` as typeset math in a notebook (see :func:`equation`)."""
+    from IPython.display import Math, display
+
+    display(Math(equation(lhs, expr)))
+
 
 def expect(expr, fluctuations=(d_theta, d_v, xi), second=None):
     """E[expr] for a polynomial of degree <= 2 in the fluctuations ``d_theta, d_v, xi``.

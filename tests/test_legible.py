@@ -234,6 +234,21 @@ def _theorem1_figure():
     return plotting.theorem1_figure(h, exact, mc, bands, dynamics(*problem), ["tab:blue", "tab:orange", "tab:green"])
 
 
+def _theorem3_figure():
+    import torch
+
+    from shortbias_lib.nqm_dynamics import greedy_schedule
+    from shortbias_lib.nqm_gradient import fit_schedule
+
+    h, s2 = (torch.tensor([[1.0], [0.2], [3.0]], dtype=torch.float64), torch.tensor([[2.0], [0.5], [1.0]],
+                                                                                   dtype=torch.float64))
+    start = (torch.ones(3, 1, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64))
+    greedy = greedy_schedule(h, s2, *start, 4, momentum=False)
+    fit = fit_schedule(h, s2, *start, 0.3 / h.expand(3, 4), steps=20, lr=0.01, parameterization="log",
+                       bound=False, momentum=False)
+    return plotting.theorem3_figure(h, s2, greedy, fit, ["tab:blue", "tab:orange", "tab:green"])
+
+
 def _nqm_measurement():
     from shortbias_lib import nqm_prediction as npred
 
@@ -342,6 +357,7 @@ FIGURES = {
     "plotting.schedule_panels": _schedule_panels,
     "plotting.paper_figure1": _paper_figure1,
     "plotting.theorem1_figure": _theorem1_figure,
+    "plotting.theorem3_figure": _theorem3_figure,
     "plot_offline.plot_surfaces": _offline_surfaces,
     "plot_offline.plot_training_curves": _offline_training_curves,
     "plot_offline.plot_smd_losses": _offline_smd_losses,
