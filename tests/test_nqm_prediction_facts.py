@@ -61,7 +61,8 @@ def test_comparison_facts_against_direct_computation():
     assert out["np_pred_beta_ratio"] == pytest.approx(10 ** 3.5)
     assert out["np_loss_verdict"] == "inside" and out["np_loss_factor"] == pytest.approx(1.0)
     assert (out["np_alt_loss_low"], out["np_alt_loss_high"]) == (3.0, 7.0)
-    assert out["np_rep_beta_factor"] == pytest.approx(10 ** 0.5) and out["np_rep_alpha_factor"] == pytest.approx(10 ** 0.5)
+    assert out["np_rep_beta_factor"] == pytest.approx(10 ** 0.5)
+    assert out["np_rep_alpha_factor"] == pytest.approx(10 ** 0.5)
     # network over prediction: 0.1/0.01 .. 0.4/0.01 and 0.1/10**-1.5 (3.2): all above 1
     assert "3.2 to 40 times smaller" in out["np_alpha_sentence"].data
     assert out["np_edges"].data.startswith("No measured optimum")
