@@ -36,8 +36,7 @@ results = None
 from shortbias_lib.notebook import setup
 
 context = setup(profile, device, seed, data_root, results, threads=1)
-
-# %% tags=["remove-cell"]
+# %%
 # %matplotlib inline
 import time
 
@@ -45,10 +44,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
-from myst_nb import glue
 
 from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib import nqm_fit, plotting
+from shortbias_lib import nqm_experiments_facts as facts
+from shortbias_lib import plotting
+from shortbias_lib.notebook import glue_facts
 from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule
 from shortbias_lib.nqm_fixed import fixed_final_loss
 from shortbias_lib.nqm_gradient import fit_schedule
@@ -89,15 +89,7 @@ chapter_start = time.perf_counter()
 
 # %%
 problem = make_problem()
-glue("kappa", problem.info["kappa"], display=False)
-for _name, _value in nq.PAPER_FINAL_LOSSES.items():
-    glue(f"paper_{_name}", float(_value), display=False)
-glue("c0", problem.info["c0"], display=False)
-glue("noise_floor", float((0.5 * problem.h * problem.sigma2).sum()), display=False)
-glue("initial_loss", float(0.5 * (problem.h * (problem.mean0 ** 2 + problem.var0)).sum()), display=False)
-c0_check = nq.calibrate_c0(kappa=problem.info["kappa"], iters=40)
-assert abs(c0_check - problem.info["c0"]) / problem.info["c0"] < 1e-3, c0_check
-glue("c0_calibrated", c0_check, display=False)
+glue_facts(facts.problem_facts(problem))
 
 # %% [markdown]
 # Bisection on $c_0$ gives $c_0 =$ {glue:text}`c0_calibrated:.3f` for $\kappa = $ {glue:text}`kappa:.0f`
@@ -115,24 +107,15 @@ glue("c0_calibrated", c0_check, display=False)
 
 # %%
 h2 = torch.tensor([1.0, 0.02], dtype=torch.float64)
-s2_2 = 1 / h2
-m0_2 = torch.tensor([1.0, 4.0], dtype=torch.float64)
-v0_2 = torch.zeros(2, dtype=torch.float64)
+start = (1 / h2, torch.tensor([1.0, 4.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
 k_aggr, decay_steps = 100, 50
-T2 = k_aggr + decay_steps
-conservative = constant_schedule(0.1, T2)
+conservative = constant_schedule(0.1, k_aggr + decay_steps)
 aggressive = decayed_schedule(torch.tensor(1.0, dtype=torch.float64), k_aggr, decay_steps, 0.01)
-loss_c = dynamics(h2, s2_2, m0_2, v0_2, *conservative)
-loss_a = dynamics(h2, s2_2, m0_2, v0_2, *aggressive)
-mc_c = monte_carlo(h2, s2_2, m0_2, v0_2, *conservative, n_samples=2000, seed=seed, n_paths=1)
-mc_a = monte_carlo(h2, s2_2, m0_2, v0_2, *aggressive, n_samples=2000, seed=seed + 1, n_paths=1)
-# the figure's claim, checked: conservative is ahead when the decay starts, behind at the end
-assert loss_c[k_aggr] < loss_a[k_aggr] and loss_a[-1] < loss_c[-1]
-glue("fig1_k", k_aggr, display=False)
-glue("fig1_c_k", float(loss_c[k_aggr]), display=False)
-glue("fig1_a_k", float(loss_a[k_aggr]), display=False)
-glue("fig1_c_T", float(loss_c[-1]), display=False)
-glue("fig1_a_T", float(loss_a[-1]), display=False)
+loss_c = dynamics(h2, *start, *conservative)
+loss_a = dynamics(h2, *start, *aggressive)
+mc_c = monte_carlo(h2, *start, *conservative, n_samples=2000, seed=seed, n_paths=1)
+mc_a = monte_carlo(h2, *start, *aggressive, n_samples=2000, seed=seed + 1, n_paths=1)
+glue_facts(facts.figure1_facts(loss_c, loss_a, k_aggr))
 
 # %% mystnb={"figure": {"caption": "Figure 1 regenerated. Left: one sampled trajectory of SGD with a conservative fixed learning rate 0.1 (blue) and with an aggressive learning rate 1.0 (red) followed by 50 steps of exponential decay (yellow), on the contours of the loss; the low-curvature direction is horizontal, and the axes are widened to hold both sampled paths. Right: exact expected excess losses (lines) and Monte Carlo means of 2000 runs (dots).", "name": "fig-nqm-1"}}
 fig = plotting.paper_figure1(h2, mc_c, mc_a, loss_c, loss_a, k_aggr)
@@ -160,54 +143,16 @@ ks = pick(profile, {"smoke": [10, 50, 250], "quick": [10, 25, 50, 100, 250], "pa
 lr_top = 4.0
 lrs = torch.logspace(-3, np.log10(lr_top), pick(profile, {"smoke": 30, "quick": 80, "paper": 80}),
                      dtype=torch.float64)
-solid, dashed = [], []
+solid, dashed = [], []   # final loss per (k, learning rate): fixed rate, and with the decay after
 with torch.no_grad():
     for k in ks:
-        a_s, m_s = constant_schedule(lrs, k)
-        solid.append(dynamics(*problem.arrays, a_s, m_s)[..., -1])
-        a_d, m_d = decayed_schedule(lrs, k, 50, 0.01)
-        dashed.append(dynamics(*problem.arrays, a_d, m_d)[..., -1])
+        solid.append(dynamics(*problem.arrays, *constant_schedule(lrs, k))[..., -1])
+        dashed.append(dynamics(*problem.arrays, *decayed_schedule(lrs, k, 50, 0.01))[..., -1])
 solid, dashed = torch.stack(solid).numpy(), torch.stack(dashed).numpy()
-# the grid stays in the range where the dynamics are finite
-assert np.isfinite(solid).all() and np.isfinite(dashed).all()
-best_solid = lrs.numpy()[solid.argmin(1)]
-best_dashed = lrs.numpy()[dashed.argmin(1)]
-# the figure's claim: after the decay, every horizon prefers a larger learning rate
-assert (best_dashed > best_solid).all(), (best_solid, best_dashed)
-# the solid minima are interior; dashed minima at the top of the grid are only lower bounds
-assert (solid.argmin(1) < len(lrs) - 1).all()
-dashed_at_edge = dashed.argmin(1) == len(lrs) - 1
-n_edge = int(dashed_at_edge.sum())
-glue("fig2_lr_top", lr_top, display=False)
-glue("fig2_n_edge", n_edge, display=False)
-glue("fig2_n_curves", len(ks), display=False)
-ratio = best_dashed / best_solid
-glue("fig2_ratio_phrase", Markdown(f"{'at least ' if n_edge else ''}{ratio.min():.1f} to {ratio.max():.1f}"),
-     display=False)
-glue("fig2_edge_sentence", Markdown(
-    f"For {n_edge} of the {len(ks)} dashed curves the minimum sits at the top of the grid "
-    f"({lr_top:g}), so {'its best learning rate and ratio are' if n_edge == 1 else 'their best learning rates and ratios are'} "
-    "only lower bounds." if n_edge else
-    "All dashed minima lie inside the grid."), display=False)
-# among the solid curves, longer horizons prefer smaller fixed rates (the noise floor)
-assert best_solid[0] > best_solid[-1]
-glue("fig2_solid_k_first", int(ks[0]), display=False)
-glue("fig2_solid_k_last", int(ks[-1]), display=False)
-glue("fig2_solid_lr_first", float(best_solid[0]), display=False)
-glue("fig2_solid_lr_last", float(best_solid[-1]), display=False)
+glue_facts(facts.figure2_facts(ks, lrs, solid, dashed, lr_top))
 
 # %% mystnb={"figure": {"caption": "Figure 2 regenerated: expected excess loss of plain SGD on the 1000-dimensional noisy quadratic after k steps at a fixed learning rate (solid) and after the same k steps followed by 50 steps of exponential decay (dashed), against the learning rate. Dots: each curve's minimum on the grid; a dot at the right edge of the grid marks a lower bound on the best learning rate, not a minimum.", "name": "fig-nqm-2"}}
-fig, axes = plotting.figure(1, width=6.0, height=4.0)
-ax = axes[0, 0]
-colors = plt.cm.viridis(np.linspace(0, 0.9, len(ks)))
-for i, k in enumerate(ks):
-    ax.plot(lrs, solid[i], color=colors[i], label=f"k = {k}")
-    ax.plot(lrs, dashed[i], "--", color=colors[i])
-    plotting.mark_minima(ax, lrs, solid[i], color=colors[i])
-    plotting.mark_minima(ax, lrs, dashed[i], color=colors[i])
-ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="expected excess loss",
-       ylim=(max(1.0, 0.5 * dashed.min()), 2 * solid[:, 0].max()))
-ax.legend(fontsize="small")
+fig = plotting.horizon_lr_curves(ks, lrs, solid, dashed)
 plt.show()
 
 # %% [markdown]
@@ -271,102 +216,8 @@ plt.show()
 
 # %%
 fig3 = nq.run_figure3(profile, device=device, seed=seed, results=results, resume=True).arrays
-names = list(fig3["schedules"])
-final = dict(zip(names, fig3["final_losses"]))
-paper = dict(zip(names, fig3["paper_final_losses"]))
-for name in names:
-    glue(f"final_{name}", float(final[name]), display=False)
-glue("fig3_seconds", float(fig3["seconds"]), display=False)
-glue("fit_tol", float(fig3["fit_tol"]), display=False)
-glue("fit_window", int(fig3["fit_window"]), display=False)
-glue("fixed_alpha", float(fig3["fixed_alpha"][0]), display=False)
-glue("fixed_mu", float(fig3["fixed_mu"][0]), display=False)
-opt_iters = int(fig3["start_iterations"][0, 1])
-opt_converged = bool(fig3["start_converged"][0, 1])
-glue("opt_stop_sentence", Markdown(
-    f"the stopping rule ended the fit's last stage, after {opt_iters} L-BFGS iterations in all"
-    if opt_converged else
-    f"the fit's last stage ended after {opt_iters} L-BFGS iterations in all without the stopping "
-    "rule firing (this profile's cap, or no step lowered the loss), so it is not converged"), display=False)
-glue("fit_sharpness", Markdown(", ".join(f"{p:g}" for p in nqm_fit.SHARPNESS)), display=False)
-# collapsed steps left in the saved noisy optimized schedule (the same rule as the restarts)
-n_collapsed = int(nqm_fit._collapsed(np.log(fig3["alphas"][0, :1]))[0].sum())
-glue("opt_collapsed", Markdown(
-    "the noisy optimized schedule below has no collapsed step left" if n_collapsed == 0 else
-    f"{n_collapsed} step{'s' if n_collapsed > 1 else ''} of the noisy optimized schedule below "
-    "still count as collapsed (no restart from there ended lower)"), display=False)
-glue("free_final", float(fig3["unconstrained_final"]), display=False)
-glue("free_iters", int(fig3["unconstrained_iterations"]), display=False)
-glue("free_stop", Markdown("stopped by the same rule: converged" if bool(fig3["unconstrained_converged"])
-                           else "the stopping rule did not fire, so it has not converged"), display=False)
-# the unconstrained fit starts at the bounded optimum, so it can only be lower
-assert float(fig3["unconstrained_final"]) <= final["optimized"] * (1 + 1e-12)
-free_per_dim = dynamics(problem.h, problem.sigma2, problem.mean0, problem.var0,
-                        torch.as_tensor(fig3["unconstrained_alphas"]),
-                        torch.as_tensor(fig3["unconstrained_mus"]), per_dim=True, check=False)
-free_breaks = bool((free_per_dim - free_per_dim[:1] > 1e-9 * free_per_dim[:1]).any())
-glue("free_bound_phrase", Markdown("breaks the bound in some dimensions" if free_breaks
-                                   else "happens to respect the bound"), display=False)
-
-
-def rel_gap(ours, ref):
-    """Relative gap (ours - ref) / ref, with -0.0 normalised to 0.0."""
-    g = float((ours - ref) / ref)
-    return 0.0 if round(100 * g, 1) == 0 else g
-
-
-for name in names:
-    glue(f"absgap_{name}", abs(float((final[name] - paper[name]) / paper[name])), display=False)
-# the bound holds for the optimized schedule (noisy and deterministic)
-assert (fig3["max_excess_over_initial"][:, 0] <= 1e-9 * fig3["losses"][:, 0, 0]).all()
-assert final["optimized"] < final["fixed"] < final["greedy"]
-
-# how firm the fixed and optimized numbers are: c0 recalibrated per kappa (unrounded), see run_figure3
-kap, kap_c0, kap_fixed, kap_opt = (np.asarray(fig3[k], dtype=np.float64) for k in
-                                   ("kappas", "kappa_c0", "kappa_fixed", "kappa_optimized"))
-i_default = int(np.flatnonzero(kap == problem.info["kappa"])[0])
-ok_fixed = np.isfinite(kap_fixed)
-closest = float(kap[ok_fixed][np.argmin(np.abs(kap_fixed[ok_fixed] - paper["fixed"]))])
-kappa_list = ", ".join(f"{k:g}" for k in kap[ok_fixed])
-glue("kappa_choice_md", Markdown(
-    f"We use κ = {problem.info['kappa']:g}. "
-    + (f"Among the round values tried below ({kappa_list}) it is the one whose calibrated setup puts the best "
-       f"fixed schedule closest to the paper's {paper['fixed']:.2f}, so that number's match at this κ is partly "
-       "chosen; "
-       if closest == problem.info["kappa"] else
-       f"It is not the value among those tried below ({kappa_list}) whose calibrated setup comes closest to the "
-       f"paper's fixed loss {paper['fixed']:.2f} (that is κ = {closest:g}); ")
-    + "the section on open choices below recalibrates c0 for each κ and shows how far each prediction moves."),
-    display=False)
-fixed_spread = float(np.abs(kap_fixed[ok_fixed] / paper["fixed"] - 1).max())
-glue("fixed_kappa_spread", fixed_spread, display=False)
-glue("kappa_min", float(kap[ok_fixed].min()), display=False)
-glue("kappa_max", float(kap[ok_fixed].max()), display=False)
-ok_opt = np.isfinite(kap_opt)
-glue("opt_kappa_min", float(kap_opt[ok_opt].min()), display=False)
-glue("opt_kappa_max", float(kap_opt[ok_opt].max()), display=False)
-glue("opt_kappas", Markdown(", ".join(f"{k:g}" for k in kap[ok_opt])), display=False)
-glue("opt_kappa_spread", float(np.abs(kap_opt[ok_opt] / paper["optimized"] - 1).max()), display=False)
-# c0 unrounded at the default kappa: the same fit, and the schedule fitted above replayed there
-exact = make_problem(c0=float(kap_c0[i_default]))
-opt_exact = float(kap_opt[i_default])
-opt_cross = float(dynamics(*exact.arrays, torch.as_tensor(fig3["alphas"][0, 0]), torch.as_tensor(fig3["mus"][0, 0]),
-                           bound=True)[0][-1])
-glue("c0_exact", float(kap_c0[i_default]), display=False)
-glue("c0_change", abs(float(kap_c0[i_default]) / problem.info["c0"] - 1), display=False)
-glue("opt_exact", opt_exact, display=False)
-glue("opt_cross", opt_cross, display=False)
-glue("opt_cross_md", Markdown(
-    "so the difference is where the fit stops (it ends in another valley of a non-convex fit), not the problem"
-    if opt_cross < opt_exact * (1 - 1e-3) else
-    "lower than the fit reaches there, so the rounding, not the fit, moves the number"
-    if opt_exact < opt_cross * (1 - 1e-3) else "the same: the rounding hardly matters"), display=False)
-
-kinds = {"greedy": "calibrated ($c_0$ chosen to match)", "fixed": "prediction", "optimized": "prediction"}
-display(Markdown(markdown_table(
-    ["schedule", "our final loss", "paper", "relative gap", "kind"],
-    [(name, f"{final[name]:.2f}", f"{paper[name]:.2f}", f"{rel_gap(final[name], paper[name]):+.1%}", kinds[name])
-     for name in names])))
+glue_facts(facts.figure3_facts(fig3, problem))
+display(Markdown(facts.figure3_table(fig3)))
 
 # %% [markdown]
 # The greedy value matches by construction: it calibrated $c_0$, so it is not evidence of
@@ -395,29 +246,9 @@ display(Markdown(markdown_table(
 # {glue:text}`opt_kappa_spread:.0%` from the paper's {glue:text}`paper_optimized:.2f`.
 
 # %% mystnb={"figure": {"caption": "Figure 3(a) regenerated, noisy quadratic: expected excess loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules, and the loss summed over the 50 highest- and 50 lowest-curvature directions.", "name": "fig-nqm-3a"}}
-fig, axes = plotting.figure(3, nrows=2, width=2.2, height=2.4)   # at most 3 panels a row
-series = {n: dict(losses=fig3["losses"][0, i], alphas=fig3["alphas"][0, i], mus=fig3["mus"][0, i])
-          for i, n in enumerate(names)}
-plotting.schedule_panels(axes[0, :3], series)
-steps = np.arange(fig3["losses"].shape[-1])
-for i, n in enumerate(names):
-    axes[1, 0].plot(steps, fig3["loss_high50"][0, i], color=plotting.SCHEDULE_COLORS[n])
-    axes[1, 1].plot(steps, fig3["loss_low50"][0, i], color=plotting.SCHEDULE_COLORS[n])
-axes[1, 0].set(xlabel="step", ylabel="loss, 50 highest curvatures", yscale="log")
-axes[1, 1].set(xlabel="step", ylabel="loss, 50 lowest curvatures", yscale="log")
-axes[1, 2].axis("off")
+fig = plotting.figure3_panels(fig3, case=0)
 plt.show()
-
-# %%
-hi_opt, hi_greedy = fig3["loss_high50"][0, 0], fig3["loss_high50"][0, 1]
-lo_opt, lo_greedy = fig3["loss_low50"][0, 0], fig3["loss_low50"][0, 1]
-glue("high_opt_50", float(hi_opt[50] / hi_opt[0]), display=False)
-glue("high_greedy_50", float(hi_greedy[50] / hi_greedy[0]), display=False)
-glue("low_opt_T", float(lo_opt[-1]), display=False)
-glue("low_greedy_T", float(lo_greedy[-1]), display=False)
-glue("alpha_greedy_T", float(fig3["alphas"][0, 1, -1]), display=False)
-glue("alpha_opt_max", float(fig3["alphas"][0, 0].max()), display=False)
-assert lo_opt[-1] < lo_greedy[-1] and hi_opt[50] / hi_opt[0] > hi_greedy[50] / hi_greedy[0]
+glue_facts(facts.figure3a_facts(fig3))
 
 # %% [markdown]
 # The paper's reading of Figure 3(a) holds in our run. After 50 steps the greedy
@@ -436,36 +267,9 @@ assert lo_opt[-1] < lo_greedy[-1] and hi_opt[50] / hi_opt[0] > hi_greedy[50] / h
 # space, so the optimized schedule can at best match it.
 
 # %% mystnb={"figure": {"caption": "Figure 3(b) regenerated, deterministic quadratic: expected loss, learning rate and momentum of the optimized (red), greedy (blue) and fixed (green) schedules.", "name": "fig-nqm-3b"}}
-fig, axes = plotting.figure(3, width=2.2, height=2.4)
-series_det = {n: dict(losses=fig3["losses"][1, i], alphas=fig3["alphas"][1, i], mus=fig3["mus"][1, i])
-              for i, n in enumerate(names)}
-plotting.schedule_panels(axes[0], series_det)
+fig = plotting.figure3_panels(fig3, case=1, curvature_groups=False)
 plt.show()
-
-# %%
-det = dict(zip(names, fig3["final_losses_deterministic"]))
-for name in names:
-    glue(f"det_{name}", float(det[name]), display=False)
-starts = list(fig3["starts"])
-det_ends = dict(zip(starts, fig3["start_finals"][1]))
-det_winner = starts[int(fig3["winner"][1])]
-# greedy (CG) is optimal: the fit ends within 1% of it and never below it
-assert det["greedy"] * (1 - 1e-9) <= det["optimized"] <= 1.01 * det["greedy"]
-assert det["greedy"] <= det["fixed"]
-glue("det_ratio", float(det["optimized"] / det["greedy"]), display=False)
-glue("det_fixed_ratio", float(det["fixed"] / det["greedy"]), display=False)
-glue("det_from_fixed", float(det_ends["fixed"]), display=False)
-glue("det_from_fixed_ratio", float(det_ends["fixed"] / det["greedy"]), display=False)
-glue("det_from_fixed_iters", int(fig3["start_iterations"][1, 1]), display=False)
-glue("det_fixed_cap", Markdown(
-    f"{nq.FIGURE3_FIT['det_fixed_iter']} iterations per stage, {int(fig3['start_iterations'][1, 1])} in all"),
-    display=False)
-_n_greedy = int(fig3["start_iterations"][1, 0])
-glue("det_from_greedy", Markdown(
-    f"its stopping rule ends it after {_n_greedy} iterations" if bool(fig3["start_converged"][1, 0]) else
-    f"it ends after {_n_greedy} iterations, when no step along its direction lowers the final loss "
-    "any more (greedy is optimal to rounding)"), display=False)
-glue("det_winner", Markdown(f"**{det_winner}**"), display=False)
+glue_facts(facts.figure3b_facts(fig3))
 
 # %% [markdown]
 # Deterministic final losses: greedy (CG) {glue:text}`det_greedy:.3e`, optimized
@@ -498,29 +302,8 @@ settings = pick(profile, {
     "paper": [("extreme", 100.0), ("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0),
               ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
 c0s, fixed_finals = nq.calibrated_fixed(settings)
-sens = [(spectrum, kappa, float(c0), float(f)) for (spectrum, kappa), c0, f in zip(settings, c0s, fixed_finals)]
-display(Markdown(markdown_table(
-    ["spectrum", "kappa", "calibrated c0", f"best fixed final loss (paper {nq.PAPER_FINAL_LOSSES['fixed']:.2f})"],
-    [(spectrum, f"{kappa:g}", f"{c0:.2f}", f"{fixed_final:.2f}") for spectrum, kappa, c0, fixed_final in sens])))
-extreme = [s for s in sens if s[0] == "extreme" and s[1] >= 300 and np.isfinite(s[3])]
-glue("sens_fixed_min", min(s[3] for s in extreme), display=False)
-glue("sens_fixed_max", max(s[3] for s in extreme), display=False)
-glue("sens_kappa_max", max(s[1] for s in extreme), display=False)
-geometric = [s for s in sens if s[0] == "geometric" and np.isfinite(s[3])]
-if geometric:
-    g_fixed = geometric[0][3]
-    ref_fixed = nq.PAPER_FINAL_LOSSES["fixed"]
-    g_dev = g_fixed / ref_fixed - 1
-    ext_dev = max(abs(s[3] / ref_fixed - 1) for s in extreme)
-    geometric_md = (f"The geometric spectrum, calibrated the same way, predicts a fixed-schedule loss of "
-                    f"{g_fixed:.2f} (condition number {geometric[0][1]:g}), {abs(g_dev):.0%} "
-                    f"{'below' if g_dev < 0 else 'above'} the paper's {ref_fixed:.2f}, against at most "
-                    f"{ext_dev:.1%} for the Chebyshev setups"
-                    + (": it is far from the reported value, which the Chebyshev spectrum the paper names "
-                       "reproduces and the geometric one does not." if abs(g_dev) > 5 * ext_dev else "."))
-else:
-    geometric_md = "(The geometric spectrum is tried only in the `quick` and `paper` profiles.)"
-glue("sens_geometric", Markdown(geometric_md), display=False)
+display(Markdown(facts.sensitivity_table(settings, c0s, fixed_finals)))
+glue_facts(facts.sensitivity_facts(settings, c0s, fixed_finals))
 
 # %% [markdown]
 # With the Chebyshev spectrum and $\kappa$ from 300 to {glue:text}`sens_kappa_max:g`, the
@@ -539,21 +322,15 @@ glue("sens_geometric", Markdown(geometric_md), display=False)
 adam_runs = pick(profile, {"smoke": [], "quick": [(0.1, 500)],
                            "paper": [(0.003, 500), (0.1, 500), (0.1, 2000)]})
 fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]), torch.as_tensor(fig3["mus"][0, 2]))
-rows = [("L-BFGS on the log loss (above)", "-", opt_iters, f"{final['optimized']:.3f}")]
+optimized_final = float(fig3["final_losses"][0])
+rows = [("L-BFGS on the log loss (above)", "-", int(fig3["start_iterations"][0, 1]), f"{optimized_final:.3f}")]
 adam_finals = []
-for lr, steps_v in adam_runs:
-    fit_v = fit_schedule(*problem.arrays, *fixed_start, steps=steps_v, lr=lr,
-                         parameterization="log", bound=True)
-    adam_finals.append(float(fit_v.losses[-1]))
-    rows.append(("Adam", f"{lr:g}", steps_v, f"{adam_finals[-1]:.3f}"))
+for lr, steps in adam_runs:
+    fit = fit_schedule(*problem.arrays, *fixed_start, steps=steps, lr=lr, parameterization="log", bound=True)
+    adam_finals.append(float(fit.losses[-1]))
+    rows.append(("Adam", f"{lr:g}", steps, f"{adam_finals[-1]:.3f}"))
 display(Markdown(markdown_table(["optimizer", "Adam lr", "steps / iterations", "final loss"], rows)))
-if adam_finals:
-    glue("adam_phrase", Markdown(
-        f"Adam's best run here ends at {min(adam_finals):.3f}, "
-        + ("above" if min(adam_finals) > final["optimized"] else "below")
-        + f" the converged fit's {final['optimized']:.3f}"), display=False)
-else:
-    glue("adam_phrase", Markdown("(the `smoke` profile runs no Adam comparison)"), display=False)
+glue_facts(facts.adam_facts(adam_finals, optimized_final))
 
 # %% [markdown]
 # {glue:md}`adam_phrase`. The optimized loss is the least pinned-down of the three numbers: it
@@ -566,7 +343,26 @@ else:
 # heavy-ball parameters, which give the best asymptotic rate, are
 # $\alpha = 4/(\sqrt a + \sqrt b)^2$ and $\mu = \big((\sqrt\kappa - 1)/(\sqrt\kappa + 1)\big)^2$.
 # Compare them with the best fixed schedule of Figure 3(b). Why can they differ?
-#
+
+# %% tags=["solution", "hide-cell"]
+a, b = float(problem.h.min()), float(problem.h.max())
+hb_alpha = 4 / (np.sqrt(a) + np.sqrt(b)) ** 2
+hb_mu = ((np.sqrt(b / a) - 1) / (np.sqrt(b / a) + 1)) ** 2
+for h in (a, b):   # both ends of the spectrum have a double eigenvalue (zero discriminant)
+    assert abs((1 + hb_mu - hb_alpha * h) ** 2 - 4 * hb_mu) < 1e-9
+hb_loss = float(fixed_final_loss(*problem.deterministic().arrays, hb_alpha, hb_mu, problem.horizon))
+det = dict(zip(fig3["schedules"], fig3["final_losses_deterministic"]))
+best_alpha, best_mu = float(fig3["fixed_alpha"][1]), float(fig3["fixed_mu"][1])
+assert det["fixed"] * (1 - 1e-6) <= hb_loss and hb_loss / det["fixed"] > 10   # the global search wins by far
+print(f"heavy ball: alpha = {hb_alpha:.3f}, mu = {hb_mu:.4f}, final loss {hb_loss:.3e}")
+print(f"best fixed: alpha = {best_alpha:.3f}, mu = {best_mu:.4f}, final loss {det['fixed']:.3e}")
+direction = (f"a {'smaller' if best_alpha < hb_alpha else 'larger'} learning rate and "
+             f"{'less' if best_mu < hb_mu else 'more'} momentum")
+glue_facts({"ex_hb_alpha": float(hb_alpha), "ex_hb_mu": float(hb_mu), "ex_fixed_alpha": best_alpha,
+            "ex_fixed_mu": best_mu, "ex_hb_ratio": float(hb_loss / det["fixed"]),
+            "ex_hb_direction": Markdown(direction)})
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # For $\kappa =$ {glue:text}`kappa:.0f` heavy ball takes $\alpha =$ {glue:text}`ex_hb_alpha:.3f`,
@@ -575,14 +371,26 @@ else:
 # Heavy ball's final loss after 250 steps is {glue:text}`ex_hb_ratio:.0f` times the best fixed
 # schedule's. The heavy-ball pair minimises the worst-case *asymptotic* rate over the whole
 # interval, and there the iteration matrices of both extreme curvatures have a double
-# eigenvalue (the hidden check confirms the zero discriminant), so their error decays like
+# eigenvalue (the code checks the zero discriminant), so their error decays like
 # $t\rho^t$ rather than $\rho^t$; over a finite horizon that factor $t$ costs more than the
 # slightly slower rate of a pair that stays away from the double eigenvalue.
 # ```
-#
+
+# %% [markdown]
 # **2. The calibrated start.** Greedy's final loss was calibrated through $c_0$. If $c_0$ doubles,
 # by what factor does greedy's final loss change in the deterministic case, and in the noisy one?
-#
+
+# %% tags=["solution", "hide-cell"]
+doubled = facts.with_c0(problem, 2 * problem.info["c0"])
+sigma2 = torch.stack([doubled.sigma2, torch.zeros_like(doubled.sigma2)])   # noisy, deterministic
+greedy_doubled = greedy_schedule(doubled.h, sigma2, doubled.mean0, doubled.var0, doubled.horizon).losses[:, -1]
+factor_noisy = float(greedy_doubled[0]) / float(fig3["final_losses"][1])
+factor_det = float(greedy_doubled[1]) / float(det["greedy"])
+assert abs(factor_det - 4) < 1e-6 and 1 < factor_noisy < 4, (factor_det, factor_noisy)
+print(f"greedy's final loss grows {factor_det:.6f} times (deterministic), {factor_noisy:.2f} times (noisy)")
+glue_facts({"ex_c0_det": factor_det, "ex_c0_noisy": factor_noisy})
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # Deterministic: exactly 4. With $\sigma = 0$ and $\mathbb{V}[\theta_0] = 0$ every second moment is
@@ -593,37 +401,6 @@ else:
 # be calibrated at all: the greedy loss increases with $c_0$, but not in proportion.
 # ```
 
-# %% tags=["remove-cell"]
-# Exercise 1: heavy ball against the best fixed schedule, deterministic case
-_a, _b = float(problem.h.min()), float(problem.h.max())
-ex_hb_alpha = float(4 / (np.sqrt(_a) + np.sqrt(_b)) ** 2)
-ex_hb_mu = float(((np.sqrt(_b / _a) - 1) / (np.sqrt(_b / _a) + 1)) ** 2)
-# at the heavy-ball pair both ends of the spectrum have a double eigenvalue (zero discriminant)
-for _h in (_a, _b):
-    assert abs((1 + ex_hb_mu - ex_hb_alpha * _h) ** 2 - 4 * ex_hb_mu) < 1e-9
-det_arrays = problem.deterministic().arrays
-ex_hb_loss = float(fixed_final_loss(*det_arrays, ex_hb_alpha, ex_hb_mu, problem.horizon))
-ex_fixed_alpha, ex_fixed_mu = float(fig3["fixed_alpha"][1]), float(fig3["fixed_mu"][1])
-assert ex_hb_loss >= det["fixed"] * (1 - 1e-6)   # the global search is at least as good
-glue("ex_hb_alpha", ex_hb_alpha, display=False)
-glue("ex_hb_mu", ex_hb_mu, display=False)
-glue("ex_fixed_alpha", ex_fixed_alpha, display=False)
-glue("ex_fixed_mu", ex_fixed_mu, display=False)
-glue("ex_hb_ratio", float(ex_hb_loss / det["fixed"]), display=False)
-assert ex_hb_loss / det["fixed"] > 10
-glue("ex_hb_direction", Markdown(
-    f"a {'smaller' if ex_fixed_alpha < ex_hb_alpha else 'larger'} learning rate and "
-    f"{'less' if ex_fixed_mu < ex_hb_mu else 'more'} momentum"), display=False)
-# Exercise 2: doubling c0
-_p2 = make_problem(c0=2 * problem.info["c0"])
-_s2 = torch.stack([_p2.sigma2, torch.zeros_like(_p2.sigma2)])
-_g2 = greedy_schedule(_p2.h, _s2, _p2.mean0, _p2.var0, _p2.horizon).losses[:, -1]
-ex_c0_noisy = float(_g2[0]) / float(fig3["final_losses"][1])
-ex_c0_det = float(_g2[1]) / float(det["greedy"])
-assert abs(ex_c0_det - 4) < 1e-6 and 1 < ex_c0_noisy < 4, (ex_c0_det, ex_c0_noisy)
-glue("ex_c0_det", ex_c0_det, display=False)
-glue("ex_c0_noisy", ex_c0_noisy, display=False)
-
 # %% [markdown]
 # ## Reproducibility
 #
@@ -632,7 +409,7 @@ glue("ex_c0_noisy", ex_c0_noisy, display=False)
 # in the results folder, with their provenance; this page read or computed that file.
 
 # %%
-glue("chapter_seconds", time.perf_counter() - chapter_start, display=False)
+glue_facts({"chapter_seconds": time.perf_counter() - chapter_start})
 
 # %% [markdown]
 # This chapter ran in {glue:text}`chapter_seconds:.0f` s.

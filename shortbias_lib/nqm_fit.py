@@ -167,7 +167,7 @@ KICKS = 3
 EARLY_TOL = 1.0
 
 
-def _collapsed(x):
+def collapsed_steps(x):
     """Entries of ``x`` ``(B, T)`` (log alpha or logit mu) lying :data:`COLLAPSE` below the
     median of their two neighbours on each side (mirrored at the ends), and those medians."""
     pad = np.pad(x, ((0, 0), (2, 2)), mode="reflect" if x.shape[1] > 2 else "edge")
@@ -299,7 +299,7 @@ class _LogLossFit:
         x, T = self.x, self.x.shape[1] // 2
         for _ in range(self.settings.kicks):
             # log alpha and logit mu, each against its own neighbours
-            (low_a, med_a), (low_m, med_m) = _collapsed(x[:, :T]), _collapsed(x[:, T:])
+            (low_a, med_a), (low_m, med_m) = collapsed_steps(x[:, :T]), collapsed_steps(x[:, T:])
             low, med = np.concatenate([low_a, low_m], 1), np.concatenate([med_a, med_m], 1)
             rows = np.flatnonzero(low.any(1))
             x_try = np.where(low[rows], med[rows], x[rows])

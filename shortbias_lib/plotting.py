@@ -230,6 +230,47 @@ def paper_figure1(h, mc_conservative, mc_aggressive, loss_conservative, loss_agg
     return fig
 
 
+def horizon_lr_curves(ks, lrs, fixed, decayed):
+    """Figure 2: final loss against the learning rate for each horizon ``ks[i]``, at a fixed rate
+    (``fixed[i]``, solid) and with the later decay (``decayed[i]``, dashed), each minimum dotted."""
+    import matplotlib.pyplot as plt
+
+    fixed, decayed = _np(fixed), _np(decayed)
+    fig, axes = figure(1, width=6.0, height=4.0)
+    ax = axes[0, 0]
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(ks)))
+    for i, k in enumerate(ks):
+        ax.plot(lrs, fixed[i], color=colors[i], label=f"k = {k}")
+        ax.plot(lrs, decayed[i], "--", color=colors[i])
+        mark_minima(ax, lrs, fixed[i], color=colors[i])
+        mark_minima(ax, lrs, decayed[i], color=colors[i])
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="expected excess loss",
+           ylim=(max(1.0, 0.5 * decayed.min()), 2 * fixed[:, 0].max()))
+    ax.legend(fontsize="small")
+    return fig
+
+
+def figure3_panels(fig3, case=0, curvature_groups=True):
+    """Figure 3 from :func:`~shortbias_lib.noisy_quadratic.figure3`'s arrays for ``case`` (0 noisy,
+    1 deterministic): loss, learning rate and momentum of each schedule and, with
+    ``curvature_groups``, a second row with the loss of the 50 highest- and lowest-curvature
+    directions (at most three panels a row, for legibility)."""
+    names = list(fig3["schedules"])
+    fig, axes = figure(3, nrows=2 if curvature_groups else 1, width=2.2, height=2.4)
+    series = {n: dict(losses=fig3["losses"][case, i], alphas=fig3["alphas"][case, i], mus=fig3["mus"][case, i])
+              for i, n in enumerate(names)}
+    schedule_panels(axes[0, :3], series)
+    if curvature_groups:
+        steps = np.arange(fig3["losses"].shape[-1])
+        for i, n in enumerate(names):
+            axes[1, 0].plot(steps, fig3["loss_high50"][case, i], color=SCHEDULE_COLORS[n])
+            axes[1, 1].plot(steps, fig3["loss_low50"][case, i], color=SCHEDULE_COLORS[n])
+        axes[1, 0].set(xlabel="step", ylabel="loss, 50 highest curvatures", yscale="log")
+        axes[1, 1].set(xlabel="step", ylabel="loss, 50 lowest curvatures", yscale="log")
+        axes[1, 2].axis("off")
+    return fig
+
+
 def theorem1_figure(h, exact, mc, half_widths, loss_exact, colors):
     """Theorem 1's moments (``exact``) against Monte Carlo (``mc``) with 95% bands of
     ``half_widths`` (per moment name), one colour per dimension: the mean and the variance of

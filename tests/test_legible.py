@@ -137,6 +137,23 @@ def _schedule_panels():
     return fig
 
 
+def _horizon_lr_curves():
+    lrs = np.logspace(-3, 0.6, 30)
+    ks = [10, 50, 250]
+    fixed = np.array([1 + (np.log(lrs) + i) ** 2 for i in range(3)])
+    return plotting.horizon_lr_curves(ks, lrs, fixed, 0.5 * fixed[:, ::-1] + 1)
+
+
+def _figure3_panels(case):
+    steps = np.arange(1, 22)
+    rows = lambda f: np.stack([np.stack([f(k) for k in (1, 2, 3)])] * 2)  # noqa: E731  (case, schedule, T)
+    fig3 = {"schedules": np.array(list(plotting.SCHEDULE_COLORS)),
+            "losses": rows(lambda k: 1.0 / steps ** k), "alphas": rows(lambda k: 0.1 / steps[1:] ** (k / 2)),
+            "mus": rows(lambda k: 0.9 - 0.1 / steps[1:] / k),
+            "loss_high50": rows(lambda k: 0.5 / steps ** k), "loss_low50": rows(lambda k: 0.5 / steps ** (k / 3))}
+    return plotting.figure3_panels(fig3, case, curvature_groups=case == 0)
+
+
 @functools.cache
 def _offline_archive():
     from shortbias_lib import offline
@@ -358,6 +375,9 @@ FIGURES = {
     "plotting.paper_figure1": _paper_figure1,
     "plotting.theorem1_figure": _theorem1_figure,
     "plotting.theorem3_figure": _theorem3_figure,
+    "plotting.horizon_lr_curves": _horizon_lr_curves,
+    "plotting.figure3_panels, noisy": functools.partial(_figure3_panels, 0),
+    "plotting.figure3_panels, deterministic": functools.partial(_figure3_panels, 1),
     "plot_offline.plot_surfaces": _offline_surfaces,
     "plot_offline.plot_training_curves": _offline_training_curves,
     "plot_offline.plot_smd_losses": _offline_smd_losses,

@@ -152,9 +152,9 @@ def test_fit_lbfgs_restarts_collapsed_steps_only_when_better():
     a, m = constant_schedule(torch.tensor([0.5]), 20, torch.tensor([0.3]))
     a = a.clone()
     a[0, 7] = 1e-9
-    low, med = nqm_fit._collapsed(np.log(a.numpy()))
+    low, med = nqm_fit.collapsed_steps(np.log(a.numpy()))
     assert low[0].nonzero()[0].tolist() == [7] and med[0, 7] == pytest.approx(np.log(0.5))
-    low, med = nqm_fit._collapsed(np.log(np.array([[1e-3, 2.0, 3.0, 2.5, 1e-6]])))
+    low, med = nqm_fit.collapsed_steps(np.log(np.array([[1e-3, 2.0, 3.0, 2.5, 1e-6]])))
     assert low[0].tolist() == [True, False, False, False, True]
     kicked = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=FitSettings(max_iter=200, tol=1e-8))
     plain = fit_lbfgs(h, s2, m0, v0, a, m, bound=True, settings=FitSettings(max_iter=200, tol=1e-8, kicks=0))
