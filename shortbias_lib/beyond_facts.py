@@ -125,11 +125,12 @@ def mnist_decay_table(mnist_runs):
          for T, a, b, f in zip(run["horizons"], run["alpha0"], run["beta"], run["final"])])
 
 
-def decay_facts(arrays, mnist_runs):
+def decay_facts(arrays, mnist_runs, profile):
     """Facts of "Best decay schedule against the horizon": the noisy quadratic's best decay
     exponent over the horizons long enough for the decay to act (``T >= K``; below, ``beta`` is
     hardly identified), and for each MNIST run how much faster the shortest horizon decays and
-    what its schedule costs at the longest horizon."""
+    what its schedule costs at the longest horizon; says so when this ``profile``'s live run is
+    missing."""
     K = float(arrays["decay_K"])
     long_h = arrays["decay_horizons"] >= K
     beta, horizons = arrays["decay_beta"][long_h], arrays["decay_horizons"][long_h]
@@ -139,7 +140,11 @@ def decay_facts(arrays, mnist_runs):
                  f"of the shortest horizon is {run['beta'][0] / run['beta'][-1]:.3g} times that of the longest, "
                  f"and its schedule ends with a training loss {run['final'][0] / run['final'][-1]:.3g} times "
                  "higher after the longest horizon." for run in mnist_runs]
-    mnist = " ".join(sentences) or "No MNIST result was found for this page (see the warning below)."
+    if not any("live" in run["label"] for run in mnist_runs):
+        sentences.append(f"This profile's live MNIST run is not shown: no result of the offline experiment was "
+                         f"found for profile `{profile}` (build the offline chapter first, as the book does, or run "
+                         f"`python -m shortbias_lib offline_mnist --profile {profile}`).")
+    mnist = " ".join(sentences)
     return dict(by_dec_K=K, by_dec_b0=float(beta[0]), by_dec_b1=float(beta[-1]), by_dec_T0=int(horizons[0]),
                 by_dec_T1=int(horizons[-1]), by_dec_c0=float(cost[0]),
                 by_dec_trend=("falling: shorter horizons choose faster decay" if beta[0] > beta[-1] else
