@@ -273,7 +273,9 @@ small_noise = {k: explorer_ratio(kappa=k, noise=1e-3) for k in kappas}   # the s
 paper_noise = {k: explorer_ratio(kappa=k, noise=1.0) for k in kappas}
 spherical = [explorer_ratio(kappa=1.0, noise=s) for s in (1e-3, 1e-2, 0.1, 1.0, 10.0)]
 zero_noise = horizon_bias.greedy_ratio_map([1000.0], [0.0], n=50, horizon=100)["ratio"].item()
-print({k: round(small_noise[k] / paper_noise[k], 2) for k in kappas}, max(spherical), zero_noise)
+widening = {k: round(small_noise[k] / paper_noise[k], 2) for k in kappas}
+print("ratio at s = 0.001 over the ratio at s = 1, per kappa:", widening)
+print(f"largest ratio at kappa = 1: {max(spherical):.3g}; per-step fit at zero noise: {zero_noise:.6f}")
 glue_facts(beyond_facts.exercise1_facts(small_noise, paper_noise, spherical, zero_noise, res))
 
 # %% [markdown] tags=["solution"]
@@ -331,7 +333,7 @@ glue_facts(beyond_facts.exercise2_facts(run))
 
 # %% tags=["solution", "hide-cell"]
 ratios = horizon_bias.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50, horizon=100)["ratio"][0, 0]
-print(ratios)
+print("greedy / optimized for s = 1, 0.1, 0.01, 0.001, 0:", ratios.round(3))
 glue_facts(beyond_facts.exercise3_facts(ratios))
 
 # %% [markdown] tags=["solution"]
@@ -354,7 +356,7 @@ glue_facts(beyond_facts.exercise3_facts(ratios))
 # %% tags=["solution", "hide-cell"]
 gammas = [0, 0.25, 0.5, 0.75, 1]
 ratios = horizon_bias.greedy_ratio_map([1e4], [1.0], gammas, n=50, horizon=100)["ratio"][:, 0, 0]
-print(dict(zip(gammas, ratios.round(3))))
+print("greedy / optimized for gamma = 0, 0.25, 0.5, 0.75, 1:", ratios.round(3))
 glue_facts(beyond_facts.exercise4_facts(ratios))
 
 # %% [markdown] tags=["solution"]

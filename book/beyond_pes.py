@@ -240,7 +240,7 @@ for W in (1, 10, 50, 200):
     fixed = pes.fixed_point_1d(lambda x: float(pes.truncated_estimates(task, [x]).sum(-2)[0]), lo, hi, iters=14)
     best = pes.fixed_point_1d(lambda x: float(task.gradient([x])[0]), lo, hi, iters=14)
     ratios.append(math.exp(best - fixed))   # optimum / truncated fixed point, in alpha
-print(np.round(ratios, 3))
+print("optimum / truncated fixed point for W = 1, 10, 50, 200:", np.round(ratios, 3))
 glue_facts(beyond_facts.exercise5_facts(ratios))
 
 # %% [markdown] tags=["solution"]
@@ -279,7 +279,9 @@ by_pairs = [pes_sd(10, P, 0.01) for P in (1, 4, 16)]
 by_sigma = [pes_sd(10, 4, s) for s in (0.1, 0.01, 0.001)]
 by_sigma_independent = [pes_sd(10, 4, s, antithetic=False) for s in (0.1, 0.01, 0.001)]
 one_window, twenty_windows = pes_sd(200, 4, 0.01, runs=400), pes_sd(10, 4, 0.01, runs=400)
-print(np.round(by_pairs, 3), np.round(by_sigma, 3), np.round(by_sigma_independent, 3))
+print("standard deviation for P = 1, 4, 16:", np.round(by_pairs, 3))
+print("for sigma = 0.1, 0.01, 0.001, antithetic:", np.round(by_sigma, 3))
+print("                      independent:", np.round(by_sigma_independent, 3))
 glue_facts(beyond_facts.exercise6_facts(by_pairs, by_sigma, by_sigma_independent, one_window, twenty_windows))
 
 # %% [markdown] tags=["solution"]
