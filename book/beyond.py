@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # Beyond the paper: the bias across horizons and its remedies
 #

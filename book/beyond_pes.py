@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # Beyond the paper: an unbiased truncated estimator (PES)
 #
