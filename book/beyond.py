@@ -225,8 +225,8 @@ glue_facts(beyond_facts.map_facts(res, cfg))
 # ## An explorer for teaching
 #
 # The explorer below puts the three schedules of Section 2.3 side by side for any condition
-# number, noise scale, horizon and fixed learning rate and momentum. To answer in well under a
-# second it takes two shortcuts, both stated in the legend: the problem has
+# number, noise scale, horizon and fixed learning rate and momentum. To answer quickly it
+# takes two shortcuts, both stated in the legend: the problem has
 # {glue:text}`by_exp_n` dimensions instead of 1000, and the "optimized" schedule is not the
 # per-step Adam fit but the best inverse-time decay schedule $\alpha_0 / (1 + 4t/T)^\beta$
 # with the slider's momentum, found over a {glue:text}`by_exp_grid` ×
