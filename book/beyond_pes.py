@@ -171,9 +171,6 @@ glue_facts(beyond_facts.pes_facts(res, cfg))
 # the paper's horizons (up to 20000 steps): it tests the estimators, not the MNIST schedules'
 # long-run behaviour.
 
-# %% tags=["remove-cell"]
-glue_facts(beyond_facts.pes_mnist_config_facts(meta["mnist"]["config"]))
-
 # %% mystnb={"figure": {"caption": "Truncated hypergradient against PES on the MNIST decay schedule (small scale). Left: the two components of dF/dtheta at each checked (alpha_0, beta): exact (black bars), truncated (orange) and PES mean with two standard errors (blue). Right: (log10 alpha_0, log10 beta) during online meta-optimization (one SGD update per window) from the same start.", "name": "fig-beyond-pes-mnist"}}
 fig = plot_beyond.plot_pes_mnist(res)
 plt.show()
@@ -182,7 +179,7 @@ plt.show()
 display(Markdown(beyond_facts.pes_mnist_check_table(res)))
 
 # %% tags=["remove-cell"]
-glue_facts(beyond_facts.pes_mnist_facts(res))
+glue_facts(beyond_facts.pes_mnist_facts(res, meta["mnist"]["config"]))
 
 # %% [markdown]
 # $|z|$ is the distance from the exact gradient in PES standard errors. PES's means lie within

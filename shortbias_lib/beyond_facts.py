@@ -366,17 +366,11 @@ def _mnist_z(arrays):
             np.abs(arrays["mnist_check_trunc"] - exact) / se)
 
 
-def pes_mnist_config_facts(config):
-    """The MNIST comparison's settings quoted before its results."""
-    return dict(by_m_T=config["horizon"], by_m_W=config["window"], by_m_train=config["train_limit"] or 60000,
-                by_m_eval=config["eval_examples"], by_m_particles=2 * config["pairs"], by_m_sigma=config["sigma"],
-                by_m_runs=config["check_runs"], by_m_episodes=config["episodes"])
-
-
-def pes_mnist_facts(arrays):
-    """Facts of the MNIST comparison: how far PES and truncation are from the exact gradient, the
-    sign of truncation's error, where the online runs end, and how rough F is along
-    ``log alpha_0`` (spread of central differences over shrinking steps)."""
+def pes_mnist_facts(arrays, config):
+    """Facts of the MNIST comparison: its settings (``config``, the MNIST part's), how far PES and
+    truncation are from the exact gradient, the sign of truncation's error, where the online runs
+    end, and how rough F is along ``log alpha_0`` (spread of central differences over shrinking
+    steps)."""
     theta, exact, trunc = arrays["mnist_check_theta"], arrays["mnist_check_exact"], arrays["mnist_check_trunc"]
     z_pes, z_trunc = _mnist_z(arrays)
     end_F = {m: float(arrays[f"mnist_end_F_{m}"]) for m in ("truncated", "pes")}
@@ -397,6 +391,9 @@ def pes_mnist_facts(arrays):
              "at this profile's scale the differences stay within 20% of the exact derivative, so this run shows "
              f"no roughness of $F$ in the learning rate; {metz} describe it for longer unrolls")
     facts = dict(
+        by_m_T=config["horizon"], by_m_W=config["window"], by_m_train=config["train_limit"] or 60000,
+        by_m_eval=config["eval_examples"], by_m_particles=2 * config["pairs"], by_m_sigma=config["sigma"],
+        by_m_runs=config["check_runs"], by_m_episodes=config["episodes"],
         by_m_seconds=float(arrays["mnist_seconds"]), by_m_zpes_max=float(z_pes.max()), by_m_ncomp=int(z_pes.size),
         by_m_zpes_note=plain_markdown(
             f" ({int((z_pes > 3).sum())} of them more than 3 standard errors off; see the finite differences "

@@ -160,14 +160,19 @@ def mnist_pes_arrays(trunc0=-0.5, fd_last=-1.5):
                 mnist_fd_steps=np.array([0.1, 0.01]), mnist_start_F=np.array(0.6), mnist_seconds=np.array(2.0))
 
 
+MNIST_CONFIG = dict(horizon=20, window=5, train_limit=None, eval_examples=100, pairs=2, sigma=0.1, check_runs=4,
+                    episodes=2)
+
+
 def test_pes_mnist_facts():
-    facts = beyond_facts.pes_mnist_facts(mnist_pes_arrays())
+    facts = beyond_facts.pes_mnist_facts(mnist_pes_arrays(), MNIST_CONFIG)
+    assert facts["by_m_train"] == 60000 and facts["by_m_particles"] == 4
     assert facts["by_m_zpes_max"] == pytest.approx(1.0) and facts["by_m_ztrunc_max"] == pytest.approx(5.0)
     assert facts["by_m_trunc_relerr"] == pytest.approx(50.0) and facts["by_m_better"] == "PES"
     assert facts["by_m_sign"].data.startswith("At 1 point the truncated estimate understates")
     assert facts["by_m_spread_max"] == pytest.approx(0.5) and "is rough" in facts["by_m_rough"].data
     assert "is the farthest" in facts["by_m_fd_note"].data
-    other = beyond_facts.pes_mnist_facts(mnist_pes_arrays(trunc0=-1.5, fd_last=-1.1))
+    other = beyond_facts.pes_mnist_facts(mnist_pes_arrays(trunc0=-1.5, fd_last=-1.1), MNIST_CONFIG)
     assert "does not have one sign" in other["by_m_sign"].data and "shows no roughness" in other["by_m_rough"].data
     assert "0.1" in beyond_facts.pes_mnist_check_table(mnist_pes_arrays())
     assert "$h$ = 0.01" in beyond_facts.pes_mnist_fd_table(mnist_pes_arrays(), 0.01)
