@@ -1,6 +1,6 @@
 """Beyond the paper: the bias across horizons, its remedies, and an unbiased fix (the experiment).
 
-The chapter's computations live in three modules; this one runs them and saves the results.
+The chapters' computations live in three modules; this one runs them and saves the results.
 
 * :mod:`shortbias_lib.horizon_bias`: the problems, the schedule that is best for a
   horizon ``T`` and what it costs at a longer final horizon, the greedy / optimized map
@@ -13,7 +13,9 @@ The chapter's computations live in three modules; this one runs them and saves t
 * :func:`run_beyond` (this module): the experiment (``python -m shortbias_lib beyond``): the noisy-quadratic
   results (:func:`run_beyond_nqm`) and the MNIST comparison, each in its own result file.
 
-The chapter's figures are drawn by :mod:`shortbias_lib.plot_beyond`.
+The chapters (``book/beyond`` and ``book/beyond_pes``) draw their figures with
+:mod:`shortbias_lib.plot_beyond` and take the numbers and verdicts their prose quotes from
+:mod:`shortbias_lib.beyond_facts`.
 """
 
 import math

@@ -36,7 +36,8 @@ def plot_explore(result, title=None):
     return fig
 
 
-def _title(kappa, noise, horizon, lr, mu):
+def title(kappa, noise, horizon, lr, mu):
+    """The figure's title: the slider values, the noise also as a batch-size factor."""
     return (f"kappa = {kappa:.3g}, noise = {noise:.3g} (batch x{1 / noise:.3g})" if noise > 0 else
             f"kappa = {kappa:.3g}, deterministic") + f", T = {horizon}, fixed lr = {lr:.3g}, mu = {mu:.2f}"
 
@@ -44,7 +45,7 @@ def _title(kappa, noise, horizon, lr, mu):
 def show(kappa, noise, horizon, lr, mu, **kw):
     """Compute and draw one setting (the sliders' callback)."""
     result = explore(kappa, noise, int(horizon), lr, mu, **kw)
-    fig = plot_explore(result, _title(kappa, noise, int(horizon), lr, mu))
+    fig = plot_explore(result, title(kappa, noise, int(horizon), lr, mu))
     plt.show()
     return fig
 

@@ -107,7 +107,7 @@ def truncated_estimates(task, theta):
     return torch.stack(out, -2)
 
 
-def pes_estimates(task, theta, *, pairs=8, sigma=0.01, runs=1, generator=None):
+def pes_estimates(task, theta, *, pairs=8, sigma=0.01, runs=1, generator=None, antithetic=True):
     """Per-window PES estimates at fixed ``theta`` over one episode: ``(runs, J, p)``.
 
     Vicol, Metz & Sohl-Dickstein (2021), Algorithm 2: ``2 * pairs`` particles with
@@ -115,7 +115,9 @@ def pes_estimates(task, theta, *, pairs=8, sigma=0.01, runs=1, generator=None):
     own inner state and the sum ``xi`` of all perturbations they have received;
     window ``j`` contributes ``1/(N sigma^2) sum_i xi_i L_j(particle i)``. The
     ``xi`` carry the credit that truncation drops, so the episode's total is an
-    unbiased estimate of ``grad`` of the Gaussian-smoothed ``F``.
+    unbiased estimate of ``grad`` of the Gaussian-smoothed ``F``. With
+    ``antithetic=False`` the ``2 * pairs`` perturbations are independent (the same
+    estimator without the pairing, to show what the pairing saves in variance).
     """
     if not isinstance(pairs, (int, np.integer)) or pairs < 1:
         raise ValueError(f"pairs must be an integer >= 1; got {pairs!r}")
@@ -128,8 +130,11 @@ def pes_estimates(task, theta, *, pairs=8, sigma=0.01, runs=1, generator=None):
     out = []
     with torch.no_grad():
         for j in range(task.windows):
-            eps = sigma * torch.randn(runs, pairs, p, dtype=DTYPE, generator=generator)
-            eps = torch.cat([eps, -eps], 1)
+            if antithetic:
+                eps = sigma * torch.randn(runs, pairs, p, dtype=DTYPE, generator=generator)
+                eps = torch.cat([eps, -eps], 1)
+            else:
+                eps = sigma * torch.randn(runs, 2 * pairs, p, dtype=DTYPE, generator=generator)
             state, loss = task.unroll(state, theta + eps, j)
             xi = xi + eps
             est = (xi * loss[..., None]).sum(1) / (2 * pairs * sigma ** 2)

@@ -32,36 +32,35 @@ def plot_horizon_bias(horizons, eff, eff_det, cost_const, cost_decay, greedy_rat
     return fig
 
 
-def plot_decay_choices(horizons, final_horizon, alpha0, beta, cost_decay, mnist=None):
+def plot_decay_choices(horizons, final_horizon, alpha0, beta, cost_decay, mnist_runs=()):
     """Best inverse-time decay schedule for each horizon, as a fraction of the longest horizon.
 
     Three panels: the best ``alpha_0``, the best decay exponent ``beta`` and the loss at the
     longest horizon over its own best, for the noisy quadratic (``horizons`` over
-    ``final_horizon``) and, when ``mnist`` is given (a dict of the offline experiment's
-    ``horizons``, ``alpha0``, ``beta`` and ``final`` training loss), for MNIST; its diverged
-    (non-finite) points are left out.
+    ``final_horizon``) and for each MNIST run of ``mnist_runs`` (dicts of the offline
+    experiment's ``label``, ``horizons``, ``alpha0``, ``beta`` and ``final`` training loss);
+    diverged (non-finite) points are left out. One legend for all panels, above them, so that
+    it covers no data.
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(6.8, 2.9))
+    fig, axes = plt.subplots(1, 3, figsize=(6.8, 3.3), layout="constrained")
     x = horizons / final_horizon
     axes[0].loglog(x, alpha0, "^-", label="noisy quadratic")
-    axes[1].loglog(x, beta, "^-", label="noisy quadratic")
-    axes[2].loglog(x, cost_decay, "^-", label="noisy quadratic")
-    if mnist is not None:
-        xm = mnist["horizons"] / mnist["horizons"][-1]
-        ok = np.isfinite(mnist["alpha0"])
-        axes[0].loglog(xm[ok], mnist["alpha0"][ok], "o-", label="MNIST (offline)")
-        axes[1].loglog(xm[ok], mnist["beta"][ok], "o-", label="MNIST (offline)")
-        okf = np.isfinite(mnist["final"])
-        axes[2].loglog(xm[okf], mnist["final"][okf] / mnist["final"][-1], "o-", label="MNIST (offline)")
+    axes[1].loglog(x, beta, "^-")
+    axes[2].loglog(x, cost_decay, "^-")
+    for run, marker in zip(mnist_runs, "os"):
+        xm = run["horizons"] / run["horizons"][-1]
+        ok, okf = np.isfinite(run["alpha0"]), np.isfinite(run["final"])
+        axes[0].loglog(xm[ok], run["alpha0"][ok], marker + "-", label=run["label"].replace("`", ""))
+        axes[1].loglog(xm[ok], run["beta"][ok], marker + "-")
+        axes[2].loglog(xm[okf], run["final"][okf] / run["final"][-1], marker + "-")
     axes[0].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"best $\alpha_0$")
     axes[1].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"best decay exponent $\beta$")
     axes[2].set(xlabel=r"horizon $T / T_{\max}$", ylabel=r"loss at $T_{\max}$ / best at $T_{\max}$")
     axes[2].axhline(1, color="k", lw=0.5)
-    for ax in axes:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncols=min(3, 1 + len(mnist_runs)),
+               fontsize="small")
     return fig
 
 

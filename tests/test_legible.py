@@ -291,7 +291,7 @@ def _explorer():
     from shortbias_lib import explorer, horizon_bias
 
     kw = dict(kappa=1000.0, noise=1.0, horizon=20, lr=0.05, mu=0.9)
-    return explorer.plot_explore(horizon_bias.explore(**kw, n=5, grid=3), explorer._title(**kw))
+    return explorer.plot_explore(horizon_bias.explore(**kw, n=5, grid=3), explorer.title(**kw))
 
 
 def _comparisons():
@@ -335,8 +335,9 @@ def _beyond_decay_choices():
     horizons, _, _, _, cost = _beyond_horizons()
     mnist = dict(horizons=np.array([100.0, 1000.0, 5000.0]), alpha0=np.array([0.3, np.nan, 0.1]),
                  beta=np.array([2.0, np.nan, 0.5]), final=np.array([0.4, 0.3, 0.2]))
+    runs = [dict(mnist, label="MNIST, paper's design (archived)"), dict(mnist, label="MNIST, live `quick` run")]
     return plot_beyond.plot_decay_choices(horizons, 1000, np.logspace(0, -1, 4), np.logspace(0.5, -0.5, 4), cost,
-                                          mnist)
+                                          runs)
 
 
 def _beyond_greedy_maps():
