@@ -27,7 +27,9 @@
 # | {doc}`smd` | Algorithm 1 and Equations 8-9: hypergradients against finite differences and reverse mode | small models |
 # | {doc}`offline_mnist` | Figures 5-6 and the two headline claims of Section 3.2 | time scales divided by 10 in `quick`; the paper's time scale in the archived runs (the paper's 2,500-schedule design, two seeds) |
 # | {doc}`online_smd` | Figures 7-8: the collapse and the blow-up of the learning rate | shortened in `quick`; MNIST at the paper's scale in the archived run |
-# | {doc}`beyond` | beyond the paper: the bias against the horizon, remedies, PES | small MNIST part |
+# | {doc}`beyond` | beyond the paper: the bias against the horizon, remedies, the explorer | the archived paper-design MNIST run next to the live one |
+# | {doc}`beyond_pes` | beyond the paper: truncated hypergradients against PES | small MNIST part |
+# | {doc}`nqm_prediction` | beyond the paper: the network's own noisy quadratic as a predictor of its best schedules | the archived offline run |
 #
 # The paper states its headline results as numbers (the Section 2.3 losses) or as
 # claims with a bound (Section 3.2: "more than two orders of magnitude", "more than
