@@ -41,19 +41,18 @@
 # - **Roundoff.** float32 arithmetic itself goes wrong, and float64 is the faithful
 #   answer. Then the perturbed float64 hypergradients stay close to the unperturbed one.
 #
-# This chapter measures both at the paper's horizons, with the offline experiment's
-# network, warm start and schedule ($\alpha_0$ = 0.05, $\beta$ = 1, $K$ = 5000,
-# $\mu$ = 0.9), on one fixed minibatch sequence and a fixed set of training examples for
-# the meta-objective. Besides float32 and float64 from the same (float32, so exactly
-# representable) warm start, and float32 once more by the generic double-backward
-# Hessian-vector products (the same mathematics, another roundoff), it computes float64
-# hypergradients from starting weights
-# perturbed by $10^{-7}$ relative (several independent directions), one scaled down to
-# $10^{-10}$ (is the response proportional?), a perturbed float32 run, and float64 and
-# float32 on other minibatch sequences: the noise that SMD already faces from one meta
-# step to the next, and a check of how float32's error varies with the minibatches. The verdicts
-# and the sentences of the conclusion below are chosen by code
-# (`shortbias_lib.precision_analysis.verdicts` and `conclusion`) from the numbers.
+# This chapter measures both at the paper's horizons, with the offline experiment's network,
+# warm start and schedule ($\alpha_0$ = 0.05, $\beta$ = 1, $K$ = 5000, $\mu$ = 0.9), one fixed
+# minibatch sequence and a fixed set of training examples for the meta-objective. From the
+# same warm start (float32, so exactly representable in float64) it computes the
+# hypergradient in float32, in float64, and in float32 by the generic double-backward
+# Hessian-vector products (the same mathematics, another roundoff); in float64 from starting
+# weights perturbed by $10^{-7}$ relative (several independent directions) and by $10^{-10}$
+# (is the response proportional?); in float32 from a perturbed start; and in float64 and
+# float32 on other minibatch sequences (the noise SMD already faces from one meta step to the
+# next, and how float32's error varies with the minibatches). The verdicts and the sentences
+# of the conclusion are chosen by code (`precision_analysis.verdicts` and `conclusion`) from
+# the numbers.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"

@@ -252,10 +252,6 @@ glue_facts(offline_facts.curves_facts(archived, archived_config, "arch_lr_leavin
 # (the settings table above). Its meta-objective is the training loss on the first
 # {glue:text}`arch_smd_examples` training images.
 
-# %% tags=["remove-cell"]
-smd_shown = [("seed 0", archived, archived_config), ("seed 1", seed1, seed1_meta["config"])]
-glue_facts(offline_facts.smd_facts(smd_shown))
-
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (the first 10,000 here, see the settings table; the surfaces use all 60,000).", "name": "fig-offline-archive-smd-loss"}}
 figure = plot_offline.plot_smd_losses(archived, archived_config)
 
@@ -281,7 +277,11 @@ print(f"T = {first_run['horizon']}, from beta = {first_run['beta0']:g}: {state.s
 # counted from 0).
 
 # %%
+smd_shown = [("seed 0", archived, archived_config), ("seed 1", seed1, seed1_meta["config"])]
 display(Markdown(plot_offline.smd_table(smd_shown)))
+
+# %% tags=["remove-cell"]
+glue_facts(offline_facts.smd_facts(smd_shown))
 
 # %% mystnb={"figure": {"caption": "Archived runs, the paper's design, seeds 0 (left) and 1 (right): the decay exponent along each SMD run, one row per horizon, labelled with the run's state (solid: converged, dashed: still moving, dotted: collapsed; red cross: where a collapse began). Grey band: the 95% bootstrap interval of the horizon's surface optimum.", "name": "fig-offline-archive-smd-states"}}
 figure = plot_offline.plot_smd_states(smd_shown)
@@ -390,7 +390,8 @@ factors = {f"ex_off_{who}_at_{when}": decay_factor(row["beta"], t)
 assert factors["ex_off_short_at_short"] > 3 and factors["ex_off_long_at_short"] < 1.01
 assert factors["ex_off_short_at_long"] > 1e6 * factors["ex_off_long_at_long"]
 glue_facts(factors)
-factors
+for name, factor in factors.items():
+    print(f"{name.removeprefix('ex_off_')}: the rate divided by {factor:.3g}")
 
 # %% [markdown] tags=["solution"]
 # ```{admonition} Solution
