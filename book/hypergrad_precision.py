@@ -77,8 +77,8 @@ from shortbias_lib import (batches, data, hvp, hypergrad, hyperparams, models, o
 from shortbias_lib.notebook import glue_facts
 
 # %% [markdown]
-# The measurement is run once at the paper's horizons (about 5 minutes on one core) and its result
-# committed in `archive/`; the page shows it beside a live run of its own profile.
+# The measurement at the paper's horizons is run once and its result committed in `archive/`;
+# the page shows it beside a live run of its own profile.
 
 # %%
 archive_file = precision.archive_path(0)
