@@ -41,19 +41,18 @@
 # - **Roundoff.** float32 arithmetic itself goes wrong, and float64 is the faithful
 #   answer. Then the perturbed float64 hypergradients stay close to the unperturbed one.
 #
-# This chapter measures both at the paper's horizons, with the offline experiment's
-# network, warm start and schedule ($\alpha_0$ = 0.05, $\beta$ = 1, $K$ = 5000,
-# $\mu$ = 0.9), on one fixed minibatch sequence and a fixed set of training examples for
-# the meta-objective. Besides float32 and float64 from the same (float32, so exactly
-# representable) warm start, and float32 once more by the generic double-backward
-# Hessian-vector products (the same mathematics, another roundoff), it computes float64
-# hypergradients from starting weights
-# perturbed by $10^{-7}$ relative (several independent directions), one scaled down to
-# $10^{-10}$ (is the response proportional?), a perturbed float32 run, and float64 and
-# float32 on other minibatch sequences: the noise that SMD already faces from one meta
-# step to the next, and a check of how float32's error varies with the minibatches. The verdicts
-# and the sentences of the conclusion below are chosen by code
-# (`shortbias_lib.precision_analysis.verdicts` and `conclusion`) from the numbers.
+# This chapter measures both at the paper's horizons, with the offline experiment's network,
+# warm start and schedule ($\alpha_0$ = 0.05, $\beta$ = 1, $K$ = 5000, $\mu$ = 0.9), one fixed
+# minibatch sequence and a fixed set of training examples for the meta-objective. From the
+# same warm start (float32, so exactly representable in float64) it computes the
+# hypergradient in float32, in float64, and in float32 by the generic double-backward
+# Hessian-vector products (the same mathematics, another roundoff); in float64 from starting
+# weights perturbed by $10^{-7}$ relative (several independent directions) and by $10^{-10}$
+# (is the response proportional?); in float32 from a perturbed start; and in float64 and
+# float32 on other minibatch sequences (the noise SMD already faces from one meta step to the
+# next, and how float32's error varies with the minibatches). The verdicts and the sentences
+# of the conclusion are chosen by code (`precision_analysis.verdicts` and `conclusion`) from
+# the numbers.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -69,48 +68,29 @@ context = setup(profile, device, seed, data_root, results)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
-import os
-
 import numpy as np
 import torch
 from IPython.display import Markdown, display
-from myst_nb import glue
 
 from shortbias_lib import (batches, data, hvp, hypergrad, hyperparams, models, offline_design, offline_training,
-                           plot_precision, precision, precision_analysis, precision_variants)
+                           plot_precision, precision, precision_analysis, precision_facts, precision_variants)
+from shortbias_lib.notebook import glue_facts
 
-# The committed result of the `archive` profile (the paper's horizons, about 5 minutes on
-# one core), and the live run of this page's profile.
+# %% [markdown]
+# The measurement at the paper's horizons is run once and its result committed in `archive/`;
+# the page shows it beside a live run of its own profile.
+
+# %%
 archive_file = precision.archive_path(0)
 archived = precision.load_precision(archive_file) if archive_file.exists() else None
 live, live_meta = precision.run_precision(profile, device=device, seed=seed, data_root=data_root,
                                           results=context.results_dir)
+arrays, meta = archived if archived is not None else (live, live_meta)
+display(Markdown(precision_facts.result_banner(archive_file, archived)))
 
-
-def settings(meta):
-    config = meta["config"]
-    return (f"profile `{meta['profile']}`, seed {meta['seed']}, run on {meta['device']} at "
-            f"{meta['time_utc']} (commit `{meta['git_commit']}`, torch {meta['torch']}); horizons "
-            f"{', '.join(str(h) for h in config['horizons'])}; meta-objective on "
-            f"{config['objective_examples']} training examples; {config['perturbed_runs']} float64 and "
-            f"{config['perturbed_runs_float32']} float32 runs from a start perturbed by "
-            f"{config['perturbation']:.0e}; {config['batch_resamples']} other minibatch "
-            f"sequence{'s' if config['batch_resamples'] != 1 else ''}")
-
-
-# %% tags=["remove-input"]
-if archived is not None:
-    arrays, meta = archived
-    shown = "the archived result"
-    display(Markdown(
-        f"**Archived result** `{os.path.relpath(archive_file, precision.runs.REPO_ROOT)}`: "
-        f"{settings(meta)}. Regenerate it with `{precision.ARCHIVE_COMMAND}`."))
-else:
-    arrays, meta = live, live_meta
-    shown = "this page's live run"
-    display(Markdown(f"```{{warning}}\nThe archived result `{archive_file.name}` is missing; this page "
-                     f"shows its live run instead. Create it with `{precision.ARCHIVE_COMMAND}`.\n```"))
-horizons = [int(h) for h in arrays["horizons"]]
+# %% tags=["remove-cell"]
+glue_facts(precision_facts.differences_facts(arrays, archived is not None))
+glue_facts(precision_facts.roundoff_facts(arrays))
 
 # %% [markdown]
 # ## Float32, float64 and perturbed starts
@@ -123,35 +103,12 @@ horizons = [int(h) for h in arrays["horizons"]]
 # %% mystnb={"figure": {"caption": "Relative difference to the float64 hypergradient against the horizon, for each component (left: the log effective learning rate, right: log beta), in the archived result: float32 (red; open circles: on other minibatch sequences, each against float64 on the same sequence), float32 by double backward (brown), float64 from starting weights perturbed by 1e-7 (blue, each perturbation a dot, the largest a line) and by 1e-10 (green), float32 from a perturbed start (orange), and float64 on other minibatches against the reference (grey, the minibatch noise).", "name": "fig-precision-archive"}}
 figure = plot_precision.plot_relative_differences(arrays)
 
-# %% tags=["remove-input"]
-display(Markdown(
-    f"Relative differences to float64 in {shown}, the larger of the two components' (the figure "
-    "shows both), and the verdict of each horizon:\n\n" + precision_analysis.markdown_table(arrays)))
+# %% [markdown]
+# The table gives the relative differences to float64 in {glue:md}`hp_shown`, the larger of the
+# two components' (the figure shows both), and the verdict of each horizon.
 
-# %% tags=["remove-cell"]
-rows = precision_analysis.table_rows(arrays)
-worst = max(rows, key=lambda row: row["float32_any"])
-glue("hp_shown", Markdown(shown), display=False)
-glue("hp_T_first", rows[0]["horizon"], display=False)
-glue("hp_f32_first", rows[0]["float32_any"], display=False)
-glue("hp_f32_max", worst["float32_any"], display=False)
-glue("hp_T_f32_max", worst["horizon"], display=False)
-glue("hp_f32_loss_max", max(row["float32_any_loss"] for row in rows), display=False)
-glue("hp_headline", Markdown(precision_analysis.headline(arrays)), display=False)
-glue("hp_conclusion", Markdown(precision_analysis.conclusion(arrays)), display=False)
-# Do float32 computations that differ only in roundoff disagree with each other somewhere?
-split = [row for row in rows
-         if max(row["float32"], row["float32_double"], row["float32_perturbed"]) > precision_analysis.AGREE_TOL
-         and min(row["float32"], row["float32_double"], row["float32_perturbed"]) < precision_analysis.AGREE_TOL]
-if split:
-    lottery = (f"At T = {', '.join(str(row['horizon']) for row in split)} some of the float32 computations "
-               f"agree with float64 to within {precision_analysis.AGREE_TOL:.0%} and others do not, although they "
-               "differ only in the order of their operations: which hypergradient float32 gives there is a "
-               "matter of roundoff luck.")
-else:
-    lottery = ("In this result the float32 computations agree with each other wherever they agree with "
-               "float64: no horizon shows one of them on a different path from the others.")
-glue("hp_lottery", Markdown(lottery), display=False)
+# %%
+display(Markdown(precision_analysis.markdown_table(arrays)))
 
 # %% [markdown]
 # **In short:** {glue:md}`hp_headline`
@@ -183,9 +140,9 @@ glue("hp_lottery", Markdown(lottery), display=False)
 #
 # ## This page's live run
 
-# %% tags=["remove-input"]
-display(Markdown(f"**Live run**: {settings(live_meta)}.\n\n" + precision_analysis.markdown_table(live)
-                 + "\n\n" + precision_analysis.conclusion(live)))
+# %%
+display(Markdown(f"**Live run**: {precision_facts.settings_sentence(live_meta)}.\n\n"
+                 + precision_analysis.markdown_table(live) + "\n\n" + precision_analysis.conclusion(live)))
 
 # %% mystnb={"figure": {"caption": "The same comparison as in the first figure, in this page's live run (its profile's horizons).", "name": "fig-precision-live"}}
 figure = plot_precision.plot_relative_differences(live)
@@ -197,7 +154,25 @@ figure = plot_precision.plot_relative_differences(live)
 # perturbation of $10^{-7}$ and, in the same direction, one of $10^{-10}$. What does
 # `precision_analysis.table_rows(arrays)[k]["linearity"]` measure, and what value would chaos give
 # at a long horizon?
-#
+
+# %% tags=["solution", "hide-cell"]
+# Recompute the linearity column from the raw hypergradients: the ratio of the two perturbations'
+# differences over the ratio of their sizes.
+rel, _ = precision_analysis.relative_differences(arrays)
+kind, eps = list(arrays["variant_kind"]), np.asarray(arrays["variant_eps"], dtype=float)
+direction = np.asarray(arrays["variant_direction"])
+small = kind.index("float64 small perturbation")
+large = next(j for j, k in enumerate(kind) if k == "float64 perturbed" and direction[j] == direction[small])
+assert eps[small] / eps[large] == 1e-3
+linearity = (rel[small] / rel[large]) / (eps[small] / eps[large])       # (horizons, 2 components)
+rows = precision_analysis.table_rows(arrays)
+for k, row in enumerate(rows):
+    assert np.isclose(row["linearity"], np.max(linearity[k]), rtol=1e-12, equal_nan=True)
+glue_facts({"hp_ex1_linearity": ", ".join(f"{row['linearity']:.3g}" for row in rows),
+            "hp_ex1_horizons": ", ".join(str(row["horizon"]) for row in rows)})
+linearity
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # It is the ratio of the two perturbations' differences divided by the ratio of their sizes
@@ -210,12 +185,31 @@ figure = plot_precision.plot_relative_differences(live)
 # $10^{-10}$ one, and the ratio falls below 1. In {glue:md}`hp_shown` the ratio (the larger of
 # the two components') is {glue:text}`hp_ex1_linearity` at $T$ = {glue:text}`hp_ex1_horizons`.
 # ```
-#
+
+# %% [markdown]
 # **2. Relative to what?** In the archived result, compare the plain relative difference of
 # float32 on the second minibatch sequence at $T$ = 1000 (the open red circles in the first
 # figure) with the table's value relative to the typical size. Why do they differ so much,
 # and which one matters for SMD?
-#
+
+# %% tags=["solution", "hide-cell"]
+horizons = [int(h) for h in arrays["horizons"]]
+k = horizons.index(1000) if 1000 in horizons else len(horizons) - 1
+j = list(arrays["variant_kind"]).index("float32 other minibatches")
+reference = precision_analysis.reference_rows(arrays)[j]        # float64 on the same sequence
+log_beta = np.asarray(arrays["grad"], dtype=float)[:, k, 1]     # the log beta component
+typical = float(arrays["summary_scale"][k, 1])
+plain = float(precision_analysis.relative_differences(arrays)[0][j, k, 1])
+scaled = abs(log_beta[j] - log_beta[reference]) / typical
+value = abs(log_beta[reference]) / typical
+if archived is not None:
+    assert horizons[k] == 1000
+    assert value < 0.1, value                     # an order of magnitude below its typical size
+    assert plain > 2 and plain > 5 * scaled, (plain, scaled)
+glue_facts({"hp_ex2_plain": plain, "hp_ex2_scaled": float(scaled), "hp_ex2_small": float(value)})
+print(f"plain {plain:.0%}, relative to the typical size {scaled:.0%}; the value is {value:.3f} of it")
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # `precision_analysis.relative_differences(arrays)[0]` gives the plain values, row
@@ -228,14 +222,41 @@ figure = plot_precision.plot_relative_differences(live)
 # hypergradients, so what matters for the meta step is the error relative to the
 # component's typical size, not to its value on one minibatch sequence.
 # ```
-#
+
+# %% [markdown]
 # **3. Where do the paths split?** For the warm start and minibatches of this chapter, run
 # `shortbias_lib.hypergrad.hypergradient` for $T$ = 300 in float32 twice, once with the
 # default products and once with `grad_hvp=autograd_grad_hvp(mlp_apply)`, and compare the
 # per-step minibatch losses (`.losses`) of the two runs with those of a float64 run. (The
 # warm start is `offline_training.warm_start` as in `precision.run_experiment`; the minibatches are
 # `batches.StepBatches(images, labels, 100, offline_design.derived_seed(seed, 8, 0))`.)
-#
+
+# %% tags=["solution", "hide-cell"]
+config, T, early_steps = meta["config"], 300, 20
+train = data.load("mnist", train=True, root=data_root, limit=config["train_limit"])
+step_batches = batches.StepBatches(train.images, train.labels, config["batch_size"],
+                                   offline_design.derived_seed(meta["seed"], 8, 0))
+hyper = hyperparams.Hyperparameters(lr=float(config["alpha0"]), momentum=config["momentum"], beta=float(config["beta"]),
+                                    K=float(config["K"]), learn=("lr", "beta"))
+warm = offline_training.warm_state(arrays)     # the warm start stored with the result
+losses = {}
+for name, dtype, grad_hvp in (("float64", torch.float64, None), ("default", torch.float32, None),
+                              ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):
+    start = dict(dtype=str(dtype).removeprefix("torch."), direction=0, eps=0.0)
+    state = precision_variants.start_state(warm, start, meta["seed"])
+    lookahead = ((step_batches(t)[0].to(dtype), step_batches(t)[1]) for t in range(T))
+    objective = [(train.images[:100].to(dtype), train.labels[:100])]
+    result = hypergrad.hypergradient(models.mlp_apply, state, hyper, lookahead, objective, config["convention"],
+                                     t0=0, grad_hvp=grad_hvp)
+    losses[name] = np.asarray(result.losses, dtype=float)
+gaps = {name: np.abs(losses[name] - losses["float64"]) / losses["float64"] for name in ("default", "double-backward")}
+early = max(float(gap[:early_steps].max()) for gap in gaps.values())
+assert early < 1e-5, early   # "within about 1e-7": float32 roundoff, far below a departure
+glue_facts({"hp_ex3_early_steps": early_steps, "hp_ex3_early": early,
+            "hp_ex3_outcome": Markdown(precision_facts.departure_sentences(gaps))})
+print(precision_facts.departure_sentences(gaps))
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # For a while both float32 runs stay within about $10^{-7}$ (relative) of float64, the size
@@ -245,82 +266,3 @@ figure = plot_precision.plot_relative_differences(live)
 # (The numbers here are from the warm start and minibatches of {glue:md}`hp_shown`, rerun as
 # this page was built.)
 # ```
-
-# %% tags=["remove-cell"]
-# Exercise 1: the linearity column is the ratio of the two perturbations' differences over the
-# ratio of their sizes, recomputed here from the raw hypergradients.
-ex_rows = precision_analysis.table_rows(arrays)
-ex_rel, _ = precision_analysis.relative_differences(arrays)
-ex_kind = list(arrays["variant_kind"])
-ex_eps = np.asarray(arrays["variant_eps"], dtype=float)
-ex_dir = np.asarray(arrays["variant_direction"])
-ex_small = ex_kind.index("float64 small perturbation")
-ex_first = next(j for j, kind in enumerate(ex_kind)
-                if kind == "float64 perturbed" and ex_dir[j] == ex_dir[ex_small])
-ex_lin = (ex_rel[ex_small] / ex_rel[ex_first]) / (ex_eps[ex_small] / ex_eps[ex_first])
-assert ex_eps[ex_small] / ex_eps[ex_first] == 1e-3
-for k, row in enumerate(ex_rows):
-    assert np.isclose(row["linearity"], np.max(ex_lin[k]), rtol=1e-12, equal_nan=True)
-glue("hp_ex1_linearity", ", ".join(f"{row['linearity']:.3g}" for row in ex_rows), display=False)
-glue("hp_ex1_horizons", ", ".join(str(row["horizon"]) for row in ex_rows), display=False)
-
-# Exercise 2 (stated for the archived result): float32 on the second minibatch sequence at T = 1000.
-ex2_arrays = archived[0] if archived is not None else arrays
-ex2_H = [int(h) for h in ex2_arrays["horizons"]]
-ex2_k = ex2_H.index(1000) if 1000 in ex2_H else len(ex2_H) - 1
-ex2_j = list(ex2_arrays["variant_kind"]).index("float32 other minibatches")
-ex2_ref = precision_analysis.reference_rows(ex2_arrays)[ex2_j]
-ex2_grad = np.asarray(ex2_arrays["grad"], dtype=float)[:, ex2_k, 1]   # the log beta component
-ex2_scale = float(ex2_arrays["summary_scale"][ex2_k, 1])
-ex2_plain = float(precision_analysis.relative_differences(ex2_arrays)[0][ex2_j, ex2_k, 1])
-ex2_scaled = abs(ex2_grad[ex2_j] - ex2_grad[ex2_ref]) / ex2_scale
-ex2_small = abs(ex2_grad[ex2_ref]) / ex2_scale
-if archived is not None:
-    assert ex2_H[ex2_k] == 1000
-    assert ex2_small < 0.1, ex2_small            # an order of magnitude below its typical size
-    assert ex2_plain > 2 and ex2_plain > 5 * ex2_scaled, (ex2_plain, ex2_scaled)
-glue("hp_ex2_plain", ex2_plain, display=False)
-glue("hp_ex2_scaled", float(ex2_scaled), display=False)
-glue("hp_ex2_small", float(ex2_small), display=False)
-
-# %% tags=["remove-cell"]
-# Exercise 3: per-step minibatch losses of float32 (default and double-backward products)
-# against float64 over T = 300 steps, from the warm start of the result shown.
-ex3_config = meta["config"]
-ex3_T, ex3_early_steps = 300, 20
-ex3_set = data.load("mnist", train=True, root=data_root, limit=ex3_config["train_limit"])
-ex3_batches = batches.StepBatches(ex3_set.images, ex3_set.labels, ex3_config["batch_size"],
-                                  offline_design.derived_seed(meta["seed"], 8, 0))
-ex3_hyper = hyperparams.Hyperparameters(lr=float(ex3_config["alpha0"]), momentum=ex3_config["momentum"],
-                                      beta=float(ex3_config["beta"]), K=float(ex3_config["K"]),
-                                      learn=("lr", "beta"))
-ex3_warm = offline_training.warm_state(arrays)
-ex3_losses = {}
-for name, dtype, grad_hvp in (("float64", torch.float64, None), ("default", torch.float32, None),
-                              ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):
-    state = precision_variants.start_state(ex3_warm, dict(dtype=str(dtype).removeprefix("torch."), direction=0, eps=0.0),
-                                  meta["seed"])
-    lookahead = ((ex3_batches(t)[0].to(dtype), ex3_batches(t)[1]) for t in range(ex3_T))
-    result = hypergrad.hypergradient(models.mlp_apply, state, ex3_hyper, lookahead,
-                                     [(ex3_set.images[:100].to(dtype), ex3_set.labels[:100])],
-                                     ex3_config["convention"], t0=0, grad_hvp=grad_hvp)
-    ex3_losses[name] = np.asarray(result.losses, dtype=float)
-ex3_gap = {name: np.abs(ex3_losses[name] - ex3_losses["float64"]) / ex3_losses["float64"]
-           for name in ("default", "double-backward")}
-ex3_early = max(float(gap[:ex3_early_steps].max()) for gap in ex3_gap.values())
-assert ex3_early < 1e-5, ex3_early  # "within about 1e-7": float32 roundoff, far below a departure
-sentences = []
-for name, gap in ex3_gap.items():
-    left = np.flatnonzero(gap > 2e-6)     # well above the roundoff level of float32's losses
-    if len(left) == 0:
-        sentences.append(f"The {name} run stayed within {gap.max():.1e} of float64 for all {ex3_T} steps.")
-        continue
-    step = int(left[0])
-    before = float(gap[:step].max()) if step else float("nan")
-    sentences.append(
-        f"The {name} run left float64's path at step {step + 1}: its gap, at most {before:.1e} over all "
-        f"earlier steps, was {gap[step]:.1e} at that step (a factor {gap[step] / before:.0f} in one step), "
-        f"and it then grew to {gap[step:].max():.1%} (the largest over the remaining steps).")
-glue("hp_ex3_early_steps", ex3_early_steps, display=False)
-glue("hp_ex3_early", ex3_early, display=False)
-glue("hp_ex3_outcome", Markdown(" ".join(sentences)), display=False)

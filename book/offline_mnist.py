@@ -53,41 +53,13 @@ context = setup(profile, device, seed, data_root, results)
 
 # %% tags=["remove-cell"]
 # %matplotlib inline
-import inspect
 import math
 import os
 
-import numpy as np
 from IPython.display import Markdown, display
-from myst_nb import glue
 
-from shortbias_lib import offline, offline_config, offline_smd, offline_surface, plot_offline, report, schedules, training
-from shortbias_lib.notebook import show_source
-
-# The live run of this page's profile (a longer run can be shown instead: point
-# SHORTBIAS_OFFLINE_RESULT at its result file).
-shown_file = os.environ.get("SHORTBIAS_OFFLINE_RESULT")
-if shown_file:
-    arrays, meta = offline.load_offline(shown_file)
-else:
-    shown_file = str(offline.result_path(profile, seed, context.results_dir))
-    arrays, meta = offline.run_offline(profile, device=device, seed=seed, data_root=data_root,
-                                       results=context.results_dir, show_progress=False)
-config = meta["config"]
-horizons = [int(h) for h in config["horizons"]]
-# The archived runs at the paper's time scale (committed in archive/): the paper's design
-# (2,500 random schedules; seeds 0 and 1), shown in full for seed 0, and a CPU design.
-archive_file = offline.archive_path(seed=0, profile="archive_gpu")
-archived, archived_meta = offline.load_offline(archive_file)
-archived_config = archived_meta["config"]
-archived_horizons = [int(h) for h in archived_config["horizons"]]
-seed1_file = offline.archive_path(seed=1, profile="archive_gpu")
-seed1, seed1_meta = offline.load_offline(seed1_file)
-cpu_file = offline.archive_path(seed=0, profile="archive")
-cpu_archived, cpu_meta = offline.load_offline(cpu_file)
-archived_runs = [("paper's design, seed 0", archived, archived_meta, archive_file),
-                 ("paper's design, seed 1", seed1, seed1_meta, seed1_file),
-                 ("CPU design, seed 0", cpu_archived, cpu_meta, cpu_file)]
+from shortbias_lib import offline, offline_facts, offline_smd, offline_surface, plot_offline, report, schedules, training
+from shortbias_lib.notebook import glue_facts, show_source
 
 # %% tags=["remove-input"]
 show_source(schedules.InverseTime, "Source: `schedules.InverseTime`, the schedule above")
@@ -111,19 +83,34 @@ show_source(training.momentum_step, "Source: `training.momentum_step`, the updat
 # - the **live run** of this page's profile, computed when the page is built.
 #
 # Tests recompute slices of the archived runs with the current code, so the files cannot
-# silently drift from the code. The paper's claims are tested on the archived runs; the live
-# run shows what a reader can recompute in minutes, and how the picture changes at a
-# smaller time scale.
+# drift from it. The paper's claims are tested on the archived runs; the live run shows what
+# a reader can recompute in minutes, and how the picture changes at a smaller time scale.
+
+# %%
+# The archived runs at the paper's time scale, committed in archive/.
+archived_runs = []
+for label, archived_seed, design in [("paper's design, seed 0", 0, "archive_gpu"),
+                                     ("paper's design, seed 1", 1, "archive_gpu"),
+                                     ("CPU design, seed 0", 0, "archive")]:
+    path = offline.archive_path(seed=archived_seed, profile=design)
+    archived_runs.append((label, *offline.load_offline(path), path))
+(_, archived, archived_meta, _), (_, seed1, seed1_meta, _), (_, cpu_archived, cpu_meta, _) = archived_runs
+archived_config = archived_meta["config"]
+
+# The live run of this page's profile (or a longer run: point SHORTBIAS_OFFLINE_RESULT at its file).
+shown_file = os.environ.get("SHORTBIAS_OFFLINE_RESULT")
+if shown_file:
+    arrays, meta = offline.load_offline(shown_file)
+else:
+    shown_file = str(offline.result_path(profile, seed, context.results_dir))
+    arrays, meta = offline.run_offline(profile, device=device, seed=seed, data_root=data_root,
+                                       results=context.results_dir, show_progress=False)
+config = meta["config"]
+live_run = (f"live run (`{meta['profile']}`)", arrays, meta, shown_file)
+display(Markdown(plot_offline.settings_table(archived_runs + [live_run])))
 
 # %% tags=["remove-cell"]
-for name, command in [("off_gpu_command_1", offline_config.ARCHIVE_GPU_COMMANDS[0]),
-                      ("off_gpu_command_2", offline_config.ARCHIVE_GPU_COMMANDS[1]),
-                      ("off_cpu_command", offline_config.ARCHIVE_COMMAND)]:
-    glue(name, Markdown(f"`{command}`"), display=False)
-
-# %% tags=["remove-input"]
-display(Markdown(plot_offline.settings_table(
-    archived_runs + [(f"live run (`{meta['profile']}`)", arrays, meta, shown_file)])))
+glue_facts(offline_facts.runs_facts(archived_config))
 
 # %% [markdown]
 # **How the runs spend their samples.** The paper's design draws 2,500 schedules uniformly
@@ -135,22 +122,16 @@ display(Markdown(plot_offline.settings_table(
 # horizon is the minimum of its smoothed surface, not the single best sample.
 #
 # **Noise in a single sample.** Sharing one minibatch sequence removes the differences that
-# other batches would add; it does not make each sample's value a noiseless function of its
-# schedule. Training with a high learning rate is chaotic: a change in the last bits (the
-# same schedule trained on a CPU and on a GPU, which round differently) grows over
-# thousands of steps until the two runs end far apart. Each sampled value therefore carries
-# run-to-run noise, and the lowest of 2,500 noisy values is biased low: the best single
-# sample is partly the luckiest one, and at short horizons the surface is nearly flat in
-# $\beta$ besides. Smoothing averages over neighbouring schedules instead; its uncertainty
-# is a bootstrap over samples (the surfaces smoothed again from samples drawn with
-# replacement, and the optimum found again), and the claims below are also shown under
+# other batches would add, but training with a high learning rate is chaotic: a change in the
+# last bits (a CPU and a GPU round differently) grows over thousands of steps until two runs
+# of one schedule end far apart. Each sampled value carries this noise, so the lowest of
+# 2,500 values is biased low (partly the luckiest), and at short horizons the surface is
+# nearly flat in $\beta$ besides. Smoothing averages over neighbouring schedules instead; its
+# uncertainty is a bootstrap over samples (the surfaces smoothed again from samples drawn
+# with replacement, and the optimum found again), and the claims below are also shown under
 # other bandwidths, other estimators and the other seed. The figures below show the paper's
 # design, seed 0, with the {glue:text}`off_boot_reps` resamples stored with the run.
-
-# %% tags=["remove-cell"]
-glue("off_boot_reps", int(archived_config["bootstrap_reps"]), display=False)
-
-# %% [markdown]
+#
 # ## The paper's time scale (archived runs)
 #
 # ### Meta-objective surfaces (Figure 5)
@@ -163,8 +144,7 @@ glue("off_boot_reps", int(archived_config["bootstrap_reps"]), display=False)
 # tables below.
 
 # %% tags=["remove-cell"]
-glue("off_mu", float(archived_config["momentum"]), display=False)
-glue("off_eff_factor", plot_offline.effective_factor(archived_config), display=False)
+glue_facts(offline_facts.surfaces_facts(archived_config))
 
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design (2,500 random schedules), seed 0: smoothed log10 training loss after each horizon over the decay exponent and the initial effective learning rate alpha_0 / (1 - mu), the quantity on the paper's vertical axis (the tables give alpha_0 itself). White circle: the surface's optimum; white dots: its bootstrap resamples; star: the best single sample; black dots: samples trained at least that long; red: SMD trajectories (circle at the start, cross at the end).", "name": "fig-offline-archive-surfaces"}}
 figure = plot_offline.plot_surfaces(archived, archived_config)
@@ -178,7 +158,7 @@ figure = plot_offline.plot_surfaces(archived, archived_config)
 # loss more than 1000 times larger than with the longest horizon's. Here is each horizon's
 # optimum with its 95% bootstrap interval in the paper's design (seed 0).
 
-# %% tags=["remove-input"]
+# %%
 display(Markdown(plot_offline.summary_table(archived, archived_config)))
 
 # %% [markdown]
@@ -191,41 +171,12 @@ display(Markdown(plot_offline.summary_table(archived, archived_config)))
 # {glue:text}`arch_band_k` best samples, and for the loss the two surface optima trained for
 # 20k steps (Figure 6).
 
-# %% tags=["remove-cell"]
+# %%
 bands = [offline_surface.claim_bands(a, m["config"], m["seed"]) for _, a, m, _ in archived_runs]
-paper_design = bands[:2]   # the paper's design, seeds 0 and 1
-glue("arch_band_reps", bands[0]["beta_ratio"].reps, display=False)
-glue("arch_band_grid", inspect.signature(offline_surface.claim_bands).parameters["grid"].default, display=False)
-glue("arch_band_scale_low", f"{min(offline_surface.BANDWIDTH_SCALES):g}", display=False)
-glue("arch_band_scale_high", f"{max(offline_surface.BANDWIDTH_SCALES):g}", display=False)
-glue("arch_band_k", int(next(k for k in bands[0]["beta_ratio"].estimators if k.startswith("mean")).split()[2]),
-     display=False)
-for claim, key in (("beta_ratio", "beta"), ("loss_ratio", "loss")):
-    for seed_index, band in enumerate(paper_design):
-        b = band[claim]
-        glue(f"arch_{key}_s{seed_index}", b.value, display=False)
-        glue(f"arch_{key}_s{seed_index}_boot_low", b.bootstrap[0], display=False)
-        glue(f"arch_{key}_s{seed_index}_boot_high", b.bootstrap[1], display=False)
-        glue(f"arch_{key}_s{seed_index}_bw_low", b.bandwidth[0], display=False)
-        glue(f"arch_{key}_s{seed_index}_bw_high", b.bandwidth[1], display=False)
-        glue(f"arch_{key}_s{seed_index}_est_low", min(b.estimators.values()), display=False)
-        glue(f"arch_{key}_s{seed_index}_est_high", max(b.estimators.values()), display=False)
-    verdict, clearing, total, low, high = offline_surface.band_verdict([band[claim] for band in paper_design])
-    glue(f"arch_{key}_band_verdict", verdict, display=False)
-    glue(f"arch_{key}_band_low", low, display=False)
-    glue(f"arch_{key}_band_high", high, display=False)
-glue("arch_bound_beta", offline_surface.CLAIM_BOUNDS["beta_ratio"], display=False)
-glue("arch_bound_loss", offline_surface.CLAIM_BOUNDS["loss_ratio"], display=False)
-arch_rows = offline_surface.summary_rows(archived, archived_config)
-arch_betas = np.array([row["beta"] for row in arch_rows])
-glue("arch_beta_trend", "falls" if np.all(np.diff(arch_betas) < 0) else
-     "never rises" if np.all(np.diff(arch_betas) <= 0) else "does not fall monotonically", display=False)
-glue("arch_edges", Markdown(offline_surface.edge_sentence(archived, archived_config)), display=False)
-glue("arch_T_short", archived_horizons[0], display=False)
-glue("arch_T_long", archived_horizons[-1], display=False)
-
-# %% tags=["remove-input"]
 display(Markdown(plot_offline.claims_table(archived_runs, bands)))
+
+# %% tags=["remove-cell"]
+glue_facts(offline_facts.claims_facts(archived, archived_config, bands[:2]))
 
 # %% [markdown]
 # **Best $\beta$.** In the paper's design the optimum's $\beta$ of the
@@ -274,22 +225,11 @@ display(Markdown(plot_offline.claims_table(archived_runs, bands)))
 figure = plot_offline.plot_training_curves(archived, archived_config)
 
 # %% tags=["remove-cell"]
-def lr_leaving_sentence(arrays, config):
-    """Which schedules leave Figure 6's learning-rate panel, and how low their rates fall."""
-    floor, leaving = plot_offline.lr_panel_floor(arrays, config)
-    if not leaving:
-        return "Every schedule's learning rate stays inside the learning-rate panel."
-    return ("The learning-rate panel ends at {:.1e}; ".format(floor) + "; ".join(
-        f"the {h}-step optimum's rate falls below it, to {low:.1e}" for h, low in leaving)
-        + ", and leaves the panel.")
-
-
-glue("arch_lr_leaving", Markdown(lr_leaving_sentence(archived, archived_config)), display=False)
+glue_facts(offline_facts.curves_facts(archived, archived_config, "arch_lr_leaving"))
 
 # %% [markdown]
 # {glue:md}`arch_lr_leaving`
-
-# %% [markdown]
+#
 # ### Stochastic meta-descent on the surfaces
 #
 # SMD (Algorithm 1) follows the hypergradient of the same meta-objective. Each meta step
@@ -305,17 +245,12 @@ glue("arch_lr_leaving", Markdown(lr_leaving_sentence(archived, archived_config))
 # form of Equation 9), and takes one Adam step on $u$; raw hypergradients are clipped to
 # $\pm 10$ and $u$ is kept within the authors' bounds. Like the authors' code (the paper's
 # text does not give them), we start from $\alpha_0 = 0.01$ with $\beta \in \{0.1, 10\}$;
-# like the paper, we leave out the longest horizon. The
-# paper runs 5,000 meta steps per trajectory; at $T$ = 5000 that is 25 million
-# hypergradient-carrying training steps, weeks on a CPU (and more than a day on an H200,
-# where this sequential loop is bound by kernel launches), so the archived runs take far
-# fewer meta steps with a larger meta step size (the settings table above). Its meta-objective is
-# the training loss on the first {glue:text}`arch_smd_examples` training images.
-
-# %% tags=["remove-cell"]
-glue("arch_smd_examples", int(archived_config["smd_objective_examples"]), display=False)
-# The SMD figure's caption names these sizes.
-assert (archived_config["smd_objective_examples"], archived_config["objective_examples"]) == (10000, 60000)
+# like the paper, we leave out the longest horizon. The paper runs 5,000 meta steps per
+# trajectory; at $T$ = 5000 that is 25 million hypergradient-carrying training steps, weeks
+# on a CPU (and more than a day on an H200, where this sequential loop is bound by kernel
+# launches), so the archived runs take far fewer meta steps with a larger meta step size
+# (the settings table above). Its meta-objective is the training loss on the first
+# {glue:text}`arch_smd_examples` training images.
 
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (the first 10,000 here, see the settings table; the surfaces use all 60,000).", "name": "fig-offline-archive-smd-loss"}}
 figure = plot_offline.plot_smd_losses(archived, archived_config)
@@ -329,52 +264,24 @@ figure = plot_offline.plot_smd_losses(archived, archived_config)
 # {glue:text}`arch_smd_pinned` meta steps; otherwise **converged** if over the last third of
 # its meta steps (at least {glue:text}`arch_smd_min_window`) the least-squares line through
 # $\log_{10}\alpha_0$ and through $\log_{10}\beta$ each changes by less than
-# {glue:text}`arch_smd_tol` decade; otherwise **still moving**. The table and the figure
-# give every run of both seeds of the paper's design (meta steps counted from 0).
+# {glue:text}`arch_smd_tol` decade; otherwise **still moving**. For instance, the first run of
+# seed 0:
+
+# %%
+first_run = offline_smd.smd_trajectories(archived, archived_config)[0]
+state = offline_smd.smd_state(first_run, archived_config)
+print(f"T = {first_run['horizon']}, from beta = {first_run['beta0']:g}: {state.state} ({state.reason})")
+
+# %% [markdown]
+# The table and the figure give every run of both seeds of the paper's design (meta steps
+# counted from 0).
+
+# %%
+smd_shown = [("seed 0", archived, archived_config), ("seed 1", seed1, seed1_meta["config"])]
+display(Markdown(plot_offline.smd_table(smd_shown)))
 
 # %% tags=["remove-cell"]
-smd_shown = [("seed 0", archived, archived_config), ("seed 1", seed1, seed1_meta["config"])]
-smd_defaults = inspect.signature(offline_smd.smd_state).parameters
-glue("arch_smd_untrained", math.log(int(archived_config["sizes"][-1])), display=False)
-glue("arch_smd_margin", smd_defaults["margin"].default, display=False)
-glue("arch_smd_pinned", smd_defaults["pinned"].default, display=False)
-glue("arch_smd_min_window", smd_defaults["min_window"].default, display=False)
-glue("arch_smd_tol", f"{smd_defaults['tol'].default:g}", display=False)
-assert smd_defaults["window"].default == 1 / 3   # "the last third" above
-smd_runs = [(label, run, offline_smd.smd_state(run, config), offline_surface.summary_rows(a, config))
-            for label, a, config in smd_shown for run in offline_smd.smd_trajectories(a, config)]
-states = [state.state for _, _, state, _ in smd_runs]
-glue("arch_smd_states", ", ".join(f"{states.count(name)} {name}" for name in ("converged", "still moving", "collapsed")),
-     display=False)
-glue("arch_smd_total", len(smd_runs), display=False)
-
-near_optimum = plot_offline.smd_ends_near_optimum
-glue("arch_smd_near", sum(near_optimum(run, rows) for _, run, _, rows in smd_runs), display=False)
-glue("arch_smd_converged_near", sum(near_optimum(run, rows) and state.state == "converged"
-                                    for _, run, state, rows in smd_runs), display=False)
-# The longest SMD horizon started from the smallest beta: where it ends, against the optimum.
-longest, smallest = max(archived_config["smd_horizons"]), min(archived_config["smd_betas"])
-ends = [(label, run, state, next(row for row in rows if row["horizon"] == longest))
-        for label, run, state, rows in smd_runs if (run["horizon"], run["beta0"]) == (longest, smallest)]
-glue("arch_smd_long_T", int(longest), display=False)
-glue("arch_smd_long_beta0", f"{smallest:g}", display=False)
-glue("arch_smd_long_ends", Markdown(" and ".join(
-    f"{10 ** run['log10_beta'][-1]:.3g} ({label}, {state.state})" for label, run, state, _ in ends)), display=False)
-glue("arch_smd_long_optima", Markdown(" and ".join(f"{row['beta']:.3g}" for *_, row in ends)), display=False)
-reached = [near_optimum(run, [row]) and state.state == "converged" for _, run, state, row in ends]
-glue("arch_smd_long_verdict", "all of them converged to the optimum, as in the paper" if all(reached) else
-     ("none" if not any(reached) else "not all") + " of them converged to the optimum, so the paper's statement "
-     "that SMD converged to the optimum is not reproduced there with these few meta steps", display=False)
-collapses = [(label, run, state) for label, run, state, _ in smd_runs if state.state == "collapsed"]
-glue("arch_smd_collapses", Markdown(" ".join(
-    f"The {label} run at $T$ = {run['horizon']} from $\\beta$ = {run['beta0']:g} collapsed: its largest raw "
-    f"hypergradient was {state.largest_hypergrad:,.0f}, at meta step {state.largest_at} (clipped to "
-    f"$\\pm${archived_config['smd_clip']:g}); its {state.reason}, and it ends with "
-    f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}."
-    for label, run, state in collapses) or "No run collapsed."), display=False)
-
-# %% tags=["remove-input"]
-display(Markdown(plot_offline.smd_table(smd_shown)))
+glue_facts(offline_facts.smd_facts(smd_shown))
 
 # %% mystnb={"figure": {"caption": "Archived runs, the paper's design, seeds 0 (left) and 1 (right): the decay exponent along each SMD run, one row per horizon, labelled with the run's state (solid: converged, dashed: still moving, dotted: collapsed; red cross: where a collapse began). Grey band: the 95% bootstrap interval of the horizon's surface optimum.", "name": "fig-offline-archive-smd-states"}}
 figure = plot_offline.plot_smd_states(smd_shown)
@@ -390,8 +297,7 @@ figure = plot_offline.plot_smd_states(smd_shown)
 # training runs on fresh minibatches; at long horizons they are noisy (the chapter on
 # hypergradient precision measures how much), so its end points carry less weight than the
 # surfaces.
-
-# %% [markdown]
+#
 # ## The live run (profile on the banner above)
 #
 # The same experiment at this page's profile. In `quick` every time scale (horizons and
@@ -401,7 +307,7 @@ figure = plot_offline.plot_smd_states(smd_shown)
 # %% mystnb={"figure": {"caption": "Live run: smoothed log10 training loss at each horizon over the decay exponent and the initial effective learning rate alpha_0 / (1 - mu) (markers as in the archived run's figure).", "name": "fig-offline-surfaces"}}
 figure = plot_offline.plot_surfaces(arrays, config)
 
-# %% tags=["remove-input"]
+# %%
 display(Markdown(plot_offline.summary_table(arrays, config)))
 live_claims = report.comparisons_of(arrays, meta, os.path.basename(shown_file))
 report.comparison_table(live_claims)
@@ -410,7 +316,7 @@ report.comparison_table(live_claims)
 figure = plot_offline.plot_training_curves(arrays, config)
 
 # %% tags=["remove-cell"]
-glue("off_lr_leaving", Markdown(lr_leaving_sentence(arrays, config)), display=False)
+glue_facts(offline_facts.curves_facts(arrays, config, "off_lr_leaving"))
 
 # %% [markdown]
 # {glue:md}`off_lr_leaving`
@@ -419,19 +325,7 @@ glue("off_lr_leaving", Markdown(lr_leaving_sentence(arrays, config)), display=Fa
 figure = plot_offline.plot_smd_losses(arrays, config)
 
 # %% tags=["remove-cell"]
-live = offline_surface.claims(arrays)
-glue("off_T_short", horizons[0], display=False)
-glue("off_T_long", horizons[-1], display=False)
-glue("off_beta_ratio", float(live["beta_ratio"]), display=False)
-glue("off_loss_ratio", float(live["loss_ratio"]), display=False)
-glue("off_loss_trained", float(live["trained_loss_ratio"]), display=False)
-glue("off_beta_verdict", live_claims[0].agreement, display=False)
-glue("off_loss_verdict", live_claims[1].agreement, display=False)
-n_diverged = int((arrays["diverged_step"] >= 0).sum())
-glue("off_diverged", n_diverged, display=False)
-glue("off_samples", len(arrays["diverged_step"]), display=False)
-glue("off_smd_near", plot_offline.smd_near_optimum(arrays, config), display=False)
-glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=False)
+glue_facts(offline_facts.live_facts(arrays, config, live_claims))
 
 # %% [markdown]
 # In the live run the best-$\beta$ ratio between the {glue:text}`off_T_short`- and
@@ -462,10 +356,12 @@ glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=
 #   the log learning rate (a step back).
 #
 # To run the paper's full scale (2,500 schedules, 5,000 SMD meta steps; a GPU is strongly
-# advised) from the shell: `python -m shortbias_lib offline_mnist --profile paper`. The run
-# checkpoints after every chunk of schedules and every 100 SMD meta steps and resumes where
-# it stopped; then set `SHORTBIAS_OFFLINE_RESULT` to its result file to show it as this
-# page's live run.
+# advised): `python -m shortbias_lib offline_mnist --profile paper`. It checkpoints as it goes
+# and resumes where it stopped; set `SHORTBIAS_OFFLINE_RESULT` to its result file to show it
+# as this page's live run.
+
+# %% tags=["remove-cell"]
+glue_facts(offline_facts.exercise_facts(archived, archived_config, cpu_archived, cpu_meta["config"]))
 
 # %% [markdown]
 # ## Exercises
@@ -476,7 +372,28 @@ glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=
 # {glue:text}`ex_off_beta_long:.3g`, with $K$ = {glue:text}`ex_off_K:.0f`. By what factor has
 # each schedule lowered its learning rate after {glue:text}`arch_T_short` steps, and after
 # {glue:text}`arch_T_long`? What does the short horizon reward, and what does it not see?
-#
+
+# %% tags=["solution", "hide-cell"]
+K = float(archived_config["K"])
+T_short, T_long = int(archived_config["horizons"][0]), int(archived_config["horizons"][-1])
+rows = offline_surface.summary_rows(archived, archived_config)
+
+
+def decay_factor(beta, t):
+    """By what factor inverse-time decay has divided the learning rate after t steps."""
+    return (1.0 + t / K) ** beta
+
+
+factors = {f"ex_off_{who}_at_{when}": decay_factor(row["beta"], t)
+           for who, row in (("short", rows[0]), ("long", rows[-1])) for when, t in (("short", T_short), ("long", T_long))}
+# The short horizon anneals hard within its horizon, the long one hardly at all.
+assert factors["ex_off_short_at_short"] > 3 and factors["ex_off_long_at_short"] < 1.01
+assert factors["ex_off_short_at_long"] > 1e6 * factors["ex_off_long_at_long"]
+glue_facts(factors)
+for name, factor in factors.items():
+    print(f"{name.removeprefix('ex_off_')}: the rate divided by {factor:.3g}")
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # The rate falls by $(1 + t/K)^\beta$. After {glue:text}`arch_T_short` steps the short
@@ -489,7 +406,8 @@ glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=
 # low-curvature directions that a sustained rate buys only shows after many steps, beyond
 # what a 100-step objective measures.
 # ```
-#
+
+# %% [markdown]
 # **2. Which number of the $\beta$ ratio to trust.** The claims table gives the best-$\beta$
 # ratio of each archived run as a point value and a 95% bootstrap interval. In the CPU
 # design the optimal $\beta$ of the {glue:text}`arch_T_short`-step horizon is
@@ -498,7 +416,25 @@ glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=
 # ($\log_{10}\beta \in$ [{glue:text}`ex_off_range_low`, {glue:text}`ex_off_range_high`]).
 # What does that make of the CPU design's point ratio, and which of its numbers carries
 # information? What changes with the paper's 2,500 samples?
-#
+
+# %% tags=["solution", "hide-cell"]
+cpu_rows = offline_surface.summary_rows(cpu_archived, cpu_meta["config"])
+cpu_ratio = float(offline_surface.claims(cpu_archived)["beta_ratio"])
+low, high = archived_config["log10_beta_range"]
+# The CPU design's optima lie on the range's edges, so its point ratio is the range's width...
+assert [cpu_rows[0]["beta_edge"], cpu_rows[-1]["beta_edge"]] == ["upper", "lower"]
+assert math.isclose(cpu_ratio, 10.0 ** (high - low))
+# ...the paper's design's lie inside it; the two intervals overlap, both lower ends above 100.
+paper_rows = offline_surface.summary_rows(archived, archived_config)
+assert not paper_rows[0]["beta_edge"] and not paper_rows[-1]["beta_edge"]
+paper_interval, cpu_interval = bands[0]["beta_ratio"].bootstrap, bands[2]["beta_ratio"].bootstrap
+assert paper_interval[0] <= cpu_interval[1] and cpu_interval[0] <= paper_interval[1]
+assert min(paper_interval[0], cpu_interval[0]) > 100
+glue_facts({"ex_off_cpu_ratio": cpu_ratio, "ex_off_cpu_low": cpu_interval[0]})
+print(f"CPU design: ratio {cpu_ratio:,.0f}, interval {cpu_interval[0]:,.0f} to {cpu_interval[1]:,.0f}; "
+      f"paper's design: interval {paper_interval[0]:,.0f} to {paper_interval[1]:,.0f}")
+
+# %% [markdown] tags=["solution"]
 # ```{admonition} Solution
 # :class: dropdown
 # Both CPU-design optima sit on the edges of the range, so its point ratio,
@@ -511,41 +447,3 @@ glue("off_smd_runs", len(offline_smd.smd_trajectories(arrays, config)), display=
 # {glue:text}`arch_beta_s0_boot_high:,.0f`), is a measurement; its interval overlaps the CPU
 # design's, and the lower ends of both lie above the paper's 100.
 # ```
-
-# %% tags=["remove-cell"]
-# The numbers the solutions state, and checks that the archived run supports them.
-K = float(archived_config["K"])
-beta_short, beta_long = float(arch_betas[0]), float(arch_betas[-1])
-T_short, T_long = archived_horizons[0], archived_horizons[-1]
-
-
-def decay_factor(beta, t):
-    return (1.0 + t / K) ** beta
-
-
-glue("ex_off_beta_short", beta_short, display=False)
-glue("ex_off_beta_long", beta_long, display=False)
-glue("ex_off_K", K, display=False)
-glue("ex_off_short_at_short", decay_factor(beta_short, T_short), display=False)
-glue("ex_off_long_at_short", decay_factor(beta_long, T_short), display=False)
-glue("ex_off_short_at_long", decay_factor(beta_short, T_long), display=False)
-glue("ex_off_long_at_long", decay_factor(beta_long, T_long), display=False)
-# Exercise 1: the short horizon anneals hard within its horizon, the long one hardly at all.
-assert decay_factor(beta_short, T_short) > 3 and decay_factor(beta_long, T_short) < 1.01
-assert decay_factor(beta_short, T_long) > 1e6 * decay_factor(beta_long, T_long)
-# Exercise 2: the CPU design's optima on the range's edges (its point ratio is the range's
-# width), the paper's design's inside it; the intervals overlap, both lower ends above 100.
-cpu_rows, cpu_claims = offline_surface.summary_rows(cpu_archived, cpu_meta["config"]), offline_surface.claims(cpu_archived)
-beta_range = archived_config["log10_beta_range"]
-assert [cpu_rows[0]["beta_edge"], cpu_rows[-1]["beta_edge"]] == ["upper", "lower"]
-assert not arch_rows[0]["beta_edge"] and not arch_rows[-1]["beta_edge"]
-assert math.isclose(float(cpu_claims["beta_ratio"]), 10.0 ** (beta_range[1] - beta_range[0]))
-arch_boot, cpu_boot = bands[0]["beta_ratio"].bootstrap, bands[2]["beta_ratio"].bootstrap
-assert arch_boot[0] <= cpu_boot[1] and cpu_boot[0] <= arch_boot[1]
-assert min(arch_boot[0], cpu_boot[0]) > 100
-glue("ex_off_cpu_short", cpu_rows[0]["beta"], display=False)
-glue("ex_off_cpu_long", cpu_rows[-1]["beta"], display=False)
-glue("ex_off_cpu_ratio", float(cpu_claims["beta_ratio"]), display=False)
-glue("ex_off_cpu_low", cpu_boot[0], display=False)
-glue("ex_off_range_low", beta_range[0], display=False)
-glue("ex_off_range_high", beta_range[1], display=False)
