@@ -1,6 +1,6 @@
 """Paper-scale online archives in time-bounded legs on a lent GPU machine (bench/README.md).
 
-Three steps, each a subcommand (``bash bench/gpu_archive_legs.sh`` chains the last two there):
+Four subcommands (``bash bench/gpu_archive_legs.sh`` runs ``leg`` then ``pack`` there):
 
 * ``prepare`` (here, once): the data into ``gpu_data/``, which ``.git/info/exclude`` keeps out
   of git: MNIST's four IDX files gzipped (about 11 MB) and the whole CIFAR-10 JPEG copy as one
