@@ -407,7 +407,7 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
             _drop_partial(path, config, same)
             return Result(*found)
     with run_lock(path):
-        before_computation(Path(path).name)
+        before_computation(f"the start of {Path(path).name}")
         partial = compute()
         if isinstance(partial, Result):
             return partial
