@@ -24,7 +24,23 @@ own entry points, times them, and projects the paper profile's full time:
   5); with the time of one evaluation they project the paper's runs (50,000
   steps, adaptation every 10 steps in the first half, evaluation every 100). CIFAR-10 uses
   synthetic tensors of CIFAR's shape (the JPEG copy is too large to carry):
-  its timings are valid, its losses are not.
+  its timings are valid, its losses are not;
+* ``online_batched``: the new path against the old one on MNIST: S = 5 stochastic online
+  runs' meta steps batched (``batched_smd.smd_batched``, eager) against 5 separate
+  ``hypergrad.smd`` runs, and 5 runs' training batched (``online_batched.online_batched_runs``
+  in baseline mode); the FLOPs of one plain step of each network
+  (``torch.utils.flop_counter`` where this torch has it) and the measured fp32 matrix-product
+  rate (TF32 off), which give each paper experiment's floor;
+* ``online_compiled``: the same batched meta step under ``torch.compile`` (``fullgraph=True``;
+  ``mode="reduce-overhead"``, CUDA graphs, on a GPU; eager fallback where compiling fails,
+  recorded), its ratio to the eager one and to the separate runs, and the projected five
+  stochastic MNIST runs batched. Skipped in ``--tiny`` mode on the CPU (compiling takes minutes
+  there; ``bench_batched_smd.py`` measures it).
+
+The summary prints each paper experiment's projection next to its floor (its FLOPs at the
+measured fp32 rate): online MNIST's five stochastic runs batched (new path) and separate (old),
+online CIFAR-10 and the offline SMD at 5,000 meta steps (old paths: the batched one covers
+the MNIST MLP's online runs only).
 
 MNIST is read from ``--data-root``, else the carried ``gpu_data/`` (gzipped
 IDX files are unpacked to a temporary folder), else ``$SHORTBIAS_DATA``,
@@ -53,6 +69,7 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,17 +79,22 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
-from shortbias_lib import (measure, models, offline_config, offline_design, offline_smd, offline_training,  # noqa: E402
-                           online, online_loop, schedules, training)
+from shortbias_lib import (batched_smd, hypergrad, measure, models, offline_config, offline_design,  # noqa: E402
+                           offline_smd, offline_training, online, online_batched, online_loop, schedules, training)
 from shortbias_lib.batches import BatchSampler, StepBatches  # noqa: E402
+from shortbias_lib.hyperparams import Hyperparameters  # noqa: E402
+from shortbias_lib.meta_optim import make_meta_optimizer  # noqa: E402
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-SLICES = ("hyper_ratio", "offline_sweep", "offline_smd", "online_mnist", "online_cifar10")
+# The new path against the old one first: it is what a short lease is for.
+SLICES = ("hyper_ratio", "online_batched", "online_compiled", "offline_sweep", "offline_smd", "online_mnist",
+          "online_cifar10")
 # Seconds per slice on the GPU (the whole check stays under about 7 minutes) and in --tiny mode.
 BUDGETS = {"hyper_ratio": 30, "offline_sweep": 60, "offline_smd": 90, "online_mnist": 60,
-           "online_cifar10": 110}
+           "online_cifar10": 110, "online_batched": 40, "online_compiled": 120}
+BATCHED_RUNS = 5  # the paper's five initial rates of online MNIST, stochastic lookahead
 TINY_BUDGETS = {name: 20 for name in SLICES}
 
 
@@ -404,13 +426,212 @@ def slice_online(ctx, dataset):
             "projection": {"online_s": total}}
 
 
+def plain_step_flops(apply, params, images, labels):
+    """FLOPs of one plain training step (forward and backward of the minibatch loss), counted by
+    ``torch.utils.flop_counter`` (NaN where this torch lacks it)."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return float("nan")
+    leaves = [p.detach().requires_grad_() for p in params]
+    with FlopCounterMode(display=False) as counter:
+        torch.autograd.grad(models.loss_fn(apply, leaves, images, labels), leaves)
+    return float(counter.get_total_flops())
+
+
+def fp32_rate(device, clock, n):
+    """Measured FLOP/s of an n x n float32 matrix product with TF32 off (the floors' rate)."""
+    a = torch.rand(n, n, device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a @ a
+        seconds = min(clock.time(torch.matmul, a, a)[0] for _ in range(3))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return 2.0 * n ** 3 / seconds
+
+
+def meta_step_floor(plain, horizon, n_eval, directions=2):
+    """A lower bound on one meta step's FLOPs: each lookahead step costs a plain step per network
+    and per tangent direction (a Hessian-vector product is at least a plain step), and each
+    evaluation batch a plain step (the meta-objective's gradient)."""
+    return (horizon * (1 + directions) + n_eval) * plain
+
+
+def _mnist_runs(ctx, S, batch, seed=0):
+    """S MNIST MLPs, their stacked weights and one train and one meta sampler per run."""
+    (images, labels), _, _ = ctx["mnist"]
+    device = ctx["device"]
+    params = models.mlp_init(torch.Generator().manual_seed(seed), device=device)
+    samplers = [tuple(BatchSampler(images, labels, batch, 2 * s + k, device) for k in (0, 1)) for s in range(S)]
+    return params, samplers
+
+
+def _time_meta_steps(ctx, S, M, batch, step=None, separate=False):
+    """Seconds per meta step of S stochastic runs (T = n_eval = 5): batched with ``step``, or separate."""
+    horizon = int(online.SIZES["paper"]["mnist"]["horizon"])
+    params, samplers = _mnist_runs(ctx, S, batch)
+    lrs = [float(a) for a in online.PAPER_INIT_LRS["mnist"][:S]]
+    hypers = [Hyperparameters(a, 0.9, learn=("lr", "momentum"), space="log") for a in lrs]
+    if separate:
+        def run():
+            for hyper, (_, meta) in zip(hypers, samplers):
+                hypergrad.smd(models.mlp_apply, training.init_state(params), hyper, horizon, M,
+                              hypergrad.lookahead_batches(meta, horizon, horizon, False),
+                              optimizer=make_meta_optimizer("adam", 1e-2))
+    else:
+        w, v = batched_smd.stack_runs([training.init_state(params)] * S)
+        u = np.stack([h.vector() for h in hypers])
+
+        def run():
+            drawn = batched_smd.draw_meta_batches([meta for _, meta in samplers], M, horizon, horizon)
+            batched_smd.smd_batched(w, v, u, M, drawn, step=step)
+    run()  # warm-up (and, for a compiled step, the compiling)
+    seconds = min(ctx["clock"].time(run)[0] for _ in range(2))
+    return seconds / M
+
+
+def slice_online_batched(ctx):
+    """The new path's eager part against the old one, on MNIST: S runs' meta steps and training."""
+    device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
+    cfg = online.SIZES["paper"]["mnist"]
+    S, M, batch = BATCHED_RUNS, (1 if tiny else 10), (20 if tiny else int(cfg["batch_size"]))
+    per_meta = {"separate": _time_meta_steps(ctx, S, M, batch, separate=True),
+                "batched eager": _time_meta_steps(ctx, S, M, batch)}
+    # training: S runs' plain steps batched (baseline mode, no adaptation) and one run alone
+    params, samplers = _mnist_runs(ctx, S, batch)
+    steps = 10 if tiny else 200
+    settings = online_loop.OnlineSettings(mode="baseline", steps=steps, adapt_until=steps // 2, eval_every=steps)
+    lr = online.PAPER_BASELINE_LR["mnist"]
+    run = lambda: online_batched.online_batched_runs(params, [t for t, _ in samplers], [m for _, m in samplers],  # noqa: E731
+                                                     [lr] * S, settings=settings)
+    run()
+    t_train_batched = clock.time(run)[0] / steps
+    alone = lambda: online_loop.online_run(models.mlp_apply, params, samplers[0][0], samplers[0][1], lr,  # noqa: E731
+                                           settings=settings, show_progress=False)
+    alone()
+    t_train_alone = clock.time(alone)[0] / steps
+    (images, labels), _, _ = ctx["mnist"]
+    t_eval = clock.time(models.mean_loss, models.mlp_apply, params, images, labels, 1000)[0]
+    x, y = images[:batch], labels[:batch]
+    flops_mlp = plain_step_flops(models.mlp_apply, params, x, y)
+    if not math.isfinite(flops_mlp):
+        flops_mlp = float(flops_per_sample_step(batch_size=batch)) * batch  # the MLP's formula (bench_sweep)
+    cnn = models.cnn_init(torch.Generator().manual_seed(0), filter_size=3, device=device)
+    cx = torch.rand(batch, 3, 32, 32, device=device)
+    flops_cnn = plain_step_flops(models.cnn_apply, cnn, cx, y)
+    rate = fp32_rate(device, clock, 128 if tiny else 8192)
+    scale = int(cfg["batch_size"]) / batch  # tiny mode: FLOPs of the paper's batch
+    ctx["batched"] = {"S": S, "seconds_per_meta_step": per_meta, "train_batched_s": t_train_batched,
+                      "train_alone_s": t_train_alone, "eval_s": t_eval, "plain_flops_mlp": flops_mlp * scale,
+                      "plain_flops_cnn": flops_cnn * scale, "fp32_flops_per_s": rate}
+    ratio = per_meta["separate"] / per_meta["batched eager"]
+    for name, seconds in per_meta.items():
+        log(f"  {name:15s} {1e3 * seconds:8.2f} ms per meta step of {S} runs ({M} meta steps, batch {batch})")
+    log(f"  batched eager / separate: speed-up {ratio:.2f}; training {S} runs batched "
+        f"{1e3 * t_train_batched:.3f} ms per step, one run {1e3 * t_train_alone:.3f} ms")
+    log(f"  plain step {flops_mlp * scale / 1e6:.1f} MFLOP (MLP), {flops_cnn * scale / 1e6:.1f} MFLOP (CNN), "
+        f"batch {cfg['batch_size']}; fp32 matrix products {rate / 1e12:.2f} TFLOP/s (TF32 off)")
+    eager = project_five(ctx["batched"], per_meta["batched eager"], t_train_batched)
+    old = project_five(ctx["batched"], per_meta["separate"], S * t_train_alone)
+    log(f"  projected five stochastic runs: batched eager {fmt_seconds(eager)}, separate {fmt_seconds(old)}")
+    return {"throughput": S / per_meta["batched eager"], "unit": "run-meta-steps/s, batched eager",
+            "measurements": ctx["batched"], "ratios": {"separate_over_batched_eager": ratio},
+            "projection": {"floors_s": paper_floors(ctx["batched"]), "online_mnist_5_stochastic_batched_eager_s": eager,
+                           "online_mnist_5_stochastic_separate_s": old}}
+
+
+def paper_floors(b):
+    """Each paper experiment's FLOPs at the measured fp32 rate (lower bounds, see :func:`meta_step_floor`)."""
+    mnist, cifar = online.SIZES["paper"]["mnist"], online.SIZES["paper"]["cifar10"]
+    off = offline_config.config_for("paper")
+
+    def online_floor(cfg, plain, runs_by_evals):
+        adaptations = math.ceil(cfg["steps"] // 2 / cfg["adapt_every"])
+        return sum(n * (cfg["steps"] * plain + adaptations * cfg["meta_steps"]
+                        * meta_step_floor(plain, cfg["horizon"], n_eval)) for n, n_eval in runs_by_evals)
+
+    five = online_floor(mnist, b["plain_flops_mlp"], [(len(mnist["init_lrs"]), mnist["horizon"])])
+    cifar_all = online_floor(cifar, b["plain_flops_cnn"], [(len(cifar["init_lrs"]), cifar["horizon"]),
+                                                           (len(cifar["det_lrs"]), 1)])
+    objective = int(off["smd_objective_examples"]) / int(off["batch_size"]) * b["plain_flops_mlp"]
+    smd = len(off["smd_betas"]) * sum(int(m) * (int(h) * 3 * b["plain_flops_mlp"] + objective)
+                                      for h, m in zip(off["smd_horizons"], off["smd_meta_steps"]))
+    rate = b["fp32_flops_per_s"]
+    return {"online_mnist_5_stochastic": five / rate, "online_cifar10": cifar_all / rate, "offline_smd": smd / rate}
+
+
+def project_five(b, per_meta, train_step):
+    """Five stochastic MNIST runs of the paper: adaptations x meta steps + training + evaluations."""
+    cfg = online.SIZES["paper"]["mnist"]
+    adaptations = math.ceil(cfg["steps"] // 2 / cfg["adapt_every"])
+    evals = b["S"] * (cfg["steps"] // cfg["eval_every"] + 1) * b["eval_s"]
+    return adaptations * cfg["meta_steps"] * per_meta + cfg["steps"] * train_step + evals
+
+
+def slice_online_compiled(ctx):
+    """The batched meta step compiled (CUDA graphs on a GPU) against eager and the separate runs."""
+    device, tiny = ctx["device"], ctx["tiny"]
+    if tiny and device.type == "cpu":
+        reason = "skipped in --tiny mode on the CPU: compiling takes minutes there (bench_batched_smd.py measures it)"
+        log(f"  {reason}")
+        return {"skipped": reason}
+    b = ctx.get("batched")
+    if b is None:
+        raise RuntimeError("needs the online_batched slice's measurements")
+    cfg = online.SIZES["paper"]["mnist"]
+    S, M = b["S"], 10
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    step = batched_smd.compiled_meta_step(mode=mode, fullgraph=True)
+    start = time.perf_counter()
+    per_meta = _time_meta_steps(ctx, S, M, int(cfg["batch_size"]), step=step)
+    wall = time.perf_counter() - start
+    eager, separate = b["seconds_per_meta_step"]["batched eager"], b["seconds_per_meta_step"]["separate"]
+    ratios = {"eager_over_compiled": eager / per_meta, "separate_over_compiled": separate / per_meta}
+    log(f"  batched compiled ({'compiled' if step.compiled else 'EAGER FALLBACK: ' + str(step.reason)}): "
+        f"{1e3 * per_meta:.2f} ms per meta step of {S} runs; speed-up over eager {ratios['eager_over_compiled']:.2f}, "
+        f"over {S} separate runs {ratios['separate_over_compiled']:.2f} (compiling and timing {wall:.0f} s)")
+    adaptation = cfg["meta_steps"] * per_meta
+    new = project_five(b, per_meta, b["train_batched_s"])
+    old = project_five(b, separate, S * b["train_alone_s"])
+    log(f"  one adaptation of {S} runs ({cfg['meta_steps']} meta steps): {adaptation:.3f} s (target <= 0.15 s); "
+        f"projected five stochastic runs batched {fmt_seconds(new)} (target <= 15 min), separate {fmt_seconds(old)}")
+    return {"throughput": S / per_meta, "unit": "run-meta-steps/s, batched compiled",
+            "measurements": {"seconds_per_meta_step": per_meta, "compiled": step.compiled, "reason": step.reason,
+                             "adaptation_s": adaptation},
+            "ratios": ratios,
+            "projection": {"online_mnist_5_stochastic_batched_s": new, "online_mnist_5_stochastic_separate_s": old}}
+
+
 SLICE_FUNCTIONS = {
     "hyper_ratio": slice_hyper_ratio,
     "offline_sweep": slice_offline_sweep,
     "offline_smd": slice_offline_smd,
     "online_mnist": lambda ctx: slice_online(ctx, "mnist"),
     "online_cifar10": lambda ctx: slice_online(ctx, "cifar10"),
+    "online_batched": slice_online_batched,
+    "online_compiled": slice_online_compiled,
 }
+
+
+def against_floors(record):
+    """``{experiment: (projected s, floor s)}`` from the record's slices (NaN where one did not run)."""
+    def get(slice_name, key):
+        return record["slices"].get(slice_name, {}).get("projection", {}).get(key, float("nan"))
+
+    floors = record["slices"].get("online_batched", {}).get("projection", {}).get("floors_s", {})
+    five = floors.get("online_mnist_5_stochastic", float("nan"))
+    return {"online MNIST, 5 stochastic runs, batched compiled":
+            (get("online_compiled", "online_mnist_5_stochastic_batched_s"), five),
+            "online MNIST, 5 stochastic runs, batched eager":
+            (get("online_batched", "online_mnist_5_stochastic_batched_eager_s"), five),
+            "online MNIST, 5 stochastic runs, separate (old)":
+            (get("online_batched", "online_mnist_5_stochastic_separate_s"), five),
+            "online CIFAR-10, all runs (old path)":
+            (get("online_cifar10", "online_s"), floors.get("online_cifar10", float("nan"))),
+            "offline SMD, 5,000 meta steps (old path)":
+            (get("offline_smd", "smd_s"), floors.get("offline_smd", float("nan")))}
 
 
 # ---------------------------------------------------------------- driver
@@ -516,6 +737,12 @@ def main(argv=None):
     log("\n== projected full time of the paper profile on this device ==")
     for name, seconds in record["projected_paper_s"].items():
         log(f"  {name:16s} {fmt_seconds(seconds)}")
+    record["against_floors"] = against_floors(record)
+    save()
+    log("\n== projections next to their floors (FLOPs at the measured fp32 rate) ==")
+    for name, (seconds, floor) in record["against_floors"].items():
+        times = f"{seconds / floor:.0f}x the floor" if seconds > 0 and floor > 0 else ""
+        log(f"  {name:48s} {fmt_seconds(seconds):>9s}  floor {fmt_seconds(floor):>9s}  {times}")
     failed = [name for name, entry in record["slices"].items() if not entry["ok"]]
     log(f"\n{len(record['slices']) - len(failed)} of {len(record['slices'])} slices ran"
         f"{'; failed: ' + ', '.join(failed) if failed else ''}; {record['seconds']:.0f} s in all; "

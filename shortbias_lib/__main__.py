@@ -3,13 +3,18 @@
     python -m shortbias_lib --list
     python -m shortbias_lib NAME [--profile quick] [--device auto] [--seed 0]
                                  [--data-root DIR] [--results DIR] [--no-resume] [--debug]
+                                 [--max-minutes M]
 
 Every error is one line on stderr: exit status 2 for bad input, data or result files
 (``ShortbiasError``, ``ValueError``), 1 for the system (``OSError``: full disk,
 unreadable file) and for any other error (a bug: the line names its type and the command
 to rerun with ``--debug``, which shows the traceback), 130 for Ctrl-C and 143 for
 ``SIGTERM`` (``kill``, a batch system's stop), which stops the run as Ctrl-C does (the run
-resumes with the same command).
+resumes with the same command). With ``--max-minutes M`` a run stops cleanly at its next
+checkpoint once M minutes have passed (:func:`~shortbias_lib.runs.time_budget`), keeping its
+partial checkpoint, and exits with status 75 (``EX_TEMPFAIL``: not finished, run the same command
+again to resume); 0 means finished. The online and offline experiments checkpoint as they go;
+another experiment is not stopped once it has started.
 """
 
 import argparse
@@ -20,10 +25,11 @@ import threading
 from typing import NamedTuple
 
 from . import beyond, data, noisy_quadratic, offline, offline_config, online, precision
-from .errors import ShortbiasError
+from .errors import ShortbiasError, TimeBudgetSpent
 from .profiles import DEFAULT_PROFILE, check_profile
 
 PROG = "shortbias_lib"
+EXIT_OUT_OF_TIME = 75  # sysexits' EX_TEMPFAIL: stopped for time, resumable
 
 
 class Experiment(NamedTuple):
@@ -89,6 +95,9 @@ def _parser():
     parser.add_argument("--results", default=None, help="results folder (default: results/)")
     parser.add_argument("--no-resume", action="store_true", help="recompute even if results exist")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                        help="stop at the next checkpoint once M minutes have passed "
+                             f"(exit status {EXIT_OUT_OF_TIME}; the same command resumes)")
     return parser
 
 
@@ -105,15 +114,19 @@ def main(argv=None):
         if args.experiment not in EXPERIMENTS:
             raise ValueError(f"experiment must be one of {', '.join(EXPERIMENTS)}; "
                              f"got {args.experiment!r}")
-        from .runs import check_seed, results_dir
+        from .runs import check_seed, results_dir, time_budget
 
         seed = check_seed(args.seed)
         experiment = EXPERIMENTS[args.experiment]
         check_profile(args.profile, extra=experiment.extra_profiles)
         if args.experiment != "data":  # fail now, not after a long computation
             results_dir(args.results, writable=True)
-        experiment.run(args.profile, device=args.device, seed=seed, data_root=args.data_root,
-                       results=args.results, resume=not args.no_resume)
+        with time_budget(args.max_minutes):
+            experiment.run(args.profile, device=args.device, seed=seed, data_root=args.data_root,
+                           results=args.results, resume=not args.no_resume)
+    except TimeBudgetSpent as stop:
+        print(f"{PROG}: {_one_line(stop)}", file=sys.stderr)
+        return EXIT_OUT_OF_TIME
     except KeyboardInterrupt as stop:
         what, code = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
         print(f"{PROG}: {what}; finished results and checkpoints are kept: run the same "

@@ -25,6 +25,11 @@ class ResultLockedError(ShortbiasError):
     """Another run is computing the same result file right now."""
 
 
+class TimeBudgetSpent(ShortbiasError):
+    """A run stopped at a checkpoint because its time budget (``--max-minutes``,
+    :func:`~shortbias_lib.runs.time_budget`) was spent; the same command resumes it."""
+
+
 class DivergenceError(ShortbiasError):
     """A training run produced a NaN or infinite loss."""
 

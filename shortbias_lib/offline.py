@@ -186,6 +186,7 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
         runs.save_result(partial, arrays, dict(started, stage=stage))
         if on_checkpoint is not None:
             on_checkpoint(stage)
+        runs.after_checkpoint(f"offline {stage}")  # a time-bounded leg stops here
 
     state = _warm_start(setup, arrays, save)
     _sweep(setup, state, arrays, save)

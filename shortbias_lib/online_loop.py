@@ -35,7 +35,7 @@ from .hyperparams import Hyperparameters
 from .meta_optim import make_meta_optimizer
 from .online_record import OnlineProgress
 from .progress import progress
-from .runs import load_matching
+from .runs import after_checkpoint, load_matching
 
 MODES = ("baseline", "stochastic", "deterministic")
 META_BATCHES = ("fresh", "shared")
@@ -124,7 +124,8 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
     ``checkpoint.stop_after`` stopped it. With ``checkpoint`` (a
     :class:`Checkpointing`), the whole state of the run (weights, velocity,
     hyperparameters, Adam state, both samplers, the records so far) is saved
-    atomically as it goes, and a run started again continues from it.
+    atomically as it goes, and a run started again continues from it; under a
+    :func:`~shortbias_lib.runs.time_budget` the run stops at a checkpoint once it is spent.
     """
     s = settings
     training.check_lr(lr, "lr")
@@ -149,6 +150,7 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
         if checkpoint is not None and t >= last_checkpoint + checkpoint.every:
             run.save(checkpoint.path, optimizer, samplers, ckpt_meta, time.perf_counter() - started)
             last_checkpoint = t
+            after_checkpoint(f"{label}, step {t}")  # a time-bounded leg stops here
             if checkpoint.stop_after is not None and t >= checkpoint.stop_after:
                 if bar is not None:
                     bar.close()

@@ -19,6 +19,11 @@ and seed (:func:`result_path`); a run holds :func:`~shortbias_lib.locks.run_lock
 file while it computes, so two runs of one configuration never mix; seeds are
 checked by :func:`check_seed`.
 
+Time-bounded legs: inside :func:`time_budget` (the CLI's ``--max-minutes``) a long run
+stops cleanly at its next checkpoint once the budget is spent, raising
+:class:`~shortbias_lib.errors.TimeBudgetSpent`; its partial checkpoint is kept and the same
+command resumes it, as after Ctrl-C, but without losing the steps since the last checkpoint.
+
 The experiment contract: every experiment is a function
 ``run(profile, *, device, seed, data_root, results, resume)`` that declares its
 sizes per profile (:func:`shortbias_lib.profiles.pick`), resolves its device once
@@ -26,6 +31,7 @@ sizes per profile (:func:`shortbias_lib.profiles.pick`), resolves its device onc
 :class:`Result`: the arrays and the provenance of the file it wrote or reused.
 """
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -41,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ResultFileError, ResultLockedError, ResultsFolderError, ShortbiasError
+from .errors import ResultFileError, ResultLockedError, ResultsFolderError, ShortbiasError, TimeBudgetSpent
 from .locks import check_writable, host_tag, remove_stale_temp_files, run_lock
 from .progress import progress
 
@@ -51,6 +57,9 @@ SEED_LIMIT = 2 ** 32
 MANIFEST = "__manifest__"  # reserved entry: {name: [shape, dtype, sha256]} of the arrays
 RESERVED = ("meta", MANIFEST)
 RECOMPUTE_HINT = "rerun with --no-resume (resume=False) to recompute it"
+# The time budget in force (:func:`time_budget`): its length, its deadline on the monotonic
+# clock, and whether a checkpoint or finished file was written since it began.
+_BUDGET = {"minutes": None, "deadline": None, "progress": False}
 
 
 def check_seed(seed):
@@ -315,6 +324,51 @@ def load_matching(path, config, expected=None, same=None):
     return arrays, meta
 
 
+# ---------------------------------------------------------------- time-bounded legs
+
+@contextlib.contextmanager
+def time_budget(minutes=None):
+    """Within this context, long runs stop cleanly once ``minutes`` have passed (``None``: no
+    limit), raising :class:`~shortbias_lib.errors.TimeBudgetSpent` and keeping their partial
+    checkpoints, from which the same command resumes (a leg of a run that a lent machine
+    holds for minutes only).
+
+    A run stops at its next checkpoint (:func:`after_checkpoint`). No new computation
+    starts once the budget is spent, unless none has made progress yet under this budget
+    (:func:`before_computation`): every leg advances by at least one checkpoint.
+    """
+    if minutes is not None and not (isinstance(minutes, (int, float)) and 0 < minutes < float("inf")):
+        raise ValueError(f"max minutes must be a positive number; got {minutes!r}")
+    previous = dict(_BUDGET)
+    deadline = None if minutes is None else time.monotonic() + 60.0 * minutes
+    _BUDGET.update(minutes=minutes, deadline=deadline, progress=False)
+    try:
+        yield
+    finally:
+        _BUDGET.update(previous)
+
+
+def _stop_if_spent(where):
+    if _BUDGET["deadline"] is not None and time.monotonic() >= _BUDGET["deadline"]:
+        raise TimeBudgetSpent(f"stopped for time: the {_BUDGET['minutes']:g}-minute budget was spent "
+                              f"at {where}; checkpoints are kept: run the same command again to resume")
+
+
+def after_checkpoint(where):
+    """Called by a long run right after it saved a checkpoint (``where``: e.g. the run and
+    its step): stop (:class:`~shortbias_lib.errors.TimeBudgetSpent`) if the
+    :func:`time_budget` is spent."""
+    _BUDGET["progress"] = True
+    _stop_if_spent(where)
+
+
+def before_computation(where):
+    """Called before a computation starts or resumes: stop if the :func:`time_budget` is
+    spent and some checkpoint or result was already written under it."""
+    if _BUDGET["progress"]:
+        _stop_if_spent(where)
+
+
 # ---------------------------------------------------------------- the experiment contract
 
 class Result(NamedTuple):
@@ -353,10 +407,12 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
             _drop_partial(path, config, same)
             return Result(*found)
     with run_lock(path):
+        before_computation(f"the start of {Path(path).name}")
         partial = compute()
         if isinstance(partial, Result):
             return partial
         partial_path(path).unlink(missing_ok=True)  # what it resumed from, or ignored with resume=False
+    _BUDGET["progress"] = True
     return Result(*load_result(path, expected))
 
 
@@ -388,7 +444,8 @@ def run_shared(jobs, *, resume=True, expected=None, same=None, poll_seconds=30, 
     A file whose lock another process holds (:class:`~shortbias_lib.errors.ResultLockedError`)
     is passed over; once every other file is done, each passed-over one is looked at again
     every ``poll_seconds`` and read when its process has finished it (or computed here, if
-    that process died). So two copies of one command split its runs between them.
+    that process died). So two copies of one command split its runs between them. Under a
+    :func:`time_budget`, waiting stops once the budget is spent.
     """
     found, waiting = {}, []
     for key in progress(list(jobs), desc=desc, disable=None if show_progress else True):
@@ -398,6 +455,7 @@ def run_shared(jobs, *, resume=True, expected=None, same=None, poll_seconds=30, 
         except ResultLockedError:
             waiting.append(key)
     while waiting:
+        _stop_if_spent(f"waiting for another process's {', '.join(map(str, waiting))}")
         time.sleep(poll_seconds)
         key = waiting.pop(0)
         path, config, compute = jobs[key]

@@ -40,9 +40,21 @@ def test_gpu_check_runs_every_slice_in_tiny_cpu_mode(tmp_path):
     assert set(record["slices"]) == set(gpu_check.SLICES)
     for name, entry in record["slices"].items():
         assert entry["ok"], f"{name}: {entry.get('error')}\n{entry.get('traceback')}"
+        if name == "online_compiled":  # compiling takes minutes on a CPU: skipped, saying why
+            assert "skipped in --tiny mode" in entry["skipped"]
+            continue
         assert entry["throughput"] > 0 and entry["unit"], name
-    for name in ("offline_sweep", "offline_smd", "online_mnist", "online_cifar10"):
+    for name in ("offline_sweep", "offline_smd", "online_mnist", "online_cifar10", "online_batched"):
         assert all(v > 0 for v in record["slices"][name]["projection"].values() if isinstance(v, float)), name
+    batched = record["slices"]["online_batched"]
+    assert batched["ratios"]["separate_over_batched_eager"] > 0
+    # every paper experiment's floor is there, and the projections are above their floors
+    against = record["against_floors"]
+    assert all(floor > 0 for _, floor in against.values())
+    for name in ("batched eager", "separate (old)"):
+        projected, floor = against[f"online MNIST, 5 stochastic runs, {name}"]
+        assert projected > floor, name
+    assert "next to their floors" in done.stdout
     assert all(seconds > 0 for seconds in record["projected_paper_s"].values())
     assert record["data"]["mnist"].startswith("synthetic") and record["machine"]["device"] == "cpu"
     ratios = record["slices"]["hyper_ratio"]["measurements"]["ratio_to_plain"]
@@ -65,6 +77,27 @@ def test_gpu_check_records_a_failing_slice_and_goes_on(tmp_path, monkeypatch):
     assert not record["slices"]["offline_sweep"]["ok"]
     assert "planted failure" in record["slices"]["offline_sweep"]["error"]
     assert record["slices"]["hyper_ratio"]["ok"]
+
+
+def test_plain_step_flops_counts_the_mlps_matrix_products_and_floors_add_up():
+    """The counted FLOPs of a plain MLP step equal bench_sweep's formula (batch 100), and a meta
+    step's floor is (T (1 + P) + n_eval) plain steps."""
+    import torch
+
+    from shortbias_lib import models
+
+    gpu_check = load_bench("gpu_check")
+    params = models.mlp_init(torch.Generator().manual_seed(0))
+    images, labels = torch.rand(100, 1, 28, 28), torch.randint(0, 10, (100,))
+    counted = gpu_check.plain_step_flops(models.mlp_apply, params, images, labels)
+    assert counted == load_bench("bench_sweep").flops_per_sample_step() == 37_960_000
+    assert gpu_check.meta_step_floor(10.0, horizon=5, n_eval=5) == (5 * 3 + 5) * 10.0
+    floors = gpu_check.paper_floors({"plain_flops_mlp": 1.0, "plain_flops_cnn": 0.0, "fp32_flops_per_s": 1.0})
+    # five runs x (50,000 steps + 2,500 adaptations x 100 meta steps x (5 x 3 + 5) plain steps)
+    assert floors["online_mnist_5_stochastic"] == 5 * (50_000 + 2_500 * 100 * 20)
+    # 2 starts x 5,000 meta steps x (T x 3 + 600 objective batches) over T = 100, 1000, 5000
+    assert floors["offline_smd"] == 2 * 5_000 * sum(T * 3 + 600 for T in (100, 1000, 5000))
+    assert floors["online_cifar10"] == 0.0
 
 
 @pytest.mark.parametrize("gzipped", [False, True])
