@@ -1,0 +1,30 @@
+"""Every chapter meets the reading targets of ``tools/chapter_stats.py``: short enough to read,
+its code mostly visible, no code cell longer than a screen."""
+
+import importlib.util
+
+import pytest
+
+from shortbias_lib.runs import REPO_ROOT
+
+_spec = importlib.util.spec_from_file_location("chapter_stats", REPO_ROOT / "tools" / "chapter_stats.py")
+chapter_stats = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(chapter_stats)
+
+CHAPTERS = sorted((REPO_ROOT / "book").glob("*.py"))
+
+
+@pytest.mark.parametrize("source", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_meets_the_reading_targets(source):
+    assert chapter_stats.chapter_stats(source).problems() == []
+
+
+def test_the_measure_counts_hidden_code_but_not_solutions(tmp_path):
+    source = tmp_path / "toy.py"
+    source.write_text('# %% tags=["remove-cell"]\na = 1\nb = 2\n\n'
+                      '# %%\nc = 3\n\n'
+                      '# %% tags=["solution", "hide-cell"]\nd = 4\n\n'
+                      '# %% tags=["hide-input"]\ne = 5\n')
+    stats = chapter_stats.chapter_stats(source)
+    assert (stats.code_lines, stats.hidden_lines, stats.longest_cell) == (5, 3, 2)
+    assert stats.problems() == ["60% of code hidden (at most 30%)"]
