@@ -7,10 +7,10 @@ batches (online SMD's stochastic meta step), P = 2. **Synthetic tensors of MNIST
 shape** (uniform pixels, random labels): the timings are valid, the losses mean nothing.
 Prints, measured in one run:
 
-1. one meta step of S runs: ``torch.compile``'d :func:`~shortbias_lib.batched_smd.meta_step`
+1. one meta step of S runs: ``torch.compile``'d :func:`~shortbias_lib.engine.batched_smd.meta_step`
    against the eager one (ratio; compile time apart; on CUDA ``mode="reduce-overhead"``);
-2. S runs batched (:func:`~shortbias_lib.batched_smd.smd_batched`, eager) against S
-   separate runs of :func:`~shortbias_lib.hypergrad.smd` (the engine online SMD uses);
+2. S runs batched (:func:`~shortbias_lib.engine.batched_smd.smd_batched`, eager) against S
+   separate runs of :func:`~shortbias_lib.engine.hypergrad.smd` (the engine online SMD uses);
 3. the time per meta step of each.
 
 Timings take the best of interleaved repeats (process CPU time on the CPU, wall time
@@ -30,14 +30,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from bench_smd import best_of  # noqa: E402  (one timing loop for the benchmarks)
-from shortbias_lib import batched_smd as bs  # noqa: E402
-from shortbias_lib.batches import BatchSampler  # noqa: E402
-from shortbias_lib.hypergrad import smd  # noqa: E402
-from shortbias_lib.hyperparams import Hyperparameters  # noqa: E402
-from shortbias_lib.meta_optim import Adam  # noqa: E402
-from shortbias_lib.models import mlp_apply, mlp_init  # noqa: E402
+from shortbias_lib.engine import batched_smd as bs  # noqa: E402
+from shortbias_lib.engine.batches import BatchSampler  # noqa: E402
+from shortbias_lib.engine.hypergrad import smd  # noqa: E402
+from shortbias_lib.engine.hyperparams import Hyperparameters  # noqa: E402
+from shortbias_lib.engine.meta_optim import Adam  # noqa: E402
+from shortbias_lib.engine.models import mlp_apply, mlp_init  # noqa: E402
 from shortbias_lib.runs import resolve_device  # noqa: E402
-from shortbias_lib.training import init_state  # noqa: E402
+from shortbias_lib.engine.training import init_state  # noqa: E402
 
 T = 5
 

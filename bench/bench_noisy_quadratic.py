@@ -15,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib.nqm_dynamics import dynamics
-from shortbias_lib.nqm_adjoint import adjoint
-from shortbias_lib.nqm_problem import make_problem
+from shortbias_lib.experiments import figure3 as nq
+from shortbias_lib.nqm.dynamics import dynamics
+from shortbias_lib.nqm.adjoint import adjoint
+from shortbias_lib.nqm.problem import make_problem
 
 TARGET_S = 5.0
 

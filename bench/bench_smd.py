@@ -23,15 +23,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shortbias_lib.hvp import autograd_grad_hvp
-from shortbias_lib.hypergrad import hypergradient
-from shortbias_lib.hyperparams import Hyperparameters
-from shortbias_lib.measure import peak_rss_mib
-from shortbias_lib.reference import reverse_hypergradient
-from shortbias_lib.models import loss_fn, mlp_apply, mlp_init
+from shortbias_lib.engine.hvp import autograd_grad_hvp
+from shortbias_lib.engine.hypergrad import hypergradient
+from shortbias_lib.engine.hyperparams import Hyperparameters
+from shortbias_lib.engine.measure import peak_rss_mib
+from shortbias_lib.engine.reference import reverse_hypergradient
+from shortbias_lib.engine.models import loss_fn, mlp_apply, mlp_init
 from shortbias_lib.runs import resolve_device
-from shortbias_lib.schedules import InverseTime
-from shortbias_lib.training import init_state, train, train_batched
+from shortbias_lib.engine.schedules import InverseTime
+from shortbias_lib.engine.training import init_state, train, train_batched
 
 
 def sync(device):

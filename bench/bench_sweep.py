@@ -40,12 +40,13 @@ import time
 
 import torch
 
-from shortbias_lib import hypergrad, hyperparams, measure, offline_design
-from shortbias_lib.models import MNIST_SIZES, mlp_apply, mlp_init
+from shortbias_lib.engine import hypergrad, hyperparams, measure
+from shortbias_lib.experiments.offline import design as offline_design
+from shortbias_lib.engine.models import MNIST_SIZES, mlp_apply, mlp_init
 from shortbias_lib.runs import resolve_device
-from shortbias_lib.batches import StepBatches
-from shortbias_lib.schedules import InverseTime
-from shortbias_lib.training import init_state, train, train_batched
+from shortbias_lib.engine.batches import StepBatches
+from shortbias_lib.engine.schedules import InverseTime
+from shortbias_lib.engine.training import init_state, train, train_batched
 
 BATCH = 100
 K = 5000.0

@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the device machine runs the tree without installing it
 
 from shortbias_lib import __main__ as cli  # noqa: E402
-from shortbias_lib import online, runs  # noqa: E402
+from shortbias_lib.experiments.online import experiment as online  # noqa: E402
+from shortbias_lib import runs  # noqa: E402
 from shortbias_lib.errors import ResultFileError, ResultLockedError, TimeBudgetSpent  # noqa: E402
 from shortbias_lib.locks import run_lock  # noqa: E402
 

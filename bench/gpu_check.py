@@ -79,11 +79,14 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
-from shortbias_lib import (batched_smd, hypergrad, measure, models, offline_config, offline_design,  # noqa: E402
-                           offline_smd, offline_training, online, online_batched, online_loop, schedules, training)
-from shortbias_lib.batches import BatchSampler, StepBatches  # noqa: E402
-from shortbias_lib.hyperparams import Hyperparameters  # noqa: E402
-from shortbias_lib.meta_optim import make_meta_optimizer  # noqa: E402
+from shortbias_lib.engine import batched_smd, hypergrad, measure, models, schedules, training  # noqa: E402
+from shortbias_lib.experiments.offline import (config as offline_config, design as offline_design,  # noqa: E402
+                                               smd as offline_smd, training as offline_training)
+from shortbias_lib.experiments.online import (experiment as online, batched as online_batched,  # noqa: E402
+                                              loop as online_loop)
+from shortbias_lib.engine.batches import BatchSampler, StepBatches  # noqa: E402
+from shortbias_lib.engine.hyperparams import Hyperparameters  # noqa: E402
+from shortbias_lib.engine.meta_optim import make_meta_optimizer  # noqa: E402
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -504,8 +507,8 @@ def slice_online_batched(ctx):
     steps = 10 if tiny else 200
     settings = online_loop.OnlineSettings(mode="baseline", steps=steps, adapt_until=steps // 2, eval_every=steps)
     lr = online.PAPER_BASELINE_LR["mnist"]
-    run = lambda: online_batched.online_batched_runs(params, [t for t, _ in samplers], [m for _, m in samplers],  # noqa: E731
-                                                     [lr] * S, settings=settings)
+    run = lambda: online_batched.online_batched_runs(  # noqa: E731
+        params, [t for t, _ in samplers], [m for _, m in samplers], [lr] * S, settings=settings)
     run()
     t_train_batched = clock.time(run)[0] / steps
     alone = lambda: online_loop.online_run(models.mlp_apply, params, samplers[0][0], samplers[0][1], lr,  # noqa: E731

@@ -20,7 +20,7 @@
 # preconditioner) or stochasticity (large batches, variance reduction) "may make it possible
 # to enter the regime where short-horizon meta-optimization works well". This chapter
 # measures that claim on the noisy quadratic, where the expected loss of any schedule is
-# exact (Theorem 1, computed by `shortbias_lib.nqm_dynamics`), and adds what the paper does
+# exact (Theorem 1, computed by `shortbias_lib.nqm.dynamics`), and adds what the paper does
 # not have:
 #
 # 1. the bias as a *curve* over the horizon, from 1 to 1000 steps, with what each horizon's
@@ -55,7 +55,10 @@ context = setup(profile, device, seed, data_root, results, threads=2)
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from shortbias_lib import beyond, beyond_facts, explorer, horizon_bias, plot_beyond
+from shortbias_lib.experiments.beyond import experiment as beyond, figures as plot_beyond
+from shortbias_lib.chapters import beyond as beyond_facts
+from shortbias_lib.plots import explorer
+from shortbias_lib.nqm import horizon_bias
 from shortbias_lib.notebook import glue_facts
 
 # %% [markdown]
@@ -253,7 +256,7 @@ glue_facts(beyond_facts.explorer_timing(exp_kw))
 # %% [markdown]
 # ## Exercises
 #
-# The explorer and the functions of `shortbias_lib.horizon_bias` are enough for all of them;
+# The explorer and the functions of `shortbias_lib.nqm.horizon_bias` are enough for all of them;
 # exercises on the PES estimator close the [next chapter](beyond_pes).
 #
 # **1. When is greedy optimal?** Set the noise slider to its smallest value and move the

@@ -45,7 +45,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from shortbias_lib import beyond, beyond_facts, horizon_bias, pes, plot_beyond
+from shortbias_lib.experiments.beyond import experiment as beyond, figures as plot_beyond
+from shortbias_lib.chapters import beyond as beyond_facts
+from shortbias_lib.nqm import horizon_bias, pes
 from shortbias_lib.notebook import glue_facts
 
 # %% [markdown]
@@ -89,7 +91,7 @@ cfg = meta["config"]
 # truncation, checked here by Monte Carlo against the exact gradient, and its use for online
 # meta-optimization with plain SGD on the meta-parameter. Not reproduced: their tasks (a toy
 # 2-D influence-balancing problem, learned optimizers, RNN and MNIST hyperparameter tuning),
-# and their variance analysis. Both estimators live in `shortbias_lib.pes`; on one task:
+# and their variance analysis. Both estimators live in `shortbias_lib.nqm.pes`; on one task:
 
 # %%
 problem = horizon_bias.noisy_problem(cfg["pes_n"], cfg["kappa"], 1.0, cfg["c0"])
@@ -219,7 +221,7 @@ display(Markdown(beyond_facts.pes_mnist_fd_table(res, meta["mnist"]["config"]["s
 # %% [markdown]
 # ## Exercises
 #
-# The functions of `shortbias_lib.horizon_bias` and `shortbias_lib.pes` are enough for both.
+# The functions of `shortbias_lib.nqm.horizon_bias` and `shortbias_lib.nqm.pes` are enough for both.
 #
 # **1. Truncation bias.** With
 # `task = pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, W)`, find the fixed point

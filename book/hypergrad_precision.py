@@ -72,8 +72,13 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from shortbias_lib import (batches, data, hvp, hypergrad, hyperparams, models, offline_design, offline_training,
-                           plot_precision, precision, precision_analysis, precision_facts, precision_variants)
+from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, models
+from shortbias_lib import data
+from shortbias_lib.experiments.offline import design as offline_design, training as offline_training
+from shortbias_lib.experiments.precision import (figures as plot_precision, experiment as precision,
+                                                 analysis as precision_analysis,
+                                                 variants as precision_variants)
+from shortbias_lib.chapters import hypergrad_precision as precision_facts
 from shortbias_lib.notebook import glue_facts
 
 # %% [markdown]
@@ -225,7 +230,7 @@ print(f"plain {plain:.0%}, relative to the typical size {scaled:.0%}; the value 
 
 # %% [markdown]
 # **3. Where do the paths split?** For the warm start and minibatches of this chapter, run
-# `shortbias_lib.hypergrad.hypergradient` for $T$ = 300 in float32 twice, once with the
+# `shortbias_lib.engine.hypergrad.hypergradient` for $T$ = 300 in float32 twice, once with the
 # default products and once with `grad_hvp=autograd_grad_hvp(mlp_apply)`, and compare the
 # per-step minibatch losses (`.losses`) of the two runs with those of a float64 run. (The
 # warm start is `offline_training.warm_start` as in `precision.run_experiment`; the minibatches are

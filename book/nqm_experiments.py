@@ -45,15 +45,15 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib import nqm_experiments_facts as facts
-from shortbias_lib import plotting
+from shortbias_lib.experiments import figure3 as nq
+from shortbias_lib.chapters import nqm_experiments as facts
+from shortbias_lib.plots import common as plotting
 from shortbias_lib.notebook import glue_facts
-from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule
-from shortbias_lib.nqm_fixed import fixed_final_loss
-from shortbias_lib.nqm_gradient import fit_schedule
-from shortbias_lib.nqm_montecarlo import monte_carlo
-from shortbias_lib.nqm_problem import constant_schedule, decayed_schedule, make_problem
+from shortbias_lib.nqm.dynamics import dynamics, greedy_schedule
+from shortbias_lib.nqm.fixed import fixed_final_loss
+from shortbias_lib.nqm.gradient import fit_schedule
+from shortbias_lib.nqm.montecarlo import monte_carlo
+from shortbias_lib.nqm.problem import constant_schedule, decayed_schedule, make_problem
 from shortbias_lib.profiles import pick
 from shortbias_lib.report import markdown_table
 
@@ -405,7 +405,7 @@ glue_facts({"ex_c0_det": factor_det, "ex_c0_noisy": factor_noisy})
 # ## Reproducibility
 #
 # The Figure 3 arrays are saved by `python -m shortbias_lib figure3 --profile quick`
-# (function `shortbias_lib.noisy_quadratic.run_figure3`) to `figure3_<profile>_seed<seed>.npz`
+# (function `shortbias_lib.experiments.figure3.run_figure3`) to `figure3_<profile>_seed<seed>.npz`
 # in the results folder, with their provenance; this page read or computed that file.
 
 # %%

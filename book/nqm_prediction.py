@@ -56,14 +56,16 @@ import time
 import numpy as np
 from IPython.display import Markdown, display
 
-from shortbias_lib import nqm_prediction as npred
-from shortbias_lib import nqm_prediction_facts as facts
-from shortbias_lib import batches, offline, offline_surface, offline_training
+from shortbias_lib.nqm import prediction as npred
+from shortbias_lib.chapters import nqm_prediction as facts
+from shortbias_lib.engine import batches
+from shortbias_lib.experiments.offline import (experiment as offline, surface as offline_surface,
+                                               training as offline_training)
 from shortbias_lib.data import load
-from shortbias_lib.models import mlp_apply
+from shortbias_lib.engine.models import mlp_apply
 from shortbias_lib.notebook import glue_facts
 from shortbias_lib.profiles import pick
-from shortbias_lib.schedules import InverseTime
+from shortbias_lib.engine.schedules import InverseTime
 
 # %% [markdown]
 # ## The measurement

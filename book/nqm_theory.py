@@ -20,10 +20,10 @@
 # the exact dynamics of the first two moments (Theorem 1), the greedy-optimal learning rate
 # and momentum (Theorem 2), the optimality of greedy learning rates in one dimension without
 # momentum (Theorem 3), and their loss after $k$ steps (Theorem 4). This chapter derives each
-# again with SymPy (`shortbias_lib.symbolic`) from the update equations only, compares it
+# again with SymPy (`shortbias_lib.nqm.symbolic`) from the update equations only, compares it
 # with the paper's form, and checks it with numbers that could have disagreed (Monte Carlo,
 # brute-force minimisation, gradient descent on whole schedules). A theorem is called
-# *verified* only by a function of `shortbias_lib.nqm_theory_facts` that raises when one of
+# *verified* only by a function of `shortbias_lib.chapters.nqm_theory` that raises when one of
 # its checks fails.
 #
 # ```{note}
@@ -52,11 +52,13 @@ import sympy as sp
 import torch
 from IPython.display import Markdown
 
-from shortbias_lib import nqm_theory_facts as facts, plotting, symbolic as sym
+from shortbias_lib.chapters import nqm_theory as facts
+from shortbias_lib.plots import common as plotting
+from shortbias_lib.nqm import symbolic as sym
 from shortbias_lib.notebook import glue_facts
-from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule, theorem1_trajectory
-from shortbias_lib.nqm_gradient import fit_schedule
-from shortbias_lib.nqm_montecarlo import monte_carlo
+from shortbias_lib.nqm.dynamics import dynamics, greedy_schedule, theorem1_trajectory
+from shortbias_lib.nqm.gradient import fit_schedule
+from shortbias_lib.nqm.montecarlo import monte_carlo
 from shortbias_lib.profiles import pick
 
 chapter_start = time.perf_counter()

@@ -58,7 +58,11 @@ import os
 
 from IPython.display import Markdown, display
 
-from shortbias_lib import offline, offline_facts, offline_smd, offline_surface, plot_offline, report, schedules, training
+from shortbias_lib.experiments.offline import (experiment as offline, smd as offline_smd,
+                                               surface as offline_surface, figures as plot_offline)
+from shortbias_lib.chapters import offline_mnist as offline_facts
+from shortbias_lib import report
+from shortbias_lib.engine import schedules, training
 from shortbias_lib.notebook import glue_facts, show_source
 
 # %% tags=["remove-input"]

@@ -23,8 +23,8 @@
 # and then makes slow progress (Figure 7). Removing the noise from the lookahead, by
 # repeating one minibatch, produces the opposite failure: the learning rate grows until
 # training breaks down (Figure 8). This chapter reruns both experiments with the SMD engine
-# of the [SMD chapter](smd) (`shortbias_lib.hypergrad`) and the online loop of
-# `shortbias_lib.online_loop`.
+# of the [SMD chapter](smd) (`shortbias_lib.engine.hypergrad`) and the online loop of
+# `shortbias_lib.experiments.online.loop`.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -45,7 +45,10 @@ import math
 import numpy as np
 from IPython.display import Markdown
 
-from shortbias_lib import hyperparams, online, online_claims, online_facts, plot_online, schedules
+from shortbias_lib.engine import hyperparams, schedules
+from shortbias_lib.experiments.online import (experiment as online, claims as online_claims,
+                                              figures as plot_online)
+from shortbias_lib.chapters import online_smd as online_facts
 from shortbias_lib.notebook import glue_facts, show_source
 from shortbias_lib.report import markdown_table
 from shortbias_lib.runs import load_result
@@ -234,7 +237,7 @@ fig = plot_online.figure([("MNIST, stochastic lookahead (archived)", plot_online
 # behave alike; (ii) with a stochastic lookahead the rate is quickly driven to very small
 # values and training ends worse than with the hand-tuned rate; (iii) with a deterministic
 # lookahead the adapted rate becomes very large and training is unstable. The paper gives no
-# number for any of them, so each needs a criterion; `shortbias_lib.online_claims` states
+# number for any of them, so each needs a criterion; `shortbias_lib.experiments.online.claims` states
 # them and decides each claim from the archived runs (table). A claim whose runs are not
 # archived yet is left undecided.
 

@@ -60,8 +60,11 @@ context = setup(profile, device, seed, data_root, results)
 # %matplotlib inline
 from IPython.display import Markdown
 
-from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib import offline_config, online, online_claims, online_facts, report
+from shortbias_lib.experiments import figure3 as nq
+from shortbias_lib.experiments.offline import config as offline_config
+from shortbias_lib.experiments.online import experiment as online, claims as online_claims
+from shortbias_lib.chapters import online_smd as online_facts
+from shortbias_lib import report
 from shortbias_lib.notebook import glue_facts
 from shortbias_lib.runs import REPO_ROOT, load_result, result_path
 

@@ -24,7 +24,12 @@ import sys
 import threading
 from typing import NamedTuple
 
-from . import beyond, data, noisy_quadratic, offline, offline_config, online, precision
+from .experiments.beyond import experiment as beyond
+from . import data
+from .experiments import figure3 as noisy_quadratic
+from .experiments.offline import experiment as offline, config as offline_config
+from .experiments.online import experiment as online
+from .experiments.precision import experiment as precision
 from .errors import ShortbiasError, TimeBudgetSpent
 from .profiles import DEFAULT_PROFILE, check_profile
 

@@ -30,7 +30,7 @@ def setup(profile, device="auto", seed=0, data_root=None, results=None, show=Tru
     """
     import torch
 
-    from .plotting import use_book_style
+    from .plots.common import use_book_style
 
     check_profile(profile)
     seed = check_seed(seed)

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import batched_smd as bs
-from shortbias_lib.batches import BatchSampler
-from shortbias_lib.hvp import mlp_grad_hvp, mlp_grad_hvp_stacked
-from shortbias_lib.hypergrad import lookahead_batches, smd
-from shortbias_lib.hyperparams import Hyperparameters
-from shortbias_lib.meta_optim import Adam
-from shortbias_lib.models import mlp_apply, mlp_init
-from shortbias_lib.training import init_state
+from shortbias_lib.engine import batched_smd as bs
+from shortbias_lib.engine.batches import BatchSampler
+from shortbias_lib.engine.hvp import mlp_grad_hvp, mlp_grad_hvp_stacked
+from shortbias_lib.engine.hypergrad import lookahead_batches, smd
+from shortbias_lib.engine.hyperparams import Hyperparameters
+from shortbias_lib.engine.meta_optim import Adam
+from shortbias_lib.engine.models import mlp_apply, mlp_init
+from shortbias_lib.engine.training import init_state
 
 SIZES = (12, 8, 7, 5)
 

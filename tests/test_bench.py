@@ -84,7 +84,7 @@ def test_plain_step_flops_counts_the_mlps_matrix_products_and_floors_add_up():
     step's floor is (T (1 + P) + n_eval) plain steps."""
     import torch
 
-    from shortbias_lib import models
+    from shortbias_lib.engine import models
 
     gpu_check = load_bench("gpu_check")
     params = models.mlp_init(torch.Generator().manual_seed(0))

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import beyond_mnist, horizon_bias, pes
-from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule
+from shortbias_lib.experiments.beyond import mnist as beyond_mnist
+from shortbias_lib.nqm import horizon_bias, pes
+from shortbias_lib.nqm.dynamics import dynamics, greedy_schedule
 
 F64 = torch.float64
 
@@ -212,7 +213,7 @@ def test_plot_and_widget():
     import matplotlib
 
     matplotlib.use("Agg")
-    from shortbias_lib import explorer
+    from shortbias_lib.plots import explorer
 
     r = horizon_bias.explore(n=5, horizon=20, grid=3)
     fig = explorer.plot_explore(r, "t")
@@ -235,7 +236,7 @@ def mnist_task():
 
 def test_mnist_task_matches_a_plain_training_loop(mnist_task):
     """F from the batched, flattened implementation = a loop with models.mlp_apply."""
-    from shortbias_lib.models import loss_fn, mlp_apply
+    from shortbias_lib.engine.models import loss_fn, mlp_apply
 
     theta = torch.tensor([math.log(0.05), math.log(0.7)], dtype=F64)
     alphas = pes.schedule_from_theta(theta, 0, 4, mnist_task.K)

@@ -11,8 +11,10 @@ import torch
 
 matplotlib.use("Agg")
 
-from shortbias_lib import beyond_facts, horizon_bias, pes, plot_beyond  # noqa: E402
-from shortbias_lib.beyond_facts import ClaimError  # noqa: E402
+from shortbias_lib.chapters import beyond as beyond_facts  # noqa: E402
+from shortbias_lib.nqm import horizon_bias, pes  # noqa: E402
+from shortbias_lib.experiments.beyond import figures as plot_beyond  # noqa: E402
+from shortbias_lib.chapters.beyond import ClaimError  # noqa: E402
 
 CONFIG = dict(n=10, final_horizon=100, kappa=1000.0, n_alpha=4, mus=[0.0, 0.9], map_horizon=50, fit_steps=5,
               map_n=8, pes_n=5, pes_horizon=40, pes_window=10, pes_pairs=2, pes_episodes=4, pes_runs=10)

@@ -6,7 +6,7 @@ import json
 import tarfile
 import time
 
-from shortbias_lib import online
+from shortbias_lib.experiments.online import experiment as online
 from shortbias_lib.__main__ import EXIT_OUT_OF_TIME
 from test_bench import load_bench
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib.hvp import autograd_grad_hvp, mlp_grad_hvp
-from shortbias_lib.hypergrad import hypergradient, lookahead_batches, smd
-from shortbias_lib.hyperparams import BOUNDS, Hyperparameters
-from shortbias_lib.meta_optim import META_OPTIMIZERS, make_meta_optimizer
-from shortbias_lib.reference import finite_difference, meta_loss, reverse_hypergradient
-from shortbias_lib.models import cnn_apply, cnn_init, mlp_apply, mlp_init
-from shortbias_lib.batches import BatchSampler
-from shortbias_lib.training import init_state
+from shortbias_lib.engine.hvp import autograd_grad_hvp, mlp_grad_hvp
+from shortbias_lib.engine.hypergrad import hypergradient, lookahead_batches, smd
+from shortbias_lib.engine.hyperparams import BOUNDS, Hyperparameters
+from shortbias_lib.engine.meta_optim import META_OPTIMIZERS, make_meta_optimizer
+from shortbias_lib.engine.reference import finite_difference, meta_loss, reverse_hypergradient
+from shortbias_lib.engine.models import cnn_apply, cnn_init, mlp_apply, mlp_init
+from shortbias_lib.engine.batches import BatchSampler
+from shortbias_lib.engine.training import init_state
 
 F64 = torch.float64
 
@@ -187,11 +187,11 @@ def test_grad_hvp_writes_and_accumulates_into_out(fn, strided):
 def test_divergence_reports_the_first_bad_step_whatever_the_check_interval(monkeypatch, check_every, lazy):
     """Losses are checked block by block on the host; the error names the first non-finite
     step (the one plain training reports) and no NaN comes back."""
-    from shortbias_lib import hypergrad
+    from shortbias_lib.engine import hypergrad
     from shortbias_lib.errors import DivergenceError
-    from shortbias_lib.training import train
+    from shortbias_lib.engine.training import train
 
-    from shortbias_lib import training
+    from shortbias_lib.engine import training
 
     monkeypatch.setattr(hypergrad, "CHECK_EVERY", check_every)
     # Only NaN and infinity count here, so that the first bad step lies several steps in.
@@ -214,7 +214,7 @@ def test_divergence_reports_the_first_bad_step_whatever_the_check_interval(monke
 
 
 def test_hypergradient_state_matches_plain_training_and_is_unchanged():
-    from shortbias_lib.training import train
+    from shortbias_lib.engine.training import train
 
     state, images, labels = mlp_problem()
     before = [p.clone() for p in state.params]
@@ -222,7 +222,7 @@ def test_hypergradient_state_matches_plain_training_and_is_unchanged():
     look = batches_of(images, labels, 8, 5)
     out = hypergradient(mlp_apply, state, hyper, look, look[:1])
     assert all(torch.equal(a, b) for a, b in zip(before, state.params))
-    from shortbias_lib.schedules import InverseTime
+    from shortbias_lib.engine.schedules import InverseTime
     ref = train(mlp_apply, state, look, 5, InverseTime(0.1, 0.5, K=10), 0.9)
     for a, b in zip(out.state.params, ref.state.params):
         torch.testing.assert_close(a, b)
@@ -342,7 +342,7 @@ def test_smd_reports_divergence():
 
 
 def test_smd_stops_on_a_non_finite_hypergradient_and_checks_lookahead_length(monkeypatch):
-    import shortbias_lib.hypergrad as hg
+    import shortbias_lib.engine.hypergrad as hg
 
     state, images, labels = mlp_problem()
     sampler = BatchSampler(images, labels, 16, seed=1)
@@ -401,7 +401,7 @@ def test_meta_optimizer_state_round_trip_continues_the_same_path(name):
 
 def test_smd_steps_back_on_divergence_when_asked(monkeypatch):
     """``on_divergence="step_back"``: NaN meta-loss, +clip on the learning rate, and SMD goes on."""
-    import shortbias_lib.hypergrad as hg
+    import shortbias_lib.engine.hypergrad as hg
 
     state, images, labels = mlp_problem()
     real = hg.hypergradient

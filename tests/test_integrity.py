@@ -16,12 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import (beyond, beyond_mnist, data, horizon_bias, locks, notebook, nqm_fixed, offline, online,
-                           pes, precision, runs, schedules)
-from shortbias_lib import noisy_quadratic as nq
+from shortbias_lib.experiments.beyond import experiment as beyond, mnist as beyond_mnist
+from shortbias_lib import data, locks, notebook, runs
+from shortbias_lib.nqm import horizon_bias, fixed as nqm_fixed, pes
+from shortbias_lib.experiments.offline import experiment as offline
+from shortbias_lib.experiments.online import experiment as online
+from shortbias_lib.experiments.precision import experiment as precision
+from shortbias_lib.engine import schedules
+from shortbias_lib.experiments import figure3 as nq
 from shortbias_lib.__main__ import EXPERIMENTS, Experiment, main
 from shortbias_lib.errors import DataError, DivergenceError, ResultFileError, ResultLockedError, ResultsFolderError
-from shortbias_lib.online_loop import OnlineSettings
+from shortbias_lib.experiments.online.loop import OnlineSettings
 
 
 def _one_line(text):

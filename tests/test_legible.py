@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from shortbias_lib import plotting  # noqa: E402
-from shortbias_lib.plotting import (MIN_DISPLAYED_PT, LegibilityWarning,  # noqa: E402
+from shortbias_lib.plots import common as plotting  # noqa: E402
+from shortbias_lib.plots.common import (MIN_DISPLAYED_PT, LegibilityWarning,  # noqa: E402
                                     smallest_displayed_font_pt)
 
 
@@ -43,7 +43,7 @@ def _png_width(fig):
 
 # ---------------------------------------------------------------- the measure and the hook
 
-QUIET = pytest.mark.filterwarnings("ignore::shortbias_lib.plotting.LegibilityWarning")
+QUIET = pytest.mark.filterwarnings("ignore::shortbias_lib.plots.common.LegibilityWarning")
 
 
 @QUIET
@@ -156,32 +156,32 @@ def _figure3_panels(case):
 
 @functools.cache
 def _offline_archive():
-    from shortbias_lib import offline
+    from shortbias_lib.experiments.offline import experiment as offline
 
     arrays, meta = offline.load_offline(offline.archive_path())
     return arrays, meta["config"]
 
 
 def _offline_surfaces():
-    from shortbias_lib import plot_offline
+    from shortbias_lib.experiments.offline import figures as plot_offline
 
     return plot_offline.plot_surfaces(*_offline_archive())
 
 
 def _offline_training_curves():
-    from shortbias_lib import plot_offline
+    from shortbias_lib.experiments.offline import figures as plot_offline
 
     return plot_offline.plot_training_curves(*_offline_archive())
 
 
 def _offline_smd_losses():
-    from shortbias_lib import plot_offline
+    from shortbias_lib.experiments.offline import figures as plot_offline
 
     return plot_offline.plot_smd_losses(*_offline_archive())
 
 
 def _offline_smd_states():
-    from shortbias_lib import plot_offline
+    from shortbias_lib.experiments.offline import figures as plot_offline
 
     arrays, config = _offline_archive()
     return plot_offline.plot_smd_states([("seed 0", arrays, config), ("seed 1", arrays, config)])
@@ -189,14 +189,14 @@ def _offline_smd_states():
 
 @functools.cache
 def _online_archive():
-    from shortbias_lib import online
+    from shortbias_lib.experiments.online import experiment as online
     from shortbias_lib.runs import load_result
 
     return online.runs_from_arrays(load_result(online.earlier_archive_path())[0])
 
 
 def _online_figure(panels):
-    from shortbias_lib import plot_online
+    from shortbias_lib.experiments.online import figures as plot_online
 
     archived = _online_archive()
     return plot_online.figure([(title, archived) for title in panels])
@@ -225,9 +225,9 @@ def _measurement():
 def _paper_figure1():
     import torch
 
-    from shortbias_lib.nqm_dynamics import dynamics
-    from shortbias_lib.nqm_montecarlo import monte_carlo
-    from shortbias_lib.nqm_problem import constant_schedule, decayed_schedule
+    from shortbias_lib.nqm.dynamics import dynamics
+    from shortbias_lib.nqm.montecarlo import monte_carlo
+    from shortbias_lib.nqm.problem import constant_schedule, decayed_schedule
 
     h = torch.tensor([1.0, 0.02], dtype=torch.float64)
     start = (1 / h, torch.tensor([1.0, 4.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
@@ -240,8 +240,8 @@ def _paper_figure1():
 def _theorem1_figure():
     import torch
 
-    from shortbias_lib.nqm_dynamics import dynamics, theorem1_trajectory
-    from shortbias_lib.nqm_montecarlo import monte_carlo
+    from shortbias_lib.nqm.dynamics import dynamics, theorem1_trajectory
+    from shortbias_lib.nqm.montecarlo import monte_carlo
 
     h = torch.tensor([1.0, 0.3, 0.05], dtype=torch.float64)
     problem = (h, 1 / h, torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64),
@@ -254,8 +254,8 @@ def _theorem1_figure():
 def _theorem3_figure():
     import torch
 
-    from shortbias_lib.nqm_dynamics import greedy_schedule
-    from shortbias_lib.nqm_gradient import fit_schedule
+    from shortbias_lib.nqm.dynamics import greedy_schedule
+    from shortbias_lib.nqm.gradient import fit_schedule
 
     h, s2 = (torch.tensor([[1.0], [0.2], [3.0]], dtype=torch.float64), torch.tensor([[2.0], [0.5], [1.0]],
                                                                                    dtype=torch.float64))
@@ -267,14 +267,14 @@ def _theorem3_figure():
 
 
 def _nqm_measurement():
-    from shortbias_lib import nqm_prediction as npred
+    from shortbias_lib.nqm import prediction as npred
 
     m, info = _measurement()
     return npred.plot_measurement(m, info, npred.FLOOR * m["top_values"][0])
 
 
 def _nqm_comparison():
-    from shortbias_lib import nqm_prediction as npred
+    from shortbias_lib.nqm import prediction as npred
 
     horizons = [100, 1000, 5000, 20000]
     n = len(horizons)
@@ -288,7 +288,8 @@ def _nqm_comparison():
 
 
 def _explorer():
-    from shortbias_lib import explorer, horizon_bias
+    from shortbias_lib.plots import explorer
+    from shortbias_lib.nqm import horizon_bias
 
     kw = dict(kappa=1000.0, noise=1.0, horizon=20, lr=0.05, mu=0.9)
     return explorer.plot_explore(horizon_bias.explore(**kw, n=5, grid=3), explorer.title(**kw))
@@ -312,7 +313,7 @@ def _comparison_figure():
 
 
 def _precision():
-    from shortbias_lib import plot_precision, precision
+    from shortbias_lib.experiments.precision import figures as plot_precision, experiment as precision
 
     arrays, _ = precision.load_precision(precision.archive_path())
     return plot_precision.plot_relative_differences(arrays)
@@ -324,13 +325,13 @@ def _beyond_horizons():
 
 
 def _beyond_horizon_bias():
-    from shortbias_lib import plot_beyond
+    from shortbias_lib.experiments.beyond import figures as plot_beyond
 
     return plot_beyond.plot_horizon_bias(*_beyond_horizons(), 4.0, 1000)
 
 
 def _beyond_decay_choices():
-    from shortbias_lib import plot_beyond
+    from shortbias_lib.experiments.beyond import figures as plot_beyond
 
     horizons, _, _, _, cost = _beyond_horizons()
     mnist = dict(horizons=np.array([100.0, 1000.0, 5000.0]), alpha0=np.array([0.3, np.nan, 0.1]),
@@ -341,7 +342,7 @@ def _beyond_decay_choices():
 
 
 def _beyond_greedy_maps():
-    from shortbias_lib import plot_beyond
+    from shortbias_lib.experiments.beyond import figures as plot_beyond
 
     kappas, noises, gammas = [1.0, 10.0, 100.0, 1000.0], [0.0, 0.001, 0.1, 1.0], [0.0, 0.5, 1.0]
     ratio = 1 + np.arange(len(gammas) * len(kappas) * len(noises)).reshape(3, 4, 4) ** 1.5
@@ -349,7 +350,7 @@ def _beyond_greedy_maps():
 
 
 def _beyond_pes_quadratic():
-    from shortbias_lib import plot_beyond
+    from shortbias_lib.experiments.beyond import figures as plot_beyond
 
     grid = np.linspace(-6, 0, 20)
     arrays = {"pes_grid": grid, "pes_exact_grad": -(grid + 3), "pes_trunc_grad": -(grid + 4), "pes_F": grid ** 2,
@@ -360,7 +361,7 @@ def _beyond_pes_quadratic():
 
 
 def _beyond_pes_mnist():
-    from shortbias_lib import plot_beyond
+    from shortbias_lib.experiments.beyond import figures as plot_beyond
 
     theta = np.log([[0.01, 0.5], [0.05, 2.0]])  # the quick and paper profiles' two checked points
     traj = np.linspace(theta[0], theta[0] + 0.5, 20)
@@ -411,7 +412,7 @@ def test_every_library_figure_shows_its_text_at_9_pt_or_more(name):
 def test_figure6_learning_rate_panel_is_not_squashed_by_the_100_step_schedule():
     """The 100-step optimum's rate falls by tens of decades; the panel's lower edge stays within
     a few decades of the other schedules' lowest rates, and the 100-step schedule is named as leaving it."""
-    from shortbias_lib import plot_offline
+    from shortbias_lib.experiments.offline import figures as plot_offline
 
     arrays, config = _offline_archive()
     lows = sorted(float(np.nanmin(r)) for r in arrays["surface_curve_lr"])
@@ -427,7 +428,7 @@ def test_figure6_learning_rate_panel_is_not_squashed_by_the_100_step_schedule():
 
 def test_figure5_plots_the_initial_effective_rate():
     """Figure 5's vertical axis is alpha_0 / (1 - mu), the paper's, not alpha_0."""
-    from shortbias_lib import plot_offline
+    from shortbias_lib.experiments.offline import figures as plot_offline
 
     arrays, config = _offline_archive()
     fig = plot_offline.plot_surfaces(arrays, config)

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from torch.func import grad, vmap
 
-from shortbias_lib.models import (batched_loss, cnn_apply, cnn_init, error_rate, loss_fn,
+from shortbias_lib.engine.models import (batched_loss, cnn_apply, cnn_init, error_rate, loss_fn,
                                   mean_loss, mlp_apply, mlp_init)
 
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib.nqm_dynamics import (Moments, brute_force_greedy, dynamics, greedy_coefficients, greedy_schedule,
+from shortbias_lib.experiments import figure3 as nq
+from shortbias_lib.nqm.dynamics import (Moments, brute_force_greedy, dynamics, greedy_coefficients, greedy_schedule,
                                         one_step_loss, theorem1_trajectory)
-from shortbias_lib.nqm_gradient import final_loss_grad, fit_schedule
-from shortbias_lib.nqm_montecarlo import monte_carlo
-from shortbias_lib.nqm_problem import chebyshev_spectrum, decayed_schedule, make_problem
+from shortbias_lib.nqm.gradient import final_loss_grad, fit_schedule
+from shortbias_lib.nqm.montecarlo import monte_carlo
+from shortbias_lib.nqm.problem import chebyshev_spectrum, decayed_schedule, make_problem
 
 torch.set_num_threads(1)
 

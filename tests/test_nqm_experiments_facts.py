@@ -1,14 +1,14 @@
-"""The facts of the chapter nqm_experiments (shortbias_lib.nqm_experiments_facts), on small
+"""The facts of the chapter nqm_experiments (shortbias_lib.chapters.nqm_experiments), on small
 problems: each number against an independent computation, each verdict both ways."""
 
 import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import noisy_quadratic as nq
-from shortbias_lib import nqm_experiments_facts as facts
-from shortbias_lib.nqm_dynamics import dynamics
-from shortbias_lib.nqm_problem import make_problem
+from shortbias_lib.experiments import figure3 as nq
+from shortbias_lib.chapters import nqm_experiments as facts
+from shortbias_lib.nqm.dynamics import dynamics
+from shortbias_lib.nqm.problem import make_problem
 
 torch.set_num_threads(1)
 

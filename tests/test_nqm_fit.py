@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib.nqm_dynamics import dynamics, second_moment_step
-from shortbias_lib.nqm_fit import FitSettings, fit_lbfgs, lbfgs
-from shortbias_lib.nqm_fixed import best_fixed, fixed_final_loss
-from shortbias_lib.nqm_adjoint import adjoint
-from shortbias_lib.nqm_problem import constant_schedule, make_problem
-from shortbias_lib import nqm_fit
+from shortbias_lib.nqm.dynamics import dynamics, second_moment_step
+from shortbias_lib.nqm.fit import FitSettings, fit_lbfgs, lbfgs
+from shortbias_lib.nqm.fixed import best_fixed, fixed_final_loss
+from shortbias_lib.nqm.adjoint import adjoint
+from shortbias_lib.nqm.problem import constant_schedule, make_problem
+from shortbias_lib.nqm import fit as nqm_fit
 
 from test_noisy_quadratic import conjugate_gradient_losses, random_problem
 

@@ -1,12 +1,12 @@
-"""The facts of the chapter nqm_prediction (shortbias_lib.nqm_prediction_facts) on small
+"""The facts of the chapter nqm_prediction (shortbias_lib.chapters.nqm_prediction) on small
 made-up measurements and predictions: each number against a direct computation, each verdict
 both ways."""
 
 import numpy as np
 import pytest
 
-from shortbias_lib import nqm_prediction_facts as facts
-from shortbias_lib.nqm_prediction import ALT_FLOORS, FLOOR
+from shortbias_lib.chapters import nqm_prediction as facts
+from shortbias_lib.nqm.prediction import ALT_FLOORS, FLOOR
 
 
 def _prediction(log10_beta, log10_alpha0, loss_ratio, beta_ratio=None, final_loss=(2.0, 1.0, 0.5)):

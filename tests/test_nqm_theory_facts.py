@@ -7,9 +7,10 @@ import pytest
 import sympy as sp
 import torch
 
-from shortbias_lib import nqm_theory_facts as facts, symbolic as sym
-from shortbias_lib.nqm_dynamics import dynamics, greedy_schedule, theorem1_trajectory
-from shortbias_lib.nqm_montecarlo import monte_carlo
+from shortbias_lib.chapters import nqm_theory as facts
+from shortbias_lib.nqm import symbolic as sym
+from shortbias_lib.nqm.dynamics import dynamics, greedy_schedule, theorem1_trajectory
+from shortbias_lib.nqm.montecarlo import monte_carlo
 
 F64 = torch.float64
 

@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import offline, offline_config, offline_design, offline_smd, offline_surface, offline_training, runs
-from shortbias_lib.models import mean_loss, mlp_apply, mlp_init
-from shortbias_lib.batches import StepBatches
-from shortbias_lib.schedules import InverseTime
-from shortbias_lib.training import train
+from shortbias_lib.experiments.offline import (experiment as offline, config as offline_config,
+                                               design as offline_design, smd as offline_smd,
+                                               surface as offline_surface, training as offline_training)
+from shortbias_lib import runs
+from shortbias_lib.engine.models import mean_loss, mlp_apply, mlp_init
+from shortbias_lib.engine.batches import StepBatches
+from shortbias_lib.engine.schedules import InverseTime
+from shortbias_lib.engine.training import train
 
 SIZES = (20, 8, 3)
 

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import (offline, offline_config, offline_design, offline_smd, offline_surface, offline_training,
-                           report, runs)
-from shortbias_lib.offline_design import derived_seed
-from shortbias_lib.models import mean_loss, mlp_apply
-from shortbias_lib.batches import StepBatches
-from shortbias_lib.schedules import InverseTime
-from shortbias_lib.training import train
+from shortbias_lib.experiments.offline import (experiment as offline, config as offline_config,
+                                               design as offline_design, smd as offline_smd,
+                                               surface as offline_surface, training as offline_training)
+from shortbias_lib import report, runs
+from shortbias_lib.experiments.offline.design import derived_seed
+from shortbias_lib.engine.models import mean_loss, mlp_apply
+from shortbias_lib.engine.batches import StepBatches
+from shortbias_lib.engine.schedules import InverseTime
+from shortbias_lib.engine.training import train
 
 from test_offline import Interrupt, _run, _tiny_config
 
@@ -167,7 +169,7 @@ def test_figure6_trains_the_surface_optima(tmp_path):
 def test_only_the_offline_experiment_has_the_archive_profile():
     assert offline_config.config_for("archive")["horizons"] == offline_config.PAPER_HORIZONS
     assert offline_config.config_for("archive")["K"] == 5000.0
-    from shortbias_lib import noisy_quadratic
+    from shortbias_lib.experiments import figure3 as noisy_quadratic
     with pytest.raises(ValueError, match="profile must be one of smoke, quick, paper; got 'archive'"):
         noisy_quadratic.run_figure3("archive")
 

@@ -1,4 +1,4 @@
-"""The offline chapter's facts (shortbias_lib.offline_facts) on small synthetic results whose
+"""The offline chapter's facts (shortbias_lib.chapters.offline_mnist) on small synthetic results whose
 numbers and verdicts are known by construction."""
 
 import math
@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shortbias_lib import offline, offline_facts, offline_smd, offline_surface, report
+from shortbias_lib.experiments.offline import (experiment as offline, smd as offline_smd,
+                                               surface as offline_surface)
+from shortbias_lib.chapters import offline_mnist as offline_facts
+from shortbias_lib import report
 
 CONFIG = {"horizons": (100, 1000), "log10_beta_range": (-3.0, 1.0), "momentum": 0.9, "K": 5000.0,
           "sizes": [784, 100, 100, 10], "smd_horizons": (100, 1000), "smd_betas": (0.1, 10.0),

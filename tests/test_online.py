@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import batches, models, online, plot_online
-from shortbias_lib.online_loop import Checkpointing, OnlineSettings, online_run
-from shortbias_lib.online_record import OnlineRun
+from shortbias_lib.engine import batches, models
+from shortbias_lib.experiments.online import experiment as online, figures as plot_online
+from shortbias_lib.experiments.online.loop import Checkpointing, OnlineSettings, online_run
+from shortbias_lib.experiments.online.record import OnlineRun
 from shortbias_lib.runs import load_result
 
 SIZES = (784, 12, 10)

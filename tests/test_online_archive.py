@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import online, runs
+from shortbias_lib.experiments.online import experiment as online
+from shortbias_lib import runs
 
 SLICE = 30   # steps compared: three adaptations
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import batches, models
-from shortbias_lib.online_batched import online_batched_runs
-from shortbias_lib.online_loop import OnlineSettings, online_run
+from shortbias_lib.engine import batches, models
+from shortbias_lib.experiments.online.batched import online_batched_runs
+from shortbias_lib.experiments.online.loop import OnlineSettings, online_run
 
 SIZES = (20, 8, 6, 5)
 LRS = (0.01, 0.08, 0.5)

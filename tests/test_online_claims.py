@@ -1,4 +1,4 @@
-"""Section 3.3's claims decided from runs: the criteria of shortbias_lib.online_claims on
+"""Section 3.3's claims decided from runs: the criteria of shortbias_lib.experiments.online.claims on
 small made-up runs whose answers are known."""
 
 import math
@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from shortbias_lib import online_claims
-from shortbias_lib.online_record import OnlineRun
+from shortbias_lib.experiments.online import claims as online_claims
+from shortbias_lib.experiments.online.record import OnlineRun
 
 STEPS, ADAPT_UNTIL = 100, 50
 

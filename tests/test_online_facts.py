@@ -1,4 +1,4 @@
-"""The online chapter's facts, one record per section (shortbias_lib.online_facts), on small
+"""The online chapter's facts, one record per section (shortbias_lib.chapters.online_smd), on small
 made-up runs whose numbers and verdicts are known by hand."""
 
 import math
@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from shortbias_lib import online, online_claims, online_facts
-from shortbias_lib.online_record import OnlineRun
+from shortbias_lib.experiments.online import experiment as online, claims as online_claims
+from shortbias_lib.chapters import online_smd as online_facts
+from shortbias_lib.experiments.online.record import OnlineRun
 
 STEPS, ADAPT_UNTIL = 100, 50
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
-from shortbias_lib.plotting import unrolled_sgd_graph  # noqa: E402
+from shortbias_lib.plots.common import unrolled_sgd_graph  # noqa: E402
 
 
 def _texts(ax):

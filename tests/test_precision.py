@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import precision, precision_analysis, precision_variants, runs
-from shortbias_lib.hyperparams import Hyperparameters
-from shortbias_lib.models import mlp_init
-from shortbias_lib.batches import StepBatches
-from shortbias_lib.training import init_state
+from shortbias_lib.experiments.precision import (experiment as precision, analysis as precision_analysis,
+                                                 variants as precision_variants)
+from shortbias_lib import runs
+from shortbias_lib.engine.hyperparams import Hyperparameters
+from shortbias_lib.engine.models import mlp_init
+from shortbias_lib.engine.batches import StepBatches
+from shortbias_lib.engine.training import init_state
 
 SIZES = (20, 8, 3)
 

@@ -1,11 +1,12 @@
-"""The precision chapter's facts (shortbias_lib.precision_facts) on small synthetic results."""
+"""The precision chapter's facts (shortbias_lib.chapters.hypergrad_precision) on small synthetic results."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from shortbias_lib import precision, precision_analysis, precision_facts
+from shortbias_lib.experiments.precision import experiment as precision, analysis as precision_analysis
+from shortbias_lib.chapters import hypergrad_precision as precision_facts
 
 from test_precision import _fake
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import smd_facts
+from shortbias_lib.chapters import smd as smd_facts
 from shortbias_lib.profiles import PROFILES
 
 

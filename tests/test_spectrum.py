@@ -1,14 +1,14 @@
-"""Lanczos, stochastic Lanczos quadrature and gradient noise (shortbias_lib.spectrum), and the
-noisy quadratic built from them (shortbias_lib.nqm_prediction), on small problems with exact answers."""
+"""Lanczos, stochastic Lanczos quadrature and gradient noise (shortbias_lib.nqm.spectrum), and the
+noisy quadratic built from them (shortbias_lib.nqm.prediction), on small problems with exact answers."""
 
 import numpy as np
 import pytest
 import torch
 
-from shortbias_lib import nqm_prediction as npred
-from shortbias_lib import spectrum as sp
-from shortbias_lib.models import loss_fn, mlp_apply, mlp_init
-from shortbias_lib.nqm_dynamics import dynamics
+from shortbias_lib.nqm import prediction as npred
+from shortbias_lib.nqm import spectrum as sp
+from shortbias_lib.engine.models import loss_fn, mlp_apply, mlp_init
+from shortbias_lib.nqm.dynamics import dynamics
 
 SIZES = (6, 5, 4)
 

@@ -5,11 +5,11 @@ import pytest
 import sympy as sp
 import torch
 
-from shortbias_lib.nqm_dynamics import (Moments, dynamics, greedy_coefficients, greedy_schedule, one_step_loss,
+from shortbias_lib.nqm.dynamics import (Moments, dynamics, greedy_coefficients, greedy_schedule, one_step_loss,
                                         theorem1_step)
-from shortbias_lib.nqm_montecarlo import monte_carlo
-from shortbias_lib.nqm_problem import constant_schedule
-from shortbias_lib import symbolic as sy
+from shortbias_lib.nqm.montecarlo import monte_carlo
+from shortbias_lib.nqm.problem import constant_schedule
+from shortbias_lib.nqm import symbolic as sy
 
 
 def test_theorem1_derived_equals_paper():

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from shortbias_lib import online, runs
+from shortbias_lib.experiments.online import experiment as online
+from shortbias_lib import runs
 from shortbias_lib.__main__ import EXIT_OUT_OF_TIME, main
 from shortbias_lib.errors import TimeBudgetSpent
 from test_offline import _run as offline_run

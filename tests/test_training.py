@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from shortbias_lib.errors import DivergenceError
-from shortbias_lib.batches import BatchSampler
-from shortbias_lib.models import batched_loss, loss_fn, mean_loss, mlp_apply, mlp_init
-from shortbias_lib.schedules import Constant, ExponentialDecay, InverseTime
-from shortbias_lib.training import init_state, momentum_step, stack_params, train, train_batched
+from shortbias_lib.engine.batches import BatchSampler
+from shortbias_lib.engine.models import batched_loss, loss_fn, mean_loss, mlp_apply, mlp_init
+from shortbias_lib.engine.schedules import Constant, ExponentialDecay, InverseTime
+from shortbias_lib.engine.training import init_state, momentum_step, stack_params, train, train_batched
 
 
 def problem(n=64, d=12, classes=3, seed=0, dtype=torch.float64):
@@ -139,7 +139,7 @@ def test_divergence_is_recorded_not_raised():
     params, _, _, batches = problem()
     result = train(mlp_apply, params, batches, 200, 1e12, 0.99)
     assert result.diverged and 0 < result.diverged_step < 200
-    from shortbias_lib.training import diverged
+    from shortbias_lib.engine.training import diverged
     assert diverged(result.losses[-1]) and not np.any(diverged(result.losses[:-1]))
     assert result.state.step == result.diverged_step + 1
     with pytest.raises(DivergenceError, match=f"step {result.diverged_step}"):
@@ -200,7 +200,7 @@ def test_train_batched_eval_fn_per_run_batches_and_divergence():
 def test_train_batched_moves_schedule_tensors_to_the_device_once():
     """The schedule's tensor parameters are copied to the device before the loop (so each
     step's rates are computed there); the caller's schedule is left as it was."""
-    from shortbias_lib.training import _schedule_on
+    from shortbias_lib.engine.training import _schedule_on
 
     alpha0 = torch.tensor([0.1, 0.2], dtype=torch.float64)
     beta = torch.tensor([0.5, 1.0], dtype=torch.float64)

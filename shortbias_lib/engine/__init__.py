@@ -1,0 +1,1 @@
+"""The training and meta-optimization engine that every experiment uses."""

@@ -1,0 +1,1 @@
+"""The book's experiments, one subpackage (or module) each; none imports another."""

@@ -1,0 +1,1 @@
+"""Beyond the paper: the bias across horizons, its remedies, and PES."""

@@ -1,0 +1,1 @@
+"""Offline meta-optimization of an inverse-time decay schedule on MNIST (Section 3.2)."""

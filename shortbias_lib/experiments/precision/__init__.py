@@ -1,0 +1,1 @@
+"""Precision and sensitivity of long-horizon hypergradients."""
