@@ -81,12 +81,13 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_sweep import flops_per_sample_step  # noqa: E402
 from shortbias_lib.engine import batched_smd, hypergrad, measure, models, schedules, training  # noqa: E402
 from shortbias_lib.experiments.offline import (config as offline_config, design as offline_design,  # noqa: E402
-                                               smd as offline_smd, training as offline_training)
+                                               smd as offline_smd)
 from shortbias_lib.experiments.online import (experiment as online, batched as online_batched,  # noqa: E402
                                               loop as online_loop)
 from shortbias_lib.engine.batches import BatchSampler, StepBatches  # noqa: E402
 from shortbias_lib.engine.hyperparams import Hyperparameters  # noqa: E402
 from shortbias_lib.engine.meta_optim import make_meta_optimizer  # noqa: E402
+from shortbias_lib.engine.warm_start import warm_start  # noqa: E402
 from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -303,7 +304,7 @@ def slice_offline_smd(ctx):
     eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
     objective_batches = [(images[s:s + eval_chunk], labels[s:s + eval_chunk]) for s in range(0, n_obj, eval_chunk)]
     params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
-    warm = offline_training.warm_start(params, StepBatches(images, labels, int(cfg["batch_size"]), 1),
+    warm = warm_start(params, StepBatches(images, labels, int(cfg["batch_size"]), 1),
                               int(cfg["warm_steps"]), cfg["warm_lr"], cfg["warm_momentum"], cfg["convention"])
     K, mu = float(cfg["K"]), cfg["momentum"]
 

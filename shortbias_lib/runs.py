@@ -42,6 +42,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -86,6 +87,27 @@ def resolve_device(device="auto"):
         raise ValueError("device 'cuda' was asked for but torch finds no CUDA device; "
                          "use device='cpu' or 'auto'")
     return torch.device(device)
+
+
+@contextmanager
+def cpu_settings(device, *, one_thread=False, flush_denormal=False):
+    """Within the block, run torch on one thread when ``device`` is a CPU (``one_thread``: small
+    unbatched operations gain nothing from more, and slow down badly on shared cores) and
+    flush subnormal numbers to zero (``flush_denormal``: tiny learning rates push weight
+    updates below 1e-38, which CPUs compute very slowly); both are restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if one_thread and torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    if flush_denormal:
+        torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flush_denormal:
+            torch.set_flush_denormal(False)
+        torch.set_num_threads(threads)
 
 
 def results_dir(override=None, *, writable=False):
@@ -414,6 +436,22 @@ def run_or_resume(path, config, compute, *, resume=True, expected=None, same=Non
         partial_path(path).unlink(missing_ok=True)  # what it resumed from, or ignored with resume=False
     _BUDGET["progress"] = True
     return Result(*load_result(path, expected))
+
+
+def same_data(data_fingerprint):
+    """The ``reuse`` test of :func:`run_or_resume` for data with ``data_fingerprint``: a file
+    recorded from other data is not reused (one that records none, or a run given none, is)."""
+    def reuse(meta):
+        recorded = meta.get("data_fingerprint")
+        return data_fingerprint is None or recorded is None or recorded == json_ready(data_fingerprint)
+    return reuse
+
+
+def matching_checkpoint(partial, config, profile, seed, data_fingerprint=None):
+    """The partial checkpoint ``partial`` as ``(arrays, meta)`` if it was made with this
+    configuration, profile, seed and data (:func:`same_data`), else ``None``."""
+    found = load_matching(partial, config, same={"profile": profile, "seed": seed})
+    return found if found is not None and same_data(data_fingerprint)(found[1]) else None
 
 
 def partial_path(path):

@@ -12,6 +12,7 @@ from shortbias_lib.engine.models import mean_loss, mlp_apply, mlp_init
 from shortbias_lib.engine.batches import StepBatches
 from shortbias_lib.engine.schedules import InverseTime
 from shortbias_lib.engine.training import train
+from shortbias_lib.engine.warm_start import warm_start
 
 SIZES = (20, 8, 3)
 
@@ -39,7 +40,7 @@ def _tiny_config(**changes):
 def test_one_run_gives_the_same_objective_as_separate_runs_of_each_horizon():
     images, labels = _data()
     params = mlp_init(torch.Generator().manual_seed(1), SIZES, 0.3, torch.float64)
-    warm = offline_training.warm_start(params, StepBatches(images, labels, 10, 5), steps=3)
+    warm = warm_start(params, StepBatches(images, labels, 10, 5), steps=3)
     batches = StepBatches(images, labels, 10, 7)
     objective = (images[:60], labels[:60])
     alpha0 = torch.tensor([0.01, 0.05, 0.2, 0.5], dtype=torch.float64)

@@ -11,7 +11,8 @@ from shortbias_lib.experiments.offline import (experiment as offline, config as 
                                                design as offline_design, smd as offline_smd,
                                                surface as offline_surface, training as offline_training)
 from shortbias_lib import report, runs
-from shortbias_lib.experiments.offline.design import derived_seed
+from shortbias_lib.engine import warm_start
+from shortbias_lib.engine.batches import derived_seed
 from shortbias_lib.engine.models import mean_loss, mlp_apply
 from shortbias_lib.engine.batches import StepBatches
 from shortbias_lib.engine.schedules import InverseTime
@@ -124,7 +125,7 @@ def test_refinement_samples_are_trained_to_their_horizon_only(tmp_path):
     from test_offline import _data
     images, labels = _data(120, 0)
     s, k = S + 2 * 1, 1
-    warm = offline_training.warm_state(arrays)
+    warm = warm_start.warm_state(arrays)
     batches = StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     run = train(mlp_apply, warm, batches, config["horizons"][k],
                 InverseTime(10.0 ** arrays["log10_alpha0"][s], 10.0 ** arrays["log10_beta"][s], config["K"]))
@@ -157,7 +158,7 @@ def test_figure6_trains_the_surface_optima(tmp_path):
     config = meta["config"]
     from test_offline import _data
     images, labels = _data(120, 0)
-    warm = offline_training.warm_state(arrays)
+    warm = warm_start.warm_state(arrays)
     batches = StepBatches(images, labels, config["batch_size"], derived_seed(0, 2))
     k, T = 0, max(config["horizons"])
     log_a, log_b = arrays["surface_log10"][k]
@@ -183,7 +184,7 @@ def _mnist_train(data_root):
 
 def _assert_warm_start_recomputed(arrays, config, seed, images, labels, atol):
     """The warm start redone from its seed matches the archived one to ``atol``."""
-    warm = offline_training.seeded_warm_start(config, seed, images, labels)
+    warm = warm_start.seeded_warm_start(config, seed, images, labels)
     for i, (p, v) in enumerate(zip(warm.params, warm.velocity)):
         np.testing.assert_allclose(p.numpy(), arrays[f"warm_params_{i}"], rtol=0, atol=atol)
         np.testing.assert_allclose(v.numpy(), arrays[f"warm_velocity_{i}"], rtol=0, atol=atol)
@@ -258,7 +259,7 @@ def test_the_archived_smd_is_current_with_the_code(data_root):
     arrays, meta = offline.load_offline(offline.archive_path())
     config, seed = meta["config"], meta["seed"]
     images, labels = _mnist_train(data_root)
-    warm = offline_training.seeded_warm_start(config, seed, images, labels)
+    warm = warm_start.seeded_warm_start(config, seed, images, labels)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -316,7 +317,7 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     config = meta["config"]
     images, labels = _mnist_train(data_root)
     _assert_warm_start_recomputed(arrays, config, seed, images, labels, atol=2e-6)
-    warm = offline_training.warm_state(arrays)
+    warm = warm_start.warm_state(arrays)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

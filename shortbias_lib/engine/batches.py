@@ -3,13 +3,18 @@
 Two streams, because archived runs depend on each one's permutations:
 :class:`BatchSampler` draws every epoch's permutation from one generator (a
 sequential stream, the online experiment's), :class:`StepBatches` seeds each
-epoch on its own (random access by step, the offline experiment's).
+epoch on its own (random access by step, the offline experiment's). Their seeds, and every
+other seed of the experiments, are derived from tuples of keys (:func:`derived_seed`).
 """
 
 import numpy as np
 import torch
 
-from ..experiments.offline.design import derived_seed
+
+
+def derived_seed(*keys):
+    """A 63-bit seed derived from integer keys (seed, purpose, ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
 
 
 class _Epochs:

@@ -108,6 +108,26 @@ def init_state(params, velocity=None, step=0):
     return TrainState(params, velocity, step)
 
 
+def state_arrays(state, params_key, velocity_key):
+    """A state's weights and velocity as result-file arrays ``{params_key}{i}`` and
+    ``{velocity_key}{i}`` (NumPy, on the CPU); :func:`state_from_arrays` reads them back."""
+    arrays = {f"{params_key}{i}": p.detach().cpu().numpy() for i, p in enumerate(state.params)}
+    arrays.update({f"{velocity_key}{i}": v.detach().cpu().numpy() for i, v in enumerate(state.velocity)})
+    return arrays
+
+
+def state_from_arrays(arrays, params_key, velocity_key, step=0, device=None, dtype=None):
+    """The :class:`TrainState` that :func:`state_arrays` stored, at ``step``: copies on ``device``,
+    in ``dtype`` (else the arrays' own)."""
+    n = 0
+    while f"{params_key}{n}" in arrays:
+        n += 1
+
+    def tensors(key):
+        return tuple(torch.tensor(arrays[f"{key}{i}"], device=device, dtype=dtype) for i in range(n))
+    return TrainState(tensors(params_key), tensors(velocity_key), step)
+
+
 def momentum_step(params, velocity, grads, lr, momentum, convention="paper", *, inplace=False):
     """One SGD-momentum step in either convention; every plain (non-tangent) update calls it.
 

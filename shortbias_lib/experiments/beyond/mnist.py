@@ -62,7 +62,7 @@ class MNISTMetaTask(MetaTask):
                  sizes=(784, 100, 100, 10)):
         from ...engine.batches import StepBatches
         from ...engine.models import mlp_init
-        from ..offline.training import warm_start
+        from ...engine.warm_start import warm_start
 
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "

@@ -2,6 +2,7 @@
 authors' code's), the sizes of each profile, and their validation."""
 
 from ... import runs
+from ...engine.warm_start import PAPER_MLP
 from .design import SAMPLINGS
 from ...profiles import check_profile, pick
 from ...engine.training import check_convention
@@ -13,17 +14,9 @@ PAPER_HORIZONS = (100, 1000, 5000, 20000)
 # Settings shared by every profile (the paper's, Section 3.2 and the authors' code).
 BASE = {
     "chapter": CHAPTER,
-    "sizes": (784, 100, 100, 10),
-    "init_std": 0.1,              # paper; the authors' code uses 0.05
-    "momentum": 0.9,
-    "batch_size": 100,
-    "warm_steps": 50,
-    "warm_lr": 0.1,
-    "warm_momentum": 0.9,
+    **PAPER_MLP,                  # the network, warm start, momentum, convention and dtype
     "log10_alpha0_range": (-3.0, -0.3),
     "log10_beta_range": (-2.0, 2.3),
-    "convention": "paper",        # v <- mu v - alpha g, w <- w + v
-    "dtype": "float32",
     "smd_alpha0": 0.01,
     "smd_betas": (0.1, 10.0),
     "smd_clip": 10.0,

@@ -1,14 +1,9 @@
-"""The sampled schedules of the offline experiment: seeds derived from keys, uniform or
-quasi-random (shifted Halton) designs over the authors' ranges, and the second-stage boxes
-around each horizon's optimum."""
+"""The sampled schedules of the offline experiment: uniform or quasi-random (shifted Halton)
+designs over the authors' ranges, and the second-stage boxes around each horizon's optimum."""
 
 import numpy as np
 
-
-def derived_seed(*keys):
-    """A 63-bit seed derived from integer keys (seed, purpose, ...)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
-
+from ...engine.batches import derived_seed
 
 SAMPLINGS = ("uniform", "halton")
 

@@ -31,12 +31,13 @@ import torch
 
 from ... import runs
 from .config import ARCHIVE_DIR, CHAPTER, EXTRA_PROFILES, check_config, config_for
-from .design import derived_seed, refinement_samples, sample_hyperparameters
+from .design import refinement_samples, sample_hyperparameters
 from .smd import checkpointing, smd_hyperparameters, smd_trajectory
 from .surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
-from .training import horizon_objectives, seeded_warm_start, train_curves, warm_arrays, warm_state
+from .training import horizon_objectives, train_curves
 from ...progress import progress
-from ...engine.batches import StepBatches
+from ...engine.batches import StepBatches, derived_seed
+from ...engine.warm_start import seeded_warm_start, warm_arrays, warm_state
 from ...engine.models import batched_loss, mlp_apply
 from ...engine.schedules import InverseTime
 
@@ -47,22 +48,6 @@ LEG_FIELDS = ("device", "git_commit", "torch", "time_utc", "stage")
 def result_path(profile, seed, results=None):
     """Where :func:`run_offline` writes its result file."""
     return runs.result_path(CHAPTER, profile, seed, results)
-
-
-def same_data(data_fingerprint):
-    """The ``reuse`` test of :func:`runs.run_or_resume` for data with ``data_fingerprint``: a file
-    recorded from other data is not reused (one that records none, or a run given none, is)."""
-    def reuse(meta):
-        recorded = meta.get("data_fingerprint")
-        return data_fingerprint is None or recorded is None or recorded == runs.json_ready(data_fingerprint)
-    return reuse
-
-
-def matching_checkpoint(partial, config, profile, seed, data_fingerprint=None):
-    """The partial checkpoint ``partial`` as ``(arrays, meta)`` if it was made with this
-    configuration, profile, seed and data (:func:`same_data`), else ``None``."""
-    found = runs.load_matching(partial, config, same={"profile": profile, "seed": seed})
-    return found if found is not None and same_data(data_fingerprint)(found[1]) else None
 
 
 def run_experiment(config, train_data, test_data, path, *, profile="quick", seed=0, device="cpu",
@@ -84,17 +69,13 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     device = torch.device(device)
 
     def compute():
-        # Tiny learning rates (large beta) push weights' updates into subnormal numbers, which
-        # are very slow on CPUs: flush them to zero during the run (no effect above 1e-38).
-        torch.set_flush_denormal(True)
-        try:
+        # Tiny learning rates (large beta) push weights' updates into subnormal numbers.
+        with runs.cpu_settings(device, flush_denormal=True):
             setup = _prepare(config, train_data, test_data, seed, device, show_progress)
             return _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, stop_before_smd)
-        finally:
-            torch.set_flush_denormal(False)
 
     return runs.run_or_resume(path, config, compute, resume=resume, same={"profile": profile, "seed": seed},
-                              expected=finished_expected(config), reuse=same_data(data_fingerprint))
+                              expected=finished_expected(config), reuse=runs.same_data(data_fingerprint))
 
 
 def finished_expected(config):
@@ -170,7 +151,7 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     arrays = _fresh_arrays(setup)
     earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
     if resume:
-        saved = matching_checkpoint(partial, config, profile, setup.seed, data_fingerprint)
+        saved = runs.matching_checkpoint(partial, config, profile, setup.seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
             earlier_legs = saved[1].get("earlier_legs", []) + [{name: saved[1].get(name) for name in LEG_FIELDS}]
@@ -321,20 +302,13 @@ def _smd(setup, state, arrays, save):
             save(f"SMD T={h} beta0={beta0:g}: {len(smd_state['meta_loss'])} meta steps")
 
         bar = setup.bar(steps, 0 if previous is None else len(previous["meta_loss"]), f"SMD T={h}, beta0={beta0:g}")
-        # One unbatched network: its small operations gain nothing from several CPU
-        # threads and slow down badly when the cores are shared, so SMD uses one.
-        threads = torch.get_num_threads()
-        if setup.device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+        with runs.cpu_settings(setup.device, one_thread=True):  # one unbatched network
             smd_trajectory(state, smd_hyperparameters(config["smd_alpha0"], beta0, float(config["K"]),
                                                       config["momentum"]), h, steps,
                            StepBatches(images, labels, config["batch_size"], derived_seed(setup.seed, 4, j)),
                            objective_batches, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"],
                            convention=config["convention"], resume=previous,
                            on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], steps, bar))
-        finally:
-            torch.set_num_threads(threads)
         bar.close()
 
 
@@ -388,5 +362,4 @@ def archive_path(seed=0, profile="archive"):
     return runs.REPO_ROOT / ARCHIVE_DIR / f"{CHAPTER}_{profile}_seed{seed}.npz"
 
 
-__all__ = ["run_experiment", "run_offline", "load_offline", "refresh_summary", "result_path", "archive_path",
-           "same_data", "matching_checkpoint"]
+__all__ = ["run_experiment", "run_offline", "load_offline", "refresh_summary", "result_path", "archive_path"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .design import derived_seed
+from ...engine.batches import derived_seed
 
 
 def capped_log_loss(values, cap):

@@ -1,50 +1,13 @@
-"""The offline experiment's training pieces: the seeded warm start, and batched runs of many
-schedules recording every horizon's objective (the sweep) or curves every few steps (Figure 6)."""
+"""The offline experiment's training pieces: batched runs of many schedules recording every
+horizon's objective (the sweep) or curves every few steps (Figure 6). Its warm start is
+:mod:`shortbias_lib.engine.warm_start`'s."""
 
 import numpy as np
 import torch
 
-from ...engine.batches import StepBatches
-from ...engine.models import batched_loss, mlp_apply, mlp_init
-from .design import derived_seed
+from ...engine.models import batched_loss, mlp_apply
 from ...engine.schedules import InverseTime
-from ...engine.training import init_state, train, train_batched
-
-
-def warm_start(params, batches, steps=50, lr=0.1, momentum=0.9, convention="paper", apply=mlp_apply):
-    """``steps`` of SGD with momentum at a constant rate; returns a state at schedule step 0.
-
-    The velocity is kept (training continues), the step counter restarts so
-    the decay schedule starts at ``t = 0``.
-    """
-    result = train(apply, params, batches, steps, lr, momentum, convention, raise_on_divergence=True)
-    return init_state(result.state.params, result.state.velocity, step=0)
-
-
-def seeded_warm_start(config, seed, images, labels, dtype=torch.float32, device=None):
-    """The experiment's warm start from its seed: the MLP drawn with key ``(seed, 0)``, then
-    :func:`warm_start` on minibatches of key ``(seed, 1)`` (``config`` gives the sizes)."""
-    generator = torch.Generator().manual_seed(derived_seed(seed, 0))
-    params = mlp_init(generator, tuple(config["sizes"]), config["init_std"], dtype, device)
-    return warm_start(params, StepBatches(images, labels, config["batch_size"], derived_seed(seed, 1)),
-                      config["warm_steps"], config["warm_lr"], config["warm_momentum"],
-                      config["convention"])
-
-
-def warm_arrays(state):
-    """A warm start as result-file arrays ``warm_params_i``, ``warm_velocity_i``."""
-    arrays = {}
-    for i, (p, v) in enumerate(zip(state.params, state.velocity)):
-        arrays[f"warm_params_{i}"] = p.cpu().numpy()
-        arrays[f"warm_velocity_{i}"] = v.cpu().numpy()
-    return arrays
-
-
-def warm_state(arrays, device=None):
-    """The warm start stored by :func:`warm_arrays`, as a :class:`~shortbias_lib.engine.training.TrainState`."""
-    n = len([k for k in arrays if k.startswith("warm_params_")])
-    return init_state(tuple(torch.as_tensor(arrays[f"warm_params_{i}"], device=device) for i in range(n)),
-                      tuple(torch.as_tensor(arrays[f"warm_velocity_{i}"], device=device) for i in range(n)))
+from ...engine.training import train_batched
 
 
 def horizon_objectives(state, alpha0, beta, K, horizons, batches, objective, momentum=0.9,

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ...engine import schedules, training
 from ...engine.hyperparams import Hyperparameters
@@ -182,8 +181,7 @@ class OnlineProgress:
         """Write everything needed to continue, atomically, to ``path``."""
         arrays = {f"rec_{k}": v for k, v in self.records.items()}
         arrays.update({f"list_{k}": np.asarray(v) for k, v in self.lists.items()})
-        arrays.update({f"w{i}": p.detach().cpu().numpy() for i, p in enumerate(self.train.params)})
-        arrays.update({f"v{i}": q.detach().cpu().numpy() for i, q in enumerate(self.train.velocity)})
+        arrays.update(training.state_arrays(self.train, "w", "v"))
         settled = self.settled
         arrays.update({
             "t": self.t, "hyper": [self.hyper.lr, self.hyper.momentum],
@@ -201,11 +199,8 @@ class OnlineProgress:
             v[:] = saved[f"rec_{k}"]
         for k, v in self.lists.items():
             v.extend(saved[f"list_{k}"].tolist())
-        n = len(self.train.params)
         dev, dtype = self.train.params[0].device, self.train.params[0].dtype
-        self.train = training.TrainState(
-            tuple(torch.from_numpy(saved[f"w{i}"]).to(dev, dtype) for i in range(n)),
-            tuple(torch.from_numpy(saved[f"v{i}"]).to(dev, dtype) for i in range(n)), self.t)
+        self.train = training.state_from_arrays(saved, "w", "v", self.t, dev, dtype)
 
         def hyper(values):
             return Hyperparameters(float(values[0]), float(values[1]),

@@ -52,11 +52,9 @@ import torch
 
 from ... import runs
 from ...engine.hyperparams import Hyperparameters
-from ..offline.experiment import matching_checkpoint, same_data
-from ..offline.config import BASE as OFFLINE_BASE
-from ..offline.design import derived_seed
-from ...engine.batches import StepBatches
-from ..offline.training import seeded_warm_start, warm_arrays, warm_state
+from ...runs import matching_checkpoint, same_data
+from ...engine.batches import StepBatches, derived_seed
+from ...engine.warm_start import PAPER_MLP, seeded_warm_start, warm_arrays, warm_state
 from .analysis import summary
 from .variants import measure, rounded_weights_run, start_state, variants
 from ...profiles import check_profile, pick
@@ -64,13 +62,13 @@ from ...engine.training import check_convention
 
 CHAPTER = "hypergrad_precision"
 
-# Shared by every profile: the offline experiment's network, warm start and momentum,
-# and the schedule at which the float32/float64 disagreement was first seen.
+# Shared by every profile: the paper's network, warm start and momentum (the offline
+# experiment's), and the schedule at which the float32/float64 disagreement was first seen.
 BASE = {
     "chapter": CHAPTER,
-    **{key: OFFLINE_BASE[key] for key in ("sizes", "init_std", "momentum", "batch_size", "warm_steps",
-                                          "warm_lr", "warm_momentum", "convention")},
-    "warm_dtype": OFFLINE_BASE["dtype"],   # the warm start is the offline experiment's (float32)
+    **{key: PAPER_MLP[key] for key in ("sizes", "init_std", "momentum", "batch_size", "warm_steps",
+                                       "warm_lr", "warm_momentum", "convention")},
+    "warm_dtype": PAPER_MLP["dtype"],      # the warm start is the offline experiment's (float32)
     "alpha0": 0.05,
     "beta": 1.0,
     "K": 5000.0,
@@ -171,15 +169,8 @@ def run_experiment(config, train_data, path, *, profile="quick", seed=0, device=
     device = torch.device(device)
 
     def compute():
-        threads = torch.get_num_threads()
-        if device.type == "cpu":
-            torch.set_num_threads(1)
-        torch.set_flush_denormal(True)
-        try:
+        with runs.cpu_settings(device, one_thread=True, flush_denormal=True):
             _run(config, train_data, path, profile, seed, device, resume, on_checkpoint, data_fingerprint)
-        finally:
-            torch.set_flush_denormal(False)
-            torch.set_num_threads(threads)
 
     return _with_summary(runs.run_or_resume(path, config, compute, resume=resume, expected=_expected(config),
                                             same={"profile": profile, "seed": seed},

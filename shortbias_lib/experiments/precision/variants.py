@@ -18,7 +18,7 @@ from ...errors import DivergenceError
 from ...engine.hvp import autograd_grad_hvp
 from ...engine.hypergrad import hypergradient
 from ...engine.models import loss_fn, mlp_apply
-from ..offline.design import derived_seed
+from ...engine.batches import derived_seed
 from ...engine.training import init_state, momentum_step
 
 KINDS = ("float64", "float32", "float32 double backward", "float64 perturbed", "float32 perturbed",
