@@ -72,9 +72,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, models
+from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, models, warm_start
 from shortbias_lib import data
-from shortbias_lib.experiments.offline import design as offline_design, training as offline_training
 from shortbias_lib.experiments.precision import (figures as plot_precision, experiment as precision,
                                                  analysis as precision_analysis,
                                                  variants as precision_variants)
@@ -233,17 +232,17 @@ print(f"plain {plain:.0%}, relative to the typical size {scaled:.0%}; the value 
 # `shortbias_lib.engine.hypergrad.hypergradient` for $T$ = 300 in float32 twice, once with the
 # default products and once with `grad_hvp=autograd_grad_hvp(mlp_apply)`, and compare the
 # per-step minibatch losses (`.losses`) of the two runs with those of a float64 run. (The
-# warm start is `offline_training.warm_start` as in `precision.run_experiment`; the minibatches are
-# `batches.StepBatches(images, labels, 100, offline_design.derived_seed(seed, 8, 0))`.)
+# warm start is `warm_start.warm_start` as in `precision.run_experiment`; the minibatches are
+# `batches.StepBatches(images, labels, 100, batches.derived_seed(seed, 8, 0))`.)
 
 # %% tags=["solution", "hide-cell"]
 config, T, early_steps = meta["config"], 300, 20
 train = data.load("mnist", train=True, root=data_root, limit=config["train_limit"])
 step_batches = batches.StepBatches(train.images, train.labels, config["batch_size"],
-                                   offline_design.derived_seed(meta["seed"], 8, 0))
+                                   batches.derived_seed(meta["seed"], 8, 0))
 hyper = hyperparams.Hyperparameters(lr=float(config["alpha0"]), momentum=config["momentum"], beta=float(config["beta"]),
                                     K=float(config["K"]), learn=("lr", "beta"))
-warm = offline_training.warm_state(arrays)     # the warm start stored with the result
+warm = warm_start.warm_state(arrays)     # the warm start stored with the result
 losses = {}
 for name, dtype, grad_hvp in (("float64", torch.float64, None), ("default", torch.float32, None),
                               ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):

@@ -58,9 +58,8 @@ from IPython.display import Markdown, display
 
 from shortbias_lib.nqm import prediction as npred
 from shortbias_lib.chapters import nqm_prediction as facts
-from shortbias_lib.engine import batches
-from shortbias_lib.experiments.offline import (experiment as offline, surface as offline_surface,
-                                               training as offline_training)
+from shortbias_lib.engine import batches, warm_start
+from shortbias_lib.experiments.offline import experiment as offline, surface as offline_surface
 from shortbias_lib.data import load
 from shortbias_lib.engine.models import mlp_apply
 from shortbias_lib.notebook import glue_facts
@@ -78,7 +77,7 @@ archived, archived_meta = offline.load_offline(offline.archive_path(seed=0, prof
 config = archived_meta["config"]
 horizons = [int(h) for h in config["horizons"]]
 ranges = (tuple(config["log10_alpha0_range"]), tuple(config["log10_beta_range"]))
-warm = offline_training.warm_state(archived)
+warm = warm_start.warm_state(archived)
 
 # %% [markdown]
 # The Hessian, the full-batch gradient and the per-example gradients are taken in float64 on a
