@@ -2,6 +2,7 @@
 authors' code's), the sizes of each profile, and their validation."""
 
 from ... import runs
+from ...checks import check_counts, check_dtype, check_eval_chunk, check_horizons
 from ...engine.warm_start import PAPER_MLP
 from .design import SAMPLINGS
 from ...profiles import check_profile, pick
@@ -95,28 +96,22 @@ def check_config(config):
                 "log10_alpha0_range", "log10_beta_range"):
         config[key] = tuple(config[key])
     horizons = config["horizons"]
-    if not horizons or any(int(h) != h or h < 1 for h in horizons) or list(horizons) != sorted(set(horizons)):
-        raise ValueError(f"horizons must be increasing positive integers; got {horizons}")
+    check_horizons(horizons)
     if any(h not in horizons for h in config["smd_horizons"]):
         raise ValueError(f"smd_horizons must be among horizons {horizons}; got {config['smd_horizons']}")
     if len(config["smd_meta_steps"]) != len(config["smd_horizons"]):
         raise ValueError("smd_meta_steps must give one count per SMD horizon; "
                          f"got {config['smd_meta_steps']} for {config['smd_horizons']}")
-    for key in ("samples", "chunk", "batch_size", "objective_examples", "eval_chunk", "curve_every",
-                "bootstrap_reps"):
-        if int(config[key]) != config[key] or config[key] < 1:
-            raise ValueError(f"{key} must be a positive integer; got {config[key]!r}")
-    if config["objective_examples"] % config["eval_chunk"]:
-        raise ValueError(f"eval_chunk must divide objective_examples ({config['objective_examples']}); "
-                         f"got {config['eval_chunk']}")
+    check_counts(config, ("samples", "chunk", "batch_size", "objective_examples", "eval_chunk", "curve_every",
+                          "bootstrap_reps"))
+    check_eval_chunk(config)
     config.setdefault("smd_objective_examples", config["objective_examples"])
     if config["smd_objective_examples"] % config["eval_chunk"] or config["smd_objective_examples"] < 1:
         raise ValueError(f"smd_objective_examples must be a positive multiple of eval_chunk "
                          f"({config['eval_chunk']}); got {config['smd_objective_examples']}")
     if config["sampling"] not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}; got {config['sampling']!r}")
-    if int(config["refine_per_horizon"]) != config["refine_per_horizon"] or config["refine_per_horizon"] < 0:
-        raise ValueError(f"refine_per_horizon must be an integer >= 0; got {config['refine_per_horizon']!r}")
+    check_counts(config, ("refine_per_horizon",), minimum=0)
     if not 0 < config["refine_halfwidth"] <= 0.5:
         raise ValueError(f"refine_halfwidth must lie in (0, 0.5]; got {config['refine_halfwidth']!r}")
     if not config["K"] > 0:
@@ -125,7 +120,6 @@ def check_config(config):
         low, high = config[key]
         if not low < high:
             raise ValueError(f"{key} must be (low, high) with low < high; got {config[key]}")
-    if config["dtype"] not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64'; got {config['dtype']!r}")
+    check_dtype(config, "dtype")
     check_convention(config["convention"])
     return config

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from ... import runs
+from ...checks import check_counts, check_dtype, check_eval_chunk, check_horizons
 from ...engine.hyperparams import Hyperparameters
 from ...runs import matching_checkpoint, same_data
 from ...engine.batches import StepBatches, derived_seed
@@ -112,26 +113,17 @@ def check_config(config):
     config = dict(config)
     for key in ("horizons", "sizes"):
         config[key] = tuple(config[key])
-    horizons = config["horizons"]
-    if not horizons or any(int(h) != h or h < 1 for h in horizons) or list(horizons) != sorted(set(horizons)):
-        raise ValueError(f"horizons must be increasing positive integers; got {horizons}")
-    for key in ("batch_size", "objective_examples", "eval_chunk"):
-        if int(config[key]) != config[key] or config[key] < 1:
-            raise ValueError(f"{key} must be a positive integer; got {config[key]!r}")
-    for key in ("perturbed_runs", "perturbed_runs_float32", "batch_resamples", "warm_steps"):
-        if int(config[key]) != config[key] or config[key] < 0:
-            raise ValueError(f"{key} must be an integer >= 0; got {config[key]!r}")
-    if config["objective_examples"] % config["eval_chunk"]:
-        raise ValueError(f"eval_chunk must divide objective_examples ({config['objective_examples']}); "
-                         f"got {config['eval_chunk']}")
+    check_horizons(config["horizons"])
+    check_counts(config, ("batch_size", "objective_examples", "eval_chunk"))
+    check_counts(config, ("perturbed_runs", "perturbed_runs_float32", "batch_resamples", "warm_steps"), minimum=0)
+    check_eval_chunk(config)
     if not (math.isfinite(config["perturbation"]) and config["perturbation"] > 0):
         raise ValueError(f"perturbation must be finite and > 0; got {config['perturbation']!r}")
     if not (math.isfinite(config["small_perturbation"]) and config["small_perturbation"] >= 0):
         raise ValueError(f"small_perturbation must be finite and >= 0; got {config['small_perturbation']!r}")
     if config["small_perturbation"] and config["perturbed_runs"] < 1:
         raise ValueError("small_perturbation needs perturbed_runs >= 1 (it scales the first direction)")
-    if config["warm_dtype"] not in ("float32", "float64"):
-        raise ValueError(f"warm_dtype must be 'float32' or 'float64'; got {config['warm_dtype']!r}")
+    check_dtype(config, "warm_dtype")
     # The schedule's own checks (alpha_0 > 0, beta > 0 to be learned in log space, K > 0).
     Hyperparameters(lr=float(config["alpha0"]), momentum=config["momentum"], beta=float(config["beta"]),
                     K=float(config["K"]), learn=("lr", "beta"), space="log")
