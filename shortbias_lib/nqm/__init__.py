@@ -14,12 +14,12 @@
 - :mod:`.symbolic`: SymPy derivations of Theorems 1-4 (import it as a module: it loads SymPy).
 
 Imports the engine, no experiment. The public names of every module but :mod:`.symbolic` are
-re-exported here, except those two modules share (such as ``DTYPE``) or that name a module.
+re-exported here, except those that name a module (such as :func:`.dynamics.dynamics`).
 """
 
-from .problem import (PAPER_DIM, PAPER_HORIZON, DEFAULT_KAPPA, DEFAULT_C0, check_problem, check_schedule,
-                      broadcast_shape, chebyshev_spectrum, Problem, make_problem, constant_schedule,
-                      decayed_schedule, curvature_group_losses)
+from .problem import (DTYPE, PAPER_DIM, PAPER_HORIZON, DEFAULT_KAPPA, DEFAULT_C0, check_problem,
+                      check_schedule, broadcast_shape, chebyshev_spectrum, Problem, make_problem,
+                      constant_schedule, decayed_schedule, curvature_group_losses)
 from .dynamics import (Moments, initial_moments, theorem1_step, theorem1_trajectory, second_moment_step,
                        bounded_scale, DEGENERATE, greedy_coefficients, one_step_loss, brute_force_greedy,
                        Schedule, greedy_schedule)

@@ -22,10 +22,9 @@ import torch
 
 from .dynamics import dynamics, greedy_schedule
 from .gradient import fit_schedule
-from .problem import DEFAULT_C0, chebyshev_spectrum
+from .problem import DEFAULT_C0, DTYPE, chebyshev_spectrum
 from ..engine.schedules import InverseTime
 
-DTYPE = torch.float64
 
 
 def spectrum(n, kappa):

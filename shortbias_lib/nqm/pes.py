@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from .dynamics import second_moment_step
-from .problem import check_problem
-from .horizon_bias import DTYPE
+from .problem import DTYPE, check_problem
 from ..errors import DivergenceError
 from ..engine.schedules import InverseTime
 from ..engine.training import check_lr, check_momentum, check_steps

@@ -36,10 +36,9 @@ import torch
 
 from . import spectrum as sp
 from .dynamics import second_moment_step
-from .problem import check_problem
+from .problem import DTYPE, check_problem
 from ..engine.schedules import InverseTime
 
-DTYPE = torch.float64
 BLOWUP = 1e100  # an expected loss above this has diverged
 
 

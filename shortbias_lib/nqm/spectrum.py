@@ -26,8 +26,8 @@ import torch
 
 from ..engine.hvp import GRAD_HVP, autograd_grad_hvp
 from ..engine.models import loss_fn
+from .problem import DTYPE
 
-DTYPE = torch.float64
 
 
 # ---------------------------------------------------------------- flat parameters

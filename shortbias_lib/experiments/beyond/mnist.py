@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from ...nqm.horizon_bias import DTYPE
+from ...nqm.problem import DTYPE
 from ...nqm.pes import MetaTask, meta_optimize, pes_estimates, schedule_from_theta, truncated_estimates
 from ...profiles import pick
 from ...runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
