@@ -10,7 +10,8 @@ Ground floor
     path, three sizes), ``progress`` (progress bars that stay quiet in notebooks), ``locks``
     (one run per result file), ``runs`` (devices, provenance, atomic result files,
     run-or-resume, partial checkpoints, CPU thread settings), ``data`` (MNIST and CIFAR-10),
-    ``report`` (Markdown tables; the paper's numbers next to ours, read from result files).
+    ``report`` (Markdown tables; the paper's numbers next to ours, read from result files),
+    ``checks`` (configuration checks several experiments share).
 ``engine/``
     Networks, SGD with momentum, minibatches and seeds, schedules, the paper's MLP and warm
     start, hypergradients and stochastic meta-descent (Algorithm 1).
@@ -25,10 +26,11 @@ Ground floor
     (Section 3.3), ``precision/`` (hypergradient precision), ``beyond/`` (beyond the paper),
     each with its configuration, run, analysis and figures.
 Top floor
-    ``notebook`` (what every chapter does first) and ``__main__`` (the command line).
+    ``notebook`` (what every chapter does first), ``chapters/`` (each chapter's facts: the
+    numbers and verdicts its prose quotes) and ``__main__`` (the command line).
 
 Rules, checked by ``tests/test_layout.py`` from the import statements: no experiment imports
-another; modules outside ``experiments/`` import no experiment (``__main__`` registers them).
+another; no module outside ``experiments/`` imports one, except ``__main__`` and ``chapters/``.
 What experiments share lives in the engine and the ground floor.
 """
 
