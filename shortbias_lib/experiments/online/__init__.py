@@ -20,4 +20,4 @@ from .experiment import (DATASET_MODELS, CHAPTER, PAPER_INIT_LRS, PAPER_BASELINE
                          run_online)
 from .claims import (ALIKE_SPREAD, SETTLED_FRACTION, SMALL_FACTOR, SPIKE_FACTOR, Claims, settled_rate,
                      momentum_pinned, instability, decide, verdict, claims_rows, comparison_table)
-from .figures import summary_rows, summary_table, baseline_of, versus_baseline, plot_runs, figure, select
+from .figures import summary_rows, summary_table, plot_runs, figure, select
