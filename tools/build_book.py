@@ -25,6 +25,7 @@ import nbformat
 import papermill
 import yaml
 import zmq
+from jupyter_client.manager import AsyncKernelManager
 from traitlets.config import Config
 
 from shortbias_lib.profiles import DEFAULT_PROFILE, PROFILES
@@ -110,6 +111,20 @@ def kernel_config():
     return config
 
 
+class QuietShutdownKernelManager(AsyncKernelManager):
+    """A kernel manager that shuts its kernel down without interrupting it first.
+
+    jupyter_client's ``shutdown_kernel`` sends SIGINT before the shutdown request; a kernel
+    still finishing a message (a comm message, the last reply) turns it into an exception
+    and logs ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel`` in the build log,
+    now and then, though the chapter ran. The shutdown request alone ends the kernel (a
+    kernel that ignores it is still killed), so the interrupt is skipped once shutting down."""
+
+    async def _async_interrupt_kernel(self):
+        if not self.shutting_down:
+            await super()._async_interrupt_kernel()
+
+
 def execute(source, root, parameters, attempts=2):
     """Execute one Jupytext notebook with papermill into ``_build/executed/`` (again, up to
     ``attempts`` times in all, if a widget cell hangs: :func:`cell_timeout`)."""
@@ -126,7 +141,7 @@ def execute(source, root, parameters, attempts=2):
                 papermill.execute_notebook(
                     str(unexecuted), str(output), parameters=parameters, kernel_name="python3",
                     cwd=str(root), progress_bar=False, log_output=False, timeout_func=cell_timeout,
-                    config=kernel_config())
+                    config=kernel_config(), kernel_manager_class=QuietShutdownKernelManager)
                 break
             except TimeoutError:
                 if attempt == attempts:
