@@ -54,11 +54,9 @@ from IPython.display import Markdown
 
 from shortbias_lib.chapters import nqm_theory as facts
 from shortbias_lib.plots import common as plotting
-from shortbias_lib.nqm import symbolic as sym
+from shortbias_lib.nqm import fit_schedule, greedy_schedule, monte_carlo, symbolic as sym, theorem1_trajectory
+from shortbias_lib.nqm.dynamics import dynamics
 from shortbias_lib.notebook import glue_facts
-from shortbias_lib.nqm.dynamics import dynamics, greedy_schedule, theorem1_trajectory
-from shortbias_lib.nqm.gradient import fit_schedule
-from shortbias_lib.nqm.montecarlo import monte_carlo
 from shortbias_lib.profiles import pick
 
 chapter_start = time.perf_counter()

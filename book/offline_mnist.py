@@ -24,20 +24,20 @@
 # \alpha_t = \frac{\alpha_0}{\left(1 + t/K\right)^{\beta}}, \qquad \mu = 0.9 \text{ fixed},
 # $$
 #
-# with two free hyperparameters, the initial learning rate $\alpha_0$ and the decay
-# exponent $\beta$, and the meta-objective of horizon $T$ is the training loss after $T$
-# steps of SGD with momentum, $v_{t+1} = \mu v_t - \alpha_t \nabla L(w_t)$,
-# $w_{t+1} = w_t + v_{t+1}$ (the paper's convention, Equation 2).
+# with two free hyperparameters, the initial learning rate $\alpha_0$ and the decay exponent
+# $\beta$; the meta-objective of horizon $T$ is the training loss after $T$ steps of SGD with
+# momentum, $v_{t+1} = \mu v_t - \alpha_t \nabla L(w_t)$, $w_{t+1} = w_t + v_{t+1}$ (the paper's
+# convention, Equation 2).
 #
-# The network is the paper's MLP (784-100-100-10, ReLU, weights $\mathcal N(0, 0.1^2)$,
-# zero biases) on MNIST with batches of 100, warm-started by 50 steps with
-# $\alpha = 0.1$, $\mu = 0.9$. Every schedule then starts from this same warm start and
-# sees the same minibatch sequence (what this does and does not remove: below).
+# The network is the paper's MLP (784-100-100-10, ReLU, weights $\mathcal N(0, 0.1^2)$, zero
+# biases) on MNIST with batches of 100, warm-started by 50 steps with $\alpha = 0.1$,
+# $\mu = 0.9$. Every schedule starts from this warm start and sees the same minibatch
+# sequence (what this does and does not remove: below).
 #
-# **One run gives every horizon.** The schedule does not depend on $T$, so the run of
-# the longest horizon passes through all shorter ones: we train each sampled schedule
-# once and record the training loss at every horizon on the way (the test suite checks
-# that this gives the same values as separate runs of each length).
+# **One run gives every horizon.** The schedule does not depend on $T$, so the run of the
+# longest horizon passes through all shorter ones: we train each sampled schedule once and
+# record the training loss at every horizon on the way (the tests check that this equals
+# separate runs of each length).
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -58,10 +58,10 @@ import os
 
 from IPython.display import Markdown, display
 
+from shortbias_lib import report
+from shortbias_lib.chapters import offline_mnist as offline_facts
 from shortbias_lib.experiments.offline import (experiment as offline, smd as offline_smd,
                                                surface as offline_surface, figures as plot_offline)
-from shortbias_lib.chapters import offline_mnist as offline_facts
-from shortbias_lib import report
 from shortbias_lib.engine import schedules, training
 from shortbias_lib.notebook import glue_facts, show_source
 
@@ -86,9 +86,8 @@ show_source(training.momentum_step, "Source: `training.momentum_step`, the updat
 #   on two CPU cores: {glue:md}`off_cpu_command`.
 # - the **live run** of this page's profile, computed when the page is built.
 #
-# Tests recompute slices of the archived runs with the current code, so the files cannot
-# drift from it. The paper's claims are tested on the archived runs; the live run shows what
-# a reader can recompute in minutes, and how the picture changes at a smaller time scale.
+# Tests recompute slices of the archived runs with the current code. The paper's claims are
+# tested on the archived runs; the live run shows what a reader can recompute in minutes.
 
 # %%
 # The archived runs at the paper's time scale, committed in archive/.
@@ -125,15 +124,13 @@ glue_facts(offline_facts.runs_facts(archived_config))
 # so refining the short horizons costs almost nothing. In every run the best schedule of a
 # horizon is the minimum of its smoothed surface, not the single best sample.
 #
-# **Noise in a single sample.** Sharing one minibatch sequence removes the differences that
-# other batches would add, but training with a high learning rate is chaotic: a change in the
-# last bits (a CPU and a GPU round differently) grows over thousands of steps until two runs
-# of one schedule end far apart. Each sampled value carries this noise, so the lowest of
-# 2,500 values is biased low (partly the luckiest), and at short horizons the surface is
-# nearly flat in $\beta$ besides. Smoothing averages over neighbouring schedules instead; its
-# uncertainty is a bootstrap over samples (the surfaces smoothed again from samples drawn
-# with replacement, and the optimum found again), and the claims below are also shown under
-# other bandwidths, other estimators and the other seed. The figures below show the paper's
+# **Noise in a single sample.** Sharing one minibatch sequence removes the differences other
+# batches would add, but training at a high learning rate is chaotic: a change in the last
+# bits (a CPU and a GPU round differently) grows over thousands of steps until two runs of
+# one schedule end far apart. So the lowest of 2,500 noisy values is biased low, and at short
+# horizons the surface is nearly flat in $\beta$ besides. Smoothing averages over
+# neighbouring schedules instead; its uncertainty is a bootstrap over samples, and the claims
+# below are also shown under other bandwidths, other estimators and the other seed. The figures below show the paper's
 # design, seed 0, with the {glue:text}`off_boot_reps` resamples stored with the run.
 #
 # ## The paper's time scale (archived runs)

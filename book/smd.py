@@ -22,10 +22,9 @@
 # Every meta step runs $T$ steps of SGD with momentum from the current weights (the
 # *lookahead*), measures the loss after them (the *meta-objective*), and moves the
 # hyperparameters along the exact derivative of that loss (the *hypergradient*). This chapter
-# builds that engine (`shortbias_lib.engine.hypergrad`, `shortbias_lib.engine.training`,
-# `shortbias_lib.engine.models`), checks its hypergradients against two independent computations,
-# and measures what forward mode costs in time and memory. The offline and online experiments
-# of Sections 3.2 and 3.3 use it.
+# builds that engine (`hypergrad`, `training` and `models` of `shortbias_lib.engine`), checks
+# its hypergradients against two independent computations, and measures what forward mode
+# costs in time and memory; the offline and online experiments of Sections 3.2-3.3 use it.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "quick"
@@ -48,9 +47,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown
 
-from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, measure, meta_optim, models, training
 from shortbias_lib import data
 from shortbias_lib.chapters import smd as smd_facts
+from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, measure, meta_optim, models, training
 from shortbias_lib.notebook import glue_facts, show_source
 from shortbias_lib.plots.common import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
