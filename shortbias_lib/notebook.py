@@ -4,6 +4,7 @@ import re
 from dataclasses import dataclass
 
 from .profiles import check_profile
+from .report import markdown
 from .runs import check_seed, resolve_device, results_dir
 
 
@@ -41,9 +42,9 @@ def setup(profile, device="auto", seed=0, data_root=None, results=None, show=Tru
     context = Context(profile, resolve_device(device), seed, data_root, results_dir(results),
                       torch.get_num_threads())
     if show:
-        from IPython.display import Markdown, display
+        from IPython.display import display
 
-        display(Markdown(banner(profile, context.device, seed)))
+        display(markdown(banner(profile, context.device, seed)))
     return context
 
 
@@ -59,9 +60,9 @@ def show_source(fn, title):
     implements, so a reader is one click from the code behind each numbered equation."""
     import inspect
 
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
-    display(Markdown(source_dropdown(inspect.getsource(fn), title)))
+    display(markdown(source_dropdown(inspect.getsource(fn), title)))
 
 
 def source_dropdown(code, title):

@@ -158,16 +158,23 @@ def markdown_table(header, rows):
     return "\n".join([line(header), "|---" * len(header) + "|", *(line(row) for row in rows)])
 
 
-def comparison_table(comparisons):
-    """A Markdown table of the comparisons (displayed in a notebook)."""
+def markdown(text):
+    """``text`` as a Markdown display object, so that a notebook shows it rendered and
+    ``{glue:md}`` renders it in the prose. The one wrapper of the library (IPython is imported
+    only when it is called)."""
     from IPython.display import Markdown
 
+    return Markdown(text)
+
+
+def comparison_table(comparisons):
+    """A Markdown table of the comparisons (displayed in a notebook)."""
     if not comparisons:
-        return Markdown("No result file of this profile holds a reported number yet.")
+        return markdown("No result file of this profile holds a reported number yet.")
     # from several files, each row names its file; from one, its chapter
     head, where = (("result file", lambda c: f"`{c.source}`") if _several_sources(comparisons)
                    else ("chapter", lambda c: c.chapter))
-    return Markdown(markdown_table([head, "quantity", "paper", "ours [95% interval]", "agreement"],
+    return markdown(markdown_table([head, "quantity", "paper", "ours [95% interval]", "agreement"],
                                    [(where(c), c.quantity, c.paper_text, c.ours_text, c.agreement)
                                     for c in comparisons]))
 
@@ -180,15 +187,13 @@ def comparison_facts(comparisons):
     """The reproducibility page's summary of a run's comparisons: how many predicted values
     agree within 10%, how many claimed bounds hold, and which numbers were calibrated (a
     Markdown list, left out of both counts)."""
-    from IPython.display import Markdown
-
     claims = [c for c in comparisons if c.kind == "lower_bound"]
     values = [c for c in comparisons if c.kind == "value"]
     calibrated = [c for c in comparisons if c.kind == "calibrated"]
     return {"repro_claims_held": sum(c.verdict == "holds" for c in claims), "repro_claims": len(claims),
             "repro_values_close": sum(c.agrees for c in values), "repro_values": len(values),
             "repro_calibrated": len(calibrated),
-            "repro_calibrated_list": Markdown("; ".join(f"{c.quantity} ({c.chapter})" for c in calibrated)
+            "repro_calibrated_list": markdown("; ".join(f"{c.quantity} ({c.chapter})" for c in calibrated)
                                               or "none in this run")}
 
 
@@ -203,11 +208,9 @@ def archive_claim_facts(comparisons):
 def kappa_table(figure3, paper_fixed):
     """Markdown table of the Figure 3 run's recalibration over condition numbers (``figure3``:
     its arrays, ``None`` if the run is missing): each kappa's ``c0`` and predicted fixed loss."""
-    from IPython.display import Markdown
-
     if figure3 is None:
-        return Markdown("No Figure 3 result of this profile was found; run the noisy quadratic chapter first.")
-    return Markdown(markdown_table(
+        return markdown("No Figure 3 result of this profile was found; run the noisy quadratic chapter first.")
+    return markdown(markdown_table(
         ["kappa", "calibrated c0", "predicted fixed final loss", "paper"],
         [(f"{k:g}", f"{c0:.3f}", f"{f:.2f}", f"{paper_fixed:.2f}")
          for k, c0, f in zip(figure3["kappas"], figure3["kappa_c0"], figure3["kappa_fixed"])]))
@@ -217,14 +220,12 @@ def kappa_facts(figure3, kappa, paper_fixed):
     """Section "The noisy quadratic's open choices": the condition number ``kappa`` used, and a
     sentence saying how far the other condition numbers of ``figure3`` (its arrays, or ``None``)
     move the predicted fixed-schedule loss from the paper's ``paper_fixed``."""
-    from IPython.display import Markdown
-
     facts = {"repro_kappa": kappa}
     if figure3 is None:
-        return dict(facts, repro_kappa_effect=Markdown("Without that run its effect is not measured here."))
+        return dict(facts, repro_kappa_effect=markdown("Without that run its effect is not measured here."))
     fixed = np.asarray(figure3["kappa_fixed"], dtype=float)
     fixed = fixed[np.isfinite(fixed)]
-    return dict(facts, repro_kappa_effect=Markdown(
+    return dict(facts, repro_kappa_effect=markdown(
         f"Over these condition numbers the prediction stays between {fixed.min():.2f} and "
         f"{fixed.max():.2f}, so the choice of kappa moves it by at most "
         f"{np.abs(fixed / paper_fixed - 1).max():.1%} of the paper's value."))
@@ -276,8 +277,6 @@ def provenance_table(results_dir, profile):
     several), and a list of the files that could not be read (whatever their profile: it
     cannot be read either). A run resumed on another device lists each (``devices_text``)
     and the time its first leg started."""
-    from IPython.display import Markdown
-
     keys = ("git_commit", "device", "seed", "time_utc")
     rows = []
     readable, unreadable = read_results(results_dir)
@@ -292,4 +291,4 @@ def provenance_table(results_dir, profile):
     if unreadable:
         text += "\n\nThese files could not be read and were left out:\n\n" + "\n".join(
             f"- `{path.name}`: {html.escape(reason)}" for path, reason in unreadable)
-    return Markdown(text)
+    return markdown(text)

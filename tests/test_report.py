@@ -36,6 +36,22 @@ def test_markdown_table_writes_a_header_a_rule_and_one_line_per_row():
     assert report.markdown_table(["a", "b", "c"], []) == "| a | b | c |\n|---|---|---|"
 
 
+def test_markdown_renders_its_text_and_is_the_library_s_one_markdown_wrapper():
+    """``{glue:md}`` and a notebook render what ``_repr_markdown_`` returns; every other module
+    wraps its sentences through :func:`shortbias_lib.report.markdown`, not its own copy."""
+    import ast
+    from pathlib import Path
+
+    from shortbias_lib.report import markdown
+
+    assert markdown("the *bias* at $T=10$")._repr_markdown_() == "the *bias* at $T=10$"
+    package = Path(__file__).resolve().parent.parent / "shortbias_lib"
+    wrappers = sorted(str(path.relative_to(package)) for path in package.rglob("*.py")
+                      if any(isinstance(node, ast.Name) and node.id == "Markdown"
+                             for node in ast.walk(ast.parse(path.read_text()))))
+    assert wrappers == ["report.py"]
+
+
 def test_provenance_table_lists_only_the_profile_s_result_files(tmp_path):
     from shortbias_lib import report
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..plots import explorer
 from ..nqm import horizon_bias
 from ..experiments.offline import experiment as offline
-from ..report import markdown_table
+from ..report import markdown, markdown_table
 
 
 class ClaimError(RuntimeError):
@@ -35,14 +35,12 @@ _TEX_TEXT = {r"\partial ": "∂", r"\partial": "∂", r"\alpha": "α", r"\beta":
 def plain_markdown(text):
     """Markdown for ``{glue:md}``, which renders neither ``$...$`` nor roles: the little inline
     math of a chosen sentence becomes text (Greek letters, italic variables)."""
-    from IPython.display import Markdown
-
     def plain(match):
         tex = match.group(1)
         for command, letter in _TEX_TEXT.items():
             tex = tex.replace(command, letter)
         return re.sub(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])", r"*\1*", tex)
-    return Markdown(re.sub(r"\$([^$]+)\$", plain, text))
+    return markdown(re.sub(r"\$([^$]+)\$", plain, text))
 
 
 def _at(values, keys, key):

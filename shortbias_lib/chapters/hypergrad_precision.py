@@ -8,9 +8,9 @@ verdicts are chosen here (or in :mod:`shortbias_lib.experiments.precision.analys
 import os
 
 import numpy as np
-from IPython.display import Markdown
 
 from ..experiments.precision import experiment as precision, analysis as precision_analysis
+from ..report import markdown
 
 # A float32 loss that differs from float64's by more than this (relative) has left its path:
 # well above the roundoff level of float32's losses (about 1e-7).
@@ -46,12 +46,12 @@ def differences_facts(arrays, archived):
     over all, the meta-objective's, and the headline and conclusion chosen from the verdicts."""
     rows = precision_analysis.table_rows(arrays)
     worst = max(rows, key=lambda row: row["float32_any"])
-    return {"hp_shown": Markdown("the archived result" if archived else "this page's live run"),
+    return {"hp_shown": markdown("the archived result" if archived else "this page's live run"),
             "hp_T_first": rows[0]["horizon"], "hp_f32_first": rows[0]["float32_any"],
             "hp_f32_max": worst["float32_any"], "hp_T_f32_max": worst["horizon"],
             "hp_f32_loss_max": max(row["float32_any_loss"] for row in rows),
-            "hp_headline": Markdown(precision_analysis.headline(arrays)),
-            "hp_conclusion": Markdown(precision_analysis.conclusion(arrays))}
+            "hp_headline": markdown(precision_analysis.headline(arrays)),
+            "hp_conclusion": markdown(precision_analysis.conclusion(arrays))}
 
 
 def split_horizons(rows, tol=precision_analysis.AGREE_TOL):
@@ -74,7 +74,7 @@ def roundoff_facts(arrays):
     else:
         lottery = ("In this result the float32 computations agree with each other wherever they agree with "
                    "float64: no horizon shows one of them on a different path from the others.")
-    return {"hp_lottery": Markdown(lottery)}
+    return {"hp_lottery": markdown(lottery)}
 
 
 def departure_sentences(gaps, threshold=DEPARTURE_GAP):

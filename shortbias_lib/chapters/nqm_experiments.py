@@ -13,18 +13,11 @@ from ..experiments.figure3 import FIGURE3_FIT, PAPER_FINAL_LOSSES, calibrate_c0
 from ..nqm.dynamics import dynamics
 from ..nqm.fit import SHARPNESS, collapsed_steps
 from ..nqm.problem import make_problem
-from ..report import markdown_table
+from ..report import markdown, markdown_table
 
-__all__ = ["markdown", "with_c0", "problem_facts", "figure1_facts", "figure2_facts", "figure3_facts", "figure3_table",
+__all__ = ["with_c0", "problem_facts", "figure1_facts", "figure2_facts", "figure3_facts", "figure3_table",
            "relative_gap", "kappa_choice_sentence", "figure3a_facts", "figure3b_facts", "sensitivity_rows",
            "sensitivity_facts", "sensitivity_table", "adam_facts"]
-
-
-def markdown(text):
-    """``text`` as Markdown, so that ``{glue:md}`` renders it."""
-    from IPython.display import Markdown
-
-    return Markdown(text)
 
 
 def _require(condition, message):

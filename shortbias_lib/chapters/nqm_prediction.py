@@ -10,9 +10,8 @@ of the archived offline run; the quadratic's from :mod:`shortbias_lib.nqm.predic
 
 import numpy as np
 
-from .nqm_experiments import markdown
 from ..nqm.prediction import ALT_FLOORS, FLOOR
-from ..report import markdown_table
+from ..report import markdown, markdown_table
 
 __all__ = ["sizes_table", "measurement_facts", "comparison_table", "later_table", "later_facts", "trend",
            "alpha_sentence", "verdict", "comparison_facts"]

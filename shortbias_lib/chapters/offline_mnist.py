@@ -9,17 +9,17 @@ import inspect
 import math
 
 import numpy as np
-from IPython.display import Markdown
 
 from ..experiments.offline import (config as offline_config, smd as offline_smd, surface as offline_surface,
                                    figures as plot_offline)
+from ..report import markdown
 
 
 def runs_facts(archived_config):
     """Section "The runs on this page": the archive commands and the bootstrap's size."""
     first, second = offline_config.ARCHIVE_GPU_COMMANDS
-    return {"off_gpu_command_1": Markdown(f"`{first}`"), "off_gpu_command_2": Markdown(f"`{second}`"),
-            "off_cpu_command": Markdown(f"`{offline_config.ARCHIVE_COMMAND}`"),
+    return {"off_gpu_command_1": markdown(f"`{first}`"), "off_gpu_command_2": markdown(f"`{second}`"),
+            "off_cpu_command": markdown(f"`{offline_config.ARCHIVE_COMMAND}`"),
             "off_boot_reps": int(archived_config["bootstrap_reps"])}
 
 
@@ -61,7 +61,7 @@ def claims_facts(arrays, config, paper_design):
                       f"arch_{key}_band_high": high, f"arch_bound_{key}": offline_surface.CLAIM_BOUNDS[claim]})
     rows = offline_surface.summary_rows(arrays, config)
     facts.update({"arch_beta_trend": beta_trend([row["beta"] for row in rows]),
-                  "arch_edges": Markdown(offline_surface.edge_sentence(arrays, config)),
+                  "arch_edges": markdown(offline_surface.edge_sentence(arrays, config)),
                   "arch_T_short": int(config["horizons"][0]), "arch_T_long": int(config["horizons"][-1])})
     return facts
 
@@ -79,7 +79,7 @@ def lr_leaving_sentence(arrays, config):
 def curves_facts(arrays, config, name):
     """Section "Training with each horizon's optimum" (Figure 6): ``{name}``, the sentence on the
     schedules that leave the learning-rate panel."""
-    return {name: Markdown(lr_leaving_sentence(arrays, config))}
+    return {name: markdown(lr_leaving_sentence(arrays, config))}
 
 
 def smd_runs(shown):
@@ -127,11 +127,11 @@ def smd_facts(shown):
             "arch_smd_total": len(runs), "arch_smd_near": sum(near),
             "arch_smd_converged_near": sum(n and s == "converged" for n, s in zip(near, states)),
             "arch_smd_long_T": int(longest), "arch_smd_long_beta0": f"{smallest:g}",
-            "arch_smd_long_ends": Markdown(" and ".join(f"{10 ** run['log10_beta'][-1]:.3g} ({label}, {state.state})"
+            "arch_smd_long_ends": markdown(" and ".join(f"{10 ** run['log10_beta'][-1]:.3g} ({label}, {state.state})"
                                                         for label, run, state, _ in ends)),
-            "arch_smd_long_optima": Markdown(" and ".join(f"{row['beta']:.3g}" for *_, row in ends)),
+            "arch_smd_long_optima": markdown(" and ".join(f"{row['beta']:.3g}" for *_, row in ends)),
             "arch_smd_long_verdict": long_horizon_verdict(reached),
-            "arch_smd_collapses": Markdown(collapses or "No run collapsed.")}
+            "arch_smd_collapses": markdown(collapses or "No run collapsed.")}
 
 
 def live_facts(arrays, config, live_claims):

@@ -27,9 +27,7 @@ def summary_rows(runs):
 
 def summary_table(runs):
     """Markdown table of :func:`summary_rows` (for display in the chapter)."""
-    from IPython.display import Markdown
-
-    from ...report import markdown_table
+    from ...report import markdown, markdown_table
 
     def fmt(value, spec):
         return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
@@ -44,7 +42,7 @@ def summary_table(runs):
         rows.append([row["mode"], f"{row['init_lr']:.0e}", f"{row['init_eff_lr']:.2g}",
                      fmt(row["settled_eff_lr"], ".2e"), fmt(row["settled_momentum"], ".3f"),
                      fmt(row["final_train_loss"], ".3g"), fmt(row["test_error"], ".2%"), diverged])
-    return Markdown(markdown_table(["run", "initial $\\alpha$", "initial $\\alpha_{\\rm eff}$",
+    return markdown(markdown_table(["run", "initial $\\alpha$", "initial $\\alpha_{\\rm eff}$",
                                     "$\\alpha_{\\rm eff}$ at end of adaptation", "$\\mu$ there",
                                     "final training loss", "test error", "diverged"], rows))
 
