@@ -1,4 +1,4 @@
-"""Running experiments: device choice, provenance, atomic result files, and the
+"""Running experiments: device choice (and tensors as NumPy arrays), provenance, atomic result files, and the
 contract every experiment follows (:func:`run_or_resume` returning a :class:`Result`).
 
 Every result file is a NumPy ``.npz`` archive holding the arrays of a run
@@ -87,6 +87,18 @@ def resolve_device(device="auto"):
         raise ValueError("device 'cuda' was asked for but torch finds no CUDA device; "
                          "use device='cpu' or 'auto'")
     return torch.device(device)
+
+
+def to_numpy(x, dtype=None):
+    """``x`` as a NumPy array: a torch tensor detached and copied to the CPU, anything else
+    through ``np.asarray``; cast to ``dtype`` when one is given (the noisy quadratic's float64),
+    else the input's dtype kept (a plot shows what it was given). The one converter of the
+    library: the NumPy-side computations and the plots take tensors or arrays alike."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
 
 
 @contextmanager

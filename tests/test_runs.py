@@ -109,3 +109,17 @@ def test_run_shared_passes_over_a_file_another_run_computes_and_reads_it_when_do
     assert computed == ["b"]
     assert list(found) == ["a", "b"]
     assert found["a"].arrays["x"][0] == 7.0 and found["b"].arrays["x"][0] == 1.0
+
+
+def test_to_numpy_detaches_tensors_keeps_their_dtype_and_casts_only_when_asked():
+    """The plots draw what they are given (dtype kept); the noisy quadratic's NumPy side asks for
+    float64, which lists of integers and float32 tensors alike then become."""
+    leaf = torch.tensor([1.5, 2.5], dtype=torch.float32, requires_grad=True)
+    shown = runs.to_numpy(leaf * 2)
+    assert shown.dtype == np.float32 and shown.tolist() == [3.0, 5.0]
+    assert runs.to_numpy([1, 2]).dtype.kind == "i"
+    for given in ([1, 2], np.array([1, 2], dtype=np.int32), torch.tensor([1.0, 2.0], dtype=torch.float32)):
+        exact = runs.to_numpy(given, np.float64)
+        assert exact.dtype == np.float64 and exact.tolist() == [1.0, 2.0]
+    float64 = torch.arange(3, dtype=torch.float64)
+    assert runs.to_numpy(float64, np.float64).tolist() == float64.tolist()

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..runs import to_numpy
 from .adjoint import adjoint
-from .gradient import _np
 from .problem import DTYPE, check_problem, check_schedule
 
 
@@ -223,11 +223,11 @@ def fit_lbfgs(h, sigma2, mean0, var0, alphas0, mus0, *, bound=True, settings=Fit
         raise ValueError(f"alphas0 must have shape (B, T); got {tuple(alphas0.shape)}")
     B, T = alphas0.shape
     mus0 = mus0.expand(B, T)
-    arrays = [np.ascontiguousarray(np.broadcast_to(_np(x), (B, h.shape[-1])))
+    arrays = [np.ascontiguousarray(np.broadcast_to(to_numpy(x, np.float64), (B, h.shape[-1])))
               for x in (h, sigma2, mean0, var0)]
     sharpness = settings.sharpness
     stages = [None] if not bound or sharpness is None else [float(p) for p in np.atleast_1d(sharpness)]
-    fit = _LogLossFit(arrays, _to_x(_np(alphas0), _np(mus0)), bound, settings)
+    fit = _LogLossFit(arrays, _to_x(to_numpy(alphas0, np.float64), to_numpy(mus0, np.float64)), bound, settings)
     fit.run_stages(stages)
     fit.restart_collapsed(stages[-1])
     _, _, _, a_used, m_used, losses = adjoint(*arrays, *_schedule(fit.x), bound=bound,

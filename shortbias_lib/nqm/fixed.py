@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .gradient import _np
 from .problem import check_problem
+from ..runs import to_numpy
 from ..engine.training import check_lr, check_momentum
 
 
@@ -42,7 +42,7 @@ def fixed_final_loss(h, sigma2, mean0, var0, alpha, mu, horizon):
     (divergent) schedule gives ``inf``. ``alpha`` must be finite and > 0 and ``mu`` in
     ``[0, 1)`` (``ValueError`` otherwise).
     """
-    h, sigma2, mean0, var0 = (_np(x) for x in check_problem(h, sigma2, mean0, var0, horizon))
+    h, sigma2, mean0, var0 = (to_numpy(x, np.float64) for x in check_problem(h, sigma2, mean0, var0, horizon))
     check_lr(alpha, "alpha")
     check_momentum(mu, "mu")
     k = np.asarray(alpha, dtype=np.float64)[..., None] * h

@@ -12,13 +12,10 @@ import numpy as np
 import torch
 
 from ..errors import DivergenceError
+from ..runs import to_numpy
 from ..engine.meta_optim import Adam
 from .adjoint import adjoint
 from .problem import DTYPE, broadcast_shape, check_problem, check_schedule
-
-
-def _np(x):
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
 
 
 def final_loss_grad(h, sigma2, mean0, var0, alphas, mus=None, *, bound=False):
@@ -37,7 +34,7 @@ def final_loss_grad(h, sigma2, mean0, var0, alphas, mus=None, *, bound=False):
     h, sigma2, mean0, var0 = check_problem(h, sigma2, mean0, var0)
     alphas, mus = check_schedule(alphas, mus)
     broadcast_shape((h, sigma2, mean0, var0), alphas, mus)
-    out = adjoint(*(_np(x) for x in (h, sigma2, mean0, var0, alphas, mus)), bound=bound)
+    out = adjoint(*(to_numpy(x, np.float64) for x in (h, sigma2, mean0, var0, alphas, mus)), bound=bound)
     losses = out[5]
     bad = ~np.isfinite(losses).reshape(-1, losses.shape[-1])
     if bad.any():
@@ -123,12 +120,12 @@ def fit_schedule(h, sigma2, mean0, var0, alphas0, mus0=None, *, horizon=None, st
             raise ValueError("a fixed schedule (horizon given) needs alphas0 with last dimension 1")
     if not momentum:
         mus0 = torch.zeros_like(mus0) + 0.5 if parameterization == "log" else torch.zeros_like(mus0)
-    ra, rm = _to_raw(_np(alphas0), _np(mus0), parameterization)
+    ra, rm = _to_raw(to_numpy(alphas0, np.float64), to_numpy(mus0, np.float64), parameterization)
     optimizers = (Adam(lr), Adam(lr))  # one for the rates, one for the momenta
     history = []
     start = time.perf_counter()
 
-    arrays = [_np(x) for x in (h, sigma2, mean0, var0)]
+    arrays = [to_numpy(x, np.float64) for x in (h, sigma2, mean0, var0)]
 
     def evaluate(ra, rm, it):
         a, m = _from_raw(ra, rm, parameterization)

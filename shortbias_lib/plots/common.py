@@ -8,6 +8,8 @@ import warnings
 
 import numpy as np
 
+from ..runs import to_numpy
+
 SCHEDULE_COLORS = {"optimized": "tab:red", "greedy": "tab:blue", "fixed": "tab:green"}
 
 # Legible pages: the HTML book's text column is this wide at a 1280 px window (tests/test_book.py
@@ -122,17 +124,6 @@ def use_book_style():
         matplotlib.rcParams["figure.hooks"] = hooks + [WATCH_HOOK]
 
 
-def _np(x):
-    try:
-        import torch
-
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    return np.asarray(x)
-
-
 def figure(ncols=1, nrows=1, width=4.0, height=3.2, **kwargs):
     """A figure with ``nrows x ncols`` axes of the given size each (constrained layout)."""
     import matplotlib.pyplot as plt
@@ -144,7 +135,7 @@ def figure(ncols=1, nrows=1, width=4.0, height=3.2, **kwargs):
 
 def band(ax, x, mean, half_width, *, label=None, color=None, alpha=0.25, **line_kwargs):
     """A line with a shaded band ``mean +- half_width`` (e.g. a 95% confidence band)."""
-    x, mean, half_width = _np(x), _np(mean), _np(half_width)
+    x, mean, half_width = to_numpy(x), to_numpy(mean), to_numpy(half_width)
     (line,) = ax.plot(x, mean, label=label, color=color, **line_kwargs)
     ax.fill_between(x, mean - half_width, mean + half_width, color=line.get_color(),
                     alpha=alpha, linewidth=0)
@@ -162,10 +153,10 @@ def schedule_panels(axes, series, *, colors=None, loss_log=True, labels=None):
     for name, s in series.items():
         c = colors.get(name)
         label = (labels or {}).get(name, name)
-        losses = _np(s["losses"])
+        losses = to_numpy(s["losses"])
         ax_loss.plot(np.arange(len(losses)), losses, color=c, label=label)
-        ax_lr.plot(np.arange(len(_np(s["alphas"]))), _np(s["alphas"]), color=c, label=label)
-        ax_mu.plot(np.arange(len(_np(s["mus"]))), _np(s["mus"]), color=c, label=label)
+        ax_lr.plot(np.arange(len(to_numpy(s["alphas"]))), to_numpy(s["alphas"]), color=c, label=label)
+        ax_mu.plot(np.arange(len(to_numpy(s["mus"]))), to_numpy(s["mus"]), color=c, label=label)
     if loss_log:
         ax_loss.set_yscale("log")
     ax_loss.set(xlabel="step", ylabel="expected loss")
@@ -177,9 +168,9 @@ def schedule_panels(axes, series, *, colors=None, loss_log=True, labels=None):
 
 def mark_minima(ax, x, ys, *, color=None, **kwargs):
     """Mark the minimum of each curve ``ys[i]`` over ``x`` with a dot; returns the argmin x's."""
-    x = _np(x)
+    x = to_numpy(x)
     out = []
-    for y in np.atleast_2d(_np(ys)):
+    for y in np.atleast_2d(to_numpy(ys)):
         i = int(np.nanargmin(y))
         ax.plot(x[i], y[i], "o", color=color, **kwargs)
         out.append(x[i])
@@ -188,7 +179,7 @@ def mark_minima(ax, x, ys, *, color=None, **kwargs):
 
 def quadratic_contours(ax, h, xlim, ylim, *, levels=12, cmap="Greys", n=200):
     """Contours of ``1/2 (h_0 x^2 + h_1 y^2)`` for two-dimensional illustrations."""
-    h = _np(h)
+    h = to_numpy(h)
     xs, ys = np.linspace(*xlim, n), np.linspace(*ylim, n)
     X, Y = np.meshgrid(xs, ys)
     Z = 0.5 * (h[0] * X ** 2 + h[1] * Y ** 2)
@@ -235,7 +226,7 @@ def horizon_lr_curves(ks, lrs, fixed, decayed):
     (``fixed[i]``, solid) and with the later decay (``decayed[i]``, dashed), each minimum dotted."""
     import matplotlib.pyplot as plt
 
-    fixed, decayed = _np(fixed), _np(decayed)
+    fixed, decayed = to_numpy(fixed), to_numpy(decayed)
     fig, axes = figure(1, width=6.0, height=4.0)
     ax = axes[0, 0]
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(ks)))
@@ -302,10 +293,10 @@ def theorem3_figure(h, sigma2, greedy, fit, colors):
     steps = np.arange(greedy.alphas.shape[-1])
     for j, color in enumerate(colors):
         label = f"h={h[j, 0].item():g}, $\\sigma^2$={sigma2[j, 0].item():g}"
-        gap = _np(fit.history[j] - greedy.losses[j, -1])
+        gap = to_numpy(fit.history[j] - greedy.losses[j, -1])
         axes[0, 0].plot(np.arange(1, len(gap) + 1), np.maximum(gap, 1e-16), color=color, label=label)
-        axes[0, 1].plot(steps, _np(greedy.alphas[j] * h[j]), color=color, label=label)
-        axes[0, 1].plot(steps, _np(fit.alphas[j] * h[j]), "o", color=color, ms=4)
+        axes[0, 1].plot(steps, to_numpy(greedy.alphas[j] * h[j]), color=color, label=label)
+        axes[0, 1].plot(steps, to_numpy(fit.alphas[j] * h[j]), "o", color=color, ms=4)
     axes[0, 0].set(xlabel="Adam step", ylabel="final loss minus greedy's", xscale="log", yscale="log")
     axes[0, 1].set(xlabel="step t", ylabel=r"$\alpha^{(t)} h$")
     axes[0, 0].legend(fontsize="small")
