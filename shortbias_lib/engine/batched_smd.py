@@ -14,13 +14,14 @@ Whole online runs: :mod:`shortbias_lib.experiments.online.batched`.
 """
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .hvp import mlp_grad_hvp_stacked
-from .hypergrad import CHECK_EVERY
+from .hypergrad import CHECK_EVERY, lookahead_batches
 from .hyperparams import Hyperparameters
 from .meta_optim import Adam
 from .training import check_steps, diverged
@@ -220,42 +221,43 @@ class _Stepper:
 
 # ---------------------------------------------------------------- minibatches in the separate runs' order
 
-def _draws(horizon, n_eval, deterministic):
-    """Where one meta step's batches lie among its draws: (lookahead, evaluation, draws per meta step).
-
-    Slices of the drawn rows (no index list to copy to the device); the deterministic
-    lookahead repeats its one batch ``horizon`` times.
-    """
-    if deterministic:
-        return (slice(0, 1), horizon), (slice(0, 1), 1), 1
-    return (slice(0, horizon), horizon), (slice(horizon, horizon + n_eval), n_eval), horizon + n_eval
+def _index_rows(sampler, meta_steps, horizon, n_eval, deterministic):
+    """``sampler``'s index draws for ``meta_steps`` meta steps, ``(meta_steps * draws, B)``:
+    :func:`~shortbias_lib.engine.hypergrad.lookahead_batches` itself reads the sampler (its
+    index draw in place of the batch), each meta step's lookahead rows then its evaluation rows."""
+    batches = lookahead_batches(sampler.next_indices, horizon, n_eval, deterministic)
+    return torch.stack([row for m in range(meta_steps) for part in batches(m) for row in part])
 
 
 def draw_meta_batches(samplers, meta_steps, horizon, n_eval=None, deterministic=False, device=None):
     """Each run's minibatches for ``meta_steps`` meta steps, drawn from its own sampler now.
 
     ``samplers`` are :class:`~shortbias_lib.engine.batches.BatchSampler` (one per run, same
-    data). Each is read as :func:`~shortbias_lib.engine.hypergrad.lookahead_batches` reads it
-    at every meta step (``horizon`` lookahead batches then ``n_eval`` evaluation ones;
-    deterministic: one batch). Returns a :class:`MetaBatches`; its ``.at(m)`` gives meta
-    step m's ``(look_images, look_labels, eval_images, eval_labels)`` with a leading S axis.
+    data). Each is read by :func:`~shortbias_lib.engine.hypergrad.lookahead_batches`, the
+    separate run's drawer, so the draws are the separate run's by construction (``horizon``
+    lookahead batches then ``n_eval`` evaluation ones; deterministic: one batch, repeated).
+    The two drawers differ in when they draw: the separate run lazily, during its lookahead;
+    this one all meta steps' indices up front, so the device reads them without the host.
+    Returns a :class:`MetaBatches`; its ``.at(m)`` gives meta step m's
+    ``(look_images, look_labels, eval_images, eval_labels)`` with a leading S axis.
     """
+    horizon = check_steps(horizon, "horizon")
     n_eval = horizon if n_eval is None else n_eval
-    look, evaluation, per = _draws(horizon, n_eval, deterministic)
     saved = [sampler.state_dict() for sampler in samplers]
-    index = torch.stack([torch.stack([sampler.next_indices() for _ in range(meta_steps * per)])
+    index = torch.stack([_index_rows(sampler, meta_steps, horizon, n_eval, deterministic)
                          for sampler in samplers]) if meta_steps else None
     images, labels = samplers[0].images, samplers[0].labels
     shared = all(s.images is images and s.labels is labels for s in samplers)
-    return MetaBatches(samplers, saved, index, look, evaluation, per, horizon, shared, device)
+    return MetaBatches(samplers, saved, index, meta_steps, horizon, n_eval, deterministic, shared, device)
 
 
 class MetaBatches:
-    """Drawn indices ``(S, meta_steps * draws, B)`` and how meta step m reads them (see :func:`draw_meta_batches`)."""
+    """Drawn indices ``(S, meta_steps * rows, B)`` and how meta step m reads them (see :func:`draw_meta_batches`)."""
 
-    def __init__(self, samplers, saved, index, look, evaluation, per, horizon, shared, device):
-        self.samplers, self.saved, self.per, self.horizon = samplers, saved, per, horizon
-        self.look, self.evaluation, self.shared = look, evaluation, shared
+    def __init__(self, samplers, saved, index, meta_steps, horizon, n_eval, deterministic, shared, device):
+        self.samplers, self.saved, self.horizon, self.shared = samplers, saved, horizon, shared
+        self.n_eval, self.deterministic = n_eval, deterministic
+        self.per = index.shape[1] // meta_steps if meta_steps else 0  # rows per meta step
         device = samplers[0].labels.device if device is None else device
         self.index = None if index is None else index.to(device)
 
@@ -268,31 +270,39 @@ class MetaBatches:
 
     def at(self, m):
         rows = self.index[:, m * self.per:(m + 1) * self.per]
-        (look, T), (evaluation, E) = self.look, self.evaluation
-        look_x, look_y = self._gather(rows[:, look].expand(-1, T, -1))
-        eval_x, eval_y = self._gather(rows[:, evaluation].expand(-1, E, -1))
+        look_x, look_y = self._gather(rows[:, :self.horizon])
+        eval_x, eval_y = self._gather(rows[:, self.horizon:])
         return look_x, look_y, eval_x, eval_y
 
     def rewind(self, stopped_meta, first_bad_step, lookahead_bad):
-        """Leave each stopped run's sampler where its separate run leaves it.
-
-        :func:`~shortbias_lib.engine.hypergrad.smd` stops drawing at a diverged meta step: a
-        stochastic lookahead stops at the check (every :data:`~shortbias_lib.engine.hypergrad.CHECK_EVERY`
-        steps) after its first diverged loss, before the evaluation batches are drawn.
+        """Leave each stopped run's sampler where its separate run leaves it, by replaying
+        :func:`~shortbias_lib.engine.hypergrad.lookahead_batches` as
+        :func:`~shortbias_lib.engine.hypergrad.smd` reads it: every batch of the meta steps
+        before the diverged one; at that one, a stochastic lookahead stops at the check (every
+        :data:`~shortbias_lib.engine.hypergrad.CHECK_EVERY` steps) after its first diverged loss,
+        before the evaluation batches are drawn (a deterministic one drew its batch before).
         """
         for s, sampler in enumerate(self.samplers):
             m = int(stopped_meta[s])
             if m < 0:
                 continue
-            if self.per == 1:  # deterministic: the batch is drawn before the lookahead
-                used = 1
-            elif lookahead_bad[s]:
-                used = min(self.horizon, (int(first_bad_step[s]) // CHECK_EVERY + 1) * CHECK_EVERY)
-            else:
-                used = self.per
             sampler.load_state_dict(self.saved[s])
-            for _ in range(m * self.per + used):
-                sampler.next_indices()
+            batches = lookahead_batches(sampler.next_indices, self.horizon, self.n_eval, self.deterministic)
+            for j in range(m):
+                _read(*batches(j))
+            look, evaluation = batches(m)
+            if lookahead_bad[s]:
+                _read(itertools.islice(look, min(self.horizon, (int(first_bad_step[s]) // CHECK_EVERY + 1)
+                                                 * CHECK_EVERY)))
+            else:
+                _read(look, evaluation)
+
+
+def _read(*parts):
+    """Draw every batch of ``parts`` (lists or lazy generators of them)."""
+    for part in parts:
+        for _ in part:
+            pass
 
 
 # ---------------------------------------------------------------- M meta steps of S runs
