@@ -9,7 +9,7 @@ import torch
 from shortbias_lib.engine.hvp import autograd_grad_hvp, mlp_grad_hvp
 from shortbias_lib.engine.hypergrad import hypergradient, lookahead_batches, smd
 from shortbias_lib.engine.hyperparams import BOUNDS, Hyperparameters
-from shortbias_lib.engine.meta_optim import META_OPTIMIZERS, make_meta_optimizer
+from shortbias_lib.engine.meta_optim import META_OPTIMIZERS, adam_update, make_meta_optimizer
 from shortbias_lib.engine.reference import finite_difference, meta_loss, reverse_hypergradient
 from shortbias_lib.engine.models import cnn_apply, cnn_init, mlp_apply, mlp_init
 from shortbias_lib.engine.batches import BatchSampler
@@ -272,6 +272,28 @@ def test_adam_with_one_rate_per_row_equals_one_adam_per_row():
     np.testing.assert_array_equal(together, np.stack(apart))
     with pytest.raises(ValueError, match="meta_lr must be > 0"):
         make_meta_optimizer("adam", np.array([0.1, -1.0]))
+
+
+def test_adam_update_on_tensors_with_own_step_counts_equals_one_numpy_adam_per_row():
+    """The batched runs' on-device Adam (tensors, one step count per run) and :class:`Adam` (NumPy)
+    are one arithmetic: equal bit for bit; and Adam's first step moves each coordinate by
+    ``lr * g / (|g| + eps)`` (both moments unbiased to ``g`` and ``g**2``)."""
+    rng = np.random.default_rng(1)
+    grads = rng.normal(size=(3, 2, 4))
+    rows = [make_meta_optimizer("adam", 0.05) for _ in range(2)]
+    apart = [np.zeros(4), np.zeros(4)]
+    u, m, s = (torch.zeros(2, 4, dtype=F64) for _ in range(3))
+    t = torch.tensor([[0.0], [0.0]], dtype=F64)
+    for k, g in enumerate(grads):
+        active = [True, k != 1]  # the second run skips a step: its own step count
+        apart = [opt.step(x, gi) if on else x for opt, x, gi, on in zip(rows, apart, g, active)]
+        take = torch.tensor(active).unsqueeze(1)
+        t_new = torch.where(take, t + 1, t)
+        stepped, m_new, s_new = adam_update(u, torch.as_tensor(g), m, s, t_new, 0.05, 0.9, 0.999, 1e-8)
+        u, m, s, t = (torch.where(take, a, b) for a, b in ((stepped, u), (m_new, m), (s_new, s), (t_new, t)))
+    np.testing.assert_array_equal(u.numpy(), np.stack(apart))
+    first, _, _ = adam_update(np.zeros(4), grads[0, 0], np.zeros(4), np.zeros(4), 1, 0.05, 0.9, 0.999, 1e-8)
+    np.testing.assert_allclose(first, -0.05 * grads[0, 0] / (np.abs(grads[0, 0]) + 1e-8), rtol=1e-12)
 
 
 def convex_problem(seed=0):

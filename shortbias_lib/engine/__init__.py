@@ -26,7 +26,7 @@ from .batches import derived_seed, BatchSampler, StepBatches
 from .schedules import Schedule, Constant, InverseTime, ExponentialDecay
 from .warm_start import PAPER_MLP, seeded_warm_start, warm_arrays, warm_state
 from .hyperparams import LEARNABLE, SPACES, BOUNDS, LOG_NAMES, Hyperparameters
-from .meta_optim import Adam, Momentum, META_OPTIMIZERS, make_meta_optimizer
+from .meta_optim import Adam, Momentum, META_OPTIMIZERS, make_meta_optimizer, adam_update
 from .hvp import autograd_grad, autograd_grad_hvp, mlp_grad_hvp, GRAD_HVP, mlp_grad_hvp_stacked
 from .hypergrad import (Hypergradient, check_batches, CHECK_EVERY, hypergradient, paper_tangent_step,
                         heavy_ball_tangent_step, TANGENT_STEPS, SMDResult, SMDHistory, ON_DIVERGENCE,

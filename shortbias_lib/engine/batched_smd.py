@@ -3,13 +3,14 @@
 The GPU path of online SMD (Section 3.3) on the MNIST MLP, paper convention, learning
 ``u = (log alpha_eff, log(1 - mu))`` with a constant rate over the lookahead. The runs
 are stacked on a leading axis S; :func:`meta_step` is one meta step of all of them
-(lookahead with the two tangents, meta-objective, clip, :class:`~shortbias_lib.engine.meta_optim.Adam`'s
-arithmetic, bounds, and :func:`~shortbias_lib.engine.hypergrad.smd`'s ``on_divergence="stop"``
-as a per-run mask), a pure tensor function with no host synchronisation that runs
-eagerly or under ``torch.compile`` (:func:`compiled_meta_step`, eager fallback;
-:func:`meta_step_for` picks per device). :func:`smd_batched` runs M meta steps, reading
-the device once; :func:`draw_meta_batches` draws each run's minibatches from its own
-sampler in the separate run's order, so a batched run equals its separate run.
+(lookahead with the two tangents, meta-objective, clip, Adam's arithmetic
+(:func:`~shortbias_lib.engine.meta_optim.adam_update`, :class:`~shortbias_lib.engine.meta_optim.Adam`'s),
+bounds, and :func:`~shortbias_lib.engine.hypergrad.smd`'s ``on_divergence="stop"`` as a per-run
+mask), a pure tensor function with no host synchronisation that runs eagerly or under
+``torch.compile`` (:func:`compiled_meta_step`, eager fallback; :func:`meta_step_for` picks per
+device). :func:`smd_batched` runs M meta steps, reading the device once;
+:func:`draw_meta_batches` draws each run's minibatches from its own sampler in the separate
+run's order, so a batched run equals its separate run.
 Whole online runs: :mod:`shortbias_lib.experiments.online.batched`.
 """
 
@@ -23,7 +24,7 @@ import torch
 from .hvp import mlp_grad_hvp_stacked
 from .hypergrad import CHECK_EVERY, lookahead_batches
 from .hyperparams import Hyperparameters
-from .meta_optim import Adam
+from .meta_optim import Adam, adam_update
 from .training import check_steps, diverged
 
 LEARN = ("lr", "momentum")
@@ -153,11 +154,8 @@ def meta_step(params, velocity, u, adam_m, adam_s, adam_t, active, low, high,
     s = settings
     clipped = grad.clamp(-s.clip, s.clip)
     t = adam_t + 1
-    m = s.beta1 * adam_m + (1 - s.beta1) * clipped
-    v = s.beta2 * adam_s + (1 - s.beta2) * clipped ** 2
-    m_hat = m / (1 - torch.pow(s.beta1, t)).unsqueeze(1)
-    v_hat = v / (1 - torch.pow(s.beta2, t)).unsqueeze(1)
-    stepped = torch.minimum(torch.maximum(u - s.lr * m_hat / (torch.sqrt(v_hat) + s.eps), low), high)
+    stepped, m, v = adam_update(u, clipped, adam_m, adam_s, t.unsqueeze(1), s.lr, s.beta1, s.beta2, s.eps)
+    stepped = torch.minimum(torch.maximum(stepped, low), high)
     take = active.unsqueeze(1)
     return (torch.where(take, stepped, u), torch.where(take, m, adam_m), torch.where(take, v, adam_s),
             torch.where(active, t, adam_t), active, meta, grad, losses)

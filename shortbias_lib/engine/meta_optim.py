@@ -2,11 +2,30 @@
 
 :class:`Adam` and :class:`Momentum` on NumPy vectors, with their state as arrays
 (``state_dict`` / ``load_state_dict``); :func:`make_meta_optimizer` picks one by name.
+:func:`adam_update` is Adam's arithmetic, shared by :class:`Adam` and the batched runs'
+on-device Adam (:func:`shortbias_lib.engine.batched_smd.meta_step`).
 """
 
 import numpy as np
+import torch
 
 from .training import check_momentum
+
+
+def adam_update(u, grad, m, s, t, lr, beta1, beta2, eps):
+    """One Adam step (Kingma & Ba 2015), minimizing: ``(u, m, s)`` after the gradient ``grad``
+    at step count ``t`` (1 at the first step), from the moments ``m``, ``s`` before it.
+
+    A pure function of NumPy arrays, or of tensors (``t`` then a tensor broadcast against ``u``,
+    so S runs with their own step counts go in one call, under ``torch.compile`` too): the one
+    home of the arithmetic, so that the batched runs equal the separate ones to rounding.
+    """
+    sqrt = torch.sqrt if isinstance(s, torch.Tensor) else np.sqrt
+    m = beta1 * m + (1 - beta1) * grad
+    s = beta2 * s + (1 - beta2) * grad ** 2
+    m_hat = m / (1 - beta1 ** t)
+    s_hat = s / (1 - beta2 ** t)
+    return u - lr * m_hat / (sqrt(s_hat) + eps), m, s
 
 
 class Adam:
@@ -24,11 +43,8 @@ class Adam:
         if self.m is None:
             self.m, self.s = np.zeros_like(u), np.zeros_like(u)
         self.t += 1
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.s = self.beta2 * self.s + (1 - self.beta2) * grad ** 2
-        m_hat = self.m / (1 - self.beta1 ** self.t)
-        s_hat = self.s / (1 - self.beta2 ** self.t)
-        return u - self.lr * m_hat / (np.sqrt(s_hat) + self.eps)
+        u, self.m, self.s = adam_update(u, grad, self.m, self.s, self.t, self.lr, self.beta1, self.beta2, self.eps)
+        return u
 
     def state_dict(self):
         """The moments and step count as arrays (empty moments before the first step)."""
