@@ -83,6 +83,21 @@ def test_meta_optimize_settles_at_the_fixed_points(task):
         pes.meta_optimize(task, start, "adam")
 
 
+def test_meta_optimize_steps_along_the_estimators_window_estimates(task):
+    """The online follower and the fixed-theta estimators share their windows: meta_optimize's
+    first meta step is ``-lr`` times window 0's truncated (or PES, same seed) estimate, scaled
+    back from the estimators' ``1/J``; and ``F`` is the mean of the windows' losses."""
+    theta, lr, J = torch.tensor([-2.0, -1.0], dtype=F64), 0.1, task.windows
+    first = pes.truncated_estimates(task, theta)[0] * J
+    step = pes.meta_optimize(task, theta, "truncated", episodes=1, lr=lr)[1]
+    torch.testing.assert_close(step, theta - lr * first, rtol=1e-14, atol=0)
+    first = pes.pes_estimates(task, theta, pairs=3, sigma=0.05, generator=torch.Generator().manual_seed(4))[0, 0] * J
+    step = pes.meta_optimize(task, theta, "pes", episodes=1, lr=lr, pairs=3, sigma=0.05, seed=4)[1]
+    torch.testing.assert_close(step, theta - lr * first, rtol=1e-14, atol=0)
+    losses = task.window_losses(theta)
+    assert len(losses) == J and torch.allclose(task.objective(theta), torch.stack(losses).mean(), rtol=1e-14)
+
+
 def test_ratio_is_one_where_greedy_is_optimal():
     out = horizon_bias.greedy_ratio_map([1, 1000], [0.0, 1.0], [0.0, 1.0], n=30, horizon=25, fit_steps=60)
     r = out["ratio"]

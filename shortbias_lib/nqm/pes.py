@@ -3,7 +3,8 @@
 :class:`MetaTask` is a long-horizon meta-objective split into windows; :func:`truncated_estimates`
 (the short-horizon, truncated hypergradient) and :func:`pes_estimates` (Vicol, Metz &
 Sohl-Dickstein, ICML 2021, Algorithm 2 with antithetic sampling) both estimate its gradient
-from unrolls of ``window`` steps; :func:`meta_optimize` follows either online, and
+from unrolls of ``window`` steps, one window at a time (:func:`truncated_window`,
+:func:`pes_window`); :func:`meta_optimize` follows either online with the same windows, and
 :func:`fixed_point_1d` finds where a one-dimensional estimate vanishes.
 """
 
@@ -43,12 +44,17 @@ class MetaTask:
     """
 
     def __init__(self, arrays, horizon=250, window=10, mu=0.0, K=None):
+        self.set_windows(horizon, window, mu, K)
+        self.h, self.sigma2, mean0, var0 = check_problem(*arrays, horizon)
+        self.a0 = mean0 ** 2 + var0
+
+    def set_windows(self, horizon, window, mu, K):
+        """Check and set the split of ``horizon`` steps into windows, the inner momentum ``mu``
+        and the schedule's decay time ``K`` (default ``horizon / 4``): every task's."""
         if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
             raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "
                              f"got {window!r}")
         check_momentum(mu, "mu")
-        self.h, self.sigma2, mean0, var0 = check_problem(*arrays, horizon)
-        self.a0 = mean0 ** 2 + var0
         self.horizon, self.window, self.mu = horizon, window, mu
         self.windows = horizon // window
         self.K = horizon / 4 if K is None else K
@@ -68,15 +74,20 @@ class MetaTask:
             a, v, c = second_moment_step(a, v, c, self.h, self.sigma2, alphas[..., t, None], self.mu)
         return (a, v, c), torch.log(0.5 * (self.h * a).sum(-1))
 
-    def objective(self, theta):
-        """``F(theta)`` for a batch of ``theta`` ``(..., p)``; differentiable."""
+    def window_losses(self, theta):
+        """Each window's ``log L`` at its end, unrolled from the start with ``theta`` ``(..., p)``:
+        a list of ``J`` tensors ``(...)``; differentiable."""
         theta = torch.as_tensor(theta, dtype=DTYPE)
         state = self.initial_state(theta.shape[:-1])
-        total = 0
+        losses = []
         for j in range(self.windows):
             state, loss = self.unroll(state, theta, j)
-            total = total + loss
-        return total / self.windows
+            losses.append(loss)
+        return losses
+
+    def objective(self, theta):
+        """``F(theta)`` for a batch of ``theta`` ``(..., p)``; differentiable."""
+        return sum(self.window_losses(theta)) / self.windows
 
     def gradient(self, theta):
         """Exact ``grad F`` by reverse mode through the whole unroll."""
@@ -85,11 +96,40 @@ class MetaTask:
         return theta.grad.detach()
 
 
+def truncated_window(task, state, theta, j):
+    """Window ``j``'s truncated hypergradient: the gradient of its own loss with respect to
+    ``theta`` ``(..., p)`` with the incoming ``state`` held fixed. Returns the window's end
+    state (detached) and the gradient (``theta``'s shape)."""
+    th = theta.detach().clone().requires_grad_(True)
+    new_state, loss = task.unroll(tuple(s.detach() for s in state), th, j)
+    (grad,) = torch.autograd.grad(loss.sum(), th)
+    return tuple(s.detach() for s in new_state), grad
+
+
+def perturbations(lead, pairs, p, sigma, generator=None, antithetic=True):
+    """PES's fresh perturbations for one window: ``(*lead, 2 * pairs, p)``, Gaussian with scale
+    ``sigma``, the second half the first's negatives (``antithetic``) or drawn independently."""
+    if antithetic:
+        eps = sigma * torch.randn(*lead, pairs, p, dtype=DTYPE, generator=generator)
+        return torch.cat([eps, -eps], -2)
+    return sigma * torch.randn(*lead, 2 * pairs, p, dtype=DTYPE, generator=generator)
+
+
+def pes_window(task, state, xi, theta, j, eps, sigma):
+    """Window ``j`` of PES: the particles (``state``, perturbation sums ``xi`` ``(..., N, p)``)
+    unrolled at ``theta + eps``. Returns the new state and ``xi`` and the window's estimate
+    ``1/(N sigma^2) sum_i xi_i L_j(particle i)`` ``(..., p)``."""
+    with torch.no_grad():
+        state, loss = task.unroll(state, theta + eps, j)
+        xi = xi + eps
+        return state, xi, (xi * loss[..., None]).sum(-2) / (eps.shape[-2] * sigma ** 2)
+
+
 def truncated_estimates(task, theta):
     """Per-window truncated hypergradients at fixed ``theta`` ``(..., p)``: ``(..., J, p)``.
 
-    Window ``j``'s estimate differentiates its own loss with respect to ``theta``
-    with the incoming state held fixed (truncated backprop with truncation
+    Window ``j``'s estimate (:func:`truncated_window`) differentiates its own loss with respect
+    to ``theta`` with the incoming state held fixed (truncated backprop with truncation
     ``window``, i.e. a short-horizon meta-objective): it drops every effect of
     ``theta`` that reaches a loss through the state of a later window. Their
     mean over ``j`` estimates ``grad F``; the difference is the truncation bias.
@@ -98,11 +138,8 @@ def truncated_estimates(task, theta):
     state = task.initial_state()
     out = []
     for j in range(task.windows):
-        th = theta.detach().clone().requires_grad_(True)
-        new_state, loss = task.unroll(tuple(s.detach() for s in state), th, j)
-        loss.sum().backward()
-        out.append(th.grad.detach() / task.windows)
-        state = new_state
+        state, grad = truncated_window(task, state, theta, j)
+        out.append(grad / task.windows)
     return torch.stack(out, -2)
 
 
@@ -112,7 +149,7 @@ def pes_estimates(task, theta, *, pairs=8, sigma=0.01, runs=1, generator=None, a
     Vicol, Metz & Sohl-Dickstein (2021), Algorithm 2: ``2 * pairs`` particles with
     antithetic perturbations ``eps`` (drawn afresh every window) each keep their
     own inner state and the sum ``xi`` of all perturbations they have received;
-    window ``j`` contributes ``1/(N sigma^2) sum_i xi_i L_j(particle i)``. The
+    window ``j`` contributes ``1/(N sigma^2) sum_i xi_i L_j(particle i)`` (:func:`pes_window`). The
     ``xi`` carry the credit that truncation drops, so the episode's total is an
     unbiased estimate of ``grad`` of the Gaussian-smoothed ``F``. With
     ``antithetic=False`` the ``2 * pairs`` perturbations are independent (the same
@@ -127,17 +164,10 @@ def pes_estimates(task, theta, *, pairs=8, sigma=0.01, runs=1, generator=None, a
     state = task.initial_state((runs, 2 * pairs))
     xi = torch.zeros(runs, 2 * pairs, p, dtype=DTYPE)
     out = []
-    with torch.no_grad():
-        for j in range(task.windows):
-            if antithetic:
-                eps = sigma * torch.randn(runs, pairs, p, dtype=DTYPE, generator=generator)
-                eps = torch.cat([eps, -eps], 1)
-            else:
-                eps = sigma * torch.randn(runs, 2 * pairs, p, dtype=DTYPE, generator=generator)
-            state, loss = task.unroll(state, theta + eps, j)
-            xi = xi + eps
-            est = (xi * loss[..., None]).sum(1) / (2 * pairs * sigma ** 2)
-            out.append(est / task.windows)
+    for j in range(task.windows):
+        eps = perturbations((runs,), pairs, p, sigma, generator, antithetic)
+        state, xi, est = pes_window(task, state, xi, theta, j, eps, sigma)
+        out.append(est / task.windows)
     return torch.stack(out, 1)
 
 
@@ -170,17 +200,11 @@ def meta_optimize(task, theta0, method, *, episodes=20, lr=0.05, pairs=8, sigma=
         xi = torch.zeros(n, p, dtype=DTYPE)
         for j in range(task.windows):
             if method == "truncated":
-                th = theta.detach().clone().requires_grad_(True)
-                new_state, loss = task.unroll(tuple(s.detach() for s in state), th[None], j)
-                (grad,) = torch.autograd.grad(loss.sum(), th)
-                state = tuple(s.detach() for s in new_state)
+                state, grad = truncated_window(task, state, theta[None], j)
+                grad = grad[0]
             else:
-                with torch.no_grad():
-                    eps = sigma * torch.randn(pairs, p, dtype=DTYPE, generator=gen)
-                    eps = torch.cat([eps, -eps], 0)
-                    state, loss = task.unroll(state, theta + eps, j)
-                    xi = xi + eps
-                    grad = (xi * loss[:, None]).sum(0) / (n * sigma ** 2)
+                eps = perturbations((), pairs, p, sigma, gen)
+                state, xi, grad = pes_window(task, state, xi, theta, j, eps, sigma)
             theta = theta - lr * grad
             rates = torch.exp(theta)
             if not bool(torch.all(torch.isfinite(rates) & (rates > 0))):

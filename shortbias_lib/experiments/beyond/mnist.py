@@ -16,7 +16,7 @@ from ...nqm.problem import DTYPE
 from ...nqm.pes import MetaTask, meta_optimize, pes_estimates, schedule_from_theta, truncated_estimates
 from ...profiles import pick
 from ...runs import check_seed, provenance, resolve_device, result_path, run_or_resume, save_result
-from ...engine.training import check_momentum, momentum_step
+from ...engine.training import momentum_step
 
 
 def _mlp_batched(params, images):
@@ -64,17 +64,11 @@ class MNISTMetaTask(MetaTask):
         from ...engine.models import mlp_init
         from ...engine.warm_start import warm_start
 
-        if not isinstance(window, (int, np.integer)) or window < 1 or horizon % window:
-            raise ValueError(f"window must be an integer >= 1 dividing horizon={horizon}; "
-                             f"got {window!r}")
-        check_momentum(mu, "mu")
+        self.set_windows(horizon, window, mu, K)
         images, labels = train
         self.dtype = dtype
         self.eval_images, self.eval_labels = (x.to(dtype) if x.is_floating_point() else x
                                               for x in evaluation)
-        self.horizon, self.window, self.mu = horizon, window, mu
-        self.windows = horizon // window
-        self.K = horizon / 4 if K is None else K
         self.log_cap = math.log(cap)
         gen = torch.Generator().manual_seed(seed)
         params = mlp_init(gen, sizes=sizes, dtype=torch.float32)
@@ -207,18 +201,11 @@ def _compute_beyond_mnist(path, cfg, profile, seed, data):
             end = traj[-task.windows:].mean(0)  # mean over the last episode's meta-steps
             out[f"end_{method}"] = end.numpy()
             out[f"end_F_{method}"] = task.objective(end).numpy()
-            out[f"end_final_log_loss_{method}"] = _final_log_loss(task, end).numpy()
+            out[f"end_final_log_loss_{method}"] = task.window_losses(end)[-1].numpy()
     with torch.no_grad():
         out["start_F"] = task.objective(theta0).numpy()
-        out["start_final_log_loss"] = _final_log_loss(task, theta0).numpy()
+        out["start_final_log_loss"] = task.window_losses(theta0)[-1].numpy()
     out["seconds"] = np.array(time.perf_counter() - start)
     meta = provenance(profile, "cpu", seed, **cfg)
     meta["data"] = {"source": data.source, "fingerprint": data.fingerprint}  # matched on reuse
     save_result(path, out, meta)
-
-
-def _final_log_loss(task, theta):
-    state = task.initial_state()
-    for j in range(task.windows):
-        state, loss = task.unroll(state, theta, j)
-    return loss
