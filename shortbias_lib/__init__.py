@@ -8,9 +8,9 @@ itself and the layers listed before it):
 Ground floor
     ``errors`` (one-line, actionable exceptions), ``profiles`` (smoke, quick, paper: one code
     path, three sizes), ``progress`` (progress bars that stay quiet in notebooks), ``locks``
-    (one run per result file), ``runs`` (devices, provenance, atomic result files,
+    (one run per result file), ``runs`` (devices, tensors as arrays, provenance, atomic result files,
     run-or-resume, partial checkpoints, CPU thread settings), ``data`` (MNIST and CIFAR-10),
-    ``report`` (Markdown tables; the paper's numbers next to ours, read from result files),
+    ``report`` (Markdown sentences and tables; the paper's numbers next to ours, read from result files),
     ``checks`` (configuration checks several experiments share).
 ``engine/``
     Networks, SGD with momentum, minibatches and seeds, schedules, the paper's MLP and warm

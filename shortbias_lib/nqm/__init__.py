@@ -30,8 +30,8 @@ from .fit import (LbfgsResult, lbfgs, ConvergedFit, SHARPNESS, COLLAPSE, KICKS, 
 from .montecarlo import MonteCarlo, monte_carlo
 from .horizon_bias import (precondition, noisy_problem, DIVERGED, mark_diverged, decay_schedule,
                            decay_horizon_bias, greedy_ratio_map, EXPLORER_DEFAULTS, explore)
-from .pes import (schedule_from_theta, MetaTask, truncated_estimates, pes_estimates, meta_optimize,
-                  fixed_point_1d)
+from .pes import (schedule_from_theta, MetaTask, truncated_window, perturbations, pes_window,
+                  truncated_estimates, pes_estimates, meta_optimize, fixed_point_1d)
 from .spectrum import (flatten, unflatten, hvp_operator, full_gradient, lanczos, ritz, top_eigenpairs, slq,
                        trace_estimate, spectral_measure, per_example_projections, noise_variance,
                        noise_correlation, total_noise)
