@@ -42,4 +42,4 @@ def test_the_width_counts_code_a_reader_sees_not_removed_code_nor_prose(tmp_path
         source.write_text(f'# %%\n{fits}\n\n# %%{tags}\n{wide}\n')
         stats = chapter_stats.chapter_stats(source)
         assert stats.widest_line == 89, tags
-        assert stats.problems() == ["a code line of 89 characters (at most 88)"], tags
+        assert stats.problems()[-1] == "a code line of 89 characters (at most 88)", tags
