@@ -55,7 +55,8 @@ context = setup(profile, device, seed, data_root, results, threads=2)
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from shortbias_lib.experiments.beyond import experiment as beyond, figures as plot_beyond
+from shortbias_lib.experiments.beyond import experiment as beyond
+from shortbias_lib.experiments.beyond import figures as plot_beyond
 from shortbias_lib.chapters import beyond as beyond_facts
 from shortbias_lib.plots import explorer
 from shortbias_lib.nqm import horizon_bias
@@ -84,7 +85,8 @@ cfg = meta["config"]
 # is the *effective* learning rate $\alpha / (1 - \mu)$:
 
 # %%
-effective_lr = res["const_alpha"] / (1 - res["const_mu"])   # best constant schedule per horizon
+# the best constant schedule per horizon
+effective_lr = res["const_alpha"] / (1 - res["const_mu"])
 for T, lr in zip(res["const_horizons"], effective_lr):
     print(f"T = {int(T):4d}: best effective learning rate {lr:.3g}")
 
@@ -101,8 +103,9 @@ for T, lr in zip(res["const_horizons"], effective_lr):
 
 # %% mystnb={"figure": {"caption": "The bias across horizons on the noisy quadratic. Left: the effective learning rate alpha/(1-mu) of the constant schedule that is optimal for horizon T (noisy and deterministic problems). Right: its final loss after T_final steps relative to the best constant schedule for T_final (constant schedules, and the inverse-time decay family of the MNIST experiment with mu = 0.9); dashed: the greedy schedule (Theorem 2).", "name": "fig-beyond-horizon"}}
 curves = beyond_facts.horizon_curves(res)
-fig = plot_beyond.plot_horizon_bias(res["const_horizons"], curves["eff"], curves["eff_det"], curves["cost_const"],
-                                    curves["cost_decay"], curves["greedy_ratio"], int(res["const_final_horizon"]))
+fig = plot_beyond.plot_horizon_bias(
+    res["const_horizons"], curves["eff"], curves["eff_det"], curves["cost_const"],
+    curves["cost_decay"], curves["greedy_ratio"], int(res["const_final_horizon"]))
 plt.show()
 
 # %% tags=["remove-cell"]
@@ -140,10 +143,11 @@ glue_facts(beyond_facts.horizon_facts(res, cfg))
 # horizon axis is a fraction of the longest horizon so that all fit on one axis.
 
 # %% mystnb={"figure": {"caption": "Best inverse-time decay schedule for each horizon T (as a fraction of the longest horizon): initial learning rate alpha_0, decay exponent beta, and the final loss at the longest horizon of each horizon's best schedule relative to the longest horizon's own best. Noisy quadratic: exact, over a grid. MNIST: the offline experiment's samples, archived run of the paper's design and (when its result file exists) this profile's live run.", "name": "fig-beyond-decay"}}
-mnist_runs = beyond_facts.mnist_decay_runs(profile, seed, device=device, data_root=data_root,
-                                           results=context.results_dir)
-fig = plot_beyond.plot_decay_choices(res["decay_horizons"], int(res["const_final_horizon"]), res["decay_alpha0"],
-                                     res["decay_beta"], curves["cost_decay"], mnist_runs)
+mnist_runs = beyond_facts.mnist_decay_runs(
+    profile, seed, device=device, data_root=data_root, results=context.results_dir)
+fig = plot_beyond.plot_decay_choices(
+    res["decay_horizons"], int(res["const_final_horizon"]), res["decay_alpha0"],
+    res["decay_beta"], curves["cost_decay"], mnist_runs)
 plt.show()
 
 # %% tags=["remove-cell"]
@@ -187,7 +191,8 @@ display(Markdown(beyond_facts.mnist_decay_table(mnist_runs)))
 # (the gradient variance is then $h_i$). The maps use {glue:text}`by_map_n` dimensions.
 
 # %% mystnb={"figure": {"caption": "Greedy final loss over optimized final loss (log10 colour; in each cell the value, to two digits below 10) over condition number kappa and noise scale s (s = 1 is the paper's; s = 1/B for a B times larger batch), without a preconditioner (gamma = 0), with an Adam-like one (gamma = 1/2) and with an exact one (gamma = 1). A ratio of 1 means the greedy (one-step-horizon) schedule is optimal.", "name": "fig-beyond-map"}}
-fig = plot_beyond.plot_greedy_maps(res["map_ratio"], res["map_kappas"], res["map_noises"], res["map_gammas"])
+fig = plot_beyond.plot_greedy_maps(res["map_ratio"], res["map_kappas"],
+                                   res["map_noises"], res["map_gammas"])
 plt.show()
 
 # %% tags=["remove-cell"]
@@ -244,7 +249,8 @@ glue_facts(beyond_facts.map_facts(res, cfg))
 # %% mystnb={"figure": {"caption": "The explorer at its default values (kappa = 1000, noise s = 1, T = 250, fixed lr 0.05, mu = 0.9, 50 dimensions): expected loss (left) and learning rate (right) of the greedy schedule, the best decay schedule on a grid, and the fixed schedule.", "name": "fig-beyond-explorer-static"}}
 exp_kw = dict(n=50, grid=10)
 defaults = horizon_bias.EXPLORER_DEFAULTS
-explorer.plot_explore(horizon_bias.explore(**defaults, **exp_kw), explorer.title(**defaults))
+explorer.plot_explore(horizon_bias.explore(**defaults, **exp_kw),
+                      explorer.title(**defaults))
 plt.show()
 
 # %% tags=["remove-input", "widget"]
@@ -271,14 +277,18 @@ def explorer_ratio(**kw):
 
 
 kappas = (100.0, 1000.0, 1e4, 1e5)
-small_noise = {k: explorer_ratio(kappa=k, noise=1e-3) for k in kappas}   # the slider's smallest noise
+# the slider's smallest noise
+small_noise = {k: explorer_ratio(kappa=k, noise=1e-3) for k in kappas}
 paper_noise = {k: explorer_ratio(kappa=k, noise=1.0) for k in kappas}
 spherical = [explorer_ratio(kappa=1.0, noise=s) for s in (1e-3, 1e-2, 0.1, 1.0, 10.0)]
-zero_noise = horizon_bias.greedy_ratio_map([1000.0], [0.0], n=50, horizon=100)["ratio"].item()
+zero_noise = horizon_bias.greedy_ratio_map([1000.0], [0.0], n=50,
+                                           horizon=100)["ratio"].item()
 widening = {k: round(small_noise[k] / paper_noise[k], 2) for k in kappas}
 print("ratio at s = 0.001 over the ratio at s = 1, per kappa:", widening)
-print(f"largest ratio at kappa = 1: {max(spherical):.3g}; per-step fit at zero noise: {zero_noise:.6f}")
-glue_facts(beyond_facts.exercise1_facts(small_noise, paper_noise, spherical, zero_noise, res))
+print(f"largest ratio at kappa = 1: {max(spherical):.3g}; "
+      f"per-step fit at zero noise: {zero_noise:.6f}")
+glue_facts(beyond_facts.exercise1_facts(small_noise, paper_noise, spherical,
+                                        zero_noise, res))
 
 # %% [markdown] tags=["solution"]
 # ```{admonition} Solution
@@ -306,9 +316,11 @@ glue_facts(beyond_facts.exercise1_facts(small_noise, paper_noise, spherical, zer
 
 # %% tags=["solution", "hide-cell"]
 run = horizon_bias.explore(**horizon_bias.EXPLORER_DEFAULTS, **exp_kw)
-greedy_step = run["greedy_alphas"] / (1 - run["greedy_mus"])   # effective steps alpha / (1 - mu)
+# effective steps alpha / (1 - mu)
+greedy_step = run["greedy_alphas"] / (1 - run["greedy_mus"])
 optimized_step = run["optimized_alphas"] / (1 - run["optimized_mus"])
-print(f"first 50 steps: greedy {greedy_step[:50].mean():.3g}, optimized {optimized_step[:50].mean():.3g}; "
+print(f"first 50 steps: greedy {greedy_step[:50].mean():.3g}, "
+      f"optimized {optimized_step[:50].mean():.3g}; "
       f"last step: greedy {greedy_step[-1]:.3g}, optimized {optimized_step[-1]:.3g}")
 glue_facts(beyond_facts.exercise2_facts(run))
 
@@ -334,7 +346,8 @@ glue_facts(beyond_facts.exercise2_facts(run))
 # does the ratio change as the batch grows? Explain the non-monotone behaviour.
 
 # %% tags=["solution", "hide-cell"]
-ratios = horizon_bias.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50, horizon=100)["ratio"][0, 0]
+ratios = horizon_bias.greedy_ratio_map([1000], [1, 0.1, 0.01, 0.001, 0], n=50,
+                                       horizon=100)["ratio"][0, 0]
 print("greedy / optimized for s = 1, 0.1, 0.01, 0.001, 0:", ratios.round(3))
 glue_facts(beyond_facts.exercise3_facts(ratios))
 
@@ -357,7 +370,8 @@ glue_facts(beyond_facts.exercise3_facts(ratios))
 
 # %% tags=["solution", "hide-cell"]
 gammas = [0, 0.25, 0.5, 0.75, 1]
-ratios = horizon_bias.greedy_ratio_map([1e4], [1.0], gammas, n=50, horizon=100)["ratio"][:, 0, 0]
+ratios = horizon_bias.greedy_ratio_map([1e4], [1.0], gammas, n=50,
+                                       horizon=100)["ratio"][:, 0, 0]
 print("greedy / optimized for gamma = 0, 0.25, 0.5, 0.75, 1:", ratios.round(3))
 glue_facts(beyond_facts.exercise4_facts(ratios))
 

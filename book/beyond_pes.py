@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from shortbias_lib.experiments.beyond import experiment as beyond, figures as plot_beyond
+from shortbias_lib.experiments.beyond import experiment as beyond
+from shortbias_lib.experiments.beyond import figures as plot_beyond
 from shortbias_lib.chapters import beyond as beyond_facts
 from shortbias_lib.nqm import horizon_bias, pes
 from shortbias_lib.notebook import glue_facts
@@ -95,13 +96,18 @@ cfg = meta["config"]
 
 # %%
 problem = horizon_bias.noisy_problem(cfg["pes_n"], cfg["kappa"], 1.0, cfg["c0"])
-task = pes.MetaTask(problem, cfg["pes_horizon"], cfg["pes_window"])   # plain SGD, alpha = exp(theta)
+# plain SGD, alpha = exp(theta)
+task = pes.MetaTask(problem, cfg["pes_horizon"], cfg["pes_window"])
 theta = torch.tensor([math.log(0.05)], dtype=torch.float64)           # alpha = 0.05
 exact = task.gradient(theta[None])[0, 0]
-truncated = pes.truncated_estimates(task, theta[None]).sum(-2)[0, 0]   # summed over the windows
+# summed over the windows
+truncated = pes.truncated_estimates(task, theta[None]).sum(-2)[0, 0]
 generator = torch.Generator().manual_seed(seed)
-pes_mean = pes.pes_estimates(task, theta, pairs=8, sigma=0.05, runs=200, generator=generator).sum(1)[:, 0].mean()
-print(f"dF/dlog(alpha) at alpha = 0.05: exact {exact:.4f}, truncated {truncated:.4f}, PES {pes_mean:.4f}")
+pes_runs = pes.pes_estimates(task, theta, pairs=8, sigma=0.05, runs=200,
+                             generator=generator)
+pes_mean = pes_runs.sum(1)[:, 0].mean()
+print(f"dF/dlog(alpha) at alpha = 0.05: exact {exact:.4f}, "
+      f"truncated {truncated:.4f}, PES {pes_mean:.4f}")
 
 # %% [markdown]
 # **Predicted sign of the bias.** In plain SGD each dimension's second moment follows
@@ -208,7 +214,8 @@ glue_facts(beyond_facts.pes_mnist_facts(res, meta["mnist"]["config"]))
 # $(F(\theta + h e_1) - F(\theta - h e_1)) / 2h$, for shrinking steps $h$:
 
 # %%
-display(Markdown(beyond_facts.pes_mnist_fd_table(res, meta["mnist"]["config"]["sigma"])))
+mnist_sigma = meta["mnist"]["config"]["sigma"]
+display(Markdown(beyond_facts.pes_mnist_fd_table(res, mnist_sigma)))
 
 # %% [markdown]
 # Over these steps the differences spread over {glue:text}`by_m_spread_min:.2f` to
@@ -234,8 +241,11 @@ display(Markdown(beyond_facts.pes_mnist_fd_table(res, meta["mnist"]["config"]["s
 ratios = []
 for W in (1, 10, 50, 200):
     task = pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, W)
-    lo, hi = math.log(0.01), math.log(1.0)   # both points lie inside; 14 halvings: 3e-4 in log alpha
-    fixed = pes.fixed_point_1d(lambda x: float(pes.truncated_estimates(task, [x]).sum(-2)[0]), lo, hi, iters=14)
+    # both points lie inside; 14 halvings: 3e-4 in log alpha
+    lo, hi = math.log(0.01), math.log(1.0)
+    fixed = pes.fixed_point_1d(
+        lambda x: float(pes.truncated_estimates(task, [x]).sum(-2)[0]),
+        lo, hi, iters=14)
     best = pes.fixed_point_1d(lambda x: float(task.gradient([x])[0]), lo, hi, iters=14)
     ratios.append(math.exp(best - fixed))   # optimum / truncated fixed point, in alpha
 print("optimum / truncated fixed point for W = 1, 10, 50, 200:", np.round(ratios, 3))
@@ -266,21 +276,23 @@ theta = torch.tensor([math.log(0.2)], dtype=torch.float64)
 
 
 def pes_sd(windows, pairs, sigma, runs=200, antithetic=True):
-    """Spread of PES's episode estimate at alpha = 0.2 on a 200-step task with windows of W steps."""
+    """Spread of PES's episode estimate at alpha = 0.2, 200 steps in windows of W."""
     task = pes.MetaTask(horizon_bias.noisy_problem(50, 1000.0), 200, windows)
-    est = pes.pes_estimates(task, theta, pairs=pairs, sigma=sigma, runs=runs, generator=generator,
-                            antithetic=antithetic)
+    est = pes.pes_estimates(task, theta, pairs=pairs, sigma=sigma, runs=runs,
+                            generator=generator, antithetic=antithetic)
     return float(est.sum(1)[:, 0].std())
 
 
 by_pairs = [pes_sd(10, P, 0.01) for P in (1, 4, 16)]
 by_sigma = [pes_sd(10, 4, s) for s in (0.1, 0.01, 0.001)]
 by_sigma_independent = [pes_sd(10, 4, s, antithetic=False) for s in (0.1, 0.01, 0.001)]
-one_window, twenty_windows = pes_sd(200, 4, 0.01, runs=400), pes_sd(10, 4, 0.01, runs=400)
+one_window = pes_sd(200, 4, 0.01, runs=400)
+twenty_windows = pes_sd(10, 4, 0.01, runs=400)
 print("standard deviation for P = 1, 4, 16:", np.round(by_pairs, 3))
 print("for sigma = 0.1, 0.01, 0.001, antithetic:", np.round(by_sigma, 3))
 print("                      independent:", np.round(by_sigma_independent, 3))
-glue_facts(beyond_facts.exercise6_facts(by_pairs, by_sigma, by_sigma_independent, one_window, twenty_windows))
+glue_facts(beyond_facts.exercise6_facts(by_pairs, by_sigma, by_sigma_independent,
+                                        one_window, twenty_windows))
 
 # %% [markdown] tags=["solution"]
 # ```{admonition} Solution

@@ -87,7 +87,8 @@ from shortbias_lib.notebook import glue_facts
 # %%
 archive_file = precision.archive_path(0)
 archived = precision.load_precision(archive_file) if archive_file.exists() else None
-live, live_meta = precision.run_precision(profile, device=device, seed=seed, data_root=data_root,
+live, live_meta = precision.run_precision(profile, device=device, seed=seed,
+                                          data_root=data_root,
                                           results=context.results_dir)
 arrays, meta = archived if archived is not None else (live, live_meta)
 display(Markdown(precision_facts.result_banner(archive_file, archived)))
@@ -146,7 +147,8 @@ display(Markdown(precision_analysis.markdown_table(arrays)))
 
 # %%
 display(Markdown(f"**Live run**: {precision_facts.settings_sentence(live_meta)}.\n\n"
-                 + precision_analysis.markdown_table(live) + "\n\n" + precision_analysis.conclusion(live)))
+                 + precision_analysis.markdown_table(live) + "\n\n"
+                 + precision_analysis.conclusion(live)))
 
 # %% mystnb={"figure": {"caption": "The same comparison as in the first figure, in this page's live run (its profile's horizons).", "name": "fig-precision-live"}}
 figure = plot_precision.plot_relative_differences(live)
@@ -160,18 +162,20 @@ figure = plot_precision.plot_relative_differences(live)
 # at a long horizon?
 
 # %% tags=["solution", "hide-cell"]
-# Recompute the linearity column from the raw hypergradients: the ratio of the two perturbations'
-# differences over the ratio of their sizes.
+# Recompute the linearity column from the raw hypergradients: the ratio of the two
+# perturbations' differences over the ratio of their sizes.
 rel, _ = precision_analysis.relative_differences(arrays)
 kind, eps = list(arrays["variant_kind"]), np.asarray(arrays["variant_eps"], dtype=float)
 direction = np.asarray(arrays["variant_direction"])
 small = kind.index("float64 small perturbation")
-large = next(j for j, k in enumerate(kind) if k == "float64 perturbed" and direction[j] == direction[small])
+large = next(j for j, k in enumerate(kind)
+             if k == "float64 perturbed" and direction[j] == direction[small])
 assert eps[small] / eps[large] == 1e-3
-linearity = (rel[small] / rel[large]) / (eps[small] / eps[large])       # (horizons, 2 components)
+linearity = (rel[small] / rel[large]) / (eps[small] / eps[large])  # (horizons, 2)
 rows = precision_analysis.table_rows(arrays)
 for k, row in enumerate(rows):
-    assert np.isclose(row["linearity"], np.max(linearity[k]), rtol=1e-12, equal_nan=True)
+    assert np.isclose(row["linearity"], np.max(linearity[k]), rtol=1e-12,
+                      equal_nan=True)
 glue_facts({"hp_ex1_linearity": ", ".join(f"{row['linearity']:.3g}" for row in rows),
             "hp_ex1_horizons": ", ".join(str(row["horizon"]) for row in rows)})
 linearity
@@ -200,7 +204,7 @@ linearity
 horizons = [int(h) for h in arrays["horizons"]]
 k = horizons.index(1000) if 1000 in horizons else len(horizons) - 1
 j = list(arrays["variant_kind"]).index("float32 other minibatches")
-reference = precision_analysis.reference_rows(arrays)[j]        # float64 on the same sequence
+reference = precision_analysis.reference_rows(arrays)[j]  # float64 on the same sequence
 log_beta = np.asarray(arrays["grad"], dtype=float)[:, k, 1]     # the log beta component
 typical = float(arrays["summary_scale"][k, 1])
 plain = float(precision_analysis.relative_differences(arrays)[0][j, k, 1])
@@ -208,10 +212,12 @@ scaled = abs(log_beta[j] - log_beta[reference]) / typical
 value = abs(log_beta[reference]) / typical
 if archived is not None:
     assert horizons[k] == 1000
-    assert value < 0.1, value                     # an order of magnitude below its typical size
+    assert value < 0.1, value     # an order of magnitude below its typical size
     assert plain > 2 and plain > 5 * scaled, (plain, scaled)
-glue_facts({"hp_ex2_plain": plain, "hp_ex2_scaled": float(scaled), "hp_ex2_small": float(value)})
-print(f"plain {plain:.0%}, relative to the typical size {scaled:.0%}; the value is {value:.3f} of it")
+glue_facts({"hp_ex2_plain": plain, "hp_ex2_scaled": float(scaled),
+            "hp_ex2_small": float(value)})
+print(f"plain {plain:.0%}, relative to the typical size {scaled:.0%}; "
+      f"the value is {value:.3f} of it")
 
 # %% [markdown] tags=["solution"]
 # ```{admonition} Solution
@@ -236,26 +242,28 @@ print(f"plain {plain:.0%}, relative to the typical size {scaled:.0%}; the value 
 # `batches.StepBatches(images, labels, 100, batches.derived_seed(seed, 8, 0))`.)
 
 # %% tags=["solution", "hide-cell"]
-config, T, early_steps = meta["config"], 300, 20
+config, T, early_steps, losses = meta["config"], 300, 20, {}
 train = data.load("mnist", train=True, root=data_root, limit=config["train_limit"])
 step_batches = batches.StepBatches(train.images, train.labels, config["batch_size"],
                                    batches.derived_seed(meta["seed"], 8, 0))
-hyper = hyperparams.Hyperparameters(lr=float(config["alpha0"]), momentum=config["momentum"], beta=float(config["beta"]),
-                                    K=float(config["K"]), learn=("lr", "beta"))
+hyper = hyperparams.Hyperparameters(
+    lr=float(config["alpha0"]), momentum=config["momentum"], beta=float(config["beta"]),
+    K=float(config["K"]), learn=("lr", "beta"))
 warm = warm_start.warm_state(arrays)     # the warm start stored with the result
-losses = {}
-for name, dtype, grad_hvp in (("float64", torch.float64, None), ("default", torch.float32, None),
-                              ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):
+for name, dtype, grad_hvp in (
+        ("float64", torch.float64, None), ("default", torch.float32, None),
+        ("double-backward", torch.float32, hvp.autograd_grad_hvp(models.mlp_apply))):
     start = dict(dtype=str(dtype).removeprefix("torch."), direction=0, eps=0.0)
     state = precision_variants.start_state(warm, start, meta["seed"])
     lookahead = ((step_batches(t)[0].to(dtype), step_batches(t)[1]) for t in range(T))
     objective = [(train.images[:100].to(dtype), train.labels[:100])]
-    result = hypergrad.hypergradient(models.mlp_apply, state, hyper, lookahead, objective, config["convention"],
-                                     t0=0, grad_hvp=grad_hvp)
-    losses[name] = np.asarray(result.losses, dtype=float)
-gaps = {name: np.abs(losses[name] - losses["float64"]) / losses["float64"] for name in ("default", "double-backward")}
+    losses[name] = np.asarray(hypergrad.hypergradient(
+        models.mlp_apply, state, hyper, lookahead, objective, config["convention"],
+        t0=0, grad_hvp=grad_hvp).losses, dtype=float)
+gaps = {name: np.abs(losses[name] - losses["float64"]) / losses["float64"]
+        for name in ("default", "double-backward")}
 early = max(float(gap[:early_steps].max()) for gap in gaps.values())
-assert early < 1e-5, early   # "within about 1e-7": float32 roundoff, far below a departure
+assert early < 1e-5, early  # "about 1e-7": float32 roundoff, far below a departure
 glue_facts({"hp_ex3_early_steps": early_steps, "hp_ex3_early": early,
             "hp_ex3_outcome": Markdown(precision_facts.departure_sentences(gaps))})
 print(precision_facts.departure_sentences(gaps))

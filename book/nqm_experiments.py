@@ -107,10 +107,12 @@ glue_facts(facts.problem_facts(problem))
 
 # %%
 h2 = torch.tensor([1.0, 0.02], dtype=torch.float64)
-start = (1 / h2, torch.tensor([1.0, 4.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64))
+start = (1 / h2, torch.tensor([1.0, 4.0], dtype=torch.float64),
+         torch.zeros(2, dtype=torch.float64))
 k_aggr, decay_steps = 100, 50
 conservative = constant_schedule(0.1, k_aggr + decay_steps)
-aggressive = decayed_schedule(torch.tensor(1.0, dtype=torch.float64), k_aggr, decay_steps, 0.01)
+aggressive = decayed_schedule(torch.tensor(1.0, dtype=torch.float64), k_aggr,
+                              decay_steps, 0.01)
 loss_c = dynamics(h2, *start, *conservative)
 loss_a = dynamics(h2, *start, *aggressive)
 mc_c = monte_carlo(h2, *start, *conservative, n_samples=2000, seed=seed, n_paths=1)
@@ -139,15 +141,18 @@ plt.show()
 # can afford such rates for a few steps because the decay follows.
 
 # %%
-ks = pick(profile, {"smoke": [10, 50, 250], "quick": [10, 25, 50, 100, 250], "paper": [10, 25, 50, 100, 250]})
+ks = pick(profile, {"smoke": [10, 50, 250], "quick": [10, 25, 50, 100, 250],
+                    "paper": [10, 25, 50, 100, 250]})
 lr_top = 4.0
-lrs = torch.logspace(-3, np.log10(lr_top), pick(profile, {"smoke": 30, "quick": 80, "paper": 80}),
-                     dtype=torch.float64)
-solid, dashed = [], []   # final loss per (k, learning rate): fixed rate, and with the decay after
+n_lrs = pick(profile, {"smoke": 30, "quick": 80, "paper": 80})
+lrs = torch.logspace(-3, np.log10(lr_top), n_lrs, dtype=torch.float64)
+# final loss per (k, learning rate): fixed rate, and with the decay after
+solid, dashed = [], []
 with torch.no_grad():
     for k in ks:
         solid.append(dynamics(*problem.arrays, *constant_schedule(lrs, k))[..., -1])
-        dashed.append(dynamics(*problem.arrays, *decayed_schedule(lrs, k, 50, 0.01))[..., -1])
+        decayed = decayed_schedule(lrs, k, 50, 0.01)
+        dashed.append(dynamics(*problem.arrays, *decayed)[..., -1])
 solid, dashed = torch.stack(solid).numpy(), torch.stack(dashed).numpy()
 glue_facts(facts.figure2_facts(ks, lrs, solid, dashed, lr_top))
 
@@ -215,7 +220,8 @@ plt.show()
 #   hundredfold, so its steps shrink and it stops short (the comparison with Adam is below).
 
 # %%
-fig3 = nq.run_figure3(profile, device=device, seed=seed, results=results, resume=True).arrays
+fig3 = nq.run_figure3(profile, device=device, seed=seed, results=results,
+                      resume=True).arrays
 glue_facts(facts.figure3_facts(fig3, problem))
 display(Markdown(facts.figure3_table(fig3)))
 
@@ -297,10 +303,12 @@ glue_facts(facts.figure3b_facts(fig3))
 # %%
 settings = pick(profile, {
     "smoke": [("extreme", 300.0), ("extreme", 2000.0)],
-    "quick": [("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0), ("extreme", 1e4),
-              ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)],
-    "paper": [("extreme", 100.0), ("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0),
-              ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0), ("geometric", 2000.0)]})
+    "quick": [("extreme", 300.0), ("extreme", 1000.0), ("extreme", 2000.0),
+              ("extreme", 1e4), ("extreme", 1e5), ("zeros", 2000.0),
+              ("geometric", 2000.0)],
+    "paper": [("extreme", 100.0), ("extreme", 300.0), ("extreme", 1000.0),
+              ("extreme", 2000.0), ("extreme", 1e4), ("extreme", 1e5),
+              ("zeros", 2000.0), ("geometric", 2000.0)]})
 c0s, fixed_finals = nq.calibrated_fixed(settings)
 display(Markdown(facts.sensitivity_table(settings, c0s, fixed_finals)))
 glue_facts(facts.sensitivity_facts(settings, c0s, fixed_finals))
@@ -321,15 +329,19 @@ glue_facts(facts.sensitivity_facts(settings, c0s, fixed_finals))
 # %%
 adam_runs = pick(profile, {"smoke": [], "quick": [(0.1, 500)],
                            "paper": [(0.003, 500), (0.1, 500), (0.1, 2000)]})
-fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]), torch.as_tensor(fig3["mus"][0, 2]))
+fixed_start = (torch.as_tensor(fig3["alphas"][0, 2]),
+               torch.as_tensor(fig3["mus"][0, 2]))
 optimized_final = float(fig3["final_losses"][0])
-rows = [("L-BFGS on the log loss (above)", "-", int(fig3["start_iterations"][0, 1]), f"{optimized_final:.3f}")]
+rows = [("L-BFGS on the log loss (above)", "-", int(fig3["start_iterations"][0, 1]),
+         f"{optimized_final:.3f}")]
 adam_finals = []
 for lr, steps in adam_runs:
-    fit = fit_schedule(*problem.arrays, *fixed_start, steps=steps, lr=lr, parameterization="log", bound=True)
+    fit = fit_schedule(*problem.arrays, *fixed_start, steps=steps, lr=lr,
+                       parameterization="log", bound=True)
     adam_finals.append(float(fit.losses[-1]))
     rows.append(("Adam", f"{lr:g}", steps, f"{adam_finals[-1]:.3f}"))
-display(Markdown(markdown_table(["optimizer", "Adam lr", "steps / iterations", "final loss"], rows)))
+display(Markdown(markdown_table(
+    ["optimizer", "Adam lr", "steps / iterations", "final loss"], rows)))
 glue_facts(facts.adam_facts(adam_finals, optimized_final))
 
 # %% [markdown]
@@ -348,18 +360,22 @@ glue_facts(facts.adam_facts(adam_finals, optimized_final))
 a, b = float(problem.h.min()), float(problem.h.max())
 hb_alpha = 4 / (np.sqrt(a) + np.sqrt(b)) ** 2
 hb_mu = ((np.sqrt(b / a) - 1) / (np.sqrt(b / a) + 1)) ** 2
-for h in (a, b):   # both ends of the spectrum have a double eigenvalue (zero discriminant)
+for h in (a, b):   # both ends of the spectrum: a double eigenvalue (zero discriminant)
     assert abs((1 + hb_mu - hb_alpha * h) ** 2 - 4 * hb_mu) < 1e-9
-hb_loss = float(fixed_final_loss(*problem.deterministic().arrays, hb_alpha, hb_mu, problem.horizon))
+hb_loss = float(fixed_final_loss(*problem.deterministic().arrays, hb_alpha, hb_mu,
+                                 problem.horizon))
 det = dict(zip(fig3["schedules"], fig3["final_losses_deterministic"]))
 best_alpha, best_mu = float(fig3["fixed_alpha"][1]), float(fig3["fixed_mu"][1])
-assert det["fixed"] * (1 - 1e-6) <= hb_loss and hb_loss / det["fixed"] > 10   # the global search wins by far
+# the global search wins by far
+assert det["fixed"] * (1 - 1e-6) <= hb_loss and hb_loss / det["fixed"] > 10
 print(f"heavy ball: alpha = {hb_alpha:.3f}, mu = {hb_mu:.4f}, final loss {hb_loss:.3e}")
-print(f"best fixed: alpha = {best_alpha:.3f}, mu = {best_mu:.4f}, final loss {det['fixed']:.3e}")
+print(f"best fixed: alpha = {best_alpha:.3f}, mu = {best_mu:.4f}, "
+      f"final loss {det['fixed']:.3e}")
 direction = (f"a {'smaller' if best_alpha < hb_alpha else 'larger'} learning rate and "
              f"{'less' if best_mu < hb_mu else 'more'} momentum")
-glue_facts({"ex_hb_alpha": float(hb_alpha), "ex_hb_mu": float(hb_mu), "ex_fixed_alpha": best_alpha,
-            "ex_fixed_mu": best_mu, "ex_hb_ratio": float(hb_loss / det["fixed"]),
+glue_facts({"ex_hb_alpha": float(hb_alpha), "ex_hb_mu": float(hb_mu),
+            "ex_fixed_alpha": best_alpha, "ex_fixed_mu": best_mu,
+            "ex_hb_ratio": float(hb_loss / det["fixed"]),
             "ex_hb_direction": Markdown(direction)})
 
 # %% [markdown] tags=["solution"]
@@ -382,12 +398,15 @@ glue_facts({"ex_hb_alpha": float(hb_alpha), "ex_hb_mu": float(hb_mu), "ex_fixed_
 
 # %% tags=["solution", "hide-cell"]
 doubled = facts.with_c0(problem, 2 * problem.info["c0"])
-sigma2 = torch.stack([doubled.sigma2, torch.zeros_like(doubled.sigma2)])   # noisy, deterministic
-greedy_doubled = greedy_schedule(doubled.h, sigma2, doubled.mean0, doubled.var0, doubled.horizon).losses[:, -1]
+# two rows: noisy and deterministic
+sigma2 = torch.stack([doubled.sigma2, torch.zeros_like(doubled.sigma2)])
+greedy_doubled = greedy_schedule(doubled.h, sigma2, doubled.mean0, doubled.var0,
+                                 doubled.horizon).losses[:, -1]
 factor_noisy = float(greedy_doubled[0]) / float(fig3["final_losses"][1])
 factor_det = float(greedy_doubled[1]) / float(det["greedy"])
 assert abs(factor_det - 4) < 1e-6 and 1 < factor_noisy < 4, (factor_det, factor_noisy)
-print(f"greedy's final loss grows {factor_det:.6f} times (deterministic), {factor_noisy:.2f} times (noisy)")
+print(f"greedy's final loss grows {factor_det:.6f} times (deterministic), "
+      f"{factor_noisy:.2f} times (noisy)")
 glue_facts({"ex_c0_det": factor_det, "ex_c0_noisy": factor_noisy})
 
 # %% [markdown] tags=["solution"]

@@ -59,7 +59,8 @@ from IPython.display import Markdown, display
 from shortbias_lib.nqm import prediction as npred
 from shortbias_lib.chapters import nqm_prediction as facts
 from shortbias_lib.engine import batches, warm_start
-from shortbias_lib.experiments.offline import experiment as offline, surface as offline_surface
+from shortbias_lib.experiments.offline import experiment as offline
+from shortbias_lib.experiments.offline import surface as offline_surface
 from shortbias_lib.data import load
 from shortbias_lib.engine.models import mlp_apply
 from shortbias_lib.notebook import glue_facts
@@ -73,7 +74,8 @@ from shortbias_lib.engine.schedules import InverseTime
 # the archived run's own (its parameters are stored in the result file).
 
 # %%
-archived, archived_meta = offline.load_offline(offline.archive_path(seed=0, profile="archive_gpu"))
+archive_file = offline.archive_path(seed=0, profile="archive_gpu")
+archived, archived_meta = offline.load_offline(archive_file)
 config = archived_meta["config"]
 horizons = [int(h) for h in config["horizons"]]
 ranges = (tuple(config["log10_alpha0_range"]), tuple(config["log10_beta_range"]))
@@ -88,8 +90,9 @@ sizes = pick(profile, npred.SIZES)
 train = load("mnist", train=True, root=data_root)
 images, labels = npred.subsample(train.images, train.labels, sizes["examples"], seed)
 started = time.time()
-m = npred.measure(mlp_apply, warm.params, images, labels, k=sizes["k"], top_steps=sizes["top_steps"],
-                  probes=sizes["probes"], slq_steps=sizes["slq_steps"], grad_steps=sizes["grad_steps"],
+m = npred.measure(mlp_apply, warm.params, images, labels, k=sizes["k"],
+                  top_steps=sizes["top_steps"], probes=sizes["probes"],
+                  slq_steps=sizes["slq_steps"], grad_steps=sizes["grad_steps"],
                   batch_size=int(config["batch_size"]), seed=seed)
 display(Markdown(facts.sizes_table(sizes, m, len(train.labels), time.time() - started)))
 
@@ -105,7 +108,8 @@ display(Markdown(facts.sizes_table(sizes, m, len(train.labels), time.time() - st
 # times $\lambda_{\max}$.
 
 # %%
-predictions = npred.predict_all(m, sizes, horizons, config["K"], config["momentum"], ranges)
+predictions = npred.predict_all(m, sizes, horizons, config["K"], config["momentum"],
+                                ranges)
 nqm, info, pred = predictions[npred.FLOOR]
 glue_facts(facts.measurement_facts(m, predictions))
 
@@ -149,12 +153,16 @@ figure = npred.plot_measurement(m, info, npred.FLOOR * float(m["top_values"][0])
 # measurement noise.
 
 # %%
-images2, labels2 = npred.subsample(train.images, train.labels, sizes["examples"], seed + 1)
-m2 = npred.measure(mlp_apply, warm.params, images2, labels2, k=sizes["k"], top_steps=sizes["top_steps"],
-                   probes=sizes["probes"], slq_steps=sizes["slq_steps"], grad_steps=sizes["grad_steps"],
+images2, labels2 = npred.subsample(train.images, train.labels, sizes["examples"],
+                                   seed + 1)
+m2 = npred.measure(mlp_apply, warm.params, images2, labels2, k=sizes["k"],
+                   top_steps=sizes["top_steps"], probes=sizes["probes"],
+                   slq_steps=sizes["slq_steps"], grad_steps=sizes["grad_steps"],
                    batch_size=int(config["batch_size"]), seed=seed + 1)
-nqm2, info2 = npred.build_nqm(m2, npred.FLOOR * float(m2["top_values"][0]), sizes["bins"])
-pred2 = npred.predict(nqm2, horizons, config["K"], config["momentum"], *ranges, *sizes["grid"])
+nqm2, info2 = npred.build_nqm(m2, npred.FLOOR * float(m2["top_values"][0]),
+                              sizes["bins"])
+pred2 = npred.predict(nqm2, horizons, config["K"], config["momentum"], *ranges,
+                      *sizes["grid"])
 
 # %%
 rows = offline_surface.summary_rows(archived, config)   # the network's best schedules
@@ -162,8 +170,8 @@ display(Markdown(facts.comparison_table(rows, predictions, pred2)))
 
 # %% mystnb={"figure": {"caption": "Predicted (noisy quadratic measured at the warm start; thick: main floor, dotted: the other floors, dashed: a second measurement on another subsample) against measured (the network, archived run; squares with 95% bootstrap intervals) per horizon. Left: best decay exponent; middle: best initial learning rate (grey lines: the sampled ranges); right: the loss after 20k steps of each horizon's best schedule relative to that of the 20k-step horizon's best (network: the trained surface optima).", "name": "fig-np-comparison"}}
 measured_final = np.array([r["final_train_loss"] for r in rows])
-figure = npred.plot_comparison(horizons, npred.curves(predictions, pred2), rows, measured_final,
-                               ranges[1], ranges[0])
+figure = npred.plot_comparison(horizons, npred.curves(predictions, pred2), rows,
+                               measured_final, ranges[1], ranges[0])
 
 # %% [markdown]
 # **Does the warm-start quadratic stay put?** The noisy quadratic freezes the curvature,
@@ -174,11 +182,13 @@ figure = npred.plot_comparison(horizons, npred.curves(predictions, pred2), rows,
 
 # %%
 best_long = rows[-1]
-later = npred.later_points(mlp_apply, warm, batches.StepBatches(train.images, train.labels,
-                                                                int(config["batch_size"]), seed),
-                           InverseTime(best_long["alpha0"], best_long["beta"], config["K"]), config["momentum"],
+step_batches = batches.StepBatches(train.images, train.labels,
+                                   int(config["batch_size"]), seed)
+schedule = InverseTime(best_long["alpha0"], best_long["beta"], config["K"])
+later = npred.later_points(mlp_apply, warm, step_batches, schedule, config["momentum"],
                            sizes["later"], images, labels, k=sizes["later_k"],
-                           lanczos_steps=sizes["later_steps"], batch_size=int(config["batch_size"]))
+                           lanczos_steps=sizes["later_steps"],
+                           batch_size=int(config["batch_size"]))
 display(Markdown(facts.later_table(later, best_long)))
 glue_facts(facts.later_facts(later))
 
@@ -186,8 +196,9 @@ glue_facts(facts.later_facts(later))
 # Put together, the comparison's numbers and its verdict:
 
 # %%
-glue_facts(facts.comparison_facts(rows, offline_surface.claims(archived), predictions, pred2,
-                                  offline_surface.edge_sentence(archived, config)))
+glue_facts(facts.comparison_facts(
+    rows, offline_surface.claims(archived), predictions, pred2,
+    offline_surface.edge_sentence(archived, config)))
 
 # %% [markdown]
 # {glue:md}`np_verdict`
@@ -256,10 +267,11 @@ def spectral_radius(alpha, h):
     return max(abs(np.roots([1.0, -(1.0 + mu - alpha * h), mu])))
 
 
-low, high = 1e-6, 10.0 / lam_max           # bisection for the stability edge, to check the formula
+low, high = 1e-6, 10.0 / lam_max   # bisect for the stability edge, to check the formula
 for _ in range(200):
     middle = 0.5 * (low + high)
-    low, high = (middle, high) if spectral_radius(middle, lam_max) < 1.0 else (low, middle)
+    stable = spectral_radius(middle, lam_max) < 1.0
+    low, high = (middle, high) if stable else (low, middle)
 alpha_max = 2.0 * (1.0 + mu) / lam_max
 assert abs(low / alpha_max - 1.0) < 1e-6
 range_top, alpha_short = 10.0 ** ranges[0][1], float(rows[0]["alpha0"])
@@ -290,14 +302,18 @@ glue_facts({"np_ex_mu": mu, "np_ex_amax": alpha_max, "np_ex_range_top": range_to
 # what factor? What does that say about a long schedule that keeps a large rate?
 
 # %% tags=["solution", "hide-cell"]
-lam_before, lam_after = float(later[0]["top_values"][0]), float(later[-1]["top_values"][0])
-factor = max(lam_before, lam_after) / min(lam_before, lam_after)   # the stable rate goes as 1 / lambda_max
+lam_before = float(later[0]["top_values"][0])
+lam_after = float(later[-1]["top_values"][0])
+# the stable rate goes as 1 / lambda_max
+factor = max(lam_before, lam_after) / min(lam_before, lam_after)
+rises = lam_after < lam_before
 print(f"top curvature {lam_before:.3g} -> {lam_after:.3g}: the largest stable rate "
-      f"{'rises' if lam_after < lam_before else 'falls'} by a factor {factor:.3g}")
-glue_facts({"np_ex_later_factor": factor, "np_ex_later_word": "rises" if lam_after < lam_before else "falls",
-            "np_ex_later_keeps": "soon loses, so it overstates the cost of a large rate kept for long"
-            if lam_after < lam_before else "keeps or gains, so on this count it does not overstate the "
-            "cost of a large rate kept for long"})
+      f"{'rises' if rises else 'falls'} by a factor {factor:.3g}")
+keeps = ("soon loses, so it overstates the cost of a large rate kept for long"
+         if rises else "keeps or gains, so on this count it does not overstate the "
+         "cost of a large rate kept for long")
+glue_facts({"np_ex_later_factor": factor, "np_ex_later_keeps": keeps,
+            "np_ex_later_word": "rises" if rises else "falls"})
 
 # %% [markdown] tags=["solution"]
 # ```{admonition} Solution

@@ -46,16 +46,14 @@ context = setup(profile, device, seed, data_root, results, threads=1)
 # %%
 # %matplotlib inline
 import time
-
 import matplotlib.pyplot as plt
 import sympy as sp
 import torch
 from IPython.display import Markdown
-
 from shortbias_lib.chapters import nqm_theory as facts
 from shortbias_lib.plots import common as plotting
-from shortbias_lib.nqm import fit_schedule, greedy_schedule, monte_carlo, symbolic as sym, theorem1_trajectory
-from shortbias_lib.nqm.dynamics import dynamics
+from shortbias_lib.nqm import fit_schedule, monte_carlo, symbolic as sym
+from shortbias_lib.nqm.dynamics import dynamics, greedy_schedule, theorem1_trajectory
 from shortbias_lib.notebook import glue_facts
 from shortbias_lib.profiles import pick
 
@@ -107,14 +105,15 @@ chapter_start = time.perf_counter()
 # without the factor $\alpha$ on the noise term (the sign is immaterial for symmetric $\xi$).
 
 # %%
-theta_new, v_new = sym.sgd_momentum_step()
-sym.show(r"\theta'", theta_new)
+sym.show(r"\theta'", sym.sgd_momentum_step()[0])
 t1 = sym.theorem1()
 for key, (derived, paper, equal) in t1.items():
     sym.show(sym.THEOREM1_TEX[key], derived)
-print("derived minus paper simplifies to 0 for all five:", all(equal for _, _, equal in t1.values()))
+print("derived minus paper simplifies to 0 for all five:",
+      all(equal for _, _, equal in t1.values()))
 theta_a1, printed, printed_ok, corrected_ok = sym.appendix_a1_theta_update()
-print("theta' equals A.1's line as extracted:", printed_ok, "| with alpha h sigma xi:", corrected_ok)
+print("theta' equals A.1's line as extracted:", printed_ok,
+      "| with alpha h sigma xi:", corrected_ok)
 
 # %% [markdown]
 # The library's `theorem1_step` implements Eqs. (10)-(14). The decisive check is against the process itself. We simulate Eqs. (1)-(3) many times with
@@ -124,22 +123,20 @@ print("theta' equals A.1's line as extracted:", printed_ok, "| with alpha h sigm
 # errors ($\sqrt{V/N}$, $V\sqrt{2/(N-1)}$ and $\sqrt{(V_\theta V_v + \Sigma^2)/N}$): each
 # difference divided by its standard error should look like a standard normal draw.
 
-# %%
-h3, m3 = torch.tensor([1.0, 0.3, 0.05], dtype=torch.float64), torch.tensor([2.0, -1.0, 3.0], dtype=torch.float64)
-v3 = torch.full((3,), 0.5, dtype=torch.float64)
+# %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic ($h$ = 1, 0.3, 0.05; $\\sigma^2 = 1/h$) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of $\\theta$ per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
+h3, m3, v3 = torch.tensor([[1.0, 0.3, 0.05], [2.0, -1.0, 3.0], [0.5, 0.5, 0.5]],
+                          dtype=torch.float64)
 alphas1 = 0.4 * 0.97 ** torch.arange(40, dtype=torch.float64)
 mus1 = torch.linspace(0.5, 0.9, 40, dtype=torch.float64)
 exact = theorem1_trajectory(h3, 1 / h3, m3, v3, alphas1, mus1)
 loss_exact = dynamics(h3, 1 / h3, m3, v3, alphas1, mus1)
-mc = monte_carlo(h3, 1 / h3, m3, v3, alphas1, mus1, seed=seed,
-                 n_samples=pick(profile, {"smoke": 4000, "quick": 20000, "paper": 100000}))
-library_gap = facts.theorem1_library_gap(t1, n_states=20, seed=seed)  # theorem1_step against SymPy
-t1_facts = facts.theorem1_facts(t1, library_gap, exact, loss_exact, mc)
-glue_facts(t1_facts)
-
-# %% mystnb={"figure": {"caption": "Theorem 1 against Monte Carlo on a three-dimensional noisy quadratic ($h$ = 1, 0.3, 0.05; $\\sigma^2 = 1/h$) under a decaying learning rate and rising momentum. Lines: exact moments from Theorem 1; shaded: 95% confidence bands of the Monte Carlo estimates (right: the Monte Carlo mean dotted, its band shaded). Left to right: mean and variance of $\\theta$ per dimension, and the expected excess loss.", "name": "fig-theory-t1"}}
+n_mc = pick(profile, {"smoke": 4000, "quick": 20000, "paper": 100000})
+mc = monte_carlo(h3, 1 / h3, m3, v3, alphas1, mus1, seed=seed, n_samples=n_mc)
+library_gap = facts.theorem1_library_gap(t1, n_states=20, seed=seed)  # vs SymPy
+glue_facts(facts.theorem1_facts(t1, library_gap, exact, loss_exact, mc))
 colors3 = ["tab:blue", "tab:orange", "tab:green"]
-half_widths = {k: 1.96 * se for k, se in facts.monte_carlo_standard_errors(exact, mc.n_samples).items()}
+errors = facts.monte_carlo_standard_errors(exact, mc.n_samples)
+half_widths = {k: 1.96 * se for k, se in errors.items()}
 fig = plotting.theorem1_figure(h3, exact, mc, half_widths, loss_exact, colors3)
 plt.show()
 
@@ -181,7 +178,8 @@ sym.show(r"\mu^*", t2u["mu"][0])
 print("alpha* equals A.2.1:", t2u["alpha"][2], "| mu* equals A.2.1:", t2u["mu"][2])
 sym.show(r"\partial^2 \mathcal{L} / \partial \alpha^2", t2u["hessian_minor"])
 sym.show(r"\det \nabla^2 \mathcal{L}", t2u["hessian_det"])
-sym.show(r"\det \nabla^2 \mathcal{L}\big|_{B^2 = A(\theta)A(v) - D}", t2u["hessian_det_cs"])
+sym.show(r"\det \nabla^2 \mathcal{L}\big|_{B^2 = A(\theta)A(v) - D}",
+         t2u["hessian_det_cs"])
 print("Hessian positive definite:", t2u["positive_definite"])
 
 # %% [markdown]
@@ -212,7 +210,8 @@ print("mu* equals Theorem 2 (A.2.2), d = 3:", t2m["mu"][2])
 # 1000-dimensional problem of Section 2.3:
 
 # %%
-t2_rows = facts.theorem2_against_grid(facts.theorem2_states(pick(profile, {"smoke": 2, "quick": 5, "paper": 5})))
+n_states = pick(profile, {"smoke": 2, "quick": 5, "paper": 5})
+t2_rows = facts.theorem2_against_grid(facts.theorem2_states(n_states))
 glue_facts(facts.theorem2_facts(eq15, t2u, t2m, t2_rows))
 Markdown(facts.theorem2_table(t2_rows))
 
@@ -241,7 +240,8 @@ sym.show(r"A'", t3["recursion"][0])
 sym.show(r"\alpha^*", t3["alpha"][0])
 sym.show(r"A'_{\min}", t3["A_min"][0])
 sym.show(r"\partial^2 A' / \partial \alpha^2", t3["second_derivative"])
-print("recursion, alpha*, A_min equal the paper's:", t3["recursion"][2], t3["alpha"][2], t3["A_min"][2])
+print("recursion, alpha*, A_min equal the paper's:", t3["recursion"][2], t3["alpha"][2],
+      t3["A_min"][2])
 
 # %% [markdown]
 # This is the greedy step. Theorem 3 claims more: greedy is optimal over *every* horizon $T$.
@@ -263,8 +263,8 @@ proof = sym.theorem3_every_horizon()
 sym.show(r"\partial f_{K}(A) / \partial A", proof["monotone_derivative"])
 sym.show(r"f_{K}\big(f_1(A)\big)", sp.simplify(proof["composition"]))
 sym.show(r"f_{K+1}(A)", proof["claim"])
-print("base:", proof["base"], "| convex:", proof["convex"], "| f_K increasing:", proof["monotone"],
-      "| f_K(f_1(A)) = f_{K+1}(A):", proof["step"])
+print("base:", proof["base"], "| convex:", proof["convex"], "| f_K increasing:",
+      proof["monotone"], "| f_K(f_1(A)) = f_{K+1}(A):", proof["step"])
 
 # %% [markdown]
 # As a cross-check that makes no assumption of greediness, SymPy also minimises the final
@@ -281,16 +281,12 @@ print("equals the greedy rate of step 0:", two_step_ok)
 # minimising the final expected loss from a constant start far from greedy. If Theorem 3
 # held only for one step, the fitted schedules would end elsewhere.
 
-# %%
-h_u = torch.tensor([[1.0], [0.2], [3.0]], dtype=torch.float64)
-s_u = torch.tensor([[2.0], [0.5], [1.0]], dtype=torch.float64)
-m_u = torch.tensor([[3.0], [-2.0], [0.5]], dtype=torch.float64)
-v_u = torch.tensor([[0.5], [1.0], [0.0]], dtype=torch.float64)
+# %% mystnb={"figure": {"caption": "Theorem 3 numerically: Adam on the whole 8-step learning-rate schedule of three univariate noisy quadratics, minimising the final expected loss. Left: the gap between the fitted schedule's final loss and the greedy schedule's, per Adam step (log scale; gaps below 1e-16 drawn at 1e-16). Right: the fitted learning rates (dots) on top of the greedy rates of Eq. (7) (lines), multiplied by h to share one axis.", "name": "fig-theory-t3"}}
+h_u, s_u, m_u, v_u = torch.tensor([[1.0, 0.2, 3.0], [2.0, 0.5, 1.0], [3.0, -2.0, 0.5],
+                                   [0.5, 1.0, 0.0]], dtype=torch.float64)[..., None]
 greedy_u = greedy_schedule(h_u, s_u, m_u, v_u, 8, momentum=False)
 fit_u = fit_schedule(h_u, s_u, m_u, v_u, 0.3 / h_u.expand(3, 8), steps=3000, lr=0.01,
                      parameterization="log", bound=False, momentum=False)
-
-# %% mystnb={"figure": {"caption": "Theorem 3 numerically: Adam on the whole 8-step learning-rate schedule of three univariate noisy quadratics, minimising the final expected loss. Left: the gap between the fitted schedule's final loss and the greedy schedule's, per Adam step (log scale; gaps below 1e-16 drawn at 1e-16). Right: the fitted learning rates (dots) on top of the greedy rates of Eq. (7) (lines), multiplied by h to share one axis.", "name": "fig-theory-t3"}}
 fig = plotting.theorem3_figure(h_u, s_u, greedy_u, fit_u, colors3)
 plt.show()
 
@@ -301,12 +297,12 @@ plt.show()
 # which is the paper's point.
 
 # %%
-h2, m2 = torch.tensor([1.0, 0.02], dtype=torch.float64), torch.tensor([1.0, 4.0], dtype=torch.float64)
-greedy_2 = greedy_schedule(h2, 1 / h2, m2, torch.zeros(2), 50, momentum=False)
-fit_2 = fit_schedule(h2, 1 / h2, m2, torch.zeros(2), greedy_2.alphas, lr=0.05,
-                     steps=pick(profile, {"smoke": 300, "quick": 600, "paper": 600}),
-                     parameterization="log", bound=False, momentum=False)
-glue_facts(facts.theorem3_facts(t3, proof, two_step_ok, greedy_u, fit_u, greedy_2, fit_2))
+h2, m2 = torch.tensor([[1.0, 0.02], [1.0, 4.0]], dtype=torch.float64)
+greedy2 = greedy_schedule(h2, 1 / h2, m2, torch.zeros(2), 50, momentum=False)
+fit2 = fit_schedule(h2, 1 / h2, m2, torch.zeros(2), greedy2.alphas, lr=0.05,
+                    steps=pick(profile, {"smoke": 300, "quick": 600, "paper": 600}),
+                    parameterization="log", bound=False, momentum=False)
+glue_facts(facts.theorem3_facts(t3, proof, two_step_ok, greedy_u, fit_u, greedy2, fit2))
 
 # %% [markdown]
 # After 3000 Adam steps every fitted univariate rate is within {glue:text}`t3_rel:.1e`
@@ -331,7 +327,8 @@ glue_facts(facts.theorem3_facts(t3, proof, two_step_ok, greedy_u, fit_u, greedy_
 t4 = sym.theorem4()
 sym.show(r"A^{(T)}", t4["closed_form"])
 sym.show(r"\partial A^{(T)} / \partial A^{(T-k)}", t4["dA_T_dA"])
-print("base case:", t4["base"], "| induction step:", t4["induction"], "| derivative positive:", t4["positive"])
+print("base case:", t4["base"], "| induction step:", t4["induction"],
+      "| derivative positive:", t4["positive"])
 
 # %% [markdown]
 # The derivative is positive, so a smaller $A$ at any step gives a smaller final $A$: this
@@ -359,7 +356,8 @@ glue_facts(facts.theorem4_facts(t4, a_greedy, a_closed))
 nf = sym.noise_floor()
 sym.show(r"\mathcal{L}_\infty(\alpha)", nf["plain"])
 sym.show(r"\mathcal{L}_\infty(\alpha, \mu)", nf["momentum"])
-print("the momentum floor at mu = 0 is alpha h^2 sigma^2 / (2 (2 - alpha h)):", nf["plain_closed_form"])
+print("the momentum floor at mu = 0 is alpha h^2 sigma^2 / (2 (2 - alpha h)):",
+      nf["plain_closed_form"])
 
 # %% [markdown]
 # Against the exact dynamics after 4000 steps from a start far above the floor:
@@ -386,13 +384,15 @@ Markdown(facts.noise_floor_table(floor_rows))
 
 # %% tags=["solution", "hide-cell"]
 a_eff, mu_e = sp.symbols("alpha_eff mu_e", positive=True)
-at_same_step = nf["momentum"].subs({sym.alpha: a_eff * (1 - mu_e), sym.mu: mu_e})
-ratio = sp.factor(sp.simplify(at_same_step / nf["plain"].subs(sym.alpha, a_eff)))
-sym.show(r"\mathcal{L}_\infty(\alpha_{\text{eff}}(1-\mu), \mu) / \mathcal{L}_\infty(\alpha_{\text{eff}})", ratio)
+same_step = nf["momentum"].subs({sym.alpha: a_eff * (1 - mu_e), sym.mu: mu_e})
+ratio = sp.factor(sp.simplify(same_step / nf["plain"].subs(sym.alpha, a_eff)))
+sym.show(r"\mathcal{L}_\infty(\alpha_{\text{eff}}(1-\mu), \mu)"
+         r" / \mathcal{L}_\infty(\alpha_{\text{eff}})", ratio)
 num, den = (1 + mu_e) * (2 - a_eff * sym.h), 2 * (1 + mu_e) - a_eff * (1 - mu_e) * sym.h
-assert sp.simplify(ratio - num / den) == 0 and sp.expand(den - num) == 2 * mu_e * a_eff * sym.h  # lower
+assert sp.simplify(ratio - num / den) == 0
+assert sp.expand(den - num) == 2 * mu_e * a_eff * sym.h  # lower
 asked = {a_eff: 0.5, mu_e: 0.9, sym.h: 1, sym.sigma: 1}
-ex1 = {"ex1_ratio": float(ratio.subs(asked)), "ex1_mom": float(at_same_step.subs(asked)),
+ex1 = {"ex1_ratio": float(ratio.subs(asked)), "ex1_mom": float(same_step.subs(asked)),
        "ex1_plain": float(nf["plain"].subs({sym.alpha: 0.5, sym.h: 1, sym.sigma: 1}))}
 assert ex1["ex1_mom"] < ex1["ex1_plain"]
 glue_facts(ex1)

@@ -97,17 +97,20 @@ for label, archived_seed, design in [("paper's design, seed 0", 0, "archive_gpu"
                                      ("CPU design, seed 0", 0, "archive")]:
     path = offline.archive_path(seed=archived_seed, profile=design)
     archived_runs.append((label, *offline.load_offline(path), path))
-(_, archived, archived_meta, _), (_, seed1, seed1_meta, _), (_, cpu_archived, cpu_meta, _) = archived_runs
+(_, archived, archived_meta, _), (_, seed1, seed1_meta, _) = archived_runs[:2]
+_, cpu_archived, cpu_meta, _ = archived_runs[2]
 archived_config = archived_meta["config"]
 
-# The live run of this page's profile (or a longer run: point SHORTBIAS_OFFLINE_RESULT at its file).
+# The live run of this page's profile (or a longer run: point SHORTBIAS_OFFLINE_RESULT
+# at its file).
 shown_file = os.environ.get("SHORTBIAS_OFFLINE_RESULT")
 if shown_file:
     arrays, meta = offline.load_offline(shown_file)
 else:
     shown_file = str(offline.result_path(profile, seed, context.results_dir))
-    arrays, meta = offline.run_offline(profile, device=device, seed=seed, data_root=data_root,
-                                       results=context.results_dir, show_progress=False)
+    arrays, meta = offline.run_offline(
+        profile, device=device, seed=seed, data_root=data_root,
+        results=context.results_dir, show_progress=False)
 config = meta["config"]
 live_run = (f"live run (`{meta['profile']}`)", arrays, meta, shown_file)
 display(Markdown(plot_offline.settings_table(archived_runs + [live_run])))
@@ -144,10 +147,8 @@ glue_facts(offline_facts.runs_facts(archived_config))
 # {glue:text}`off_mu:g` that is {glue:text}`off_eff_factor:g` times the $\alpha_0$ of the
 # tables below.
 
-# %% tags=["remove-cell"]
-glue_facts(offline_facts.surfaces_facts(archived_config))
-
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design (2,500 random schedules), seed 0: smoothed log10 training loss after each horizon over the decay exponent and the initial effective learning rate alpha_0 / (1 - mu), the quantity on the paper's vertical axis (the tables give alpha_0 itself). White circle: the surface's optimum; white dots: its bootstrap resamples; star: the best single sample; black dots: samples trained at least that long; red: SMD trajectories (circle at the start, cross at the end).", "name": "fig-offline-archive-surfaces"}}
+glue_facts(offline_facts.surfaces_facts(archived_config))
 figure = plot_offline.plot_surfaces(archived, archived_config)
 
 # %% [markdown]
@@ -173,7 +174,8 @@ display(Markdown(plot_offline.summary_table(archived, archived_config)))
 # 20k steps (Figure 6).
 
 # %%
-bands = [offline_surface.claim_bands(a, m["config"], m["seed"]) for _, a, m, _ in archived_runs]
+bands = [offline_surface.claim_bands(a, m["config"], m["seed"])
+         for _, a, m, _ in archived_runs]
 display(Markdown(plot_offline.claims_table(archived_runs, bands)))
 
 # %% tags=["remove-cell"]
@@ -224,8 +226,6 @@ glue_facts(offline_facts.claims_facts(archived, archived_config, bands[:2]))
 
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: training with the optimum of each horizon for 20k steps; training loss (log scale), training error, test error and learning rate alpha_t (log scale). The learning-rate panel ends a few decades below the lowest rate of the other schedules, so the schedule that decays furthest can leave it (the text below names it).", "name": "fig-offline-archive-curves"}}
 figure = plot_offline.plot_training_curves(archived, archived_config)
-
-# %% tags=["remove-cell"]
 glue_facts(offline_facts.curves_facts(archived, archived_config, "arch_lr_leaving"))
 
 # %% [markdown]
@@ -271,20 +271,20 @@ figure = plot_offline.plot_smd_losses(archived, archived_config)
 # %%
 first_run = offline_smd.smd_trajectories(archived, archived_config)[0]
 state = offline_smd.smd_state(first_run, archived_config)
-print(f"T = {first_run['horizon']}, from beta = {first_run['beta0']:g}: {state.state} ({state.reason})")
+print(f"T = {first_run['horizon']}, from beta = {first_run['beta0']:g}: "
+      f"{state.state} ({state.reason})")
 
 # %% [markdown]
 # The table and the figure give every run of both seeds of the paper's design (meta steps
 # counted from 0).
 
 # %%
-smd_shown = [("seed 0", archived, archived_config), ("seed 1", seed1, seed1_meta["config"])]
+smd_shown = [("seed 0", archived, archived_config),
+             ("seed 1", seed1, seed1_meta["config"])]
 display(Markdown(plot_offline.smd_table(smd_shown)))
 
-# %% tags=["remove-cell"]
-glue_facts(offline_facts.smd_facts(smd_shown))
-
 # %% mystnb={"figure": {"caption": "Archived runs, the paper's design, seeds 0 (left) and 1 (right): the decay exponent along each SMD run, one row per horizon, labelled with the run's state (solid: converged, dashed: still moving, dotted: collapsed; red cross: where a collapse began). Grey band: the 95% bootstrap interval of the horizon's surface optimum.", "name": "fig-offline-archive-smd-states"}}
+glue_facts(offline_facts.smd_facts(smd_shown))
 figure = plot_offline.plot_smd_states(smd_shown)
 
 # %% [markdown]
@@ -315,8 +315,6 @@ report.comparison_table(live_claims)
 
 # %% mystnb={"figure": {"caption": "Live run: training with the optimum of each horizon for the longest horizon; training loss (log scale), training error, test error and learning rate (log scale; its panel ends as in the archived run's figure).", "name": "fig-offline-curves"}}
 figure = plot_offline.plot_training_curves(arrays, config)
-
-# %% tags=["remove-cell"]
 glue_facts(offline_facts.curves_facts(arrays, config, "off_lr_leaving"))
 
 # %% [markdown]
@@ -375,8 +373,8 @@ glue_facts(offline_facts.exercise_facts(archived, archived_config, cpu_archived,
 # {glue:text}`arch_T_long`? What does the short horizon reward, and what does it not see?
 
 # %% tags=["solution", "hide-cell"]
-K = float(archived_config["K"])
-T_short, T_long = int(archived_config["horizons"][0]), int(archived_config["horizons"][-1])
+K, horizons = float(archived_config["K"]), archived_config["horizons"]
+T_short, T_long = int(horizons[0]), int(horizons[-1])
 rows = offline_surface.summary_rows(archived, archived_config)
 
 
@@ -386,7 +384,8 @@ def decay_factor(beta, t):
 
 
 factors = {f"ex_off_{who}_at_{when}": decay_factor(row["beta"], t)
-           for who, row in (("short", rows[0]), ("long", rows[-1])) for when, t in (("short", T_short), ("long", T_long))}
+           for who, row in (("short", rows[0]), ("long", rows[-1]))
+           for when, t in (("short", T_short), ("long", T_long))}
 # The short horizon anneals hard within its horizon, the long one hardly at all.
 assert factors["ex_off_short_at_short"] > 3 and factors["ex_off_long_at_short"] < 1.01
 assert factors["ex_off_short_at_long"] > 1e6 * factors["ex_off_long_at_long"]
@@ -422,17 +421,18 @@ for name, factor in factors.items():
 cpu_rows = offline_surface.summary_rows(cpu_archived, cpu_meta["config"])
 cpu_ratio = float(offline_surface.claims(cpu_archived)["beta_ratio"])
 low, high = archived_config["log10_beta_range"]
-# The CPU design's optima lie on the range's edges, so its point ratio is the range's width...
+# The CPU design's optima lie on the range's edges: its ratio is the range's width...
 assert [cpu_rows[0]["beta_edge"], cpu_rows[-1]["beta_edge"]] == ["upper", "lower"]
 assert math.isclose(cpu_ratio, 10.0 ** (high - low))
-# ...the paper's design's lie inside it; the two intervals overlap, both lower ends above 100.
+# ...the paper's lie inside it; the two intervals overlap, both lower ends above 100.
 paper_rows = offline_surface.summary_rows(archived, archived_config)
 assert not paper_rows[0]["beta_edge"] and not paper_rows[-1]["beta_edge"]
-paper_interval, cpu_interval = bands[0]["beta_ratio"].bootstrap, bands[2]["beta_ratio"].bootstrap
+paper_interval, cpu_interval = (bands[k]["beta_ratio"].bootstrap for k in (0, 2))
 assert paper_interval[0] <= cpu_interval[1] and cpu_interval[0] <= paper_interval[1]
 assert min(paper_interval[0], cpu_interval[0]) > 100
 glue_facts({"ex_off_cpu_ratio": cpu_ratio, "ex_off_cpu_low": cpu_interval[0]})
-print(f"CPU design: ratio {cpu_ratio:,.0f}, interval {cpu_interval[0]:,.0f} to {cpu_interval[1]:,.0f}; "
+print(f"CPU design: ratio {cpu_ratio:,.0f}, "
+      f"interval {cpu_interval[0]:,.0f} to {cpu_interval[1]:,.0f}; "
       f"paper's design: interval {paper_interval[0]:,.0f} to {paper_interval[1]:,.0f}")
 
 # %% [markdown] tags=["solution"]

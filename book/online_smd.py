@@ -46,8 +46,9 @@ import numpy as np
 from IPython.display import Markdown
 
 from shortbias_lib.engine import hyperparams, schedules
-from shortbias_lib.experiments.online import (experiment as online, claims as online_claims,
-                                              figures as plot_online)
+from shortbias_lib.experiments.online import experiment as online
+from shortbias_lib.experiments.online import claims as online_claims
+from shortbias_lib.experiments.online import figures as plot_online
 from shortbias_lib.chapters import online_smd as online_facts
 from shortbias_lib.notebook import glue_facts, show_source
 from shortbias_lib.report import markdown_table
@@ -119,7 +120,8 @@ halved = hand_tuned.from_vector(u - [math.log(2), 0.0])
 print(f"u = {u.round(3)}, alpha_eff = {hand_tuned.effective_lr:g}; "
       f"after the step: alpha = {halved.lr:g}, mu = {halved.momentum:g}")
 steps, half = 50_000, 25_000
-decay = schedules.ExponentialDecay(hand_tuned.effective_lr, 1e-4, steps=steps - 1 - half, t0=half)
+decay = schedules.ExponentialDecay(hand_tuned.effective_lr, 1e-4,
+                                   steps=steps - 1 - half, t0=half)
 print({t: float(f"{decay.lr(t):.2g}") for t in (half, 37_500, steps - 1)})
 
 # %% [markdown]
@@ -151,8 +153,9 @@ glue_facts(online_facts.sizes_facts(profile))
 # One call runs the table's runs; each run is a file of its own, reused when it exists.
 
 # %%
-out, out_meta = online.run_online(profile, device=device, seed=seed, data_root=data_root,
-                                  results=context.results_dir, show_progress=False)
+out, out_meta = online.run_online(profile, device=device, seed=seed,
+                                  data_root=data_root, results=context.results_dir,
+                                  show_progress=False)
 mnist = online.runs_from_arrays(out, "mnist")
 cifar = online.runs_from_arrays(out, "cifar10")
 
@@ -168,8 +171,9 @@ glue_facts(online_facts.run_facts(out, out_meta))
 # ## Figure 7: stochastic lookahead
 
 # %% mystnb={"figure": {"caption": "Online SMD with a stochastic 5-step lookahead (blue; darker: larger initial learning rate) against the hand-tuned fixed rate (red). Top: training loss (log scale); bottom: effective learning rate $\\alpha/(1-\\mu)$ (log scale). Adaptation stops halfway; then every rate decays exponentially to $10^{-4}$. A cross marks a diverged run, a circle a network whose loss returned to chance level.", "name": "fig-online-stochastic"}}
-fig = plot_online.figure([("MNIST, MLP", plot_online.select(mnist, ("baseline", "stochastic"))),
-                     ("CIFAR-10, CNN", plot_online.select(cifar, ("baseline", "stochastic")))])
+stochastic = ("baseline", "stochastic")
+fig = plot_online.figure([("MNIST, MLP", plot_online.select(mnist, stochastic)),
+                          ("CIFAR-10, CNN", plot_online.select(cifar, stochastic))])
 
 # %% tags=["remove-cell"]
 glue_facts(online_facts.stochastic_facts(mnist, cifar))
@@ -226,11 +230,15 @@ plot_online.summary_table(cifar)
 
 # %%
 archived, archived_metas, archive_missing = online.archived_runs(seed=0)
-Markdown(markdown_table(["MNIST, archive", ""], online_facts.archive_rows(archived, archived_metas, archive_missing)))
+archive_table = online_facts.archive_rows(archived, archived_metas, archive_missing)
+Markdown(markdown_table(["MNIST, archive", ""], archive_table))
 
 # %% mystnb={"figure": {"caption": "Archived runs, MNIST at the paper's scale (50,000 steps; 100 meta steps every 10 steps for the first 25,000, fresh minibatches at every meta step). Left: stochastic 5-step lookahead from the paper's initial rates; right: deterministic lookahead (one minibatch repeated). Blue: SMD (darker: larger initial rate); red: the hand-tuned rate. Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale. Only the runs archived so far are drawn (see the table).", "name": "fig-online-archive"}}
-fig = plot_online.figure([("MNIST, stochastic lookahead (archived)", plot_online.select(archived, ("baseline", "stochastic"))),
-                          ("MNIST, deterministic lookahead (archived)", plot_online.select(archived, ("baseline", "deterministic")))])
+fig = plot_online.figure([
+    ("MNIST, stochastic lookahead (archived)",
+     plot_online.select(archived, ("baseline", "stochastic"))),
+    ("MNIST, deterministic lookahead (archived)",
+     plot_online.select(archived, ("baseline", "deterministic")))])
 
 # %% [markdown]
 # Section 3.3 makes three claims in words: (i) SMD runs started from widely different rates
@@ -243,7 +251,8 @@ fig = plot_online.figure([("MNIST, stochastic lookahead (archived)", plot_online
 
 # %%
 claims = online_claims.decide(archived, online_facts.ARCHIVE_ADAPT_UNTIL)
-Markdown(markdown_table(["claim", "criterion", "measured", "verdict"], online_claims.claims_rows(claims)))
+Markdown(markdown_table(["claim", "criterion", "measured", "verdict"],
+                        online_claims.claims_rows(claims)))
 
 # %% tags=["remove-cell"]
 glue_facts(online_facts.archive_facts(archived, archive_missing))
@@ -281,8 +290,8 @@ earlier_arrays, earlier_meta = load_result(online.earlier_archive_path(seed=0))
 earlier = online.runs_from_arrays(earlier_arrays)
 earlier_until = earlier_meta["config"]["mnist"]["adapt_until"]
 earlier_claims = online_claims.decide(earlier, earlier_until)
-Markdown(markdown_table(*online_claims.comparison_table(("earlier", earlier, earlier_claims),
-                                                        ("now", archived, claims))))
+Markdown(markdown_table(*online_claims.comparison_table(
+    ("earlier", earlier, earlier_claims), ("now", archived, claims))))
 
 # %% tags=["remove-cell"]
 glue_facts(online_facts.earlier_facts(earlier, earlier_until))
@@ -295,9 +304,12 @@ glue_facts(online_facts.earlier_facts(earlier, earlier_until))
 # ## Figure 8: deterministic lookahead
 
 # %% mystnb={"figure": {"caption": "Online SMD with a deterministic lookahead (one minibatch repeated 5 times, the meta-objective on that same minibatch; blue) against the hand-tuned fixed rate (red). Top: training loss; bottom: effective learning rate, both log scale. A cross marks a run whose loss became NaN or infinite (with its step), a circle a network that fell back to chance level (loss log 10).", "name": "fig-online-deterministic"}}
-panels = [("CIFAR-10, CNN, deterministic lookahead", plot_online.select(cifar, ("baseline", "deterministic")))]
+deterministic = ("baseline", "deterministic")
+panels = [("CIFAR-10, CNN, deterministic lookahead",
+           plot_online.select(cifar, deterministic))]
 if any(r.mode == "deterministic" for r in mnist.values()):
-    panels.append(("MNIST, MLP, deterministic lookahead", plot_online.select(mnist, ("baseline", "deterministic"))))
+    panels.append(("MNIST, MLP, deterministic lookahead",
+                   plot_online.select(mnist, deterministic)))
 fig = plot_online.figure(panels)
 
 # %% tags=["remove-cell"]
@@ -364,18 +376,21 @@ import sympy as sp
 a, h, m, s2, a_hat = sp.symbols("alpha h m sigma2 alpha_hat", positive=True)
 one_step = (1 - a * h) ** 2 * m + a ** 2 * s2  # m_{t+1}, proportional to E l(w_{t+1})
 greedy = sp.solve(sp.diff(one_step, a), a)
-floor = sp.solve(sp.Eq(m, one_step.subs(a, a_hat)), m)[0]  # the stationary m of alpha_hat
+# the stationary m of alpha_hat
+floor = sp.solve(sp.Eq(m, one_step.subs(a, a_hat)), m)[0]
 assert greedy == [h * m / (h ** 2 * m + s2)]
 assert sp.simplify(floor - a_hat * s2 / (h * (2 - a_hat * h))) == 0
 assert sp.simplify(greedy[0].subs(m, floor) - a_hat / 2) == 0  # half the rate
 
-steps, rate, moment = 10_000, 1.0, 1.0  # h = sigma^2 = m_0 = 1, greedy step after greedy step
+# h = sigma^2 = m_0 = 1, greedy step after greedy step
+steps, rate, moment = 10_000, 1.0, 1.0
 rates = []
 for _ in range(steps):
     rate = moment / (moment + 1.0)
     moment = (1 - rate) ** 2 * moment + rate ** 2
     rates.append(rate)
-assert np.all(np.diff(rates) < 0) and abs(rates[-1] * steps - 1) < 0.01  # falls like 1/t
+# falls like 1/t
+assert np.all(np.diff(rates) < 0) and abs(rates[-1] * steps - 1) < 0.01
 glue_facts({"ex_onl_steps": steps, "ex_onl_first": rates[0], "ex_onl_last": rates[-1]})
 
 # %% [markdown] tags=["solution"]
@@ -410,9 +425,11 @@ def loss_after(alpha, noise):
 
 
 grid = np.linspace(0.01, 1.99, 19_801)
-noiseless_best, noisy_best = (grid[np.argmin(loss_after(grid, noise))] for noise in (0.0, sigma2))
+noiseless_best, noisy_best = (grid[np.argmin(loss_after(grid, noise))]
+                              for noise in (0.0, sigma2))
 assert abs(noiseless_best - 1.0) < 1e-3 and noisy_best < 0.9
-glue_facts({"ex_onl_T": T, "ex_onl_sigma2": sigma2, "ex_onl_noisy_best": float(noisy_best)})
+glue_facts({"ex_onl_T": T, "ex_onl_sigma2": sigma2,
+            "ex_onl_noisy_best": float(noisy_best)})
 
 # %% [markdown] tags=["solution"]
 # ```{admonition} Solution

@@ -62,7 +62,8 @@ from IPython.display import Markdown
 
 from shortbias_lib.experiments import figure3 as nq
 from shortbias_lib.experiments.offline import config as offline_config
-from shortbias_lib.experiments.online import experiment as online, claims as online_claims
+from shortbias_lib.experiments.online import experiment as online
+from shortbias_lib.experiments.online import claims as online_claims
 from shortbias_lib.chapters import online_smd as online_facts
 from shortbias_lib import report
 from shortbias_lib.notebook import glue_facts
@@ -132,8 +133,8 @@ report.provenance_table(context.results_dir, profile)
 # claim undecided:
 
 # %%
-example = report.Comparison("example", "a claimed ratio", ours=150.0, paper=100.0, source="-",
-                            kind="lower_bound", low=90.0, high=210.0)
+example = report.Comparison("example", "a claimed ratio", ours=150.0, paper=100.0,
+                            source="-", kind="lower_bound", low=90.0, high=210.0)
 example.verdict, example.agreement
 
 # %% [markdown]

@@ -49,7 +49,8 @@ from IPython.display import Markdown
 
 from shortbias_lib import data
 from shortbias_lib.chapters import smd as smd_facts
-from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, measure, meta_optim, models, training
+from shortbias_lib.engine import batches, hvp, hypergrad, hyperparams, measure
+from shortbias_lib.engine import meta_optim, models, training
 from shortbias_lib.notebook import glue_facts, show_source
 from shortbias_lib.plots.common import unrolled_sgd_graph
 from shortbias_lib.profiles import pick
@@ -251,12 +252,13 @@ Markdown(smd_facts.check_table(check_rows))
 # minibatches of 100, as the lookahead grows:
 
 # %%
-mem_state = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed), sizes=sizes["mem_sizes"]))
-mem_batches = [(mnist.images[i:i + 100], mnist.labels[i:i + 100]) for i in range(0, min(len(mnist), 1000), 100)]
+mem_state = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed),
+                                                sizes=sizes["mem_sizes"]))
+mem_batches = list(zip(mnist.images[:1000].split(100), mnist.labels[:1000].split(100)))
 mem_hyper = hyperparams.Hyperparameters(0.01, 0.9)
 horizons = np.array(sizes["mem_T"])
-fwd_mem, rev_mem = measure.memory_vs_horizon(models.mlp_apply, mem_state, mem_hyper, mem_batches,
-                                             mem_batches[:1], horizons)
+fwd_mem, rev_mem = measure.memory_vs_horizon(models.mlp_apply, mem_state, mem_hyper,
+                                             mem_batches, mem_batches[:1], horizons)
 glue_facts(smd_facts.memory_facts(horizons, fwd_mem, rev_mem, sizes["mem_sizes"]))
 Markdown(smd_facts.memory_table(horizons, fwd_mem, rev_mem))
 
@@ -278,16 +280,18 @@ plt.show()
 # so that the long run takes seconds), and reverse mode at 50 and 200 steps for its slope.
 
 # %%
-small = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed), sizes=(784, 32, 10)))
-small_batches = [(mnist.images[i:i + 20], mnist.labels[i:i + 20]) for i in range(0, 200, 20)]
+small = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed),
+                                            sizes=(784, 32, 10)))
+small_batches = list(zip(mnist.images[:200].split(20), mnist.labels[:200].split(20)))
 long_mem = {}
 for T in (100, sizes["long_T"]):
     look = [small_batches[t % len(small_batches)] for t in range(T)]  # references only
-    long_mem[T] = measure.peak_rss_mib(hypergrad.hypergradient, models.mlp_apply, small, mem_hyper,
-                                       look, small_batches[:1])[1]
-_, small_rev = measure.memory_vs_horizon(models.mlp_apply, small, mem_hyper, small_batches,
-                                         small_batches[:1], [50, 200])
-glue_facts(smd_facts.long_lookahead_facts(long_mem, (small_rev[1] - small_rev[0]) / 150, sizes["long_T"]))
+    long_mem[T] = measure.peak_rss_mib(hypergrad.hypergradient, models.mlp_apply, small,
+                                       mem_hyper, look, small_batches[:1])[1]
+_, small_rev = measure.memory_vs_horizon(models.mlp_apply, small, mem_hyper,
+                                         small_batches, small_batches[:1], [50, 200])
+rev_per_step = (small_rev[1] - small_rev[0]) / 150
+glue_facts(smd_facts.long_lookahead_facts(long_mem, rev_per_step, sizes["long_T"]))
 long_mem
 
 # %% [markdown]
@@ -315,8 +319,10 @@ show_source(hvp.mlp_grad_hvp, "Source: `hvp.mlp_grad_hvp`, the gradient and the 
 # interleaved repeats):
 
 # %%
-cost_state = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed), device=dev))
-costs = measure.step_costs(models.mlp_apply, cost_state, [(x.to(dev), y.to(dev)) for x, y in mem_batches],
+cost_state = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed),
+                                                 device=dev))
+on_device = [(x.to(dev), y.to(dev)) for x, y in mem_batches]
+costs = measure.step_costs(models.mlp_apply, cost_state, on_device,
                            steps=sizes["cost_steps"], repeats=sizes["cost_repeats"])
 glue_facts(smd_facts.cost_facts(costs))
 Markdown(smd_facts.cost_table(costs))
@@ -338,20 +344,22 @@ Markdown(smd_facts.cost_table(costs))
 # stochastic and with deterministic lookahead. (For a visible movement in few meta steps we
 # use a meta learning rate of 0.03, not the paper's 0.01.)
 
-# %%
+# %% mystnb={"figure": {"caption": "Effective learning rate alpha/(1-mu) over the meta steps of Algorithm 1 from the same warm-started MLP, with stochastic and deterministic 5-step lookahead.", "name": "fig-smd-trajectory"}}
 sampler = batches.BatchSampler.from_dataset(mnist, 100, seed=seed, device=dev)
-warm = training.train(models.mlp_apply, models.mlp_init(torch.Generator().manual_seed(seed), device=dev),
+warm = training.train(models.mlp_apply,
+                      models.mlp_init(torch.Generator().manual_seed(seed), device=dev),
                       sampler, sizes["warm"], 0.1, 0.9)
 start = hyperparams.Hyperparameters(0.01, 0.9, learn=("lr", "momentum"))
 runs = {}
 for kind in ("stochastic", "deterministic"):
-    meta_sampler = batches.BatchSampler.from_dataset(mnist, 100, seed=seed + 1, device=dev)
-    meta_batches = hypergrad.lookahead_batches(meta_sampler, 5, deterministic=(kind == "deterministic"))
-    runs[kind] = hypergrad.smd(models.mlp_apply, warm.state, start, horizon=5, meta_steps=sizes["meta_steps"],
-                               batches=meta_batches, optimizer=meta_optim.Adam(0.03))
-glue_facts(smd_facts.run_facts(runs, start_effective_lr=0.01 / (1 - 0.9), meta_steps=sizes["meta_steps"]))
-
-# %% mystnb={"figure": {"caption": "Effective learning rate alpha/(1-mu) over the meta steps of Algorithm 1 from the same warm-started MLP, with stochastic and deterministic 5-step lookahead.", "name": "fig-smd-trajectory"}}
+    meta_sampler = batches.BatchSampler.from_dataset(mnist, 100, seed=seed + 1,
+                                                     device=dev)
+    meta_batches = hypergrad.lookahead_batches(meta_sampler, 5,
+                                               deterministic=(kind == "deterministic"))
+    runs[kind] = hypergrad.smd(models.mlp_apply, warm.state, start, horizon=5,
+                               meta_steps=sizes["meta_steps"], batches=meta_batches,
+                               optimizer=meta_optim.Adam(0.03))
+glue_facts(smd_facts.run_facts(runs, start.effective_lr, sizes["meta_steps"]))
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 for kind, r in runs.items():
     ax.plot(r.lrs / (1 - r.momenta), label=f"{kind} lookahead")
@@ -393,10 +401,12 @@ h_ex, w0_ex = 2.0, 1.5
 for T_ex in (1, 2, 5):
     for a_ex in np.linspace(0.02, 0.98, 13) / h_ex * 2:
         w_T, u_T, dl = quadratic_hypergradient(a_ex, h_ex, w0_ex, T_ex)
-        assert math.isclose(u_T, -T_ex * h_ex * (1 - a_ex * h_ex) ** (T_ex - 1) * w0_ex, rel_tol=1e-12, abs_tol=1e-15)
-        assert np.sign(dl) == np.sign(a_ex * h_ex - 1), (T_ex, a_ex, dl)  # negative below alpha = 1/h
-        loss_at = lambda a: 0.5 * h_ex * quadratic_hypergradient(a, h_ex, w0_ex, T_ex)[0] ** 2  # noqa: E731
-        assert math.isclose(dl, (loss_at(a_ex + 1e-6) - loss_at(a_ex - 1e-6)) / 2e-6, rel_tol=1e-5, abs_tol=1e-8)
+        u_closed = -T_ex * h_ex * (1 - a_ex * h_ex) ** (T_ex - 1) * w0_ex
+        assert math.isclose(u_T, u_closed, rel_tol=1e-12, abs_tol=1e-15)
+        assert np.sign(dl) == np.sign(a_ex * h_ex - 1)  # negative below alpha = 1/h
+        up, down = (0.5 * h_ex * quadratic_hypergradient(a, h_ex, w0_ex, T_ex)[0] ** 2
+                    for a in (a_ex + 1e-6, a_ex - 1e-6))
+        assert math.isclose(dl, (up - down) / 2e-6, rel_tol=1e-5, abs_tol=1e-8)
 print("u_T and the sign of the hypergradient check out for T = 1, 2, 5")
 
 # %% [markdown] tags=["solution"]
@@ -422,15 +432,16 @@ print("u_T and the sign of the hypergradient check out for T = 1, 2, 5")
 # gradient's scale, do to $\alpha$ in each space?
 
 # %% tags=["solution", "hide-cell"]
-ex_params = models.mlp_init(torch.Generator().manual_seed(seed), sizes=sizes["mlp_check"], init_std=0.1,
-                            dtype=torch.float64)
+ex_params = models.mlp_init(torch.Generator().manual_seed(seed),
+                            sizes=sizes["mlp_check"], init_std=0.1, dtype=torch.float64)
 ex_x, ex_T = mnist.images.double(), 3
-ex_look = [(ex_x[10 * i:10 * i + 10], mnist.labels[10 * i:10 * i + 10]) for i in range(ex_T)]
+ex_look = list(zip(ex_x[:10 * ex_T].split(10), mnist.labels[:10 * ex_T].split(10)))
 ex_eval = [(ex_x[-10:], mnist.labels[-10:])]
-ex_grads = {space: hypergrad.hypergradient(models.mlp_apply, ex_params,
-                                           hyperparams.Hyperparameters(0.05, 0.9, learn=("lr",), space=space),
-                                           ex_look, ex_eval).grad[0]
-            for space in ("log", "raw")}
+ex_hypers = {space: hyperparams.Hyperparameters(0.05, 0.9, learn=("lr",), space=space)
+             for space in ("log", "raw")}
+ex_grads = {space: hypergrad.hypergradient(models.mlp_apply, ex_params, hyper, ex_look,
+                                           ex_eval).grad[0]
+            for space, hyper in ex_hypers.items()}
 ex_ratio = ex_grads["log"] / ex_grads["raw"]
 assert math.isclose(ex_ratio, 0.05, rel_tol=1e-9), ex_ratio  # alpha_0 = 0.05
 glue_facts({"smd_ex_log_ratio": float(ex_ratio), "smd_ex_log_T": ex_T})
