@@ -75,9 +75,8 @@ ax = unrolled_sgd_graph(steps=2)
 plt.show()
 
 # %% [markdown]
-# Every path from $\alpha$ to $L(\theta_T)$ passes through the weights: a change of $\alpha$
-# at step 1 changes $\theta_1$, hence $g_2$ and every later step. The forward-mode recursion
-# below sums these paths one step at a time.
+# Every path from $\alpha$ to $L(\theta_T)$ passes through the weights (a change of $\alpha$ at
+# step 1 changes $\theta_1$, hence $g_2$ and every later step); forward mode sums them step by step.
 #
 # ## The inner optimizer and its hyperparameters
 #
@@ -90,12 +89,10 @@ plt.show()
 # $$ v_{t+1} = \mu v_t + \nabla \ell_t(w_t), \qquad w_{t+1} = w_t - \alpha_t v_{t+1}. $$
 #
 # With a constant $\alpha$ they are the same trajectory ($v^{\text{heavy}} = -v^{\text{paper}}/\alpha$);
-# once $\alpha_t$ changes they differ: the paper's velocity remembers the old learning rates,
-# the code's is rescaled by the new one. The library has both (`convention="paper"` or
-# `"heavy_ball"`); every experiment says which it uses.
-# Learning rates follow a schedule: constant, inverse-time decay
-# $\alpha_t = \alpha_0 / (1 + t/K)^\beta$ (Section 3.2) or exponential decay to a target
-# (Section 3.3).
+# once $\alpha_t$ changes, the paper's velocity remembers the old rates and the code's is
+# rescaled by the new one. The library has both (`convention="paper"` or `"heavy_ball"`).
+# Rates follow a schedule: constant, inverse-time decay $\alpha_t = \alpha_0 / (1 + t/K)^\beta$
+# (Section 3.2) or exponential decay to a target (Section 3.3).
 #
 # The hyperparameters are meta-optimized in log space, as in the paper and the code: the
 # logarithm of the *effective* learning rate $\alpha/(1-\mu)$, of $1 - \mu$, and of the decay
@@ -103,12 +100,11 @@ plt.show()
 # the authors' bounds: effective learning rate in $[10^{-4}, 10]$, $1-\mu$ in $[10^{-4}, 1]$,
 # $\beta$ in $[10^{-4}, 10^3]$.
 #
-# The networks are those of Section 3: the MNIST MLP 784-100-100-10 with ReLU, and the
-# CIFAR-10 CNN with three convolutions of 32, 32 and 64 channels ('same' padding), each
-# followed by 2x2 max-pooling with stride 2 and a ReLU, then a fully connected layer of 100
-# units. We follow the paper where it differs from the authors' code, which the library also
-# exposes: the **filter size** (paper 3x3, code 5x5: `cnn_init(filter_size=...)`) and the
-# **MLP's initial weight scale** (paper N(0, 0.1²), code N(0, 0.05²): `mlp_init(init_std=...)`).
+# The networks are Section 3's MNIST MLP (784-100-100-10, ReLU) and CIFAR-10 CNN (convolutions
+# of 32, 32 and 64 channels, each with 2x2 max-pooling and a ReLU, then 100 hidden units). We
+# follow the paper where the authors' code differs, and the library exposes the code's choice:
+# **filter size** 3x3, code 5x5 (`cnn_init(filter_size=...)`); **MLP initial weights**
+# N(0, 0.1²), code N(0, 0.05²) (`mlp_init(init_std=...)`).
 #
 # Both conventions of the update are `training.momentum_step`:
 
@@ -159,22 +155,20 @@ show_source(hypergrad.heavy_ball_tangent_step, "Source: `hypergrad.heavy_ball_ta
 show_source(hypergrad.hypergradient, "Source: `hypergrad.hypergradient`, the lookahead and Equation 8")
 
 # %% [markdown]
-# **Forward versus reverse mode.** Reverse mode, backpropagating $L(w_T)$ through the $T$
-# unrolled steps, costs one backward pass whatever the number of hyperparameters, but keeps
-# every intermediate state and gradient graph: memory linear in $T$. Forward mode carries one
-# tangent per hyperparameter and discards each step once done: memory independent of $T$, one
-# Hessian-vector product per step and hyperparameter. With two or three hyperparameters and
-# lookaheads of up to 20k steps (Section 3.2), forward mode fits; we measure both below.
+# **Forward versus reverse mode.** Reverse mode (backpropagating $L(w_T)$ through the $T$
+# steps) costs one backward pass for any number of hyperparameters but keeps every state:
+# memory linear in $T$. Forward mode carries one tangent per hyperparameter and drops each
+# step once done: memory independent of $T$, one Hessian-vector product per step and
+# hyperparameter. With 2-3 hyperparameters and lookaheads up to 20k steps, forward mode fits.
 #
 # ## Algorithm 1: stochastic meta-descent
 #
 # The paper's Algorithm 1 puts the pieces together: $\alpha$ the hyperparameters learned,
-# $\theta$ the inner optimizer's state (weights and velocities), $u = \partial\theta / \partial\alpha$,
-# $\eta$ the meta-optimizer's hyperparameters, $T$ the lookahead, $M$ the number of meta steps.
-# $\operatorname{BGrad}(y, x, dy)$ is a backward (reverse-mode) gradient, here the gradient of
-# the minibatch loss with respect to $\theta$; $\operatorname{FGrad}(y, x, dx)$ a forward
-# (tangent) derivative, here the new tangent $u$ carried through the step; $\operatorname{Step}$
-# and $\operatorname{MetaStep}$ are one step of the inner optimizer and of the meta-optimizer.
+# $\theta$ the inner state (weights and velocities), $u = \partial\theta / \partial\alpha$, $\eta$
+# the meta-optimizer's hyperparameters, $T$ the lookahead, $M$ the number of meta steps;
+# $\operatorname{BGrad}$ is a backward (reverse-mode) gradient, $\operatorname{FGrad}$ a forward
+# (tangent) derivative, $\operatorname{Step}$ and $\operatorname{MetaStep}$ one step of the inner
+# optimizer and of the meta-optimizer.
 #
 # $$
 # \begin{array}{l}
@@ -215,11 +209,9 @@ show_source(hypergrad.hypergradient, "Source: `hypergrad.hypergradient`, the loo
 # | $\alpha' \leftarrow g \cdot u$ | Equation 8, once, after the $T$ steps: $\nabla L(w_T)^\top u_T$ on the meta-objective's minibatches |
 # | $\operatorname{MetaStep}$ | Adam (or momentum) on the log-space coordinates, hypergradients clipped to $\pm 10$, then projected onto the bounds |
 #
-# One reading choice: as printed, $\alpha'$ is overwritten at every inner step, so the meta
-# step would use the derivative of the *last lookahead minibatch's* loss at $\theta_{T-1}$.
-# The text calls the meta-objective the loss after the $T$ steps, so the library evaluates
-# Equation 8 once at $w_T$, on minibatches of its own (fresh ones for stochastic lookahead,
-# the repeated one for deterministic lookahead).
+# One reading choice: as printed, $\alpha'$ is overwritten at every inner step (the last
+# minibatch's loss at $\theta_{T-1}$); the text calls the meta-objective the loss after the $T$
+# steps, so the library evaluates Equation 8 once at $w_T$, on minibatches of its own.
 
 # %% tags=["remove-input"]
 show_source(hypergrad.smd, "Source: `hypergrad.smd`, Algorithm 1")
@@ -275,9 +267,9 @@ plt.show()
 # {glue:text}`smd_mem_sizes` MLP: a 20k-step lookahead would need about
 # {glue:text}`smd_rev_20k_gib:.0f` GiB. Forward mode stays between
 # {glue:text}`smd_fwd_min:.1f` and {glue:text}`smd_fwd_max:.1f` MiB whatever $T$.
-# To see that it stays flat over really long lookaheads, the next cell runs forward mode for
-# 100 and for {glue:text}`smd_long_T` steps on a smaller MLP (784-32-10, minibatches of 20,
-# so that the long run takes seconds), and reverse mode at 50 and 200 steps for its slope.
+# To see it stay flat over long lookaheads, the next cell runs forward mode for 100 and
+# {glue:text}`smd_long_T` steps on a small MLP (784-32-10, minibatches of 20), and reverse mode
+# at 50 and 200 steps for its slope.
 
 # %%
 small = training.init_state(models.mlp_init(torch.Generator().manual_seed(seed),
@@ -296,10 +288,9 @@ long_mem
 
 # %% [markdown]
 # Forward mode needed {glue:text}`smd_long_short:.2f` MiB for 100 steps and
-# {glue:text}`smd_long_long:.2f` MiB for {glue:text}`smd_long_T` steps. The only array that
-# grows with $T$ by design is the record of per-step losses (8 bytes a step,
-# {glue:text}`smd_loss_log:.2f` MiB here); the difference measured is of that order, with no
-# trend in the state itself. Reverse mode on this small MLP would grow by
+# {glue:text}`smd_long_long:.2f` MiB for {glue:text}`smd_long_T` steps; only the record of
+# per-step losses grows with $T$ by design (8 bytes a step, {glue:text}`smd_loss_log:.2f` MiB
+# here). Reverse mode on this small MLP would grow by
 # {glue:text}`smd_small_slope:.2f` MiB a step, {glue:text}`smd_small_rev_long:.0f` MiB at
 # {glue:text}`smd_long_T` steps.
 #
@@ -337,12 +328,11 @@ Markdown(smd_facts.cost_table(costs))
 #
 # ## Algorithm 1 at work
 #
-# Finally a short run of Algorithm 1, with Section 3.2's warm start and Section 3.3's 5-step
-# lookahead: an MLP warm-started by SGD with momentum ($\alpha = 0.1$, $\mu = 0.9$), then meta
-# steps of Adam on the log effective learning rate and $\log(1-\mu)$, from $\alpha = 0.01$,
-# $\mu = 0.9$ (an effective rate of 0.1), restarted from the same weights each time, with
-# stochastic and with deterministic lookahead. (For a visible movement in few meta steps we
-# use a meta learning rate of 0.03, not the paper's 0.01.)
+# Finally a short run of Algorithm 1: an MLP warm-started by SGD with momentum ($\alpha = 0.1$,
+# $\mu = 0.9$), then meta steps of Adam on the log effective rate and $\log(1-\mu)$ from
+# $\alpha = 0.01$, $\mu = 0.9$ (effective rate 0.1) with a 5-step stochastic or deterministic
+# lookahead, restarted from the same weights each time (meta learning rate 0.03, not the
+# paper's 0.01, for a visible movement in few meta steps).
 
 # %% mystnb={"figure": {"caption": "Effective learning rate alpha/(1-mu) over the meta steps of Algorithm 1 from the same warm-started MLP, with stochastic and deterministic 5-step lookahead.", "name": "fig-smd-trajectory"}}
 sampler = batches.BatchSampler.from_dataset(mnist, 100, seed=seed, device=dev)
@@ -373,9 +363,8 @@ plt.show()
 # lookahead and {glue:text}`smd_deterministic_eff:.3g` ($\mu$ = {glue:text}`smd_deterministic_mu:.3f`)
 # with deterministic lookahead, both starting from 0.1: it {glue:text}`smd_stochastic_direction`
 # under stochastic lookahead and {glue:text}`smd_deterministic_direction` under deterministic
-# lookahead. So soon after the warm start the loss is still high and both meta-objectives
-# may favour larger steps; the stochastic objective's downward pull shows later in training,
-# in the online experiment of Section 3.3 (100 meta steps every 10 training steps for 25k steps).
+# lookahead. So soon after the warm start both meta-objectives may favour larger steps; the
+# stochastic objective's downward pull shows later, in the online experiment of Section 3.3.
 #
 # ## Exercises
 #
