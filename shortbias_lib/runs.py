@@ -466,6 +466,20 @@ def matching_checkpoint(partial, config, profile, seed, data_fingerprint=None):
     return found if found is not None and same_data(data_fingerprint)(found[1]) else None
 
 
+def checkpoint_saver(partial, arrays, started, on_checkpoint=None, leg=None):
+    """``save(stage)`` for an experiment's partial checkpoint: write ``arrays`` to ``partial``
+    atomically with the provenance ``started`` and the ``stage`` reached, call
+    ``on_checkpoint(stage)`` if given, and, with ``leg`` (a name for the log), let a
+    :func:`time_budget` leg stop there."""
+    def save(stage):
+        save_result(partial, arrays, dict(started, stage=stage))
+        if on_checkpoint is not None:
+            on_checkpoint(stage)
+        if leg is not None:
+            after_checkpoint(f"{leg} {stage}")
+    return save
+
+
 def partial_path(path):
     """Where a run of the finished file ``path`` keeps its partial checkpoint: beside it,
     suffix ``.partial.npz``."""

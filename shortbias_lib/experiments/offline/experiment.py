@@ -163,11 +163,7 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     if data_fingerprint is not None:
         started["data_fingerprint"] = data_fingerprint
 
-    def save(stage):
-        runs.save_result(partial, arrays, dict(started, stage=stage))
-        if on_checkpoint is not None:
-            on_checkpoint(stage)
-        runs.after_checkpoint(f"offline {stage}")  # a time-bounded leg stops here
+    save = runs.checkpoint_saver(partial, arrays, started, on_checkpoint, leg="offline")
 
     state = _warm_start(setup, arrays, save)
     _sweep(setup, state, arrays, save)

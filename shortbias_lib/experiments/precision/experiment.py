@@ -218,10 +218,7 @@ def _run(config, train_data, path, profile, seed, device, resume, on_checkpoint,
     if data_fingerprint is not None:
         started["data_fingerprint"] = data_fingerprint
 
-    def save(stage):
-        runs.save_result(partial, arrays, dict(started, stage=stage))
-        if on_checkpoint is not None:
-            on_checkpoint(stage)
+    save = runs.checkpoint_saver(partial, arrays, started, on_checkpoint)
 
     # The offline experiment's warm start: same seeds, same code, in its dtype.
     if "warm_params_0" not in arrays:
