@@ -335,7 +335,11 @@ glue_facts(online_facts.deterministic_facts(mnist, cifar))
 # A ReLU network under a too-large rate often does not produce NaN: its units switch off
 # and it predicts uniformly, with loss $\log 10$. The figures mark both outcomes (a circle
 # where the loss returned to chance level for good, a cross with the step where it became
-# non-finite); a diverged run is drawn up to its last finite value, never dropped.
+# non-finite); a diverged run is drawn up to its last finite value, never dropped. A run
+# whose loss has stayed at chance level for {glue:text}`chance_patience` evaluations in a
+# row is stopped there (`OnlineSettings.chance_patience`; the table says where): once a
+# layer's units are all off, no gradient reaches the weights below it, and at the paper's
+# scale the rest of such a run would cost an hour of CPU to record a flat line.
 
 # %% [markdown]
 # ## What differs from the paper
@@ -344,6 +348,8 @@ glue_facts(online_facts.deterministic_facts(mnist, cifar))
 #   criteria of ours, stated with the claims table above; the reproducibility page repeats
 #   that table.
 # * The deterministic lookahead on MNIST is our addition (the paper shows it on CIFAR-10).
+# * A run back at chance level for good is stopped there; the paper trains every run to
+#   the end.
 # * The minibatches follow Algorithm 1 (fresh at every meta step); the book's earlier archive
 #   shared them across an adaptation's meta steps, and is shown beside the new runs.
 # * `quick` runs are short (see the table of sizes), so the collapse is seen over hundreds of

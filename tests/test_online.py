@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shortbias_lib.engine import batches, models
-from shortbias_lib.experiments.online import experiment as online, figures as plot_online
+from shortbias_lib.experiments.online import claims as online_claims, experiment as online, figures as plot_online
 from shortbias_lib.experiments.online.loop import Checkpointing, OnlineSettings, online_run
 from shortbias_lib.experiments.online.record import OnlineRun
 from shortbias_lib.runs import load_result
@@ -236,3 +236,34 @@ def test_the_archive_profile_is_the_papers_mnist_scale():
     assert archive["mnist"]["init_lrs"] == archive["mnist"]["det_lrs"] == online.PAPER_INIT_LRS["mnist"]
     with pytest.raises(ValueError, match="dataset must be one of mnist"):
         online.run_dataset("cifar10", "archive")
+
+
+def test_a_network_back_at_chance_level_is_stopped_after_chance_patience_evaluations():
+    """A scripted training loss: learns, then sits at chance level (log 10) from the 4th
+    evaluation. With patience 3 the run stops at the 6th evaluation (step 50): the records
+    after it are NaN, its settled rate is NaN (stopped before adaptation ended) and the
+    claims read it as back at chance; patience 0 trains to the end."""
+    chance = math.log(10)
+    script = [2.4, 1.0, 0.5] + [chance + 0.01] * 20
+
+    def run_with(patience):
+        images, labels = _data()
+        calls = iter(script)
+        settings = OnlineSettings(mode="stochastic", steps=100, adapt_until=60, adapt_every=5, meta_steps=1,
+                                  horizon=2, meta_lr=0.05, eval_every=10, chance_patience=patience)
+        return online_run(models.mlp_apply, _params(), batches.BatchSampler(images, labels, 20, seed=0),
+                          batches.BatchSampler(images, labels, 20, seed=1), 0.01, 0.9, settings=settings,
+                          eval_fn=lambda p: next(calls), test_fn=lambda p: 0.9, show_progress=False)
+
+    stopped = run_with(3)
+    assert not stopped.diverged and stopped.stopped_step == 50 == stopped.last_finite_step
+    assert stopped.chance_step() == 30 and list(stopped.eval_steps) == [0, 10, 20, 30, 40, 50]
+    assert np.all(np.isfinite(stopped.losses[:50])) and np.all(np.isnan(stopped.losses[50:]))
+    assert math.isnan(stopped.settled_lr) and stopped.test_error == 0.9
+    assert stopped.final_train_loss == pytest.approx(chance + 0.01)
+    assert online_claims.instability(stopped) == "chance from step 30"
+    assert "chance level from step 30**, stopped there at step 50" in plot_online.summary_table({"r": stopped}).data
+    full = run_with(0)
+    assert full.stopped_step == -1 and full.last_finite_step == 100 and full.eval_steps[-1] == 100
+    with pytest.raises(ValueError, match="chance_patience"):
+        OnlineSettings(chance_patience=-1)

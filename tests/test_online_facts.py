@@ -130,7 +130,7 @@ def test_deterministic_facts_count_breakdowns_and_say_when_no_loss_is_defined():
     assert facts["cifar_det_half_loss"] == "0.5"   # median of 0.8 and 0.2, at step 50
     assert facts["cifar_base_half_loss"] == pytest.approx(BASE.eval_losses[5])
     assert facts["mnist_det_broken"] == "1 of 1" and facts["mnist_det_half_loss"].startswith("not defined")
-    assert facts["chance_loss"] == pytest.approx(chance)
+    assert facts["chance_loss"] == pytest.approx(chance) and facts["chance_patience"] == 20
     none = online_facts.deterministic_facts(_runs(BASE), cifar)
     assert none["mnist_det_half_loss"] == "not measured" and none["mnist_det_broken"] == "0 of 0"
     assert math.isnan(none["mnist_det_peak"]) and math.isnan(none["mnist_base_half_loss"])

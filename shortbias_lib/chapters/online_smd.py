@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ..experiments.online import experiment as online, claims as online_claims
+from ..experiments.online.loop import OnlineSettings
 from ..profiles import pick
 
 # The step where the archive's adaptation stops (the first half of its 50,000 steps).
@@ -175,8 +176,10 @@ def peak_over_base(runs, mode):
 def deterministic_facts(mnist, cifar):
     """Section "Figure 8": per data set, the deterministic runs' peak rate over the baseline's,
     how many broke down for good (diverged or back at chance level), and their median training
-    loss when adaptation stopped against the baseline's; on CIFAR-10 also the stochastic peak."""
-    facts = {"cifar_sto_peak": peak_over_base(cifar, "stochastic"), "chance_loss": math.log(10)}
+    loss when adaptation stopped against the baseline's; on CIFAR-10 also the stochastic peak,
+    and the evaluations at chance level after which a run is stopped."""
+    facts = {"cifar_sto_peak": peak_over_base(cifar, "stochastic"), "chance_loss": math.log(10),
+             "chance_patience": OnlineSettings().chance_patience}
     for name, runs in (("mnist", mnist), ("cifar", cifar)):
         det = [r for r in runs.values() if r.mode == "deterministic"]
         base = baseline_of(runs)

@@ -92,7 +92,7 @@ def online_batched_runs(params, train_samplers, meta_samplers, lrs, momentum=0.9
     while t < s.steps and live.any():
         if t % s.eval_every == 0:
             for k in np.flatnonzero(live):
-                if not runs[k].evaluate(eval_fn):
+                if not runs[k].evaluate(eval_fn, s.chance_patience):
                     live[k], broke[k] = False, True
             if not live.any():
                 break

@@ -21,6 +21,7 @@ def summary_rows(runs):
             "diverged_step": run.diverged_step if run.diverged else None,
             "lookahead_divergences": int(len(run.lookahead_diverged_steps)),
             "chance_step": run.chance_step(),
+            "stopped_step": run.stopped_step,
         })
     return rows
 
@@ -37,6 +38,8 @@ def summary_table(runs):
         diverged = "no" if row["diverged_step"] is None else f"**yes, step {row['diverged_step']}**"
         if row["chance_step"] >= 0:
             diverged += f", **loss at chance level from step {row['chance_step']}**"
+        if row["stopped_step"] >= 0:
+            diverged += f", stopped there at step {row['stopped_step']}"
         if row["lookahead_divergences"]:
             diverged += f" ({row['lookahead_divergences']} lookahead(s) diverged)"
         rows.append([row["mode"], f"{row['init_lr']:.0e}", f"{row['init_eff_lr']:.2g}",

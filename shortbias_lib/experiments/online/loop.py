@@ -22,7 +22,10 @@ learning rate decays exponentially from its value there to ``final_lr``
 (alpha, mu) fixed until ``adapt_until`` and then decays the same way (what the
 authors' code does). A run whose training loss becomes NaN or infinite is
 stopped and recorded as diverged with its step; a lookahead that diverges
-ends that adaptation (the rate keeps its last finite value) and is counted.
+ends that adaptation (the rate keeps its last finite value) and is counted. A run whose
+training loss has fallen back to chance level, ``log 10``, for ``chance_patience``
+evaluations in a row is stopped there too: the network is dead (at the paper's scale every
+second-layer ReLU was off) and no later step can revive it, so the rest would only spend hours.
 """
 
 import time
@@ -52,7 +55,8 @@ class OnlineSettings:
     ``clip`` bounds each raw hypergradient, ``meta_lr`` is Adam's step on ``u``, and the
     training-set loss is measured every ``eval_every`` steps. ``meta_batches`` is
     ``"fresh"`` (each meta step draws its own minibatches, as Algorithm 1) or ``"shared"``
-    (drawn once per adaptation).
+    (drawn once per adaptation). ``chance_patience`` evaluations in a row at chance level
+    (after a loss below it) stop the run (0: never).
     """
 
     mode: str = "stochastic"
@@ -69,6 +73,7 @@ class OnlineSettings:
     eval_every: int = 100
     convention: str = "paper"
     meta_batches: str = "fresh"
+    chance_patience: int = 20
 
     def __post_init__(self):
         steps = training.check_steps(self.steps, "steps", minimum=3)
@@ -77,6 +82,7 @@ class OnlineSettings:
         training.check_steps(self.meta_steps, "meta_steps", minimum=0)
         training.check_steps(self.horizon, "horizon")
         training.check_steps(self.eval_every, "eval_every")
+        training.check_steps(self.chance_patience, "chance_patience", minimum=0)
         if isinstance(adapt_until, bool) or not isinstance(adapt_until, (int, np.integer)) \
                 or not 0 <= adapt_until <= steps - 2:
             raise ValueError(f"adapt_until must be an integer in [0, steps - 2] = [0, {steps - 2}]; "
@@ -155,7 +161,7 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
                 if bar is not None:
                     bar.close()
                 return None
-        if t % s.eval_every == 0 and not run.evaluate(eval_fn):
+        if t % s.eval_every == 0 and not run.evaluate(eval_fn, s.chance_patience):
             break
         adapting = t < s.adapt_until
         if adapting and s.mode != "baseline" and t % s.adapt_every == 0:

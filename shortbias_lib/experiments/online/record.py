@@ -16,6 +16,21 @@ from ...engine import schedules, training
 from ...engine.hyperparams import Hyperparameters
 from ...runs import save_result
 
+# A training loss within this fraction of ``log(n_classes)`` counts as chance level.
+CHANCE_TOLERANCE = 0.02
+
+
+def chance_start(eval_losses, n_classes=10, tolerance=CHANCE_TOLERANCE):
+    """Index of the first evaluation of the final stretch of ``eval_losses`` at chance level,
+    ``log(n_classes)`` (within ``tolerance``), after a loss below it; ``-1`` if the last
+    evaluation is below chance level or the loss never was."""
+    losses = np.asarray(eval_losses, dtype=float)
+    at_chance = losses >= (1.0 - tolerance) * math.log(n_classes)
+    if losses.size < 2 or not at_chance[-1] or at_chance.all():
+        return -1
+    return int(np.flatnonzero(~at_chance)[-1] + 1)
+
+
 @dataclass
 class OnlineRun:
     """Everything recorded by one online run (arrays per step, per evaluation, per adaptation).
@@ -62,26 +77,30 @@ class OnlineRun:
         """The initial effective learning rate ``alpha / (1 - mu)``."""
         return self.init_lr / (1.0 - self.init_momentum)
 
-    def chance_step(self, n_classes=10, tolerance=0.02):
+    def chance_step(self, n_classes=10, tolerance=CHANCE_TOLERANCE):
         """First evaluation step from which the training loss stays at chance level, ``log(n_classes)``.
 
         A network that a too-large rate has killed (all ReLUs off) predicts
         uniformly: its loss sits at ``log(n_classes)`` without being NaN. Only
         counts if the loss was below chance before. ``-1`` if that never happens.
         """
-        losses = np.asarray(self.eval_losses)
-        at_chance = losses >= (1.0 - tolerance) * math.log(n_classes)
-        if losses.size < 2 or not at_chance[-1] or at_chance.all():
-            return -1
-        below = np.flatnonzero(~at_chance)
-        if below[-1] == losses.size - 1:
-            return -1
-        return int(self.eval_steps[below[-1] + 1])
+        start = chance_start(self.eval_losses, n_classes, tolerance)
+        return int(self.eval_steps[start]) if start >= 0 else -1
+
+    @property
+    def stopped_step(self):
+        """The step where the run was stopped at chance level (:class:`OnlineProgress`'s
+        ``chance_patience``), ``-1`` if it was not: its last evaluation came before the end."""
+        ended_early = (not self.diverged and len(self.eval_steps) > 0
+                       and int(self.eval_steps[-1]) < self.steps)
+        return int(self.eval_steps[-1]) if ended_early else -1
 
     @property
     def last_finite_step(self):
-        """Number of steps completed without divergence."""
-        return self.diverged_step if self.diverged else self.steps
+        """Number of steps completed without divergence (or before a stop at chance level)."""
+        if self.diverged:
+            return self.diverged_step
+        return self.stopped_step if self.stopped_step >= 0 else self.steps
 
     def to_arrays(self, prefix=""):
         """Flat ``name -> array`` mapping for :func:`shortbias_lib.runs.save_result`."""
@@ -118,6 +137,7 @@ class OnlineProgress:
     records: dict     # per step: eff, mom, losses
     lists: dict       # eval_steps, eval_losses, adapt_steps, first, last, look_bad
     diverged_step: int = -1
+    stopped_step: int = -1   # stopped at chance level (see :meth:`evaluate`)
 
     @classmethod
     def start(cls, params, hyper, steps):
@@ -126,8 +146,10 @@ class OnlineProgress:
                                        "last", "look_bad")}
         return cls(0, training.init_state(params), hyper, None, records, lists)
 
-    def evaluate(self, eval_fn):
-        """Record the training-set loss now; False (and the divergence) if it is not finite."""
+    def evaluate(self, eval_fn, chance_patience=0):
+        """Record the training-set loss now; False if the run must stop: the loss is not
+        finite (a divergence), or it has been at chance level for the last ``chance_patience``
+        evaluations after being below it (0: never stop so), a network killed for good."""
         if eval_fn is None:
             return True
         value = float(eval_fn(tuple(p.detach() for p in self.train.params)))
@@ -136,6 +158,10 @@ class OnlineProgress:
             return False
         self.lists["eval_steps"].append(self.t)
         self.lists["eval_losses"].append(value)
+        start = chance_start(self.lists["eval_losses"])
+        if chance_patience and start >= 0 and len(self.lists["eval_losses"]) - start >= chance_patience:
+            self.stopped_step = self.t
+            return False
         return True
 
     def adapt(self, result):
@@ -221,7 +247,8 @@ class OnlineProgress:
         test_error = float("nan")
         if not diverged and test_fn is not None:
             test_error = float(test_fn(tuple(p.detach() for p in self.train.params)))
-        reached_settling = not diverged or self.diverged_step > adapt_until
+        ended = self.diverged_step if diverged else self.stopped_step
+        reached_settling = ended < 0 or ended > adapt_until
         lists = self.lists
         return OnlineRun(
             label=label, mode=mode, init_lr=float(lr), init_momentum=float(momentum),
