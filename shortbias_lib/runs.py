@@ -186,6 +186,17 @@ def provenance(profile, device, seed, **config):
     }
 
 
+# What a resumed result records of each leg it continues (its ``earlier_legs``).
+LEG_FIELDS = ("device", "git_commit", "torch", "time_utc", "stage")
+
+
+def legs_so_far(meta):
+    """The legs of a partial checkpoint's run, given its provenance ``meta``: its own
+    ``earlier_legs`` followed by the leg that wrote it (:data:`LEG_FIELDS`; a field it did
+    not record is ``None``)."""
+    return list(meta.get("earlier_legs", [])) + [{name: meta.get(name) for name in LEG_FIELDS}]
+
+
 def devices_text(meta):
     """Where a result was computed: its device, preceded by those of the runs it resumed
     (``earlier_legs``, e.g. ``"cuda (NVIDIA H200) up to figure 6 curves, then cpu"``)."""

@@ -204,14 +204,19 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, mode):
     path = tmp_path / "partial.npz"
     common = dict(mode=mode, steps=30, adapt_until=14, adapt_every=5, eval_every=5)
     whole = _run(**common)
-    assert _run(**common, checkpoint=Checkpointing(path, 7, {"a": 1}, stop_after=8)) is None
+    first_leg = {"device": "cpu", "git_commit": "abc", "torch": "t", "time_utc": "then", "host": "h"}
+    assert _run(**common, checkpoint=Checkpointing(path, 7, {"a": 1}, stop_after=8, provenance=first_leg)) is None
     # (stopped at the checkpoint of step 10)
     arrays, _ = load_result(path)
     assert int(arrays["t"]) == 10
-    resumed = _run(**common, checkpoint=Checkpointing(path, 7, {"a": 1}))
+    resumed = _run(**common, checkpoint=Checkpointing(path, 7, {"a": 1}, provenance={"git_commit": "def"}))
     for name in OnlineRun.ARRAYS:
         assert np.array_equal(getattr(whole, name), getattr(resumed, name), equal_nan=True), name
     assert resumed.final_train_loss == whole.final_train_loss
+    # The resumed run knows the leg that computed its first ten steps; the whole run none.
+    assert resumed.earlier_legs == [{"device": "cpu", "git_commit": "abc", "torch": "t", "time_utc": "then",
+                                     "stage": "step 10"}]
+    assert whole.earlier_legs == []
     # A checkpoint made with another configuration is ignored.
     other = _run(**common, checkpoint=Checkpointing(path, 7, {"a": 2}))
     assert np.array_equal(other.eff_lr, whole.eff_lr)

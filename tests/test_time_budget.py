@@ -64,6 +64,13 @@ def test_cli_online_legs_stopped_for_time_resume_to_the_uninterrupted_result(tmp
         if not name.endswith("__seconds"):  # wall-clock time, the only difference
             assert np.array_equal(value, legs[name], equal_nan=value.dtype.kind == "f"), name
     assert not list((tmp_path / "legs").rglob("*.partial.npz"))
+    # Each MNIST run's file lists the two legs it resumed (the steps they reached, their commit).
+    for key in ("mnist__baseline__0.1", "mnist__stochastic__0.01"):
+        _, meta = runs.load_result(online.checkpoint_path("smoke", 0, key, tmp_path / "legs" / "checkpoints"))
+        assert [leg["stage"] for leg in meta["earlier_legs"]] == ["step 10", "step 20"]
+        assert all(leg["git_commit"] == meta["git_commit"] and leg["device"] == "cpu" for leg in meta["earlier_legs"])
+        _, whole_meta = runs.load_result(online.checkpoint_path("smoke", 0, key, tmp_path / "whole" / "checkpoints"))
+        assert "earlier_legs" not in whole_meta
 
 
 def test_offline_legs_stopped_for_time_resume_to_the_uninterrupted_result(tmp_path):

@@ -23,7 +23,7 @@ from .record import OnlineRun
 from ...locks import run_lock
 from ...profiles import PROFILES, pick
 from ...runs import (REPO_ROOT, Result, check_seed, load_matching, load_result, partial_path, provenance,
-                   resolve_device, result_path, results_dir, run_shared, save_result)
+                   resolve_device, result_path, results_dir, run_shared, save_result, utc_now)
 
 DATASET_MODELS = {"mnist": "mlp", "cifar10": "cnn"}
 CHAPTER = "online_smd"
@@ -260,11 +260,14 @@ def _run_computation(setup, profile, seed, device, resume, show_progress, path, 
         meta_sampler = batches.BatchSampler.from_dataset(setup.train_set, batch_size, seed + 1, device)
         every = sizes.get("checkpoint_every")
         key = run_key(setup.dataset, mode, lr)
+        started = provenance(profile, device, seed, **run_config)  # the commit that computes it
         run = online_run(setup.apply, setup.params, train_sampler, meta_sampler, lr, run_config["momentum"],
                          settings=settings, eval_fn=setup.eval_fn, test_fn=setup.test_fn, label=key,
                          show_progress=show_progress,
-                         checkpoint=Checkpointing(partial, every, run_config) if every else None)
-        save_result(path, run.to_arrays(), provenance(profile, device, seed, **run_config))
+                         checkpoint=Checkpointing(partial, every, run_config, provenance=started) if every else None)
+        if run.earlier_legs:
+            started["earlier_legs"] = run.earlier_legs
+        save_result(path, run.to_arrays(), dict(started, finished_utc=utc_now()))
 
     return compute
 

@@ -38,7 +38,7 @@ from ...engine.hyperparams import Hyperparameters
 from ...engine.meta_optim import make_meta_optimizer
 from .record import OnlineProgress
 from ...progress import progress
-from ...runs import after_checkpoint, load_matching
+from ...runs import after_checkpoint, legs_so_far, load_matching
 
 MODES = ("baseline", "stochastic", "deterministic")
 META_BATCHES = ("fresh", "shared")
@@ -106,13 +106,17 @@ class Checkpointing:
 
     A run started again with the same ``config`` continues from the file and gives
     the same result as one never interrupted. ``stop_after`` stops at the first
-    checkpoint at or after that step (to test resuming).
+    checkpoint at or after that step (to test resuming). ``provenance``
+    (:func:`~shortbias_lib.runs.provenance` of this leg, taken when it starts) is saved
+    with each checkpoint, its ``stage`` the step reached, so the finished run can list
+    the legs it resumed (:attr:`OnlineRun.earlier_legs`).
     """
 
     path: object
     every: int
     config: object = None
     stop_after: int = None
+    provenance: dict = None
 
 
 def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
@@ -145,16 +149,18 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
     optimizer = make_meta_optimizer("adam", s.meta_lr)
     samplers = {"train": train_sampler, "meta": meta_sampler}
     run = OnlineProgress.start(params, hyper, s.steps)
-    ckpt_meta = None
+    ckpt_meta, earlier_legs = None, []
     if checkpoint is not None:
         ckpt_meta = {"checkpoint_config": checkpoint.config, "steps": s.steps, "mode": s.mode, "lr": lr}
-        started -= _resume(checkpoint, run, optimizer, samplers, ckpt_meta)
+        spent, earlier_legs = _resume(checkpoint, run, optimizer, samplers, ckpt_meta)
+        started -= spent
     last_checkpoint = run.t
     bar = progress(total=s.steps, initial=run.t, desc=label, leave=False) if show_progress else None
     while run.t < s.steps:
         t = run.t
         if checkpoint is not None and t >= last_checkpoint + checkpoint.every:
-            run.save(checkpoint.path, optimizer, samplers, ckpt_meta, time.perf_counter() - started)
+            leg = dict(checkpoint.provenance or {}, stage=f"step {t}", earlier_legs=earlier_legs)
+            run.save(checkpoint.path, optimizer, samplers, ckpt_meta, time.perf_counter() - started, leg)
             last_checkpoint = t
             after_checkpoint(f"{label}, step {t}")  # a time-bounded leg stops here
             if checkpoint.stop_after is not None and t >= checkpoint.stop_after:
@@ -180,19 +186,25 @@ def online_run(apply, params, train_sampler, meta_sampler, lr, momentum=0.9, *,
         run.evaluate(eval_fn)
     if bar is not None:
         bar.close()
-    return run.result(label, s.mode, lr, momentum, s.adapt_until, test_fn,
-                      time.perf_counter() - started)
+    finished = run.result(label, s.mode, lr, momentum, s.adapt_until, test_fn,
+                          time.perf_counter() - started)
+    finished.earlier_legs = earlier_legs
+    return finished
 
 
 def _resume(checkpoint, run, optimizer, samplers, ckpt_meta):
     """Continue ``run`` from ``checkpoint.path`` if it was saved with ``ckpt_meta``; returns
-    the seconds the saved run had already spent (0 without a matching file)."""
+    the seconds the saved run had already spent and the legs that computed it
+    (:func:`~shortbias_lib.runs.legs_so_far`; 0 and none without a matching file)."""
     training.check_steps(checkpoint.every, "checkpoint_every")
     for name, sampler in samplers.items():
         if not isinstance(sampler, batches.BatchSampler):
             raise ValueError(f"{name}_sampler must be a BatchSampler to checkpoint a run")
     found = load_matching(checkpoint.path, ckpt_meta)
-    return 0.0 if found is None else run.restore(found[0], optimizer, samplers)
+    if found is None:
+        return 0.0, []
+    arrays, meta = found
+    return run.restore(arrays, optimizer, samplers), legs_so_far(dict(meta, stage=f"step {int(arrays['t'])}"))
 
 
 def _next_stop(t, settings, adapting):

@@ -62,6 +62,9 @@ class OnlineRun:
     final_train_loss: float = float("nan")
     test_error: float = float("nan")
     seconds: float = 0.0
+    # The legs a resumed run continued (:func:`~shortbias_lib.runs.legs_so_far`), for its
+    # provenance; not among its arrays.
+    earlier_legs: list = field(default_factory=list)
 
     SCALARS = ("init_lr", "init_momentum", "diverged", "diverged_step", "settled_lr",
                "settled_momentum", "final_train_loss", "test_error", "seconds")
@@ -203,8 +206,9 @@ class OnlineProgress:
             self.train, self.t = trained.state, nxt
         return done
 
-    def save(self, path, optimizer, samplers, meta, elapsed):
-        """Write everything needed to continue, atomically, to ``path``."""
+    def save(self, path, optimizer, samplers, meta, elapsed, leg=None):
+        """Write everything needed to continue, atomically, to ``path``; ``meta`` is what a
+        resumed run must match, ``leg`` the provenance of the leg writing it."""
         arrays = {f"rec_{k}": v for k, v in self.records.items()}
         arrays.update({f"list_{k}": np.asarray(v) for k, v in self.lists.items()})
         arrays.update(training.state_arrays(self.train, "w", "v"))
@@ -216,7 +220,7 @@ class OnlineProgress:
         arrays.update(_prefixed("adam_", optimizer.state_dict()))
         for name, sampler in samplers.items():
             arrays.update(_prefixed(f"{name}_", sampler.state_dict()))
-        save_result(path, arrays, {"config": meta})
+        save_result(path, arrays, dict(leg or {}, config=meta))
 
     def restore(self, saved, optimizer, samplers):
         """Continue from :meth:`save`'s arrays; returns the seconds already spent."""
