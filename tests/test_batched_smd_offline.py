@@ -53,9 +53,12 @@ def separate(state, x, y, objective, hypers, stream_seeds, meta_lr=0.05):
             for h, s in zip(hypers, stream_seeds)]
 
 
-def batched(state, x, y, objective, hypers, stream_seeds, meta_steps=META_STEPS, **kwargs):
+def batched(state, x, y, objective, hypers, stream_seeds, meta_steps=META_STEPS, own_copies=False, **kwargs):
+    """``own_copies``: each stream over its own copy of the data (gathered run by run)."""
+    copy = (lambda t: t.clone()) if own_copies else (lambda t: t)  # noqa: E731
     return bo.smd_trajectories_batched(state, hypers, HORIZON, meta_steps,
-                                       [StepBatches(x, y, BATCH, s) for s in stream_seeds], objective, **kwargs)
+                                       [StepBatches(copy(x), copy(y), BATCH, s) for s in stream_seeds], objective,
+                                       **kwargs)
 
 
 def assert_same(got, want, rtol):
@@ -81,9 +84,11 @@ def test_batched_offline_smd_equals_separate_runs_with_a_step_back():
     assert_same(got, want, rtol=1e-9)
 
 
-def test_batched_offline_smd_follows_the_schedule():
+@pytest.mark.parametrize("own_copies", [False, True], ids=["shared-data", "own-data"])
+def test_batched_offline_smd_follows_the_schedule(own_copies):
     """The decay matters here (beta's hypergradients are not negligible and differ between K = 3
-    and K = 5000), and the batched runs equal the separate ones at K = 3 (1e-9 relative)."""
+    and K = 5000), and the batched runs equal the separate ones at K = 3 (1e-9 relative), with
+    the streams over one data set or each over its own copy."""
     state, x, y, objective, hypers = problem(1.0)
     stream_seeds = [3, 4, 5]
     want = separate(state, x, y, objective, hypers, stream_seeds)
@@ -92,7 +97,8 @@ def test_batched_offline_smd_follows_the_schedule():
     for fast, plain in zip(want, flat):
         assert np.abs(fast["hypergrad"][:, 1]).max() > 1e-3
         assert np.abs(fast["hypergrad"][:, 1] - plain["hypergrad"][:, 1]).max() > 1e-3
-    assert_same(batched(state, x, y, objective, hypers, stream_seeds, meta_lr=0.05), want, rtol=1e-9)
+    assert_same(batched(state, x, y, objective, hypers, stream_seeds, meta_lr=0.05, own_copies=own_copies), want,
+                rtol=1e-9)
 
 
 def test_schedule_rates_are_hyperparameters_at():
@@ -126,6 +132,36 @@ def test_batched_offline_smd_resumes():
     # and the constant rate is not the decaying one: the test can tell them apart
     const = batched(state, x, y, objective, hypers, stream_seeds, meta_steps=META_STEPS, meta_lr=0.05)
     assert np.abs(const[1]["u"][-1] - whole[1]["u"][-1]).max() > 1e-4
+
+
+def test_offline_meta_step_reads_nothing_back_to_the_host(monkeypatch):
+    """Inside a meta step no tensor is read on the host (``item``, ``bool``, ``float``, ``int``,
+    ``tolist``, ``numpy``, ``cpu`` raise there), the step back included: divergence flags stay
+    tensors; the result is the unguarded one."""
+    state, x, y, objective, hypers = problem(1e35)
+    stream_seeds = seeds(x, y)
+    want = batched(state, x, y, objective, hypers, stream_seeds, meta_lr=0.05)
+    inner, calls = bo.offline_meta_step, []
+
+    def forbidden(name):
+        def read(*args, **kwargs):
+            raise AssertionError(f"Tensor.{name} inside a meta step")
+        return read
+
+    def guarded(*args, **kwargs):
+        calls.append(1)
+        with monkeypatch.context() as patch:
+            for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__"):
+                patch.setattr(torch.Tensor, name, forbidden(name))
+            return inner(*args, **kwargs)
+
+    monkeypatch.setattr(bo, "offline_meta_step", guarded)
+    assert_same(batched(state, x, y, objective, hypers, stream_seeds, meta_lr=0.05), want, rtol=0)
+    assert len(calls) == META_STEPS and any(np.isnan(r["meta_loss"]).any() for r in want)
+    with monkeypatch.context() as patch:  # the guard itself bites
+        patch.setattr(torch.Tensor, "__bool__", forbidden("__bool__"))
+        with pytest.raises(AssertionError, match="__bool__"):
+            bool(torch.ones(1))
 
 
 def test_batched_offline_smd_checks_its_inputs():
