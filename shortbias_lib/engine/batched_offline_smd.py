@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from .batched_smd import lookahead_step, stack_runs
+from .batched_smd import compiled, lookahead_step, stack_runs
 from .hvp import mlp_grad_hvp_stacked
 from .hyperparams import Hyperparameters
 from .meta_optim import adam_update
@@ -50,8 +50,27 @@ def schedule_rates(u, momentum, log_decay):
     return alpha, torch.full_like(alpha, momentum), dalpha, None
 
 
+def offline_lookahead_step(phase, w, v, dw, dv, images, labels, u, momentum, log_decay):
+    """One lookahead step of S runs at their schedules' rates, a pure tensor function:
+    :func:`~shortbias_lib.engine.batched_smd.lookahead_step` at :func:`schedule_rates`.
+
+    ``phase`` is 0 at the first step and 1 at every later one (``dw`` then summed out of
+    place: no input is modified, so that the step compiles, or is captured in a CUDA graph,
+    once for all of them); ``log_decay`` is a 0-d tensor.
+    """
+    return lookahead_step(phase, w, v, dw, dv, images, labels, schedule_rates(u, momentum, log_decay))
+
+
+def compiled_lookahead_step(mode=None, fullgraph=True):
+    """:func:`offline_lookahead_step` under ``torch.compile`` (eager where compiling fails:
+    :func:`~shortbias_lib.engine.batched_smd.compiled`); ``mode="reduce-overhead"`` on a GPU
+    replays each lookahead step as one CUDA graph. Three graphs: the first step, the second
+    (its ``dw`` is the first's ``dv``) and the others."""
+    return compiled(offline_lookahead_step, mode, fullgraph, dynamic=False)
+
+
 def offline_meta_step(params, velocity, u, adam_m, adam_s, adam_t, low, high, step_batches, objective_batches,
-                      *, t0, K, momentum, meta_lr, clip=10.0):
+                      *, t0, K, momentum, meta_lr, clip=10.0, step=offline_lookahead_step):
     """One offline meta step of S runs from the same stacked weights; no host synchronisation.
 
     ``u``, ``adam_m``, ``adam_s`` (S, 2) float64, ``adam_t`` (S,) float64; ``step_batches(i)``
@@ -60,15 +79,16 @@ def offline_meta_step(params, velocity, u, adam_m, adam_s, adam_t, low, high, st
     all runs (the meta-objective is the mean of their mean losses). The schedule is read at
     steps ``t0, ..., t0 + T - 1``. Returns ``(u, adam_m, adam_s, adam_t, meta_loss, hypergrad)``,
     the last two as :func:`~shortbias_lib.engine.hypergrad.smd` records them (step back: NaN,
-    ``(clip, 0)``).
+    ``(clip, 0)``). ``step`` is :func:`offline_lookahead_step` or a :func:`compiled_lookahead_step`.
     """
     w, v = tuple(params), tuple(velocity)
     dw = dv = None
     bad = torch.zeros(u.shape[0], dtype=torch.bool, device=u.device)
-    for i in range(step_batches.horizon):
+    T = step_batches.horizon
+    log_decays = torch.log1p((t0 + torch.arange(T, dtype=torch.float64, device=u.device)) / K)
+    for i in range(T):
         images, labels = step_batches(i)
-        step_rates = schedule_rates(u, momentum, math.log1p((t0 + i) / K))
-        loss, w, v, dw, dv = lookahead_step(i, w, v, dw, dv, images, labels, step_rates)
+        loss, w, v, dw, dv = step(min(i, 1), w, v, dw, dv, images, labels, u, momentum, log_decays[i])
         bad = bad | diverged(loss)
     meta, grad = _meta_objective(w, dw, objective_batches)
     ok = ~(bad | diverged(meta) | ~torch.isfinite(grad).all(1))
@@ -119,7 +139,7 @@ class _StackedSteps:
 
 
 def smd_trajectories_batched(state, hypers, horizon, meta_steps, batches, objective_batches, *, meta_lr=0.01,
-                             clip=10.0, convention="paper", resume=None, on_step=None):
+                             clip=10.0, convention="paper", resume=None, on_step=None, step=None):
     """:func:`~shortbias_lib.experiments.offline.smd.smd_trajectory` for S starting points at once.
 
     ``state``: the shared weights (a :class:`TrainState`: the schedule is read from its step on);
@@ -131,7 +151,8 @@ def smd_trajectories_batched(state, hypers, horizon, meta_steps, batches, object
     (counting resumed ones). ``resume``: S dicts of earlier calls (all at the same meta step);
     ``on_step(done, snapshot)`` is called after each meta step, ``snapshot()`` reading the S
     dicts so far from the device. Returns S dicts as ``smd_trajectory``'s: ``u`` (M+1, 2),
-    ``meta_loss`` (M,), ``hypergrad`` (M, 2), ``adam_m``, ``adam_s``, ``adam_t``.
+    ``meta_loss`` (M,), ``hypergrad`` (M, 2), ``adam_m``, ``adam_s``, ``adam_t``. ``step`` is the
+    lookahead step (default :func:`offline_lookahead_step`, eager; or a :func:`compiled_lookahead_step`).
     """
     horizon = check_steps(horizon, "horizon")
     meta_steps = check_steps(meta_steps, "meta_steps", minimum=0)
@@ -159,7 +180,8 @@ def smd_trajectories_batched(state, hypers, horizon, meta_steps, batches, object
         steps.m = m
         u, m_, s_, t_, meta, grad = offline_meta_step(
             params, velocity, u, m_, s_, t_, low, high, steps, objective_batches,
-            t0=state.step, K=float(first.K), momentum=float(first.momentum), meta_lr=rate(m), clip=clip)
+            t0=state.step, K=float(first.K), momentum=float(first.momentum), meta_lr=rate(m), clip=clip,
+            step=offline_lookahead_step if step is None else step)
         history.add(u, meta, grad, (m_, s_, t_))
         if on_step is not None:
             on_step(m + 1, history.dicts)

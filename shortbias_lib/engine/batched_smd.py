@@ -189,7 +189,12 @@ def compiled_meta_step(settings=MetaSettings(), mode=None, fullgraph=True, dynam
     graph; the outputs are then cloned after each call, since a graph's next replay reuses
     their memory.
     """
-    eager = functools.partial(meta_step, settings=settings)
+    return compiled(functools.partial(meta_step, settings=settings), mode, fullgraph, dynamic)
+
+
+def compiled(eager, mode=None, fullgraph=True, dynamic=False):
+    """``eager`` (a pure tensor function) under ``torch.compile`` where it works, else eager:
+    the callable :func:`compiled_meta_step` describes (its ``compiled`` and ``reason``)."""
     compile_fn = getattr(torch, "compile", None)
     if compile_fn is None:
         return _Stepper(eager, None, "torch.compile is not available")
@@ -231,7 +236,14 @@ class _Stepper:
                 self.fn, self.compiled, self.reason = None, False, f"compiling failed: {err!r}"
                 return self.eager(*args)
             self.tried = True
-        return tuple(o.clone() for o in out) if self.clone else out
+        return _clone(out) if self.clone else out
+
+
+def _clone(out):
+    """The tensors of ``out`` (nested tuples of tensors, or ``None``) cloned."""
+    if isinstance(out, tuple):
+        return tuple(_clone(o) for o in out)
+    return out if out is None else out.clone()
 
 
 # ---------------------------------------------------------------- minibatches in the separate runs' order
