@@ -8,10 +8,13 @@ its T minibatches one at a time (T is up to 5,000: never ``(S, T, B, ...)`` at o
 all runs with :func:`~shortbias_lib.engine.batched_smd.lookahead_step` at each run's rate of
 that step (:func:`schedule_rates`), differentiates the mean loss at ``w_T`` on fixed
 objective batches, and applies the rule of :func:`~shortbias_lib.engine.hypergrad.smd`'s
-``on_divergence="step_back"`` per run (a run whose lookahead, meta-objective or hypergradient
-is not finite takes a hypergradient of ``+clip`` on the rate, 0 on beta, with a NaN meta-loss),
+``on_divergence="step_back"`` per run (a run whose lookahead losses or meta-objective diverge,
+:func:`~shortbias_lib.engine.training.diverged`, or whose hypergradient is not finite takes a
+hypergradient of ``+clip`` on the rate, 0 on beta, with a NaN meta-loss),
 then clip, Adam (:func:`~shortbias_lib.engine.meta_optim.adam_update`) and the bounds, all on
-the device without a host synchronisation. :func:`smd_trajectories_batched` is
+the device without a host synchronisation. The lookahead step is a pure tensor function
+(:func:`offline_lookahead_step`) that also runs compiled (:func:`compiled_lookahead_step`: one
+CUDA graph replay per step on a GPU). :func:`smd_trajectories_batched` is
 :func:`~shortbias_lib.experiments.offline.smd.smd_trajectory` for S runs: same inputs per run,
 same resumable state dicts out, equal to the separate runs to rounding
 (``tests/test_batched_smd_offline.py``).
@@ -71,7 +74,9 @@ def compiled_lookahead_step(mode=None, fullgraph=True):
 
 def offline_meta_step(params, velocity, u, adam_m, adam_s, adam_t, low, high, step_batches, objective_batches,
                       *, t0, K, momentum, meta_lr, clip=10.0, step=offline_lookahead_step):
-    """One offline meta step of S runs from the same stacked weights; no host synchronisation.
+    """One offline meta step of S runs from the same stacked weights; no host synchronisation
+    (but the streams' own: a :class:`~shortbias_lib.engine.batches.StepBatches` copies each
+    epoch's permutation to the device, once per epoch).
 
     ``u``, ``adam_m``, ``adam_s`` (S, 2) float64, ``adam_t`` (S,) float64; ``step_batches(i)``
     gives lookahead step i's ``(images (S, B, ...), labels (S, B))`` for i < T (the horizon:
