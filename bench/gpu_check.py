@@ -35,12 +35,21 @@ own entry points, times them, and projects the paper profile's full time:
   ``mode="reduce-overhead"``, CUDA graphs, on a GPU; eager fallback where compiling fails,
   recorded), its ratio to the eager one and to the separate runs, and the projected five
   stochastic MNIST runs batched. Skipped in ``--tiny`` mode on the CPU (compiling takes minutes
-  there; ``bench_batched_smd.py`` measures it).
+  there; ``bench_batched_smd.py`` measures it);
+* ``offline_smd_batched``: the offline SMD's starts of one horizon (the paper profile's two
+  betas) batched (``batched_offline_smd.smd_trajectories_batched``, eager) against separate
+  ``offline_smd.smd_trajectory`` runs, one meta step at T = 100, and the batched one at T = 10,
+  which split it into lookahead steps and meta-objective and project the paper's SMD with the
+  starts batched;
+* ``offline_smd_compiled`` (last: the total of 420 s may skip it; ``--only offline_smd_batched
+  offline_smd_compiled`` runs it): the same with the lookahead step under ``torch.compile``
+  (``batched_offline_smd.compiled_lookahead_step``; ``mode="reduce-overhead"``, one CUDA graph
+  per step, on a GPU), against the eager one. Skipped in ``--tiny`` mode on the CPU.
 
 The summary prints each paper experiment's projection next to its floor (its FLOPs at the
 measured fp32 rate): online MNIST's five stochastic runs batched (new path) and separate (old),
-online CIFAR-10 and the offline SMD at 5,000 meta steps (old paths: the batched one covers
-the MNIST MLP's online runs only).
+the offline SMD at 5,000 meta steps with its starts batched (new) and separate (old), and
+online CIFAR-10 (old path: the batched one covers the MNIST MLP only).
 
 MNIST is read from ``--data-root``, else the carried ``gpu_data/`` (gzipped
 IDX files are unpacked to a temporary folder), else ``$SHORTBIAS_DATA``,
@@ -79,7 +88,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_sweep import flops_per_sample_step  # noqa: E402
-from shortbias_lib.engine import batched_smd, hypergrad, measure, models, schedules, training  # noqa: E402
+from shortbias_lib.engine import batched_offline_smd, batched_smd, hypergrad, measure, models, schedules, training  # noqa: E402
 from shortbias_lib.experiments.offline import (config as offline_config, design as offline_design,  # noqa: E402
                                                smd as offline_smd)
 from shortbias_lib.experiments.online import (experiment as online, batched as online_batched,  # noqa: E402
@@ -93,11 +102,12 @@ from shortbias_lib.runs import git_commit, resolve_device, utc_now  # noqa: E402
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # The new path against the old one first: it is what a short lease is for.
-SLICES = ("hyper_ratio", "online_batched", "online_compiled", "offline_sweep", "offline_smd", "online_mnist",
-          "online_cifar10")
+SLICES = ("hyper_ratio", "online_batched", "online_compiled", "offline_smd_batched", "offline_sweep", "offline_smd",
+          "online_mnist", "online_cifar10", "offline_smd_compiled")
 # Seconds per slice on the GPU (the whole check stays under about 7 minutes) and in --tiny mode.
 BUDGETS = {"hyper_ratio": 30, "offline_sweep": 60, "offline_smd": 90, "online_mnist": 60,
-           "online_cifar10": 110, "online_batched": 40, "online_compiled": 120}
+           "online_cifar10": 110, "online_batched": 40, "online_compiled": 120, "offline_smd_batched": 40,
+           "offline_smd_compiled": 150}
 BATCHED_RUNS = 5  # the paper's five initial rates of online MNIST, stochastic lookahead
 TINY_BUDGETS = {name: 20 for name in SLICES}
 
@@ -295,17 +305,29 @@ def slice_offline_sweep(ctx):
                            "note": "tiny mode scales CPU timings of small S linearly" if tiny else ""}}
 
 
+def _offline_smd_inputs(ctx):
+    """The paper profile's SMD inputs on the device, made once: ``(warm state, objective batches,
+    objective examples)``: the warm start (its steps) and the first examples in eval chunks
+    (all of a --tiny run's)."""
+    if "offline_smd_inputs" not in ctx:
+        cfg, device = ctx["paper_offline"], ctx["device"]
+        (images, labels), _, _ = ctx["mnist"]
+        n_obj = len(labels) if ctx["tiny"] else int(cfg["smd_objective_examples"])
+        chunk = min(int(cfg["eval_chunk"]), n_obj)
+        objective_batches = [(images[s:s + chunk], labels[s:s + chunk]) for s in range(0, n_obj, chunk)]
+        params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
+        warm = warm_start(params, StepBatches(images, labels, int(cfg["batch_size"]), 1),
+                          int(cfg["warm_steps"]), cfg["warm_lr"], cfg["warm_momentum"], cfg["convention"])
+        ctx["offline_smd_inputs"] = (warm, objective_batches, n_obj)
+    return ctx["offline_smd_inputs"]
+
+
 def slice_offline_smd(ctx):
     """offline_smd.smd_trajectory: one meta step at T = 100 and one at T = 5000, lazy batches."""
     cfg = ctx["paper_offline"]
     device, clock, tiny = ctx["device"], ctx["clock"], ctx["tiny"]
     (images, labels), _, _ = ctx["mnist"]
-    n_obj = len(labels) if tiny else int(cfg["smd_objective_examples"])
-    eval_chunk = min(int(cfg["eval_chunk"]), n_obj)
-    objective_batches = [(images[s:s + eval_chunk], labels[s:s + eval_chunk]) for s in range(0, n_obj, eval_chunk)]
-    params = models.mlp_init(torch.Generator().manual_seed(0), cfg["sizes"], cfg["init_std"], device=device)
-    warm = warm_start(params, StepBatches(images, labels, int(cfg["batch_size"]), 1),
-                              int(cfg["warm_steps"]), cfg["warm_lr"], cfg["warm_momentum"], cfg["convention"])
+    warm, objective_batches, n_obj = _offline_smd_inputs(ctx)
     K, mu = float(cfg["K"]), cfg["momentum"]
 
     def meta_step(T, seed):
@@ -344,6 +366,89 @@ def slice_offline_smd(ctx):
                              "seconds_per_meta_objective": per_objective,
                              "meta_loss_long": [float(x) for x in out["meta_loss"]]},
             "projection": {"smd_s": total}}
+
+
+def slice_offline_smd_batched(ctx):
+    """The offline SMD's starting points of one horizon batched (``batched_offline_smd``) against
+    separate ``smd_trajectory`` runs: one meta step at T = 100 (and T = 10, which splits the
+    batched step into lookahead and meta-objective); projects the paper's SMD with the starts batched."""
+    cfg, clock, tiny = ctx["paper_offline"], ctx["clock"], ctx["tiny"]
+    (images, labels), _, _ = ctx["mnist"]
+    warm, objective_batches, n_obj = _offline_smd_inputs(ctx)
+    K, mu = float(cfg["K"]), cfg["momentum"]
+    hypers = [offline_smd.smd_hyperparameters(cfg["smd_alpha0"], beta0, K, mu) for beta0 in cfg["smd_betas"]]
+    S, (short, long_) = len(hypers), (3, 10) if tiny else (10, 100)
+    meta = {"meta_lr": cfg["smd_meta_lr"], "clip": cfg["smd_clip"], "convention": cfg["convention"]}
+
+    def streams():
+        return [StepBatches(images, labels, int(cfg["batch_size"]), 100 + j) for j in range(S)]
+
+    def separate(T):
+        for hyper, stream in zip(hypers, streams()):
+            offline_smd.smd_trajectory(warm, hyper, T, 1, stream, objective_batches, **meta)
+
+    def batched(T, step=None):
+        batched_offline_smd.smd_trajectories_batched(warm, hypers, T, 1, streams(), objective_batches, step=step,
+                                                     **meta)
+
+    separate(short), batched(short)  # warm-up
+    runs = {"separate": lambda: separate(long_), "batched": lambda: batched(long_),
+            "batched short": lambda: batched(short)}
+    best = {name: math.inf for name in runs}
+    for _ in range(2):  # interleaved repeats, the best of each
+        for name, fn in runs.items():
+            best[name] = min(best[name], clock.time(fn)[0])
+    ratio = best["separate"] / best["batched"]
+    per_step, per_objective, total = _project_offline_smd(cfg, best["batched short"], best["batched"], short, long_,
+                                                          n_obj)
+    ctx["offline_batched"] = {"run": batched, "T": (short, long_), "seconds": best, "n_obj": n_obj}
+    log(f"  one meta step of the {S} starts, T = {long_}: separate {1e3 * best['separate']:.1f} ms, "
+        f"batched {1e3 * best['batched']:.1f} ms (speed-up {ratio:.2f}); batched T = {short}: "
+        f"{1e3 * best['batched short']:.1f} ms")
+    log(f"  batched: {1e3 * per_step:.3f} ms per lookahead step of {S} runs, {per_objective:.3f} s per meta-objective "
+        f"({cfg['smd_objective_examples']} examples); projected paper SMD, starts batched: {fmt_seconds(total)}")
+    return {"throughput": S / per_step, "unit": f"run-lookahead-steps/s, {S} starts batched",
+            "measurements": {"S": S, "T": [short, long_], "meta_step_seconds": best,
+                             "seconds_per_lookahead_step": per_step, "seconds_per_meta_objective": per_objective},
+            "ratios": {"separate_over_batched": ratio}, "projection": {"smd_batched_s": total}}
+
+
+def _project_offline_smd(cfg, t_short, t_long, short, long_, n_obj):
+    """``(s per lookahead step, s per meta-objective, projected paper SMD s)`` from the batched
+    meta step's time at two horizons (the starts of a horizon batched, the horizons in turn)."""
+    per_step = max((t_long - t_short) / (long_ - short), 1e-9)
+    per_objective = max(t_short - short * per_step, 0.0) * (int(cfg["smd_objective_examples"]) / n_obj)
+    total = sum(int(m) * (int(h) * per_step + per_objective)
+                for h, m in zip(cfg["smd_horizons"], cfg["smd_meta_steps"]))
+    return per_step, per_objective, total
+
+
+def slice_offline_smd_compiled(ctx):
+    """The batched offline meta step with its lookahead step compiled (``mode="reduce-overhead"``,
+    CUDA graphs, on a GPU) against the eager batched one; projects the paper's SMD."""
+    device, clock, tiny, cfg = ctx["device"], ctx["clock"], ctx["tiny"], ctx["paper_offline"]
+    if tiny and device.type == "cpu":
+        reason = "skipped in --tiny mode on the CPU: compiling takes minutes there"
+        log(f"  {reason}")
+        return {"skipped": reason}
+    b = ctx.get("offline_batched")
+    if b is None:
+        raise RuntimeError("needs the offline_smd_batched slice's measurements")
+    (short, long_), run = b["T"], b["run"]
+    step = batched_offline_smd.compiled_lookahead_step(mode="reduce-overhead" if device.type == "cuda" else None)
+    compile_s = clock.time(run, short, step)[0]  # compiles its three graphs
+    best = {T: min(clock.time(run, T, step)[0] for _ in range(2)) for T in (short, long_)}
+    per_step, per_objective, total = _project_offline_smd(cfg, best[short], best[long_], short, long_, b["n_obj"])
+    ratio = b["seconds"]["batched"] / best[long_]
+    log(f"  batched, lookahead step {'compiled' if step.compiled else 'EAGER FALLBACK: ' + str(step.reason)}: "
+        f"{1e3 * best[long_]:.1f} ms per meta step at T = {long_} (speed-up over eager {ratio:.2f}, over the "
+        f"separate runs {b['seconds']['separate'] / best[long_]:.2f}); {1e3 * per_step:.3f} ms per lookahead step; "
+        f"first call with compiling {compile_s:.0f} s; projected paper SMD {fmt_seconds(total)}")
+    return {"throughput": 1.0 / per_step, "unit": "lookahead steps/s of the starts batched, compiled",
+            "measurements": {"T": [short, long_], "meta_step_seconds": [best[short], best[long_]],
+                             "seconds_per_lookahead_step": per_step, "seconds_per_meta_objective": per_objective,
+                             "compiled": step.compiled, "reason": step.reason, "compile_s": compile_s},
+            "ratios": {"eager_over_compiled": ratio}, "projection": {"smd_batched_compiled_s": total}}
 
 
 def slice_online(ctx, dataset):
@@ -612,6 +717,8 @@ SLICE_FUNCTIONS = {
     "hyper_ratio": slice_hyper_ratio,
     "offline_sweep": slice_offline_sweep,
     "offline_smd": slice_offline_smd,
+    "offline_smd_batched": slice_offline_smd_batched,
+    "offline_smd_compiled": slice_offline_smd_compiled,
     "online_mnist": lambda ctx: slice_online(ctx, "mnist"),
     "online_cifar10": lambda ctx: slice_online(ctx, "cifar10"),
     "online_batched": slice_online_batched,
@@ -634,6 +741,10 @@ def against_floors(record):
             (get("online_batched", "online_mnist_5_stochastic_separate_s"), five),
             "online CIFAR-10, all runs (old path)":
             (get("online_cifar10", "online_s"), floors.get("online_cifar10", float("nan"))),
+            "offline SMD, 5,000 meta steps, starts batched, compiled (new)":
+            (get("offline_smd_compiled", "smd_batched_compiled_s"), floors.get("offline_smd", float("nan"))),
+            "offline SMD, 5,000 meta steps, starts batched (new)":
+            (get("offline_smd_batched", "smd_batched_s"), floors.get("offline_smd", float("nan"))),
             "offline SMD, 5,000 meta steps (old path)":
             (get("offline_smd", "smd_s"), floors.get("offline_smd", float("nan")))}
 

@@ -40,14 +40,16 @@ def test_gpu_check_runs_every_slice_in_tiny_cpu_mode(tmp_path):
     assert set(record["slices"]) == set(gpu_check.SLICES)
     for name, entry in record["slices"].items():
         assert entry["ok"], f"{name}: {entry.get('error')}\n{entry.get('traceback')}"
-        if name == "online_compiled":  # compiling takes minutes on a CPU: skipped, saying why
+        if name in ("online_compiled", "offline_smd_compiled"):  # compiling takes minutes on a CPU: skipped
             assert "skipped in --tiny mode" in entry["skipped"]
             continue
         assert entry["throughput"] > 0 and entry["unit"], name
-    for name in ("offline_sweep", "offline_smd", "online_mnist", "online_cifar10", "online_batched"):
+    for name in ("offline_sweep", "offline_smd", "online_mnist", "online_cifar10", "online_batched",
+                 "offline_smd_batched"):
         assert all(v > 0 for v in record["slices"][name]["projection"].values() if isinstance(v, float)), name
     batched = record["slices"]["online_batched"]
     assert batched["ratios"]["separate_over_batched_eager"] > 0
+    assert record["slices"]["offline_smd_batched"]["ratios"]["separate_over_batched"] > 0
     # every paper experiment's floor is there (not compared with the projections: in --tiny mode
     # on a shared CPU the small matrix product's measured rate is no peak, so no bound either)
     against = record["against_floors"]

@@ -11,6 +11,7 @@
 - :mod:`.hvp`: gradients and Hessian-vector products;
 - :mod:`.hypergrad`: exact forward-mode hypergradients and stochastic meta-descent (Algorithm 1);
 - :mod:`.batched_smd`: S SMD runs advanced together as one batched computation;
+- :mod:`.batched_offline_smd`: the offline SMD's starting points of one horizon advanced together;
 - :mod:`.reference`: independent references for hypergradients (finite differences, reverse mode);
 - :mod:`.measure`: what hypergradients cost (memory and time), for the book and the benchmarks.
 
@@ -31,8 +32,9 @@ from .hvp import autograd_grad, autograd_grad_hvp, mlp_grad_hvp, GRAD_HVP, mlp_g
 from .hypergrad import (Hypergradient, check_batches, CHECK_EVERY, hypergradient, paper_tangent_step,
                         heavy_ball_tangent_step, TANGENT_STEPS, SMDResult, SMDHistory, ON_DIVERGENCE,
                         lookahead_batches, smd)
-from .batched_smd import (LEARN, log_space_bounds, rates, lookahead, hypergradients, MetaSettings, meta_step,
-                          compiled_meta_step, meta_step_for, draw_meta_batches, MetaBatches,
+from .batched_smd import (LEARN, log_space_bounds, rates, lookahead, lookahead_step, hypergradients, MetaSettings,
+                          meta_step, compiled_meta_step, meta_step_for, draw_meta_batches, MetaBatches,
                           BatchedAdamState, BatchedSMDResult, smd_batched, stack_runs)
+from .batched_offline_smd import schedule_bounds, schedule_rates, offline_meta_step, smd_trajectories_batched
 from .reference import meta_loss, finite_difference, reverse_hypergradient, compare_hypergradients
 from .measure import peak_rss_mib, memory_vs_horizon, step_costs

@@ -60,43 +60,60 @@ def lookahead(params, velocity, u, images, labels):
     ``params``/``velocity``: tuples of ``(S,) + shape``; ``images`` ``(S, T, B, ...)``,
     ``labels`` ``(S, T, B)``. Returns the weights after T steps, their tangents
     ``(S, 2) + shape`` with respect to ``u``, and the minibatch losses ``(S, T)``
-    (before each step). Each step, per run and direction j::
+    (before each step): :func:`lookahead_step` T times at the constant :func:`rates`.
+    """
+    step_rates = rates(u)
+    w, v = tuple(params), tuple(velocity)
+    dw = dv = None
+    losses = []
+    for i in range(images.shape[1]):
+        loss, w, v, dw, dv = lookahead_step(i, w, v, dw, dv, images[:, i], labels[:, i], step_rates)
+        losses.append(loss)
+    return w, dw, torch.stack(losses, 1)
+
+
+def lookahead_step(i, w, v, dw, dv, images, labels, step_rates):
+    """Step ``i`` of S runs' lookahead with its tangents: ``(loss, w, v, dw, dv)``.
+
+    ``w``, ``v``: tuples of ``(S,) + shape``; ``dw``, ``dv`` their tangents ``(S, P) + shape``
+    (``None`` at the first step, where they are zero); ``images`` ``(S, B, ...)``, ``labels``
+    ``(S, B)``; ``step_rates = (alpha, mu, dalpha, dmu)`` of this step, shapes (S,), (S,),
+    (S, P), (S, P) (``dmu`` ``None``: mu is not learned). ``loss`` (S,) is the minibatch loss
+    before the step. Per run and direction j::
 
         dv' = mu dv - alpha H dw + dmu_j v - dalpha_j g,   v' = mu v - alpha g,
         w' = w + v',   dw' = dw + dv'
 
-    (:func:`~shortbias_lib.engine.hypergrad.paper_tangent_step`; at the first step dw = 0.)
+    (:func:`~shortbias_lib.engine.hypergrad.paper_tangent_step`.)
     """
-    alpha, mu, dalpha, dmu = rates(u)
-    T = images.shape[1]
-    w, v = tuple(params), tuple(velocity)
-    dw = dv = None
-    losses = []
-    for i in range(T):
-        loss, g, hdw = mlp_grad_hvp_stacked(w, images[:, i], labels[:, i], dw)
-        losses.append(loss)
-        a = [_per_run(alpha, p) for p in w]
-        m = [_per_run(mu, p) for p in w]
-        da = [_per_run(dalpha, p.unsqueeze(1), 2) for p in w]
-        dm = [_per_run(dmu, p.unsqueeze(1), 2) for p in w]
-        # In place only on tensors made here (hdw, the new dv, dw from the second step on):
-        # fewer passes over the (S, P) + shape tangents when eager, the same graph when compiled.
-        if dw is None:  # dv = dmu v - dalpha g
-            dv = tuple((dm_k * v_k.unsqueeze(1)).addcmul_(da_k, g_k.unsqueeze(1), value=-1)
-                       for dm_k, da_k, v_k, g_k in zip(dm, da, v, g))
-        else:  # dv = -alpha H dw + mu dv + dmu v - dalpha g
-            dv = tuple(h_k.mul_(-a_k.unsqueeze(1)).addcmul_(dv_k, m_k.unsqueeze(1))
-                       .addcmul_(dm_k, v_k.unsqueeze(1)).addcmul_(da_k, g_k.unsqueeze(1), value=-1)
-                       for h_k, a_k, dv_k, m_k, dm_k, v_k, da_k, g_k in zip(hdw, a, dv, m, dm, v, da, g))
-        v = tuple((m_k * v_k).addcmul_(a_k, g_k, value=-1) for m_k, a_k, v_k, g_k in zip(m, a, v, g))
-        w = tuple(w_k + v_k for w_k, v_k in zip(w, v))
-        if dw is None:
-            dw = dv
-        elif i == 1:  # dw still is the first step's dv: a new tensor
-            dw = tuple(d_k + e_k for d_k, e_k in zip(dw, dv))
-        else:
-            dw = tuple(d_k.add_(e_k) for d_k, e_k in zip(dw, dv))
-    return w, dw, torch.stack(losses, 1)
+    alpha, mu, dalpha, dmu = step_rates
+    loss, g, hdw = mlp_grad_hvp_stacked(w, images, labels, dw)
+    a = [_per_run(alpha, p) for p in w]
+    m = [_per_run(mu, p) for p in w]
+    da = [_per_run(dalpha, p.unsqueeze(1), 2) for p in w]
+    dm = None if dmu is None else [_per_run(dmu, p.unsqueeze(1), 2) for p in w]
+    # In place only on tensors made here (hdw, the new dv, dw from the second step on):
+    # fewer passes over the (S, P) + shape tangents when eager, the same graph when compiled.
+    if dw is None and dm is None:  # dv = -dalpha g
+        dv = tuple((da_k * g_k.unsqueeze(1)).neg_() for da_k, g_k in zip(da, g))
+    elif dw is None:  # dv = dmu v - dalpha g
+        dv = tuple((dm_k * v_k.unsqueeze(1)).addcmul_(da_k, g_k.unsqueeze(1), value=-1)
+                   for dm_k, da_k, v_k, g_k in zip(dm, da, v, g))
+    else:  # dv = -alpha H dw + mu dv + dmu v - dalpha g
+        dv = tuple(h_k.mul_(-a_k.unsqueeze(1)).addcmul_(dv_k, m_k.unsqueeze(1))
+                   for h_k, a_k, dv_k, m_k in zip(hdw, a, dv, m))
+        if dm is not None:
+            dv = tuple(d_k.addcmul_(dm_k, v_k.unsqueeze(1)) for d_k, dm_k, v_k in zip(dv, dm, v))
+        dv = tuple(d_k.addcmul_(da_k, g_k.unsqueeze(1), value=-1) for d_k, da_k, g_k in zip(dv, da, g))
+    v = tuple((m_k * v_k).addcmul_(a_k, g_k, value=-1) for m_k, a_k, v_k, g_k in zip(m, a, v, g))
+    w = tuple(w_k + v_k for w_k, v_k in zip(w, v))
+    if dw is None:
+        dw = dv
+    elif i == 1:  # dw still is the first step's dv: a new tensor
+        dw = tuple(d_k + e_k for d_k, e_k in zip(dw, dv))
+    else:
+        dw = tuple(d_k.add_(e_k) for d_k, e_k in zip(dw, dv))
+    return loss, w, v, dw, dv
 
 
 def hypergradients(params, velocity, u, look_images, look_labels, eval_images, eval_labels):
@@ -172,7 +189,12 @@ def compiled_meta_step(settings=MetaSettings(), mode=None, fullgraph=True, dynam
     graph; the outputs are then cloned after each call, since a graph's next replay reuses
     their memory.
     """
-    eager = functools.partial(meta_step, settings=settings)
+    return compiled(functools.partial(meta_step, settings=settings), mode, fullgraph, dynamic)
+
+
+def compiled(eager, mode=None, fullgraph=True, dynamic=False):
+    """``eager`` (a pure tensor function) under ``torch.compile`` where it works, else eager:
+    the callable :func:`compiled_meta_step` describes (its ``compiled`` and ``reason``)."""
     compile_fn = getattr(torch, "compile", None)
     if compile_fn is None:
         return _Stepper(eager, None, "torch.compile is not available")
@@ -214,7 +236,14 @@ class _Stepper:
                 self.fn, self.compiled, self.reason = None, False, f"compiling failed: {err!r}"
                 return self.eager(*args)
             self.tried = True
-        return tuple(o.clone() for o in out) if self.clone else out
+        return _clone(out) if self.clone else out
+
+
+def _clone(out):
+    """The tensors of ``out`` (nested tuples of tensors, or ``None``) cloned."""
+    if isinstance(out, tuple):
+        return tuple(_clone(o) for o in out)
+    return out if out is None else out.clone()
 
 
 # ---------------------------------------------------------------- minibatches in the separate runs' order
