@@ -99,6 +99,20 @@ def test_archive_facts_decide_every_claim_once_the_runs_are_present():
     # settled rates 0.01 and 0.5 span 50 > 10; 0.5 is not 10x below 1; 0.005 beats the baseline
     assert facts["arch_alike"] == facts["arch_collapse"] == facts["arch_worse"] == "does not hold"
     assert facts["arch_large"] == facts["arch_unstable"] == "holds"
+    assert facts["arch_det_bound"] == "0 of 1" and facts["arch_det_chance"] == "in none of them"
+
+
+def test_deterministic_ends_count_runs_at_the_rate_bound_and_back_at_chance():
+    chance = math.log(10)
+    dead = [2.0, 1.0] + [chance] * 9      # evaluated to the last step: not stopped early
+    runs = _runs(BASE, _run("deterministic", 1e-3, np.r_[np.full(50, 1.0), np.full(50, 10.0)], eval_losses=dead),
+                 _run("deterministic", 1e-2, 9.0, eval_losses=[2.0, 1.0, 0.5] + [chance] * 8),
+                 _run("deterministic", 1e-1, 3.0))
+    facts = online_facts.deterministic_ends(runs)
+    assert facts["arch_det_bound"] == "1 of 3" and facts["arch_rate_bound"] == 10.0
+    assert facts["arch_det_chance"] == "from a step between 20 and 30 in 2 of 3"
+    one = online_facts.deterministic_ends(_runs(BASE, _run("deterministic", 1e-3, 1.0, eval_losses=dead)))
+    assert one["arch_det_chance"] == "from step 20 in 1 of 1"
 
 
 def test_earlier_facts_name_the_verdicts_of_the_claims_it_has_runs_for():

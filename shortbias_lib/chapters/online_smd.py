@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ..experiments.online import experiment as online, claims as online_claims
+from ..engine.hyperparams import BOUNDS
 from ..experiments.online.loop import OnlineSettings
 from ..profiles import pick
 
@@ -148,7 +149,26 @@ def archive_facts(runs, missing, adapt_until=ARCHIVE_ADAPT_UNTIL):
             "arch_worse": online_claims.verdict(claims.worse),
             "arch_large": online_claims.verdict(claims.large),
             "arch_unstable": online_claims.verdict(claims.unstable),
-            "arch_alike_factor": online_claims.ALIKE_SPREAD}
+            "arch_alike_factor": online_claims.ALIKE_SPREAD,
+            **deterministic_ends(runs)}
+
+
+def deterministic_ends(runs):
+    """How the deterministic runs ended: how many reached the authors' upper bound on the
+    effective rate (:data:`~shortbias_lib.engine.hyperparams.BOUNDS`), and the steps from which
+    their loss stayed at chance level."""
+    det = [r for r in runs.values() if r.mode == "deterministic"]
+    bound = BOUNDS["lr"][1]
+    at_bound = sum(np.nanmax(r.eff_lr[:r.last_finite_step]) >= bound * (1 - 1e-6) for r in det
+                   if r.last_finite_step > 0)
+    chance = sorted(r.chance_step() for r in det if r.chance_step() >= 0)
+    if not chance:
+        when = "in none of them"
+    elif len(chance) == 1:
+        when = f"from step {chance[0]:,} in 1 of {len(det)}"
+    else:
+        when = f"from a step between {chance[0]:,} and {chance[-1]:,} in {len(chance)} of {len(det)}"
+    return {"arch_det_bound": f"{at_bound} of {len(det)}", "arch_rate_bound": bound, "arch_det_chance": when}
 
 
 def earlier_facts(runs, adapt_until):
