@@ -11,12 +11,25 @@ from ...engine.hypergrad import SMDHistory, smd
 from ...engine.hyperparams import Hyperparameters
 from ...engine.meta_optim import Adam
 from ...engine.models import mlp_apply
+from ...engine.schedules import ExponentialDecay
 
 
 def smd_hyperparameters(alpha0, beta, K, momentum=0.9):
     """The offline experiment's SMD start: ``alpha_0``, ``beta`` learned as ``(log alpha_0/(1-mu), log beta)``."""
     return Hyperparameters(lr=float(alpha0), momentum=momentum, beta=float(beta), K=K,
                            learn=("lr", "beta"), space="log")
+
+
+def smd_meta_lr(config, horizon):
+    """The Adam meta learning rate of the SMD run at ``horizon`` (a number, or a schedule of the
+    meta step): ``smd_meta_lr`` up to meta step ``smd_anneal_from``, then decaying geometrically
+    to ``smd_meta_lr_final`` at the last meta step (a fixed step on noisy hypergradients only
+    wanders; a decaying one can settle)."""
+    k = config["smd_horizons"].index(horizon)
+    steps, start = int(config["smd_meta_steps"][k]), int(config["smd_anneal_from"][k])
+    if start >= steps - 1:
+        return config["smd_meta_lr"]
+    return ExponentialDecay(config["smd_meta_lr"], config["smd_meta_lr_final"], steps - 1 - start, t0=start)
 
 
 def smd_trajectory(state, hyper, horizon, meta_steps, batches, objective_batches, *, meta_lr=0.01,
@@ -26,7 +39,8 @@ def smd_trajectory(state, hyper, horizon, meta_steps, batches, objective_batches
     ``hyper`` is :func:`smd_hyperparameters`'s. Meta step ``m`` trains on batches
     ``m * horizon, ..., (m + 1) * horizon - 1`` of ``batches`` (fresh,
     reproducible, drawn one at a time so memory does not grow with the horizon)
-    and differentiates the mean loss on ``objective_batches`` at ``w_T``. A
+    and differentiates the mean loss on ``objective_batches`` at ``w_T``. ``meta_lr`` is
+    Adam's (a number or a schedule of the meta step, :func:`smd_meta_lr`). A
     lookahead that diverges counts as a hypergradient of ``+clip`` on the
     learning rate (step back) and a NaN meta-loss. ``resume`` is a dict from
     an earlier call (or checkpoint); ``on_step(done, snapshot)`` is called
