@@ -216,7 +216,8 @@ def _smd_start(warm, config, seed, j, meta_steps, images, labels):
         warm, offline_smd.smd_hyperparameters(config["smd_alpha0"], beta0, config["K"], config["momentum"]),
         horizon, meta_steps,
         StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-        objective, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"], convention=config["convention"])
+        objective, meta_lr=offline_smd.smd_meta_lr(config, horizon), clip=config["smd_clip"],
+        convention=config["convention"])
 
 
 def test_the_archived_run_is_current_with_the_code(data_root):
@@ -312,7 +313,8 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
     assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
     assert meta["config"] == runs.json_ready(offline_config.config_for("archive_gpu", seed))
-    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
+    # The GPU leg, the CPU leg that finished it, and the CPU leg that continued its SMD.
+    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves", "SMD 300/80/30 meta steps"]
     assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
     config = meta["config"]
     images, labels = _mnist_train(data_root)

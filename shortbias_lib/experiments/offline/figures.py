@@ -20,6 +20,14 @@ def settings_table(shown):
     def smd(config):
         return ", ".join(f"{h} ({m})" for h, m in zip(config["smd_horizons"], config["smd_meta_steps"]))
 
+    def meta_step(config):
+        start, final = config["smd_meta_lr"], config.get("smd_meta_lr_final", config["smd_meta_lr"])
+        annealed = [f"from meta step {a} at $T$ = {h}" for h, a, m in
+                    zip(config["smd_horizons"], config.get("smd_anneal_from", config["smd_meta_steps"]),
+                        config["smd_meta_steps"]) if a < m - 1 and final < start]
+        return f"{start:g}" + (f", decaying geometrically to {final:g} at the last meta step "
+                               f"{' and '.join(annealed)}" if annealed else " (constant)")
+
     def design(arrays, config):
         refine = int(config.get("refine_per_horizon", 0))
         first = f"{config['samples']} {'quasi-random' if config.get('sampling') == 'halton' else 'random'}"
@@ -35,7 +43,7 @@ def settings_table(shown):
             ("time constant $K$", lambda a, m, c, p: f"{c['K']:g}", "5000"),
             ("training images in the objective", lambda a, m, c, p: f"{c['objective_examples']}", "60,000"),
             ("SMD horizons (meta steps)", lambda a, m, c, p: smd(c), "100, 1000, 5000 (5,000 each)"),
-            ("SMD meta step size (Adam)", lambda a, m, c, p: f"{c['smd_meta_lr']:g}", "not given"),
+            ("SMD meta step size (Adam)", lambda a, m, c, p: meta_step(c), "not given"),
             ("training images in the SMD objective",
              lambda a, m, c, p: f"{c.get('smd_objective_examples', c['objective_examples'])}", "60,000")]
     return report.markdown_table(["setting", *(label for label, *_ in shown), "paper"],
