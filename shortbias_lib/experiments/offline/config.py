@@ -37,7 +37,7 @@ BASE = {
 # at T = 100 it decays geometrically from meta step 300 to SMD_FINAL_META_LR at the last, so
 # that the noisy steps settle. The archives' first 300 meta steps at T = 100 ran before that
 # annealing was added; the rest continued them (:func:`~.experiment.continued_smd`).
-SMD_FINAL_META_LR = 0.002
+SMD_FINAL_META_LR = 1e-4
 _PAPER_TIME_SCALE = {
     "horizons": PAPER_HORIZONS, "K": 5000.0, "train_limit": None, "test_limit": None,
     "objective_examples": 60000, "eval_chunk": 2000, "curve_every": 250,
