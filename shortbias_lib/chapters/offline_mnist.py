@@ -101,7 +101,7 @@ def horizon_states(runs, config):
     """Per SMD horizon of ``runs`` (:func:`smd_runs`, one configuration's horizons): ``(T, meta
     steps, meta step the annealing starts or None, {state: count}, runs, runs converged inside
     their optimum's 95% interval)``."""
-    out = []
+    out, config = [], offline_config.with_smd_annealing(config)
     for h, steps, start in zip(config["smd_horizons"], config["smd_meta_steps"], config["smd_anneal_from"]):
         at = [(run, state, rows) for _, run, state, rows in runs if run["horizon"] == h]
         counts = {name: sum(state.state == name for _, state, _ in at) for name in ("converged", "still moving",

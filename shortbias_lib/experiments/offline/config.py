@@ -94,12 +94,16 @@ def config_for(profile, seed=0):
     return check_config(config)
 
 
+def with_smd_annealing(config):
+    """``config`` with the SMD annealing settings it lacks (a result made before they existed):
+    none, the meta learning rate staying ``smd_meta_lr`` to the last meta step."""
+    return {"smd_anneal_from": config["smd_meta_steps"], "smd_meta_lr_final": config["smd_meta_lr"], **config}
+
+
 def check_config(config):
     """Validate a configuration; returns it with tuples normalised."""
     config = dict(config)
-    # No annealing unless asked: the meta learning rate stays ``smd_meta_lr`` to the last meta step.
-    config.setdefault("smd_anneal_from", config["smd_meta_steps"])
-    config.setdefault("smd_meta_lr_final", config["smd_meta_lr"])
+    config = with_smd_annealing(config)
     for key in ("horizons", "smd_horizons", "smd_meta_steps", "smd_anneal_from", "sizes", "smd_betas",
                 "log10_alpha0_range", "log10_beta_range"):
         config[key] = tuple(config[key])

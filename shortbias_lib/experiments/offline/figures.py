@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from ... import report, runs
-from .config import PAPER_HORIZONS
-from .smd import smd_state, smd_trajectories
+from .config import PAPER_HORIZONS, with_smd_annealing
+from .smd import smd_meta_lr, smd_state, smd_trajectories
 from .surface import sample_run_steps, summary_rows, surface_grids
 
 
@@ -21,12 +21,13 @@ def settings_table(shown):
         return ", ".join(f"{h} ({m})" for h, m in zip(config["smd_horizons"], config["smd_meta_steps"]))
 
     def meta_step(config):
-        start, final = config["smd_meta_lr"], config.get("smd_meta_lr_final", config["smd_meta_lr"])
-        annealed = [f"from meta step {a} at $T$ = {h}" for h, a, m in
-                    zip(config["smd_horizons"], config.get("smd_anneal_from", config["smd_meta_steps"]),
-                        config["smd_meta_steps"]) if a < m - 1 and final < start]
-        return f"{start:g}" + (f", decaying geometrically to {final:g} at the last meta step "
-                               f"{' and '.join(annealed)}" if annealed else " (constant)")
+        config = with_smd_annealing(config)
+        start, final = config["smd_meta_lr"], config["smd_meta_lr_final"]
+        annealed = [f"at $T$ = {h} from meta step {a}" for h, a in zip(config["smd_horizons"],
+                                                                       config["smd_anneal_from"])
+                    if callable(smd_meta_lr(config, h))]
+        return f"{start:g}" + (f"; {' and '.join(annealed)} on, decaying geometrically to {final:g} "
+                               "at the last meta step" if annealed else " (constant)")
 
     def design(arrays, config):
         refine = int(config.get("refine_per_horizon", 0))

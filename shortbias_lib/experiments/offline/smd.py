@@ -12,6 +12,7 @@ from ...engine.hyperparams import Hyperparameters
 from ...engine.meta_optim import Adam
 from ...engine.models import mlp_apply
 from ...engine.schedules import ExponentialDecay
+from .config import with_smd_annealing
 
 
 def smd_hyperparameters(alpha0, beta, K, momentum=0.9):
@@ -25,6 +26,7 @@ def smd_meta_lr(config, horizon):
     meta step): ``smd_meta_lr`` up to meta step ``smd_anneal_from``, then decaying geometrically
     to ``smd_meta_lr_final`` at the last meta step (a fixed step on noisy hypergradients only
     wanders; a decaying one can settle)."""
+    config = with_smd_annealing(config)
     k = config["smd_horizons"].index(horizon)
     steps, start = int(config["smd_meta_steps"][k]), int(config["smd_anneal_from"][k])
     if start >= steps - 1:
