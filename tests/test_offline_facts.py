@@ -109,6 +109,8 @@ def test_horizon_states_say_per_horizon_how_runs_end_and_whether_they_reach_the_
         "there the paper's statement is not reproduced.")
     assert offline_facts.optimum_verdict(per_horizon[1:]).startswith("SMD converged to the optimum at every")
     assert offline_facts.optimum_verdict(per_horizon[:1]).startswith("SMD converged to the optimum at no horizon")
+    reached = [(h, 30, None, {}, 2, 2) for h in (100, 1000, 5000)]
+    assert "at every horizon ($T$ = 100, 1000 and 5000)" in offline_facts.optimum_verdict(reached)
 
 
 def test_long_horizon_verdict_all_none_and_some():

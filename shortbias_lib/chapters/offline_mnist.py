@@ -127,7 +127,8 @@ def optimum_verdict(per_horizon):
     """Whether SMD converged to the optimum, as the paper says, at each horizon (every run converged
     inside its optimum's interval), from :func:`horizon_states`."""
     def names(rows):
-        return " and ".join(f"$T$ = {h}" for h, *_ in rows)
+        horizons = [str(h) for h, *_ in rows]
+        return "$T$ = " + " and ".join(filter(None, (", ".join(horizons[:-1]), horizons[-1])))
     yes = [row for row in per_horizon if row[-1] == row[-2] > 0]
     no = [row for row in per_horizon if row not in yes]
     if not no:
