@@ -33,15 +33,15 @@ BASE = {
 # horizon) and fewer SMD meta steps with a larger meta step size; its result is committed
 # in ``archive/`` (see ``ARCHIVE_COMMAND``).
 # What the two archived profiles share: the paper's time scale and objective, and an SMD
-# short enough for one CPU core (600/80/30 meta steps instead of 5,000). The meta step is 0.2;
-# at T = 100 it decays geometrically from meta step 300 to SMD_FINAL_META_LR at the last, so
-# that the noisy steps settle. The archives' first 300 meta steps at T = 100 ran before that
-# annealing was added; the rest continued them (:func:`~.experiment.continued_smd`).
+# short enough for one CPU core (600/200/30 meta steps instead of 5,000). The meta step is 0.2;
+# at T = 100 and 1000 it decays geometrically from meta step 300 and 80 to SMD_FINAL_META_LR
+# at the last, so that the noisy steps settle. The archives' first 300/80/30 meta steps ran
+# before that annealing was added; the rest continued them (:func:`~.experiment.continued_smd`).
 SMD_FINAL_META_LR = 1e-4
 _PAPER_TIME_SCALE = {
     "horizons": PAPER_HORIZONS, "K": 5000.0, "train_limit": None, "test_limit": None,
     "objective_examples": 60000, "eval_chunk": 2000, "curve_every": 250,
-    "smd_horizons": (100, 1000, 5000), "smd_meta_steps": (600, 80, 30), "smd_meta_lr": 0.2,
+    "smd_horizons": (100, 1000, 5000), "smd_meta_steps": (600, 200, 30), "smd_meta_lr": 0.2,
     "smd_anneal_from": (300, 80, 30), "smd_meta_lr_final": SMD_FINAL_META_LR,
     "smd_objective_examples": 10000, "smd_checkpoint_every": 5,
 }
