@@ -313,8 +313,9 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
     assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
     assert meta["config"] == runs.json_ready(offline_config.config_for("archive_gpu", seed))
-    # The GPU leg, the CPU leg that finished it, and the CPU leg that continued its SMD.
-    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves", "SMD 300/80/30 meta steps"]
+    # The GPU leg, the CPU leg that finished it, and the CPU legs that continued its SMD.
+    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves", "SMD 300/80/30 meta steps",
+                                                              "SMD 600/80/30 meta steps"]
     assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
     config = meta["config"]
     images, labels = _mnist_train(data_root)
