@@ -251,10 +251,10 @@ glue_facts(offline_facts.curves_facts(archived, archived_config, "arch_lr_leavin
 # on a CPU (and more than a day on an H200, where this sequential loop is bound by kernel
 # launches), so the archived runs take far fewer meta steps with a larger meta step size
 # (the settings table above). A fixed step on noisy hypergradients never settles (Robbins and
-# Monro), so at the cheapest horizon the step decays over the run's second half; the longer
-# ones keep it constant and end after their few meta steps, each training $T$ steps with
-# tangents. Its meta-objective is the training loss on the first
-# {glue:text}`arch_smd_examples` training images.
+# Monro), so the step decays over the later meta steps, except at $T$ =
+# {glue:text}`arch_smd_long_T`, where each meta step trains that many steps with tangents: its
+# runs keep the constant step and end after their few meta steps. Its meta-objective is the
+# training loss on the first {glue:text}`arch_smd_examples` training images.
 
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (the first 10,000 here, see the settings table; the surfaces use all 60,000).", "name": "fig-offline-archive-smd-loss"}}
 figure = plot_offline.plot_smd_losses(archived, archived_config)
@@ -350,7 +350,7 @@ glue_facts(offline_facts.live_facts(arrays, config, live_claims))
 #   shown beside other bandwidths and estimators; the paper does not say how it picked its
 #   best schedules.
 # - SMD's meta-learning rate is not given by the paper; we use Adam with the rate in the
-#   table of settings (decaying at the shortest horizon), and a lookahead that diverges counts
+#   table of settings (decaying at the shorter horizons), and a lookahead that diverges counts
 #   as a hypergradient of $+10$ on the log learning rate (a step back).
 #
 # To run the paper's full scale (2,500 schedules, 5,000 SMD meta steps; a GPU is strongly
