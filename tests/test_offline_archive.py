@@ -449,6 +449,12 @@ def test_smd_states_converged_still_moving_and_collapsed():
     grads[19] = (-3e4, 5.0)
     state = offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), loss, grads), SMD_CONFIG)
     assert (state.state, state.since, state.largest_at, state.largest_hypergrad) == ("collapsed", 20, 19, -3e4)
+    # One lucky lookahead inside the collapse does not end it; two in a row do.
+    for lucky, since in (([25], 20), ([24, 25], 26)):
+        spiky = loss.copy()
+        spiky[lucky] = 1.5
+        state = offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), spiky), SMD_CONFIG)
+        assert (state.state, state.since) == ("collapsed", since)
     # Recovered from the untrained level: not a collapse.
     recovered = np.where((np.arange(m) >= 10) & (np.arange(m) < 20), math.log(10), 0.1)
     assert offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), recovered),

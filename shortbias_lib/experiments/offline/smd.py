@@ -128,8 +128,9 @@ def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, m
 
     - collapsed: from some meta step to the end the meta-loss is non-finite or
       within ``margin`` (relative) of the untrained level ``ln(classes)`` (the
-      loss of a constant uniform output), or ``alpha_0`` or ``beta`` sits at
-      one of the authors' bounds for the last ``pinned`` meta steps;
+      loss of a constant uniform output; a single meta step below it between
+      two at it, one lucky lookahead, does not end a collapse), or ``alpha_0``
+      or ``beta`` sits at one of the authors' bounds for the last ``pinned`` meta steps;
     - converged: otherwise, if over the last ``window`` of the meta steps (at
       least ``min_window``) the least-squares line through ``log10 alpha_0``
       and through ``log10 beta`` each changes by less than ``tol`` decades;
@@ -149,6 +150,7 @@ def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, m
         drift = (math.nan, math.nan)
     common = {"drift": drift, "window": width, "largest_hypergrad": largest, "largest_at": at}
     dead = ~np.isfinite(loss) | (loss >= (1 - margin) * untrained)
+    dead[1:-1] |= dead[:-2] & dead[2:]
     if len(dead) and dead[-1]:
         since = len(dead) - int(np.argmin(dead[::-1])) if not dead.all() else 0
         return SMDState("collapsed", f"meta-loss at the untrained level ln {int(config['sizes'][-1])} = "
