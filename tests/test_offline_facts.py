@@ -89,6 +89,13 @@ def test_smd_facts_count_states_and_judge_the_longest_horizon_runs():
     facts = offline_facts.smd_facts([("seed 0", _result(smd=[settled, settled, settled_elsewhere]), CONFIG)])
     assert facts["arch_smd_long_verdict"].startswith("none of them converged to the optimum, so the paper's")
     assert facts["arch_smd_collapses"].data == "No run collapsed."
+    # A run at the untrained level for 12 meta steps (5 to 16), then trained again: recovered, and said so.
+    recovered = ([-1.5] * (m + 1), [0.1] * 5 + [math.log(10)] * 12 + [0.1] * (m - 17))
+    facts = offline_facts.smd_facts([("seed 1", _result(smd=[settled, recovered]), CONFIG)])
+    assert facts["arch_smd_collapses"].data.startswith("The seed 1 run at $T$ = 100 from $\\beta$ = 10 collapsed "
+                                                       "at meta step 5 (12 meta steps at the untrained level;")
+    assert "and recovered: it ends converged" in facts["arch_smd_collapses"].data
+    assert "though 0 of its last 10 lookaheads still ended at that level." in facts["arch_smd_collapses"].data
 
 
 def test_horizon_states_say_per_horizon_how_runs_end_and_whether_they_reach_the_optimum():

@@ -139,6 +139,23 @@ def optimum_verdict(per_horizon):
             "there the paper's statement is not reproduced.")
 
 
+def collapse_sentence(label, run, state, config):
+    """What a run's collapse was (:func:`offline_smd.collapse_start`): one that lasts to the end,
+    or one the run recovered from ("" if neither)."""
+    start, length = state.episode
+    where = f"The {label} run at $T$ = {run['horizon']} from $\\beta$ = {run['beta0']:g}"
+    largest = (f"its largest raw hypergradient was {state.largest_hypergrad:,.0f}, at meta step {state.largest_at} "
+               f"(clipped to $\\pm${config['smd_clip']:g})")
+    if state.state == "collapsed":
+        return (f"{where} collapsed: {largest}; its {state.reason}, and it ends with "
+                f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}.")
+    if offline_smd.collapse_start(state) >= 0:
+        return (f"{where} collapsed at meta step {start} ({length} meta steps at the untrained level; {largest}) "
+                f"and recovered: it ends {state.state} with $\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g}, "
+                f"though {state.untrained_recent} of its last {state.window} lookaheads still ended at that level.")
+    return ""
+
+
 def smd_facts(shown):
     """Section "Stochastic meta-descent on the surfaces", for ``shown`` (``(label, arrays, config)``
     per result, the first one's config giving the settings): the state criterion's settings, the
@@ -155,12 +172,7 @@ def smd_facts(shown):
             for label, run, state, rows in runs if (run["horizon"], run["beta0"]) == (longest, smallest)]
     reached = [plot_offline.smd_ends_near_optimum(run, [row]) and state.state == "converged"
                for _, run, state, row in ends]
-    collapses = " ".join(
-        f"The {label} run at $T$ = {run['horizon']} from $\\beta$ = {run['beta0']:g} collapsed: its largest raw "
-        f"hypergradient was {state.largest_hypergrad:,.0f}, at meta step {state.largest_at} (clipped to "
-        f"$\\pm${config['smd_clip']:g}); its {state.reason}, and it ends with "
-        f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}."
-        for label, run, state, _ in runs if state.state == "collapsed")
+    collapses = " ".join(filter(None, (collapse_sentence(label, run, state, config) for label, run, state, _ in runs)))
     return {"arch_smd_examples": int(config["smd_objective_examples"]),
             "arch_smd_untrained": math.log(int(config["sizes"][-1])),
             "arch_smd_margin": defaults["margin"].default, "arch_smd_pinned": defaults["pinned"].default,

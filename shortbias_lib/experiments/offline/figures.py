@@ -7,7 +7,7 @@ import numpy as np
 
 from ... import report, runs
 from .config import PAPER_HORIZONS, with_smd_annealing
-from .smd import smd_meta_lr, smd_state, smd_trajectories
+from .smd import collapse_start, smd_meta_lr, smd_state, smd_trajectories
 from .surface import sample_run_steps, summary_rows, surface_grids
 
 
@@ -267,8 +267,9 @@ def plot_smd_states(shown):
                 state = smd_state(run, config)
                 ax.plot(10.0 ** run["log10_beta"], linestyle=styles[state.state], color=f"C{k}",
                         label=f"from {run['beta0']:g}: {state.state}")
-                if state.since >= 0:
-                    ax.plot(state.since, 10.0 ** run["log10_beta"][state.since], "x", color="red", markersize=8)
+                start = collapse_start(state)
+                if start >= 0:
+                    ax.plot(start, 10.0 ** run["log10_beta"][start], "x", color="red", markersize=8)
             ax.set_yscale("log")
             ax.set_xlabel("meta step")
             ax.set_ylabel(r"$\beta$")

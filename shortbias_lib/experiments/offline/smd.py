@@ -112,7 +112,10 @@ def smd_trajectories(arrays, config):
 @dataclass(frozen=True)
 class SMDState:
     """Where an SMD run stands at its end (:func:`smd_state`): ``state`` is ``"converged"``,
-    ``"still moving"`` or ``"collapsed"``; ``since`` the meta step a collapse began (else -1)."""
+    ``"still moving"`` or ``"collapsed"``; ``since`` the meta step a collapse began (else -1);
+    ``episode`` the first meta step and length of its longest stretch at the untrained level
+    (``(-1, 0)`` if none), so that a collapse it recovered from stays visible; ``untrained_recent``
+    how many of the last ``window`` meta steps had a lookahead ending at that level."""
 
     state: str
     reason: str
@@ -121,6 +124,17 @@ class SMDState:
     window: int
     largest_hypergrad: float
     largest_at: int
+    episode: tuple
+    untrained_recent: int
+
+
+def collapse_start(state, pinned=10):
+    """The meta step a run's collapse began (:class:`SMDState`): one lasting to the end, else one of
+    at least ``pinned`` meta steps at the untrained level that it recovered from; -1 if neither."""
+    if state.state == "collapsed":
+        return state.since
+    start, length = state.episode
+    return start if length >= pinned else -1
 
 
 def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, margin=0.01):
@@ -148,9 +162,15 @@ def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, m
         drift = tuple(float(np.polyfit(x, path[-width - 1:, c], 1)[0] * width) for c in range(2))
     else:
         drift = (math.nan, math.nan)
-    common = {"drift": drift, "window": width, "largest_hypergrad": largest, "largest_at": at}
-    dead = ~np.isfinite(loss) | (loss >= (1 - margin) * untrained)
-    dead[1:-1] |= dead[:-2] & dead[2:]
+    at_level = ~np.isfinite(loss) | (loss >= (1 - margin) * untrained)
+    dead = at_level.copy()
+    dead[1:-1] |= at_level[:-2] & at_level[2:]
+    edges = np.diff(np.concatenate([[0], dead.astype(int), [0]]))
+    begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - begins)) if len(begins) else -1
+    common = {"drift": drift, "window": width, "largest_hypergrad": largest, "largest_at": at,
+              "episode": (int(begins[k]), int(ends[k] - begins[k])) if k >= 0 else (-1, 0),
+              "untrained_recent": int(at_level[len(at_level) - width:].sum()) if width > 0 else 0}
     if len(dead) and dead[-1]:
         since = len(dead) - int(np.argmin(dead[::-1])) if not dead.all() else 0
         return SMDState("collapsed", f"meta-loss at the untrained level ln {int(config['sizes'][-1])} = "
