@@ -93,7 +93,8 @@ def test_smd_facts_count_states_and_judge_the_longest_horizon_runs():
     recovered = ([-1.5] * (m + 1), [0.1] * 5 + [math.log(10)] * 12 + [0.1] * (m - 17))
     facts = offline_facts.smd_facts([("seed 1", _result(smd=[settled, recovered]), CONFIG)])
     assert facts["arch_smd_collapses"].data.startswith("The seed 1 run at $T$ = 100 from $\\beta$ = 10 collapsed "
-                                                       "at meta step 5 (12 meta steps at the untrained level;")
+                                                       "at meta step 5 (12 meta steps at the untrained level, "
+                                                       "after a raw hypergradient of 0 at meta step 4")
     assert "and recovered: it ends converged" in facts["arch_smd_collapses"].data
     assert "though 0 of its last 10 lookaheads still ended at that level." in facts["arch_smd_collapses"].data
 

@@ -150,7 +150,10 @@ def collapse_sentence(label, run, state, config):
         return (f"{where} collapsed: {largest}; its {state.reason}, and it ends with "
                 f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}.")
     if offline_smd.collapse_start(state) >= 0:
-        return (f"{where} collapsed at meta step {start} ({length} meta steps at the untrained level; {largest}) "
+        before = run["hypergrad"][start - 1] if start > 0 else np.zeros(2)
+        raw = float(before[np.argmax(np.abs(before))])
+        return (f"{where} collapsed at meta step {start} ({length} meta steps at the untrained level, after a raw "
+                f"hypergradient of {raw:,.0f} at meta step {start - 1}, clipped to $\\pm${config['smd_clip']:g}) "
                 f"and recovered: it ends {state.state} with $\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g}, "
                 f"though {state.untrained_recent} of its last {state.window} lookaheads still ended at that level.")
     return ""
