@@ -250,33 +250,31 @@ glue_facts(offline_facts.curves_facts(archived, archived_config, "arch_lr_leavin
 # trajectory; at $T$ = 5000 that is 25 million hypergradient-carrying training steps, weeks
 # on a CPU (and more than a day on an H200, where this sequential loop is bound by kernel
 # launches), so the archived runs take far fewer meta steps with a larger meta step size
-# (the settings table above). Its meta-objective is the training loss on the first
-# {glue:text}`arch_smd_examples` training images.
+# (the settings table above). A fixed step on noisy hypergradients never settles (Robbins and
+# Monro), so the step decays over the later meta steps, except at $T$ =
+# {glue:text}`arch_smd_long_T`, where each meta step trains that many steps with tangents: its
+# runs keep the constant step and end after their few meta steps. Its meta-objective is the
+# training loss on the first {glue:text}`arch_smd_examples` training images.
 
 # %% mystnb={"figure": {"caption": "Archived run, the paper's design, seed 0: meta-objective along each SMD run, the training loss after the horizon on the SMD objective's training images (the first 10,000 here, see the settings table; the surfaces use all 60,000).", "name": "fig-offline-archive-smd-loss"}}
 figure = plot_offline.plot_smd_losses(archived, archived_config)
 
 # %% [markdown]
-# **Where each run stands.** The archived runs take few meta steps, so each one's end point
-# is classified by `offline_smd.smd_state`: **collapsed** if, from some meta step to the
-# end, its meta-loss is at the untrained level $\ln 10$ = {glue:text}`arch_smd_untrained:.3f`
-# (the loss of a constant uniform output; within {glue:text}`arch_smd_margin:.0%`) or NaN, or
-# $\alpha_0$ or $\beta$ sits at one of the authors' bounds for the last
-# {glue:text}`arch_smd_pinned` meta steps; otherwise **converged** if over the last third of
-# its meta steps (at least {glue:text}`arch_smd_min_window`) the least-squares line through
-# $\log_{10}\alpha_0$ and through $\log_{10}\beta$ each changes by less than
-# {glue:text}`arch_smd_tol` decade; otherwise **still moving**. For instance, the first run of
-# seed 0:
+# **Where each run stands.** `offline_smd.smd_state` classifies each archived run's end:
+# **collapsed** if, from some meta step to the end, its meta-loss is at the untrained level
+# $\ln 10$ = {glue:text}`arch_smd_untrained:.3f` (a constant uniform output's loss; within
+# {glue:text}`arch_smd_margin:.0%`) or NaN, or $\alpha_0$ or $\beta$ sits at one of the authors'
+# bounds for the last {glue:text}`arch_smd_pinned` meta steps; otherwise **converged** if
+# over the last third of its meta steps (at least {glue:text}`arch_smd_min_window`) the
+# least-squares line through $\log_{10}\alpha_0$ and through $\log_{10}\beta$ each changes by
+# less than {glue:text}`arch_smd_tol` decade; otherwise **still moving**. The table and the
+# figure below give every run of both seeds (meta steps counted from 0); the first of seed 0:
 
 # %%
 first_run = offline_smd.smd_trajectories(archived, archived_config)[0]
 state = offline_smd.smd_state(first_run, archived_config)
 print(f"T = {first_run['horizon']}, from beta = {first_run['beta0']:g}: "
       f"{state.state} ({state.reason})")
-
-# %% [markdown]
-# The table and the figure give every run of both seeds of the paper's design (meta steps
-# counted from 0).
 
 # %%
 smd_shown = [("seed 0", archived, archived_config),
@@ -288,16 +286,17 @@ glue_facts(offline_facts.smd_facts(smd_shown))
 figure = plot_offline.plot_smd_states(smd_shown)
 
 # %% [markdown]
-# Of the {glue:text}`arch_smd_total` runs, {glue:text}`arch_smd_states`;
-# {glue:text}`arch_smd_near` end with $\beta$ inside the 95% bootstrap interval of their
-# horizon's optimum, {glue:text}`arch_smd_converged_near` of them converged. At
+# {glue:md}`arch_smd_by_horizon` A decaying step makes a run settle: "converged" says that it
+# stopped moving, the interval whether it stopped at the optimum.
+# {glue:md}`arch_smd_optimum_verdict` Of the {glue:text}`arch_smd_total` runs,
+# {glue:text}`arch_smd_states`; {glue:text}`arch_smd_near` end with $\beta$ inside their
+# optimum's interval, {glue:text}`arch_smd_converged_near` of them converged. At
 # $T$ = {glue:text}`arch_smd_long_T` the runs from $\beta$ = {glue:text}`arch_smd_long_beta0`
 # end at $\beta$ = {glue:md}`arch_smd_long_ends`, against surface optima of
 # {glue:md}`arch_smd_long_optima`: {glue:text}`arch_smd_long_verdict`.
-# {glue:md}`arch_smd_collapses` SMD's hypergradients come from single
-# training runs on fresh minibatches; at long horizons they are noisy (the chapter on
-# hypergradient precision measures how much), so its end points carry less weight than the
-# surfaces.
+# {glue:md}`arch_smd_collapses` SMD's hypergradients come from single training runs on fresh
+# minibatches; at long horizons they are noisy (the chapter on hypergradient precision
+# measures how much), so its end points carry less weight than the surfaces.
 #
 # ## The live run (profile on the banner above)
 #
@@ -351,8 +350,8 @@ glue_facts(offline_facts.live_facts(arrays, config, live_claims))
 #   shown beside other bandwidths and estimators; the paper does not say how it picked its
 #   best schedules.
 # - SMD's meta-learning rate is not given by the paper; we use Adam with the rate in the
-#   table of settings, and a lookahead that diverges counts as a hypergradient of $+10$ on
-#   the log learning rate (a step back).
+#   table of settings (decaying at the shorter horizons), and a lookahead that diverges counts
+#   as a hypergradient of $+10$ on the log learning rate (a step back).
 #
 # To run the paper's full scale (2,500 schedules, 5,000 SMD meta steps; a GPU is strongly
 # advised): `python -m shortbias_lib offline_mnist --profile paper`. It checkpoints as it goes

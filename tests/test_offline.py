@@ -10,6 +10,7 @@ from shortbias_lib.experiments.offline import (experiment as offline, config as 
 from shortbias_lib import runs
 from shortbias_lib.engine.models import mean_loss, mlp_apply, mlp_init
 from shortbias_lib.engine.batches import StepBatches
+from shortbias_lib.engine.meta_optim import Adam, adam_update
 from shortbias_lib.engine.schedules import InverseTime
 from shortbias_lib.engine.training import train
 from shortbias_lib.engine.warm_start import warm_start
@@ -132,6 +133,52 @@ def test_a_finished_file_is_reused_and_a_different_configuration_recomputed(tmp_
     assert calls and other["objective"].shape == (4, 3)
 
 
+def test_a_longer_annealed_smd_continues_a_finished_file_to_the_one_go_result(tmp_path):
+    longer = _tiny_config(smd_meta_steps=(6, 5), smd_anneal_from=(3, 2), smd_meta_lr_final=0.01)
+    reference, _ = _run(tmp_path / "reference.npz", longer)
+    path = tmp_path / "continued.npz"
+    _run(path, _tiny_config())                            # constant meta learning rate, (3, 2) meta steps
+    stages = []
+    arrays, meta = _run(path, longer, stages.append)
+    assert stages[0] == "SMD T=2 beta0=0.1: 4 meta steps"   # no earlier stage redone
+    assert meta["config"] == runs.json_ready(longer) and meta["stage"] == "finished"
+    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["SMD 3/2 meta steps"]
+    assert sorted(arrays) == sorted(reference)
+    for name in reference:
+        np.testing.assert_array_equal(arrays[name], reference[name], err_msg=name)
+
+
+@pytest.mark.parametrize("changes", [{"samples": 4}, {"smd_meta_lr": 0.05},
+                                     {"smd_meta_steps": (6, 5), "smd_anneal_from": (1, 2), "smd_meta_lr_final": 0.01}])
+def test_a_finished_file_is_not_continued_when_more_than_smd_length_changes(tmp_path, changes):
+    """Another sweep, another meta step size, or annealing that starts inside the finished
+    meta steps (so they would have run otherwise): recomputed from the start."""
+    path = tmp_path / "run.npz"
+    _run(path, _tiny_config())
+    stages = []
+    _run(path, _tiny_config(**changes), stages.append)
+    assert stages[0] == "warm start"
+
+
+def test_the_meta_learning_rate_is_constant_then_decays_geometrically_to_its_final_value():
+    config = _tiny_config(smd_meta_steps=(7, 2), smd_anneal_from=(3, 2), smd_meta_lr_final=0.001)
+    rate = offline_smd.smd_meta_lr(config, 2)
+    rates = np.array([rate(m) for m in range(7)])
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.1, 0.1, 0.1 * 0.01 ** (1 / 3), 0.1 * 0.01 ** (2 / 3), 0.001])
+    assert offline_smd.smd_meta_lr(config, 4) == 0.1        # nothing left to anneal: constant
+    # Adam with the schedule takes Adam's steps at each meta step's rate, also once resumed.
+    grads = np.random.default_rng(0).normal(size=(7, 2))
+    scheduled, u = Adam(rate), np.zeros(2)
+    v, m1, m2 = u.copy(), np.zeros(2), np.zeros(2)
+    for m, g in enumerate(grads):
+        if m == 4:
+            scheduled, state = Adam(rate), scheduled.state_dict()
+            scheduled.load_state_dict(state)
+        u = scheduled.step(u, g)
+        v, m1, m2 = adam_update(v, g, m1, m2, m + 1, rates[m], 0.9, 0.999, 1e-8)
+    np.testing.assert_array_equal(u, v)
+
+
 def test_best_schedule_curves_pass_through_the_sweep_objectives(tmp_path):
     arrays, meta = _run(tmp_path / "run.npz", _tiny_config())
     steps = list(arrays["curve_steps"])
@@ -186,6 +233,10 @@ def test_bad_inputs_raise_value_errors_naming_the_parameter():
         _tiny_config(smd_horizons=(3,), smd_meta_steps=(1,))
     with pytest.raises(ValueError, match="eval_chunk"):
         _tiny_config(eval_chunk=7)
+    with pytest.raises(ValueError, match="smd_anneal_from"):
+        _tiny_config(smd_anneal_from=(4, 1))
+    with pytest.raises(ValueError, match="smd_meta_lr_final"):
+        _tiny_config(smd_meta_lr_final=0.5)
     with pytest.raises(ValueError, match="bandwidth"):
         offline_surface.smooth_surface([0.0], [0.0], [1.0], (0, 1), (0, 1), bandwidth=0)
     with pytest.raises(ValueError, match="samples"):

@@ -216,7 +216,8 @@ def _smd_start(warm, config, seed, j, meta_steps, images, labels):
         warm, offline_smd.smd_hyperparameters(config["smd_alpha0"], beta0, config["K"], config["momentum"]),
         horizon, meta_steps,
         StepBatches(images, labels, config["batch_size"], derived_seed(seed, 4, j)),
-        objective, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"], convention=config["convention"])
+        objective, meta_lr=offline_smd.smd_meta_lr(config, horizon), clip=config["smd_clip"],
+        convention=config["convention"])
 
 
 def test_the_archived_run_is_current_with_the_code(data_root):
@@ -312,7 +313,9 @@ def test_the_gpu_archived_runs_are_current_with_the_code(data_root, seed):
     arrays, meta = offline.load_offline(offline.archive_path(seed, profile="archive_gpu"))
     assert (meta["profile"], meta["seed"], meta["stage"]) == ("archive_gpu", seed, "finished")
     assert meta["config"] == runs.json_ready(offline_config.config_for("archive_gpu", seed))
-    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves"]
+    # The GPU leg, the CPU leg that finished it, and the CPU legs that continued its SMD.
+    assert [leg["stage"] for leg in meta["earlier_legs"]] == ["figure 6 curves", "SMD 300/80/30 meta steps",
+                                                              "SMD 600/80/30 meta steps"]
     assert meta["earlier_legs"][0]["device"].startswith("cuda") and meta["device"] == "cpu"
     config = meta["config"]
     images, labels = _mnist_train(data_root)
@@ -446,6 +449,12 @@ def test_smd_states_converged_still_moving_and_collapsed():
     grads[19] = (-3e4, 5.0)
     state = offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), loss, grads), SMD_CONFIG)
     assert (state.state, state.since, state.largest_at, state.largest_hypergrad) == ("collapsed", 20, 19, -3e4)
+    # One lucky lookahead inside the collapse does not end it; two in a row do.
+    for lucky, since in (([25], 20), ([24, 25], 26)):
+        spiky = loss.copy()
+        spiky[lucky] = 1.5
+        state = offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), spiky), SMD_CONFIG)
+        assert (state.state, state.since) == ("collapsed", since)
     # Recovered from the untrained level: not a collapse.
     recovered = np.where((np.arange(m) >= 10) & (np.arange(m) < 20), math.log(10), 0.1)
     assert offline_smd.smd_state(_smd_run(np.full(m + 1, -1.0), np.full(m + 1, 0.5), recovered),

@@ -14,7 +14,8 @@ from shortbias_lib import report
 
 CONFIG = {"horizons": (100, 1000), "log10_beta_range": (-3.0, 1.0), "momentum": 0.9, "K": 5000.0,
           "sizes": [784, 100, 100, 10], "smd_horizons": (100, 1000), "smd_betas": (0.1, 10.0),
-          "smd_objective_examples": 10000, "smd_clip": 10.0, "bootstrap_reps": 4}
+          "smd_objective_examples": 10000, "smd_clip": 10.0, "bootstrap_reps": 4, "smd_meta_steps": (30, 30),
+          "smd_anneal_from": (10, 30), "smd_meta_lr": 0.2, "smd_meta_lr_final": 0.002}
 
 
 def _result(log10_betas=(0.5, -1.5), smd=()):
@@ -88,6 +89,36 @@ def test_smd_facts_count_states_and_judge_the_longest_horizon_runs():
     facts = offline_facts.smd_facts([("seed 0", _result(smd=[settled, settled, settled_elsewhere]), CONFIG)])
     assert facts["arch_smd_long_verdict"].startswith("none of them converged to the optimum, so the paper's")
     assert facts["arch_smd_collapses"].data == "No run collapsed."
+    # A run at the untrained level for 12 meta steps (5 to 16), then trained again: recovered, and said so.
+    recovered = ([-1.5] * (m + 1), [0.1] * 5 + [math.log(10)] * 12 + [0.1] * (m - 17))
+    facts = offline_facts.smd_facts([("seed 1", _result(smd=[settled, recovered]), CONFIG)])
+    assert facts["arch_smd_collapses"].data.startswith("The seed 1 run at $T$ = 100 from $\\beta$ = 10 collapsed "
+                                                       "at meta step 5 (12 meta steps at the untrained level, "
+                                                       "after a raw hypergradient of 0 at meta step 4")
+    assert "and recovered: it ends converged" in facts["arch_smd_collapses"].data
+    assert "though 0 of its last 10 lookaheads still ended at that level." in facts["arch_smd_collapses"].data
+
+
+def test_horizon_states_say_per_horizon_how_runs_end_and_whether_they_reach_the_optimum():
+    m = 30
+    settled = ([-1.5] * (m + 1), [0.1] * m)                 # converged at the 1000-step optimum
+    moving = (list(np.linspace(0.0, 1.0, m + 1)), [0.1] * m)  # one decade over the run: still moving
+    at_optimum_100 = ([0.5] * (m + 1), [0.1] * m)            # converged at the 100-step optimum
+    runs = offline_facts.smd_runs([("seed 0", _result(smd=[at_optimum_100, moving, settled, settled]), CONFIG)])
+    per_horizon = offline_facts.horizon_states(runs, CONFIG)
+    assert per_horizon == [(100, 30, 10, {"converged": 1, "still moving": 1, "collapsed": 0}, 2, 1),
+                           (1000, 30, None, {"converged": 2, "still moving": 0, "collapsed": 0}, 2, 2)]
+    sentence = offline_facts.horizon_states_sentence(per_horizon)
+    assert sentence.startswith("At $T$ = 100 (30 meta steps, the meta step decaying from meta step 10 on): "
+                               "1 converged, 1 still moving, 0 collapsed; 1 of 2 converged inside")
+    assert "At $T$ = 1000 (30 meta steps, a constant meta step): 2 converged" in sentence
+    assert offline_facts.optimum_verdict(per_horizon) == (
+        "SMD converged to the optimum at $T$ = 1000, as in the paper, but not at $T$ = 100: "
+        "there the paper's statement is not reproduced.")
+    assert offline_facts.optimum_verdict(per_horizon[1:]).startswith("SMD converged to the optimum at every")
+    assert offline_facts.optimum_verdict(per_horizon[:1]).startswith("SMD converged to the optimum at no horizon")
+    reached = [(h, 30, None, {}, 2, 2) for h in (100, 1000, 5000)]
+    assert "at every horizon ($T$ = 100, 1000 and 5000)" in offline_facts.optimum_verdict(reached)
 
 
 def test_long_horizon_verdict_all_none_and_some():

@@ -97,6 +97,68 @@ def long_horizon_verdict(reached):
             "statement that SMD converged to the optimum is not reproduced there with these few meta steps")
 
 
+def horizon_states(runs, config):
+    """Per SMD horizon of ``runs`` (:func:`smd_runs`, one configuration's horizons): ``(T, meta
+    steps, meta step the annealing starts or None, {state: count}, runs, runs converged inside
+    their optimum's 95% interval)``."""
+    out, config = [], offline_config.with_smd_annealing(config)
+    for h, steps, start in zip(config["smd_horizons"], config["smd_meta_steps"], config["smd_anneal_from"]):
+        at = [(run, state, rows) for _, run, state, rows in runs if run["horizon"] == h]
+        counts = {name: sum(state.state == name for _, state, _ in at) for name in ("converged", "still moving",
+                                                                                 "collapsed")}
+        inside = sum(state.state == "converged" and plot_offline.smd_ends_near_optimum(run, rows)
+                     for run, state, rows in at)
+        annealed = callable(offline_smd.smd_meta_lr(config, h))
+        out.append((int(h), int(steps), int(start) if annealed else None, counts, len(at), inside))
+    return out
+
+
+def horizon_states_sentence(per_horizon):
+    """One sentence per SMD horizon of :func:`horizon_states`: where its runs end and in which state."""
+    return " ".join(
+        f"At $T$ = {h} ({steps} meta steps, "
+        + (f"the meta step decaying from meta step {start} on): " if start is not None else "a constant meta step): ")
+        + ", ".join(f"{count} {name}" for name, count in counts.items())
+        + f"; {inside} of {n} converged inside their optimum's interval."
+        for h, steps, start, counts, n, inside in per_horizon)
+
+
+def optimum_verdict(per_horizon):
+    """Whether SMD converged to the optimum, as the paper says, at each horizon (every run converged
+    inside its optimum's interval), from :func:`horizon_states`."""
+    def names(rows):
+        horizons = [str(h) for h, *_ in rows]
+        return "$T$ = " + " and ".join(filter(None, (", ".join(horizons[:-1]), horizons[-1])))
+    yes = [row for row in per_horizon if row[-1] == row[-2] > 0]
+    no = [row for row in per_horizon if row not in yes]
+    if not no:
+        return f"SMD converged to the optimum at every horizon ({names(yes)}), as in the paper."
+    if not yes:
+        return f"SMD converged to the optimum at no horizon ({names(no)}): the paper's statement is not reproduced."
+    return (f"SMD converged to the optimum at {names(yes)}, as in the paper, but not at {names(no)}: "
+            "there the paper's statement is not reproduced.")
+
+
+def collapse_sentence(label, run, state, config):
+    """What a run's collapse was (:func:`offline_smd.collapse_start`): one that lasts to the end,
+    or one the run recovered from ("" if neither)."""
+    start, length = state.episode
+    where = f"The {label} run at $T$ = {run['horizon']} from $\\beta$ = {run['beta0']:g}"
+    largest = (f"its largest raw hypergradient was {state.largest_hypergrad:,.0f}, at meta step {state.largest_at} "
+               f"(clipped to $\\pm${config['smd_clip']:g})")
+    if state.state == "collapsed":
+        return (f"{where} collapsed: {largest}; its {state.reason}, and it ends with "
+                f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}.")
+    if offline_smd.collapse_start(state) >= 0:
+        before = run["hypergrad"][start - 1] if start > 0 else np.zeros(2)
+        raw = float(before[np.argmax(np.abs(before))])
+        return (f"{where} collapsed at meta step {start} ({length} meta steps at the untrained level, after a raw "
+                f"hypergradient of {raw:,.0f} at meta step {start - 1}, clipped to $\\pm${config['smd_clip']:g}) "
+                f"and recovered: it ends {state.state} with $\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g}, "
+                f"though {state.untrained_recent} of its last {state.window} lookaheads still ended at that level.")
+    return ""
+
+
 def smd_facts(shown):
     """Section "Stochastic meta-descent on the surfaces", for ``shown`` (``(label, arrays, config)``
     per result, the first one's config giving the settings): the state criterion's settings, the
@@ -105,6 +167,7 @@ def smd_facts(shown):
     config = shown[0][2]
     defaults = inspect.signature(offline_smd.smd_state).parameters
     runs = smd_runs(shown)
+    per_horizon = horizon_states(runs, config)
     states = [state.state for _, _, state, _ in runs]
     near = [plot_offline.smd_ends_near_optimum(run, rows) for _, run, _, rows in runs]
     longest, smallest = max(config["smd_horizons"]), min(config["smd_betas"])
@@ -112,12 +175,7 @@ def smd_facts(shown):
             for label, run, state, rows in runs if (run["horizon"], run["beta0"]) == (longest, smallest)]
     reached = [plot_offline.smd_ends_near_optimum(run, [row]) and state.state == "converged"
                for _, run, state, row in ends]
-    collapses = " ".join(
-        f"The {label} run at $T$ = {run['horizon']} from $\\beta$ = {run['beta0']:g} collapsed: its largest raw "
-        f"hypergradient was {state.largest_hypergrad:,.0f}, at meta step {state.largest_at} (clipped to "
-        f"$\\pm${config['smd_clip']:g}); its {state.reason}, and it ends with "
-        f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}."
-        for label, run, state, _ in runs if state.state == "collapsed")
+    collapses = " ".join(filter(None, (collapse_sentence(label, run, state, config) for label, run, state, _ in runs)))
     return {"arch_smd_examples": int(config["smd_objective_examples"]),
             "arch_smd_untrained": math.log(int(config["sizes"][-1])),
             "arch_smd_margin": defaults["margin"].default, "arch_smd_pinned": defaults["pinned"].default,
@@ -131,6 +189,8 @@ def smd_facts(shown):
                                                         for label, run, state, _ in ends)),
             "arch_smd_long_optima": markdown(" and ".join(f"{row['beta']:.3g}" for *_, row in ends)),
             "arch_smd_long_verdict": long_horizon_verdict(reached),
+            "arch_smd_by_horizon": markdown(horizon_states_sentence(per_horizon)),
+            "arch_smd_optimum_verdict": markdown(optimum_verdict(per_horizon)),
             "arch_smd_collapses": markdown(collapses or "No run collapsed.")}
 
 

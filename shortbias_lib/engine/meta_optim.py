@@ -29,11 +29,13 @@ def adam_update(u, grad, m, s, t, lr, beta1, beta2, eps):
 
 
 class Adam:
-    """Adam on a small NumPy vector (Kingma & Ba 2015), minimizing. ``lr`` is a number, or an
-    array broadcast against ``u`` (e.g. one rate per schedule of a batch of fits)."""
+    """Adam on a small NumPy vector (Kingma & Ba 2015), minimizing. ``lr`` is a number, an
+    array broadcast against ``u`` (e.g. one rate per schedule of a batch of fits), or a
+    schedule of :mod:`shortbias_lib.engine.schedules` giving the rate of step ``t - 1`` (0-based,
+    so a resumed optimizer continues its schedule; annealing makes noisy steps converge)."""
 
     def __init__(self, lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8):
-        if not np.all(np.asarray(lr, dtype=np.float64) > 0):
+        if not callable(lr) and not np.all(np.asarray(lr, dtype=np.float64) > 0):
             raise ValueError(f"meta_lr must be > 0; got {lr!r}")
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = self.s = None
@@ -43,7 +45,8 @@ class Adam:
         if self.m is None:
             self.m, self.s = np.zeros_like(u), np.zeros_like(u)
         self.t += 1
-        u, self.m, self.s = adam_update(u, grad, self.m, self.s, self.t, self.lr, self.beta1, self.beta2, self.eps)
+        lr = self.lr(self.t - 1) if callable(self.lr) else self.lr
+        u, self.m, self.s = adam_update(u, grad, self.m, self.s, self.t, lr, self.beta1, self.beta2, self.eps)
         return u
 
     def state_dict(self):

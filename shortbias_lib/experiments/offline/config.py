@@ -33,11 +33,16 @@ BASE = {
 # horizon) and fewer SMD meta steps with a larger meta step size; its result is committed
 # in ``archive/`` (see ``ARCHIVE_COMMAND``).
 # What the two archived profiles share: the paper's time scale and objective, and an SMD
-# short enough for one CPU core (300/80/30 meta steps at meta step 0.2, instead of 5,000).
+# short enough for one CPU core (600/200/30 meta steps instead of 5,000). The meta step is 0.2;
+# at T = 100 and 1000 it decays geometrically from meta step 300 and 80 to SMD_FINAL_META_LR
+# at the last, so that the noisy steps settle. The archives' first 300/80/30 meta steps ran
+# before that annealing was added; the rest continued them (:func:`~.experiment.continued_smd`).
+SMD_FINAL_META_LR = 1e-4
 _PAPER_TIME_SCALE = {
     "horizons": PAPER_HORIZONS, "K": 5000.0, "train_limit": None, "test_limit": None,
     "objective_examples": 60000, "eval_chunk": 2000, "curve_every": 250,
-    "smd_horizons": (100, 1000, 5000), "smd_meta_steps": (300, 80, 30), "smd_meta_lr": 0.2,
+    "smd_horizons": (100, 1000, 5000), "smd_meta_steps": (600, 200, 30), "smd_meta_lr": 0.2,
+    "smd_anneal_from": (300, 80, 30), "smd_meta_lr_final": SMD_FINAL_META_LR,
     "smd_objective_examples": 10000, "smd_checkpoint_every": 5,
 }
 
@@ -89,10 +94,17 @@ def config_for(profile, seed=0):
     return check_config(config)
 
 
+def with_smd_annealing(config):
+    """``config`` with the SMD annealing settings it lacks (a result made before they existed):
+    none, the meta learning rate staying ``smd_meta_lr`` to the last meta step."""
+    return {"smd_anneal_from": config["smd_meta_steps"], "smd_meta_lr_final": config["smd_meta_lr"], **config}
+
+
 def check_config(config):
     """Validate a configuration; returns it with tuples normalised."""
     config = dict(config)
-    for key in ("horizons", "smd_horizons", "smd_meta_steps", "sizes", "smd_betas",
+    config = with_smd_annealing(config)
+    for key in ("horizons", "smd_horizons", "smd_meta_steps", "smd_anneal_from", "sizes", "smd_betas",
                 "log10_alpha0_range", "log10_beta_range"):
         config[key] = tuple(config[key])
     horizons = config["horizons"]
@@ -102,6 +114,13 @@ def check_config(config):
     if len(config["smd_meta_steps"]) != len(config["smd_horizons"]):
         raise ValueError("smd_meta_steps must give one count per SMD horizon; "
                          f"got {config['smd_meta_steps']} for {config['smd_horizons']}")
+    if len(config["smd_anneal_from"]) != len(config["smd_horizons"]) or not all(
+            isinstance(a, int) and 0 <= a <= m for a, m in zip(config["smd_anneal_from"], config["smd_meta_steps"])):
+        raise ValueError("smd_anneal_from must give, per SMD horizon, an integer meta step in [0, smd_meta_steps]; "
+                         f"got {config['smd_anneal_from']} for {config['smd_meta_steps']} meta steps")
+    if not 0 < config["smd_meta_lr_final"] <= config["smd_meta_lr"]:
+        raise ValueError(f"smd_meta_lr_final must lie in (0, smd_meta_lr = {config['smd_meta_lr']!r}]; "
+                         f"got {config['smd_meta_lr_final']!r}")
     check_counts(config, ("samples", "chunk", "batch_size", "objective_examples", "eval_chunk", "curve_every",
                           "bootstrap_reps"))
     check_eval_chunk(config)

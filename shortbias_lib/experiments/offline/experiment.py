@@ -32,7 +32,7 @@ import torch
 from ... import runs
 from .config import ARCHIVE_DIR, CHAPTER, EXTRA_PROFILES, check_config, config_for
 from .design import refinement_samples, sample_hyperparameters
-from .smd import checkpointing, smd_hyperparameters, smd_trajectory
+from .smd import checkpointing, smd_hyperparameters, smd_meta_lr, smd_trajectory
 from .surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
 from .training import horizon_objectives, train_curves
 from ...progress import progress
@@ -43,6 +43,9 @@ from ...engine.schedules import InverseTime
 
 # What a resumed run records of each run it continues (its ``earlier_legs``).
 LEG_FIELDS = ("device", "git_commit", "torch", "time_utc", "stage")
+# The settings in which a finished file may differ from a configuration that continues it
+# (:func:`continued_smd`): how long SMD runs and how its meta learning rate anneals.
+SMD_LENGTH_KEYS = ("smd_meta_steps", "smd_anneal_from", "smd_meta_lr_final")
 
 
 def result_path(profile, seed, results=None):
@@ -63,6 +66,8 @@ def run_experiment(config, train_data, test_data, path, *, profile="quick", seed
     recorded in the provenance; a file recorded from other data is not reused.
     ``stop_before_smd`` returns after Figure 6, leaving the partial checkpoint for a later
     run (on another device) to finish; the finished file's ``earlier_legs`` records each leg.
+    A finished file whose SMD this configuration only runs longer (:func:`continued_smd`) is
+    continued: its stages are kept and each SMD trajectory resumes where it ended.
     """
     config = check_config(config)
     path = Path(path)
@@ -92,6 +97,36 @@ def finished_expected(config):
     for j in range(len(config["smd_horizons"]) * len(config["smd_betas"])):
         expected.update({f"smd_{j}_u": (None, 2), f"smd_{j}_meta_loss": (None,), f"smd_{j}_hypergrad": (None, 2)})
     return expected
+
+
+def continued_smd(path, config, profile, seed, data_fingerprint=None):
+    """The finished file ``path`` as ``(arrays, meta)`` if ``config`` only runs its SMD longer,
+    else ``None``: same profile, seed, data and settings except :data:`SMD_LENGTH_KEYS`, no
+    trajectory shortened, and each trajectory's meta learning rates so far unchanged (so that
+    continuing it gives what one run of ``config`` gives)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    arrays, meta = runs.load_result(path)
+    if meta.get("stage") != "finished" or not runs.same_data(data_fingerprint)(meta):
+        return None
+    if (meta.get("profile"), meta.get("seed")) != (profile, seed):
+        return None
+    old, new = meta.get("config", {}), runs.json_ready(config)
+    if {k: v for k, v in old.items() if k not in SMD_LENGTH_KEYS} != \
+            {k: v for k, v in new.items() if k not in SMD_LENGTH_KEYS}:
+        return None
+    old = check_config(old)  # an older file without annealing gets its constant meta learning rate
+    for h, done, steps in zip(config["smd_horizons"], old["smd_meta_steps"], config["smd_meta_steps"]):
+        before, after = smd_meta_lr(old, h), smd_meta_lr(config, h)
+        if done > steps or [_rate(before, m) for m in range(done)] != [_rate(after, m) for m in range(done)]:
+            return None
+    return arrays, meta
+
+
+def _rate(meta_lr, m):
+    """The meta learning rate of meta step ``m`` (:func:`smd_meta_lr`)."""
+    return meta_lr(m) if callable(meta_lr) else meta_lr
 
 
 @dataclass(frozen=True)
@@ -149,17 +184,26 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
     partial :class:`~shortbias_lib.runs.Result` instead."""
     config, partial = setup.config, runs.partial_path(path)
     arrays = _fresh_arrays(setup)
-    earlier_legs = []  # provenance of the runs this one resumes (device, commit, stage reached)
+    earlier_legs, corrections = [], []  # provenance of the runs this one resumes, and its corrections
     if resume:
         saved = runs.matching_checkpoint(partial, config, profile, setup.seed, data_fingerprint)
+        if saved is None:
+            saved = continued_smd(path, config, profile, setup.seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
-            earlier_legs = saved[1].get("earlier_legs", []) + [{name: saved[1].get(name) for name in LEG_FIELDS}]
+            leg = {name: saved[1].get(name) for name in LEG_FIELDS}
+            if saved[1].get("stage") == "finished":
+                steps = "/".join(str(m) for m in saved[1]["config"]["smd_meta_steps"])
+                leg["stage"] = f"SMD {steps} meta steps"
+            earlier_legs = saved[1].get("earlier_legs", []) + [leg]
+            corrections = saved[1].get("provenance_corrections", [])
     else:
         partial.unlink(missing_ok=True)
     started = runs.provenance(profile, setup.device, setup.seed, **config)  # the commit that computes it
     if earlier_legs:
         started["earlier_legs"] = earlier_legs
+    if corrections:
+        started["provenance_corrections"] = corrections
     if data_fingerprint is not None:
         started["data_fingerprint"] = data_fingerprint
 
@@ -302,7 +346,7 @@ def _smd(setup, state, arrays, save):
             smd_trajectory(state, smd_hyperparameters(config["smd_alpha0"], beta0, float(config["K"]),
                                                       config["momentum"]), h, steps,
                            StepBatches(images, labels, config["batch_size"], derived_seed(setup.seed, 4, j)),
-                           objective_batches, meta_lr=config["smd_meta_lr"], clip=config["smd_clip"],
+                           objective_batches, meta_lr=smd_meta_lr(config, h), clip=config["smd_clip"],
                            convention=config["convention"], resume=previous,
                            on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], steps, bar))
         bar.close()

@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from ... import report, runs
-from .config import PAPER_HORIZONS
-from .smd import smd_state, smd_trajectories
+from .config import PAPER_HORIZONS, with_smd_annealing
+from .smd import collapse_start, smd_meta_lr, smd_state, smd_trajectories
 from .surface import sample_run_steps, summary_rows, surface_grids
 
 
@@ -19,6 +19,15 @@ def settings_table(shown):
     """
     def smd(config):
         return ", ".join(f"{h} ({m})" for h, m in zip(config["smd_horizons"], config["smd_meta_steps"]))
+
+    def meta_step(config):
+        config = with_smd_annealing(config)
+        start, final = config["smd_meta_lr"], config["smd_meta_lr_final"]
+        annealed = [f"at $T$ = {h} from meta step {a}" for h, a in zip(config["smd_horizons"],
+                                                                       config["smd_anneal_from"])
+                    if callable(smd_meta_lr(config, h))]
+        return f"{start:g}" + (f"; {' and '.join(annealed)} on, decaying geometrically to {final:g} "
+                               "at the last meta step" if annealed else " (constant)")
 
     def design(arrays, config):
         refine = int(config.get("refine_per_horizon", 0))
@@ -35,7 +44,7 @@ def settings_table(shown):
             ("time constant $K$", lambda a, m, c, p: f"{c['K']:g}", "5000"),
             ("training images in the objective", lambda a, m, c, p: f"{c['objective_examples']}", "60,000"),
             ("SMD horizons (meta steps)", lambda a, m, c, p: smd(c), "100, 1000, 5000 (5,000 each)"),
-            ("SMD meta step size (Adam)", lambda a, m, c, p: f"{c['smd_meta_lr']:g}", "not given"),
+            ("SMD meta step size (Adam)", lambda a, m, c, p: meta_step(c), "not given"),
             ("training images in the SMD objective",
              lambda a, m, c, p: f"{c.get('smd_objective_examples', c['objective_examples'])}", "60,000")]
     return report.markdown_table(["setting", *(label for label, *_ in shown), "paper"],
@@ -258,8 +267,9 @@ def plot_smd_states(shown):
                 state = smd_state(run, config)
                 ax.plot(10.0 ** run["log10_beta"], linestyle=styles[state.state], color=f"C{k}",
                         label=f"from {run['beta0']:g}: {state.state}")
-                if state.since >= 0:
-                    ax.plot(state.since, 10.0 ** run["log10_beta"][state.since], "x", color="red", markersize=8)
+                start = collapse_start(state)
+                if start >= 0:
+                    ax.plot(start, 10.0 ** run["log10_beta"][start], "x", color="red", markersize=8)
             ax.set_yscale("log")
             ax.set_xlabel("meta step")
             ax.set_ylabel(r"$\beta$")

@@ -11,12 +11,27 @@ from ...engine.hypergrad import SMDHistory, smd
 from ...engine.hyperparams import Hyperparameters
 from ...engine.meta_optim import Adam
 from ...engine.models import mlp_apply
+from ...engine.schedules import ExponentialDecay
+from .config import with_smd_annealing
 
 
 def smd_hyperparameters(alpha0, beta, K, momentum=0.9):
     """The offline experiment's SMD start: ``alpha_0``, ``beta`` learned as ``(log alpha_0/(1-mu), log beta)``."""
     return Hyperparameters(lr=float(alpha0), momentum=momentum, beta=float(beta), K=K,
                            learn=("lr", "beta"), space="log")
+
+
+def smd_meta_lr(config, horizon):
+    """The Adam meta learning rate of the SMD run at ``horizon`` (a number, or a schedule of the
+    meta step): ``smd_meta_lr`` up to meta step ``smd_anneal_from``, then decaying geometrically
+    to ``smd_meta_lr_final`` at the last meta step (a fixed step on noisy hypergradients only
+    wanders; a decaying one can settle)."""
+    config = with_smd_annealing(config)
+    k = config["smd_horizons"].index(horizon)
+    steps, start = int(config["smd_meta_steps"][k]), int(config["smd_anneal_from"][k])
+    if start >= steps - 1:
+        return config["smd_meta_lr"]
+    return ExponentialDecay(config["smd_meta_lr"], config["smd_meta_lr_final"], steps - 1 - start, t0=start)
 
 
 def smd_trajectory(state, hyper, horizon, meta_steps, batches, objective_batches, *, meta_lr=0.01,
@@ -26,7 +41,8 @@ def smd_trajectory(state, hyper, horizon, meta_steps, batches, objective_batches
     ``hyper`` is :func:`smd_hyperparameters`'s. Meta step ``m`` trains on batches
     ``m * horizon, ..., (m + 1) * horizon - 1`` of ``batches`` (fresh,
     reproducible, drawn one at a time so memory does not grow with the horizon)
-    and differentiates the mean loss on ``objective_batches`` at ``w_T``. A
+    and differentiates the mean loss on ``objective_batches`` at ``w_T``. ``meta_lr`` is
+    Adam's (a number or a schedule of the meta step, :func:`smd_meta_lr`). A
     lookahead that diverges counts as a hypergradient of ``+clip`` on the
     learning rate (step back) and a NaN meta-loss. ``resume`` is a dict from
     an earlier call (or checkpoint); ``on_step(done, snapshot)`` is called
@@ -96,7 +112,10 @@ def smd_trajectories(arrays, config):
 @dataclass(frozen=True)
 class SMDState:
     """Where an SMD run stands at its end (:func:`smd_state`): ``state`` is ``"converged"``,
-    ``"still moving"`` or ``"collapsed"``; ``since`` the meta step a collapse began (else -1)."""
+    ``"still moving"`` or ``"collapsed"``; ``since`` the meta step a collapse began (else -1);
+    ``episode`` the first meta step and length of its longest stretch at the untrained level
+    (``(-1, 0)`` if none), so that a collapse it recovered from stays visible; ``untrained_recent``
+    how many of the last ``window`` meta steps had a lookahead ending at that level."""
 
     state: str
     reason: str
@@ -105,6 +124,17 @@ class SMDState:
     window: int
     largest_hypergrad: float
     largest_at: int
+    episode: tuple
+    untrained_recent: int
+
+
+def collapse_start(state, pinned=10):
+    """The meta step a run's collapse began (:class:`SMDState`): one lasting to the end, else one of
+    at least ``pinned`` meta steps at the untrained level that it recovered from; -1 if neither."""
+    if state.state == "collapsed":
+        return state.since
+    start, length = state.episode
+    return start if length >= pinned else -1
 
 
 def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, margin=0.01):
@@ -112,8 +142,9 @@ def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, m
 
     - collapsed: from some meta step to the end the meta-loss is non-finite or
       within ``margin`` (relative) of the untrained level ``ln(classes)`` (the
-      loss of a constant uniform output), or ``alpha_0`` or ``beta`` sits at
-      one of the authors' bounds for the last ``pinned`` meta steps;
+      loss of a constant uniform output; a single meta step below it between
+      two at it, one lucky lookahead, does not end a collapse), or ``alpha_0``
+      or ``beta`` sits at one of the authors' bounds for the last ``pinned`` meta steps;
     - converged: otherwise, if over the last ``window`` of the meta steps (at
       least ``min_window``) the least-squares line through ``log10 alpha_0``
       and through ``log10 beta`` each changes by less than ``tol`` decades;
@@ -131,8 +162,15 @@ def smd_state(run, config, *, window=1 / 3, min_window=10, tol=0.1, pinned=10, m
         drift = tuple(float(np.polyfit(x, path[-width - 1:, c], 1)[0] * width) for c in range(2))
     else:
         drift = (math.nan, math.nan)
-    common = {"drift": drift, "window": width, "largest_hypergrad": largest, "largest_at": at}
-    dead = ~np.isfinite(loss) | (loss >= (1 - margin) * untrained)
+    at_level = ~np.isfinite(loss) | (loss >= (1 - margin) * untrained)
+    dead = at_level.copy()
+    dead[1:-1] |= at_level[:-2] & at_level[2:]
+    edges = np.diff(np.concatenate([[0], dead.astype(int), [0]]))
+    begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - begins)) if len(begins) else -1
+    common = {"drift": drift, "window": width, "largest_hypergrad": largest, "largest_at": at,
+              "episode": (int(begins[k]), int(ends[k] - begins[k])) if k >= 0 else (-1, 0),
+              "untrained_recent": int(at_level[len(at_level) - width:].sum()) if width > 0 else 0}
     if len(dead) and dead[-1]:
         since = len(dead) - int(np.argmin(dead[::-1])) if not dead.all() else 0
         return SMDState("collapsed", f"meta-loss at the untrained level ln {int(config['sizes'][-1])} = "
