@@ -267,8 +267,8 @@ figure = plot_offline.plot_smd_losses(archived, archived_config)
 # bounds for the last {glue:text}`arch_smd_pinned` meta steps; otherwise **converged** if
 # over the last third of its meta steps (at least {glue:text}`arch_smd_min_window`) the
 # least-squares line through $\log_{10}\alpha_0$ and through $\log_{10}\beta$ each changes by
-# less than {glue:text}`arch_smd_tol` decade; otherwise **still moving**. The table and the
-# figure below give every run of both seeds (meta steps counted from 0); the first of seed 0:
+# less than {glue:text}`arch_smd_tol` decade; otherwise **still moving**. The figure gives
+# every run of both seeds, the table those of the CPU design too; the first of seed 0:
 
 # %%
 first_run = offline_smd.smd_trajectories(archived, archived_config)[0]
@@ -279,7 +279,8 @@ print(f"T = {first_run['horizon']}, from beta = {first_run['beta0']:g}: "
 # %%
 smd_shown = [("seed 0", archived, archived_config),
              ("seed 1", seed1, seed1_meta["config"])]
-display(Markdown(plot_offline.smd_table(smd_shown)))
+cpu_design = ("CPU design", cpu_archived, cpu_meta["config"])
+display(Markdown(plot_offline.smd_table(smd_shown + [cpu_design])))
 
 # %% mystnb={"figure": {"caption": "Archived runs, the paper's design, seeds 0 (left) and 1 (right): the decay exponent along each SMD run, one row per horizon, labelled with the run's state (solid: converged, dashed: still moving, dotted: collapsed; red cross: where a collapse began). Grey band: the 95% bootstrap interval of the horizon's surface optimum.", "name": "fig-offline-archive-smd-states"}}
 glue_facts(offline_facts.smd_facts(smd_shown))

@@ -273,3 +273,28 @@ def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(tmp_path, da
     first, again, other = run("a", 0), run("b", 0), run("c", 1)
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other, equal_nan=True)
+
+
+def test_smd_start_points_advanced_together_equal_separate_runs(tmp_path, monkeypatch):
+    """The GPU path of the SMD stage (a horizon's start points batched), forced on the CPU in
+    float64, gives each trajectory of the separate runs to 1e-9, and resumes alike."""
+    config = _tiny_config()
+    separate, _ = _run(tmp_path / "separate.npz", config)
+    monkeypatch.setattr(offline, "batch_smd_starts", lambda device: True)
+    stages = []
+    together, _ = _run(tmp_path / "together.npz", config, stages.append)
+    assert any("starts together" in stage for stage in stages)
+    keys = [key for key in separate if key.startswith("smd_")]
+    assert len(keys) == 4 * 6   # 4 runs x (u, meta_loss, hypergrad, adam_m, adam_s, adam_t)
+    for key in keys:
+        np.testing.assert_allclose(together[key], separate[key], rtol=1e-9, atol=1e-12, err_msg=key)
+
+    def stop(stage):
+        if stage == "SMD T=2, 2 starts together: 2 meta steps":
+            raise Interrupt(stage)
+
+    with pytest.raises(Interrupt):
+        _run(tmp_path / "resumed.npz", config, stop)
+    resumed, _ = _run(tmp_path / "resumed.npz", config)
+    for key in keys:
+        np.testing.assert_array_equal(resumed[key], together[key], err_msg=key)

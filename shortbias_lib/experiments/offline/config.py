@@ -75,8 +75,8 @@ ARCHIVE_DIR = "archive"
 ARCHIVE_COMMAND = "python -m shortbias_lib offline_mnist --profile archive --results archive"
 # The one command does the whole ``archive_gpu`` run on any device. Its committed file was made
 # in two legs, because a lent GPU is held for minutes: the sweep and Figure 6 on the GPU
-# (``stop_before_smd``), then the SMD resumed from that checkpoint on a CPU (SMD is a
-# sequential, launch-bound loop that gains little from a GPU: about 20 min per seed on one core).
+# (``stop_before_smd``), then the SMD resumed from that checkpoint on a CPU (about 35 min per
+# seed on one shared core at 600/200/30 meta steps; then further legs continued its SMD).
 ARCHIVE_GPU_COMMANDS = (
     "python -c \"from shortbias_lib import offline; offline.run_offline('archive_gpu', device='cuda', "
     "results='archive', stop_before_smd=True)\"",

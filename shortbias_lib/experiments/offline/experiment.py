@@ -33,6 +33,7 @@ from ... import runs
 from .config import ARCHIVE_DIR, CHAPTER, EXTRA_PROFILES, check_config, config_for
 from .design import refinement_samples, sample_hyperparameters
 from .smd import checkpointing, smd_hyperparameters, smd_meta_lr, smd_trajectory
+from ...engine.batched_offline_smd import smd_trajectories_batched
 from .surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
 from .training import horizon_objectives, train_curves
 from ...progress import progress
@@ -319,37 +320,90 @@ def _figure6_curves(setup, state, arrays, save):
 
 def _smd(setup, state, arrays, save):
     """Stage 4: SMD trajectories from each start point on each SMD horizon, each resumed from
-    its last checkpoint."""
-    config, (images, labels), objective = setup.config, setup.train, setup.objective
+    its last checkpoint. On a GPU the start points of one horizon advance together
+    (:func:`~shortbias_lib.engine.batched_offline_smd.smd_trajectories_batched`, equal to the
+    separate runs up to rounding) when they stand at the same meta step; on the CPU, and for
+    starts resumed at different meta steps, each runs alone (:func:`smd_trajectory`), so the
+    CPU-archived paths stay bit for bit what they were."""
+    config, objective = setup.config, setup.objective
     chunk = int(config["eval_chunk"])
     # SMD differentiates the loss on the first ``smd_objective_examples`` of the objective's examples.
     objective_batches = [(objective[0][s:s + chunk], objective[1][s:s + chunk]) for s in
                          range(0, min(int(config["objective_examples"]), int(config["smd_objective_examples"])),
                                chunk)]
-    smd_starts = [(h, b) for h in config["smd_horizons"] for b in config["smd_betas"]]
-    for j, (h, beta0) in enumerate(smd_starts):
-        key = f"smd_{j}"
-        steps = int(config["smd_meta_steps"][config["smd_horizons"].index(h)])
-        previous = ({name: arrays[f"{key}_{name}"] for name in
-                     ("u", "meta_loss", "hypergrad", "adam_m", "adam_s", "adam_t")}
-                    if f"{key}_u" in arrays else None)
-        if previous is not None and len(previous["meta_loss"]) >= steps:
+    betas = list(config["smd_betas"])
+    for k, h in enumerate(config["smd_horizons"]):
+        steps = int(config["smd_meta_steps"][k])
+        starts = [_SMDStart(config, arrays, k * len(betas) + b, h, beta0, steps) for b, beta0 in enumerate(betas)]
+        starts = [start for start in starts if start.done < steps]
+        if not starts:
             continue
+        if batch_smd_starts(setup.device) and len({start.done for start in starts}) == 1:
+            _smd_together(setup, state, starts, objective_batches, arrays, save)
+        else:
+            for start in starts:
+                _smd_alone(setup, state, start, objective_batches, arrays, save)
 
-        def checkpoint(smd_state, key=key, h=h, beta0=beta0):
-            for name, value in smd_state.items():
-                arrays[f"{key}_{name}"] = value
-            save(f"SMD T={h} beta0={beta0:g}: {len(smd_state['meta_loss'])} meta steps")
 
-        bar = setup.bar(steps, 0 if previous is None else len(previous["meta_loss"]), f"SMD T={h}, beta0={beta0:g}")
-        with runs.cpu_settings(setup.device, one_thread=True):  # one unbatched network
-            smd_trajectory(state, smd_hyperparameters(config["smd_alpha0"], beta0, float(config["K"]),
-                                                      config["momentum"]), h, steps,
-                           StepBatches(images, labels, config["batch_size"], derived_seed(setup.seed, 4, j)),
-                           objective_batches, meta_lr=smd_meta_lr(config, h), clip=config["smd_clip"],
-                           convention=config["convention"], resume=previous,
-                           on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], steps, bar))
-        bar.close()
+def batch_smd_starts(device):
+    """Whether :func:`_smd` advances a horizon's start points together on ``device``: on a GPU."""
+    return torch.device(device).type == "cuda"
+
+
+class _SMDStart:
+    """One SMD run of the offline experiment: its key in the arrays, horizon, start, settings,
+    stream of minibatches and what was saved of it."""
+
+    def __init__(self, config, arrays, j, h, beta0, steps):
+        self.key, self.h, self.beta0, self.steps = f"smd_{j}", h, beta0, steps
+        self.hyper = smd_hyperparameters(config["smd_alpha0"], beta0, float(config["K"]), config["momentum"])
+        self.j = j
+        self.previous = ({name: arrays[f"{self.key}_{name}"] for name in
+                          ("u", "meta_loss", "hypergrad", "adam_m", "adam_s", "adam_t")}
+                         if f"{self.key}_u" in arrays else None)
+        self.done = 0 if self.previous is None else len(self.previous["meta_loss"])
+
+    def stream(self, setup):
+        images, labels = setup.train
+        return StepBatches(images, labels, setup.config["batch_size"], derived_seed(setup.seed, 4, self.j))
+
+    def keep(self, arrays, smd_state):
+        for name, value in smd_state.items():
+            arrays[f"{self.key}_{name}"] = value
+
+
+def _smd_alone(setup, state, start, objective_batches, arrays, save):
+    config = setup.config
+
+    def checkpoint(smd_state):
+        start.keep(arrays, smd_state)
+        save(f"SMD T={start.h} beta0={start.beta0:g}: {len(smd_state['meta_loss'])} meta steps")
+
+    bar = setup.bar(start.steps, start.done, f"SMD T={start.h}, beta0={start.beta0:g}")
+    with runs.cpu_settings(setup.device, one_thread=True):  # one unbatched network
+        smd_trajectory(state, start.hyper, start.h, start.steps, start.stream(setup), objective_batches,
+                       meta_lr=smd_meta_lr(config, start.h), clip=config["smd_clip"],
+                       convention=config["convention"], resume=start.previous,
+                       on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], start.steps, bar))
+    bar.close()
+
+
+def _smd_together(setup, state, starts, objective_batches, arrays, save):
+    config, h, steps = setup.config, starts[0].h, starts[0].steps
+
+    def checkpoint(smd_states):
+        for start, smd_state in zip(starts, smd_states):
+            start.keep(arrays, smd_state)
+        save(f"SMD T={h}, {len(starts)} starts together: {len(smd_states[0]['meta_loss'])} meta steps")
+
+    bar = setup.bar(steps, starts[0].done, f"SMD T={h}, {len(starts)} starts")
+    resume = None if starts[0].done == 0 else [start.previous for start in starts]
+    smd_trajectories_batched(state, [start.hyper for start in starts], h, steps,
+                             [start.stream(setup) for start in starts], objective_batches,
+                             meta_lr=smd_meta_lr(config, h), clip=config["smd_clip"],
+                             convention=config["convention"], resume=resume,
+                             on_step=checkpointing(checkpoint, config["smd_checkpoint_every"], steps, bar))
+    bar.close()
 
 
 def run_offline(profile="quick", *, device="auto", seed=0, data_root=None, results=None, resume=True,
