@@ -42,8 +42,6 @@ from ...engine.warm_start import seeded_warm_start, warm_arrays, warm_state
 from ...engine.models import batched_loss, mlp_apply
 from ...engine.schedules import InverseTime
 
-# What a resumed run records of each run it continues (its ``earlier_legs``).
-LEG_FIELDS = ("device", "git_commit", "torch", "time_utc", "stage")
 # The settings in which a finished file may differ from a configuration that continues it
 # (:func:`continued_smd`): how long SMD runs and how its meta learning rate anneals.
 SMD_LENGTH_KEYS = ("smd_meta_steps", "smd_anneal_from", "smd_meta_lr_final")
@@ -192,11 +190,10 @@ def _run_stages(setup, path, profile, resume, on_checkpoint, data_fingerprint, s
             saved = continued_smd(path, config, profile, setup.seed, data_fingerprint)
         if saved is not None:
             arrays.update(saved[0])
-            leg = {name: saved[1].get(name) for name in LEG_FIELDS}
-            if saved[1].get("stage") == "finished":
-                steps = "/".join(str(m) for m in saved[1]["config"]["smd_meta_steps"])
-                leg["stage"] = f"SMD {steps} meta steps"
-            earlier_legs = saved[1].get("earlier_legs", []) + [leg]
+            reached = saved[1].get("stage")
+            if reached == "finished":
+                reached = "SMD " + "/".join(str(m) for m in saved[1]["config"]["smd_meta_steps"]) + " meta steps"
+            earlier_legs = runs.legs_so_far(dict(saved[1], stage=reached))
             corrections = saved[1].get("provenance_corrections", [])
     else:
         partial.unlink(missing_ok=True)
