@@ -232,7 +232,7 @@ archived, archived_metas, archive_missing = online.archived_runs(seed=0)
 archive_table = online_facts.archive_rows(archived, archived_metas, archive_missing)
 Markdown(markdown_table(["MNIST, archive", ""], archive_table))
 
-# %% mystnb={"figure": {"caption": "Archived runs, MNIST at the paper's scale (50,000 steps; 100 meta steps every 10 steps for the first 25,000, fresh minibatches at every meta step). Left: stochastic 5-step lookahead from the paper's initial rates; right: deterministic lookahead (one minibatch repeated). Blue: SMD (darker: larger initial rate); red: the hand-tuned rate. Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale. Only the runs archived so far are drawn (see the table).", "name": "fig-online-archive"}}
+# %% mystnb={"figure": {"caption": "Archived runs, MNIST at the paper's scale (50,000 steps; 100 meta steps every 10 steps for the first 25,000, fresh minibatches at every meta step). Left: stochastic 5-step lookahead from the paper's initial rates; right: deterministic lookahead (one minibatch repeated). Blue: SMD (darker: larger initial rate); red: the hand-tuned rate. Top: training loss on all 60,000 training images; bottom: effective learning rate $\\alpha/(1-\\mu)$; both log scale. A circle marks where a network's loss returned to chance level (log 10) for good; its run was stopped 20 evaluations later, where its curves end (the legend gives the step).", "name": "fig-online-archive"}}
 fig = plot_online.figure([
     ("MNIST, stochastic lookahead (archived)",
      plot_online.select(archived, ("baseline", "stochastic"))),

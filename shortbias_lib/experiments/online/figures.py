@@ -69,6 +69,9 @@ def plot_runs(axes_loss, axes_lr, runs, title=None):
         else:
             color, name = blues(shades[run.init_lr]), f"SMD, $\\alpha_0$={run.init_lr:g}"
         steps = run.eval_steps
+        chance = run.chance_step()
+        if chance >= 0:
+            name += f", at chance from step {chance:,}"
         if len(steps):
             axes_loss.plot(steps, run.eval_losses, color=color, lw=1.6, label=name)
         good = run.last_finite_step
@@ -84,12 +87,9 @@ def plot_runs(axes_loss, axes_lr, runs, title=None):
                 axes_lr.plot(good - 1, run.eff_lr[good - 1], "x", color=color, ms=10, mew=2.5)
                 axes_lr.annotate(label, (good - 1, run.eff_lr[good - 1]), fontsize="small",
                                  xytext=(4, 4), textcoords="offset points", color=color)
-        chance = run.chance_step()
         if chance >= 0:
             k = int(np.searchsorted(steps, chance))
             axes_loss.plot(steps[k], run.eval_losses[k], "o", mfc="none", color=color, ms=9, mew=2)
-            axes_loss.annotate(f"at chance from step {chance}", (steps[k], run.eval_losses[k]),
-                               fontsize="small", xytext=(4, -12), textcoords="offset points", color=color)
     for axes in (axes_loss, axes_lr):
         values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in axes.get_lines()]
                                 or [np.ones(1)])
@@ -102,15 +102,17 @@ def plot_runs(axes_loss, axes_lr, runs, title=None):
     axes_lr.set_ylabel("effective learning rate $\\alpha/(1-\\mu)$")
     axes_lr.set_xlabel("step")
     if title:
-        axes_loss.set_title(title)
-    axes_loss.legend(fontsize="small", loc="best")
+        axes_loss.set_title(title, fontsize="medium")
+    # Below the panels, so that no curve is hidden (runs stopped early crowd the left edge).
+    axes_lr.legend(*axes_loss.get_legend_handles_labels(), fontsize="small", loc="upper center",
+                   bbox_to_anchor=(0.5, -0.22), ncol=1, frameon=False)
 
 
 def figure(panels, figsize=None):
     """A figure with one column per ``(title, runs)`` panel: loss on top, effective rate below."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(panels), figsize=figsize or (3.4 * len(panels), 5.8),
+    fig, axes = plt.subplots(2, len(panels), figsize=figsize or (3.4 * len(panels), 7.4),
                              sharex="col", squeeze=False)
     for k, (title, runs) in enumerate(panels):
         plot_runs(axes[0, k], axes[1, k], runs, title)
