@@ -154,8 +154,9 @@ def browser():
 
 
 # MyST that did not render shows as text such as "````{admonition} Title :class: dropdown",
-# "{glue:text}`name`" or "```{note}": a directive or role name in braces, a fenced
-# directive's opening, or a directive option. (A JavaScript regular expression.)
+# "{glue:text}`name`", "```{note}" or "$T$ = 100": a directive or role name in braces, a
+# fenced directive's opening, a directive option, or math in dollars. (A JavaScript regular
+# expression.)
 _MYST_NAMES = ("admonition|attention|caution|danger|error|hint|important|note|seealso|tip|warning|"
                "dropdown|toggle|margin|sidebar|topic|epigraph|figure|image|table|list-table|"
                "csv-table|math|eq|glue|glue:any|glue:text|glue:md|glue:figure|glue:math|code|"
@@ -165,7 +166,8 @@ _MYST_NAMES = ("admonition|attention|caution|danger|error|hint|important|note|se
 RAW_MYST = (r"[`:~]{3,}\s*\{[\w:.-]+\}"  # the opening of a fenced directive
             r"|\{(?:" + _MYST_NAMES + r")\}"  # a directive or role name in braces
             r"|(?:^|\s):(?:class|name|label|open|figwidth|width|align|alt|header-rows|"
-            r"widths|caption|maxdepth|numbered|tags):(?=\s|$)")  # a directive option
+            r"widths|caption|maxdepth|numbered|tags):(?=\s|$)"  # a directive option
+            r"|\$[^$\s][^$]{0,80}\$")  # TeX left in dollars ({glue:md} renders no math)
 
 # At the browser's 1280 px window no figure may be shown at less than this fraction of its
 # natural width (issue: legible pages); wider figures need fewer panels per row.

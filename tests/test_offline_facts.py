@@ -83,7 +83,7 @@ def test_smd_facts_count_states_and_judge_the_longest_horizon_runs():
     assert (facts["arch_smd_long_T"], facts["arch_smd_long_beta0"]) == (1000, "0.1")
     assert facts["arch_smd_long_ends"].data == "0.0316 (seed 0, converged)"
     assert facts["arch_smd_long_verdict"].startswith("all of them converged")
-    assert "The seed 0 run at $T$ = 100 from $\\beta$ = 10 collapsed" in facts["arch_smd_collapses"].data
+    assert "The seed 0 run at *T* = 100 from β = 10 collapsed" in facts["arch_smd_collapses"].data
     assert facts["arch_smd_untrained"] == pytest.approx(math.log(10))
     # Counterexample: the longest horizon's run from the smallest beta ends away from the optimum.
     facts = offline_facts.smd_facts([("seed 0", _result(smd=[settled, settled, settled_elsewhere]), CONFIG)])
@@ -92,7 +92,7 @@ def test_smd_facts_count_states_and_judge_the_longest_horizon_runs():
     # A run at the untrained level for 12 meta steps (5 to 16), then trained again: recovered, and said so.
     recovered = ([-1.5] * (m + 1), [0.1] * 5 + [math.log(10)] * 12 + [0.1] * (m - 17))
     facts = offline_facts.smd_facts([("seed 1", _result(smd=[settled, recovered]), CONFIG)])
-    assert facts["arch_smd_collapses"].data.startswith("The seed 1 run at $T$ = 100 from $\\beta$ = 10 collapsed "
+    assert facts["arch_smd_collapses"].data.startswith("The seed 1 run at *T* = 100 from β = 10 collapsed "
                                                        "at meta step 5 (12 meta steps at the untrained level, "
                                                        "after a raw hypergradient of 0 at meta step 4")
     assert "and recovered: it ends converged" in facts["arch_smd_collapses"].data
@@ -109,16 +109,16 @@ def test_horizon_states_say_per_horizon_how_runs_end_and_whether_they_reach_the_
     assert per_horizon == [(100, 30, 10, {"converged": 1, "still moving": 1, "collapsed": 0}, 2, 1),
                            (1000, 30, None, {"converged": 2, "still moving": 0, "collapsed": 0}, 2, 2)]
     sentence = offline_facts.horizon_states_sentence(per_horizon)
-    assert sentence.startswith("At $T$ = 100 (30 meta steps, the meta step decaying from meta step 10 on): "
+    assert sentence.startswith("At *T* = 100 (30 meta steps, the meta step decaying from meta step 10 on): "
                                "1 converged, 1 still moving, 0 collapsed; 1 of 2 converged inside")
-    assert "At $T$ = 1000 (30 meta steps, a constant meta step): 2 converged" in sentence
+    assert "At *T* = 1000 (30 meta steps, a constant meta step): 2 converged" in sentence
     assert offline_facts.optimum_verdict(per_horizon) == (
-        "SMD converged to the optimum at $T$ = 1000, as in the paper, but not at $T$ = 100: "
+        "SMD converged to the optimum at *T* = 1000, as in the paper, but not at *T* = 100: "
         "there the paper's statement is not reproduced.")
     assert offline_facts.optimum_verdict(per_horizon[1:]).startswith("SMD converged to the optimum at every")
     assert offline_facts.optimum_verdict(per_horizon[:1]).startswith("SMD converged to the optimum at no horizon")
     reached = [(h, 30, None, {}, 2, 2) for h in (100, 1000, 5000)]
-    assert "at every horizon ($T$ = 100, 1000 and 5000)" in offline_facts.optimum_verdict(reached)
+    assert "at every horizon (*T* = 100, 1000 and 5000)" in offline_facts.optimum_verdict(reached)
 
 
 def test_long_horizon_verdict_all_none_and_some():

@@ -116,7 +116,7 @@ def horizon_states(runs, config):
 def horizon_states_sentence(per_horizon):
     """One sentence per SMD horizon of :func:`horizon_states`: where its runs end and in which state."""
     return " ".join(
-        f"At $T$ = {h} ({steps} meta steps, "
+        f"At *T* = {h} ({steps} meta steps, "
         + (f"the meta step decaying from meta step {start} on): " if start is not None else "a constant meta step): ")
         + ", ".join(f"{count} {name}" for name, count in counts.items())
         + f"; {inside} of {n} converged inside their optimum's interval."
@@ -128,7 +128,7 @@ def optimum_verdict(per_horizon):
     inside its optimum's interval), from :func:`horizon_states`."""
     def names(rows):
         horizons = [str(h) for h, *_ in rows]
-        return "$T$ = " + " and ".join(filter(None, (", ".join(horizons[:-1]), horizons[-1])))
+        return "*T* = " + " and ".join(filter(None, (", ".join(horizons[:-1]), horizons[-1])))
     yes = [row for row in per_horizon if row[-1] == row[-2] > 0]
     no = [row for row in per_horizon if row not in yes]
     if not no:
@@ -143,18 +143,18 @@ def collapse_sentence(label, run, state, config):
     """What a run's collapse was (:func:`offline_smd.collapse_start`): one that lasts to the end,
     or one the run recovered from ("" if neither)."""
     start, length = state.episode
-    where = f"The {label} run at $T$ = {run['horizon']} from $\\beta$ = {run['beta0']:g}"
+    where = f"The {label} run at *T* = {run['horizon']} from β = {run['beta0']:g}"
     largest = (f"its largest raw hypergradient was {state.largest_hypergrad:,.0f}, at meta step {state.largest_at} "
-               f"(clipped to $\\pm${config['smd_clip']:g})")
+               f"(clipped to ±{config['smd_clip']:g})")
     if state.state == "collapsed":
         return (f"{where} collapsed: {largest}; its {state.reason}, and it ends with "
-                f"$\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}.")
+                f"α₀ = {10 ** run['log10_alpha0'][-1]:.3g} and meta-loss {run['meta_loss'][-1]:.3f}.")
     if offline_smd.collapse_start(state) >= 0:
         before = run["hypergrad"][start - 1] if start > 0 else np.zeros(2)
         raw = float(before[np.argmax(np.abs(before))])
         return (f"{where} collapsed at meta step {start} ({length} meta steps at the untrained level, after a raw "
-                f"hypergradient of {raw:,.0f} at meta step {start - 1}, clipped to $\\pm${config['smd_clip']:g}) "
-                f"and recovered: it ends {state.state} with $\\alpha_0$ = {10 ** run['log10_alpha0'][-1]:.3g}, "
+                f"hypergradient of {raw:,.0f} at meta step {start - 1}, clipped to ±{config['smd_clip']:g}) "
+                f"and recovered: it ends {state.state} with α₀ = {10 ** run['log10_alpha0'][-1]:.3g}, "
                 f"though {state.untrained_recent} of its last {state.window} lookaheads still ended at that level.")
     return ""
 
