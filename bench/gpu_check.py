@@ -305,6 +305,23 @@ def slice_offline_sweep(ctx):
                            "note": "tiny mode scales CPU timings of small S linearly" if tiny else ""}}
 
 
+def _skip_compiling(ctx, where=""):
+    """A compiled slice's result when it is skipped (``--tiny`` on the CPU, where compiling takes
+    minutes), logged; ``None`` when it runs."""
+    if not (ctx["tiny"] and ctx["device"].type == "cpu"):
+        return None
+    reason = f"skipped in --tiny mode on the CPU: compiling takes minutes there{where}"
+    log(f"  {reason}")
+    return {"skipped": reason}
+
+
+def _measured(ctx, key, slice_name):
+    """What an earlier slice left in ``ctx[key]`` for a later one; an error naming it if it did not run."""
+    if ctx.get(key) is None:
+        raise RuntimeError(f"needs the {slice_name} slice's measurements")
+    return ctx[key]
+
+
 def _offline_smd_inputs(ctx):
     """The paper profile's SMD inputs on the device, made once: ``(warm state, objective batches,
     objective examples)``: the warm start (its steps) and the first examples in eval chunks
@@ -426,14 +443,11 @@ def _project_offline_smd(cfg, t_short, t_long, short, long_, n_obj):
 def slice_offline_smd_compiled(ctx):
     """The batched offline meta step with its lookahead step compiled (``mode="reduce-overhead"``,
     CUDA graphs, on a GPU) against the eager batched one; projects the paper's SMD."""
-    device, clock, tiny, cfg = ctx["device"], ctx["clock"], ctx["tiny"], ctx["paper_offline"]
-    if tiny and device.type == "cpu":
-        reason = "skipped in --tiny mode on the CPU: compiling takes minutes there"
-        log(f"  {reason}")
-        return {"skipped": reason}
-    b = ctx.get("offline_batched")
-    if b is None:
-        raise RuntimeError("needs the offline_smd_batched slice's measurements")
+    device, clock, cfg = ctx["device"], ctx["clock"], ctx["paper_offline"]
+    skipped = _skip_compiling(ctx)
+    if skipped:
+        return skipped
+    b = _measured(ctx, "offline_batched", "offline_smd_batched")
     (short, long_), run = b["T"], b["run"]
     step = batched_offline_smd.compiled_lookahead_step(mode="reduce-overhead" if device.type == "cuda" else None)
     compile_s = clock.time(run, short, step)[0]  # compiles its three graphs
@@ -681,14 +695,11 @@ def project_five(b, per_meta, train_step):
 
 def slice_online_compiled(ctx):
     """The batched meta step compiled (CUDA graphs on a GPU) against eager and the separate runs."""
-    device, tiny = ctx["device"], ctx["tiny"]
-    if tiny and device.type == "cpu":
-        reason = "skipped in --tiny mode on the CPU: compiling takes minutes there (bench_batched_smd.py measures it)"
-        log(f"  {reason}")
-        return {"skipped": reason}
-    b = ctx.get("batched")
-    if b is None:
-        raise RuntimeError("needs the online_batched slice's measurements")
+    device = ctx["device"]
+    skipped = _skip_compiling(ctx, " (bench_batched_smd.py measures it)")
+    if skipped:
+        return skipped
+    b = _measured(ctx, "batched", "online_batched")
     cfg = online.SIZES["paper"]["mnist"]
     S, M = b["S"], 10
     mode = "reduce-overhead" if device.type == "cuda" else None

@@ -28,7 +28,7 @@ import torch
 from .batched_smd import compiled, lookahead_step, stack_runs
 from .hvp import mlp_grad_hvp_stacked
 from .hyperparams import Hyperparameters
-from .meta_optim import adam_update
+from .meta_optim import adam_update, rate_at
 from .training import TrainState, check_steps, diverged, init_state
 
 LEARN = ("lr", "beta")
@@ -174,7 +174,6 @@ def smd_trajectories_batched(state, hypers, horizon, meta_steps, batches, object
         raise ValueError("hypers must learn ('lr', 'beta') in log space with one momentum and one K")
     if not isinstance(state, TrainState):
         state = init_state(state)
-    rate = meta_lr if callable(meta_lr) else (lambda m: meta_lr)
     device = state.params[0].device
     params, velocity = stack_runs([state] * S)
     low, high = (torch.as_tensor(b, dtype=torch.float64, device=device) for b in schedule_bounds())
@@ -185,7 +184,7 @@ def smd_trajectories_batched(state, hypers, horizon, meta_steps, batches, object
         steps.m = m
         u, m_, s_, t_, meta, grad = offline_meta_step(
             params, velocity, u, m_, s_, t_, low, high, steps, objective_batches,
-            t0=state.step, K=float(first.K), momentum=float(first.momentum), meta_lr=rate(m), clip=clip,
+            t0=state.step, K=float(first.K), momentum=float(first.momentum), meta_lr=rate_at(meta_lr, m), clip=clip,
             step=offline_lookahead_step if step is None else step)
         history.add(u, meta, grad, (m_, s_, t_))
         if on_step is not None:

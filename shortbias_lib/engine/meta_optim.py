@@ -28,6 +28,12 @@ def adam_update(u, grad, m, s, t, lr, beta1, beta2, eps):
     return u - lr * m_hat / (sqrt(s_hat) + eps), m, s
 
 
+def rate_at(lr, step):
+    """The meta learning rate of (0-based) meta step ``step``: ``lr`` itself, or ``lr(step)``
+    for a schedule (:mod:`shortbias_lib.engine.schedules`) of the meta step."""
+    return lr(step) if callable(lr) else lr
+
+
 class Adam:
     """Adam on a small NumPy vector (Kingma & Ba 2015), minimizing. ``lr`` is a number, an
     array broadcast against ``u`` (e.g. one rate per schedule of a batch of fits), or a
@@ -45,7 +51,7 @@ class Adam:
         if self.m is None:
             self.m, self.s = np.zeros_like(u), np.zeros_like(u)
         self.t += 1
-        lr = self.lr(self.t - 1) if callable(self.lr) else self.lr
+        lr = rate_at(self.lr, self.t - 1)
         u, self.m, self.s = adam_update(u, grad, self.m, self.s, self.t, lr, self.beta1, self.beta2, self.eps)
         return u
 

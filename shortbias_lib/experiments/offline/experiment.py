@@ -34,6 +34,7 @@ from .config import ARCHIVE_DIR, CHAPTER, EXTRA_PROFILES, check_config, config_f
 from .design import refinement_samples, sample_hyperparameters
 from .smd import checkpointing, smd_hyperparameters, smd_meta_lr, smd_trajectory
 from ...engine.batched_offline_smd import smd_trajectories_batched
+from ...engine.meta_optim import rate_at
 from .surface import add_summary, best_per_horizon, bootstrap_optima, sample_run_steps, surface_optima
 from .training import horizon_objectives, train_curves
 from ...progress import progress
@@ -118,14 +119,10 @@ def continued_smd(path, config, profile, seed, data_fingerprint=None):
     old = check_config(old)  # an older file without annealing gets its constant meta learning rate
     for h, done, steps in zip(config["smd_horizons"], old["smd_meta_steps"], config["smd_meta_steps"]):
         before, after = smd_meta_lr(old, h), smd_meta_lr(config, h)
-        if done > steps or [_rate(before, m) for m in range(done)] != [_rate(after, m) for m in range(done)]:
+        if done > steps or [rate_at(before, m) for m in range(done)] != [rate_at(after, m) for m in range(done)]:
             return None
     return arrays, meta
 
-
-def _rate(meta_lr, m):
-    """The meta learning rate of meta step ``m`` (:func:`smd_meta_lr`)."""
-    return meta_lr(m) if callable(meta_lr) else meta_lr
 
 
 @dataclass(frozen=True)
